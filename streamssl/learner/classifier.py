@@ -1,0 +1,140 @@
+"""The online classification head: a small MLP trained from labelled rows and a replay of them."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..ssl.encoder import mlp
+
+Featurize = Callable[[torch.Tensor], torch.Tensor]
+
+
+class OnlineMLPClassifier:
+    """An MLP head learned online, with a FIFO replay of the last labelled rows.
+
+    Each call to :meth:`learn` takes ``steps`` optimisation steps on the new rows plus
+    ``replay_batch`` rows drawn from the replay. The replay keeps the *inputs* before
+    featurisation, so rows are re-encoded with the current encoder at every step.
+    Classes may appear at any time: the output layer grows (capacity doubles) and
+    logits of unused slots are masked out.
+
+    Examples
+    --------
+    >>> _ = torch.manual_seed(0)
+    >>> head = OnlineMLPClassifier(n_inputs=2, device=torch.device("cpu"))
+    >>> head.add_classes(2)
+    >>> X = torch.tensor([[2.0, 0.0], [-2.0, 0.0]] * 8)
+    >>> y = torch.tensor([1, 0] * 8)
+    >>> for _ in range(30):
+    ...     head.learn(X, y, torch.ones(16), remember=torch.ones(16, dtype=torch.bool))
+    >>> head.predict_proba(torch.tensor([[3.0, 0.0]])).argmax(1).tolist()
+    [1]
+    """
+
+    def __init__(
+        self,
+        n_inputs: int,
+        hidden: int = 64,
+        lr: float = 3e-3,
+        replay: int = 256,
+        replay_batch: int = 32,
+        steps: int = 2,
+        device: torch.device = torch.device("cpu"),
+        seed: int = 0,
+        row_width: int | None = None,
+    ) -> None:
+        self.n_inputs, self.hidden, self.lr = n_inputs, hidden, lr
+        self.row_width = row_width or n_inputs
+        self.replay, self.replay_batch, self.steps = replay, replay_batch, steps
+        self.device, self.seed = device, seed
+        self.n_classes = 0
+        self._capacity = 2
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.net = mlp([n_inputs, hidden, self._capacity]).to(device)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=lr)
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self._zbuf = torch.zeros(replay, self.row_width, device=device)
+        self._ybuf = torch.zeros(replay, dtype=torch.long, device=device)
+        self._stored = 0  # labelled rows ever remembered
+
+    def add_classes(self, n_classes: int) -> None:
+        """Make room for classes ``0..n_classes-1`` (existing weights are kept)."""
+        if n_classes <= self.n_classes:
+            return
+        if n_classes > self._capacity:
+            while self._capacity < n_classes:
+                self._capacity *= 2
+            old = self.net[-1]
+            new = nn.Linear(old.in_features, self._capacity).to(self.device)
+            with torch.no_grad():
+                new.weight[: old.out_features] = old.weight
+                new.bias[: old.out_features] = old.bias
+            self.net[-1] = new
+            self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+        self.n_classes = n_classes
+
+    def _logits(self, H: torch.Tensor) -> torch.Tensor:
+        return self.net(H)[:, : self.n_classes]
+
+    @torch.no_grad()
+    def predict_proba(self, H: torch.Tensor) -> torch.Tensor:
+        """Class probabilities, shape ``(n, n_classes)``."""
+        if self.n_classes == 0:
+            return torch.zeros(len(H), 0, device=self.device)
+        self.net.eval()
+        return torch.softmax(self._logits(H), dim=1)
+
+    def learn(
+        self,
+        Z: torch.Tensor,
+        y: torch.Tensor,
+        weight: torch.Tensor,
+        featurize: Featurize | None = None,
+        remember: torch.Tensor | None = None,
+    ) -> None:
+        """Train on rows ``Z`` with class indices ``y`` and per-row ``weight``, plus replay.
+
+        Rows flagged in ``remember`` (true labels) join the replay afterwards.
+        """
+        featurize = featurize or (lambda x: x)
+        n_replay = min(self._stored, self.replay)
+        self.net.train()
+        for _ in range(self.steps):
+            xs, ys, ws = Z, y, weight
+            if n_replay:
+                idx = torch.randint(0, n_replay, (self.replay_batch,), generator=self.generator, device=self.device)
+                xs = torch.cat([Z, self._zbuf[idx]])
+                ys = torch.cat([y, self._ybuf[idx]])
+                ws = torch.cat([weight, torch.ones(len(idx), device=self.device)])
+            loss = (F.cross_entropy(self._logits(featurize(xs)), ys, reduction="none") * ws).sum() / ws.sum()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        if remember is not None and bool(remember.any()):
+            self._remember(Z[remember], y[remember])
+
+    def _remember(self, Z: torch.Tensor, y: torch.Tensor) -> None:
+        Z, y = Z[-self.replay:], y[-self.replay:]
+        idx = (self._stored + torch.arange(len(Z), device=self.device)) % self.replay
+        self._zbuf[idx], self._ybuf[idx] = Z, y
+        self._stored += len(Z)
+
+    def state_dict(self) -> dict:
+        return {
+            "n_classes": self.n_classes, "capacity": self._capacity, "net": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
+            "zbuf": self._zbuf, "ybuf": self._ybuf, "stored": self._stored,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.add_classes(state["capacity"])  # rebuilds the output layer at the saved capacity
+        self.n_classes = state["n_classes"]
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self._zbuf, self._ybuf, self._stored = state["zbuf"], state["ybuf"], state["stored"]

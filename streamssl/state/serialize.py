@@ -1,0 +1,88 @@
+"""Serialising learner state without ever unpickling arbitrary objects.
+
+A state is a tree of plain Python data, numpy arrays, torch tensors and river drift
+detectors. Tensors are turned into numpy arrays on the way out. Loading uses an
+unpickler that resolves only an allow-list of globals (numpy's array reconstruction,
+two containers from ``collections``, ``random.Random`` and river's drift detectors and
+running statistics); anything else in a file is refused.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import StreamSSLError
+
+_TENSOR = "__tensor__"
+
+_ALLOWED_MODULE_PREFIXES = ("river.drift.", "river.stats.", "river._river_rust.")
+_ALLOWED_GLOBALS = {
+    ("collections", "OrderedDict"), ("collections", "deque"), ("random", "Random"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy._core.numeric", "_frombuffer"), ("numpy.core.numeric", "_frombuffer"),
+}
+
+
+class UnsafeStateError(StreamSSLError):
+    """A state file refers to something that loading will not build."""
+
+
+def _to_plain(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return {_TENSOR: obj.detach().cpu().numpy()}
+    if isinstance(obj, dict):
+        return type(obj)((k, _to_plain(v)) for k, v in obj.items()) if isinstance(obj, OrderedDict) else {
+            k: _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_plain(v) for v in obj)
+    return obj
+
+
+def _from_plain(obj: Any, device: torch.device | None) -> Any:
+    if isinstance(obj, dict):
+        if set(obj) == {_TENSOR}:
+            t = torch.from_numpy(np.array(obj[_TENSOR]))
+            return t if device is None else t.to(device)
+        items = ((k, _from_plain(v, device)) for k, v in obj.items())
+        return OrderedDict(items) if isinstance(obj, OrderedDict) else dict(items)
+    if isinstance(obj, list):
+        return [_from_plain(v, device) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_from_plain(v, device) for v in obj)
+    return obj
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ALLOWED_GLOBALS or module.startswith(_ALLOWED_MODULE_PREFIXES):
+            return super().find_class(module, name)
+        raise UnsafeStateError(f"refusing to load {module}.{name}: not an allowed state type")
+
+
+def dumps(state: Any) -> bytes:
+    """Bytes of a state tree (tensors become numpy arrays).
+
+    >>> loads(dumps({"w": torch.ones(2), "n": 3}))
+    {'w': tensor([1., 1.]), 'n': 3}
+    """
+    return pickle.dumps(_to_plain(state), protocol=5)
+
+
+def loads(data: bytes, device: torch.device | None = None) -> Any:
+    """The state tree from :func:`dumps`, with tensors back on ``device``; refuses other objects.
+
+    >>> import os
+    >>> loads(pickle.dumps(os.system))
+    Traceback (most recent call last):
+    ...
+    streamssl.state.serialize.UnsafeStateError: refusing to load posix.system: not an allowed state type
+    """
+    return _from_plain(_RestrictedUnpickler(io.BytesIO(data)).load(), device)
