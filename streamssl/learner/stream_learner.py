@@ -150,6 +150,7 @@ class StreamLearner(base.Classifier):
         self.n_seen = 0
         self.labels_used = 0
         self.swaps = 0
+        # Rows of the last learn_many batch accepted as pseudo-labels, and their labels.
         self.last_pseudo_labels: tuple[np.ndarray, list[Hashable]] = (np.zeros(0, dtype=np.int64), [])
         self.last_confidence: float | None = None
 
@@ -256,7 +257,7 @@ class StreamLearner(base.Classifier):
         labelled = np.array([not _is_missing(v) for v in y])
         if labelled.any():
             self._learn_labelled(Zt[torch.as_tensor(labelled)], [v for v, k in zip(y, labelled) if k])
-        self._learn_unlabelled(Zt[torch.as_tensor(~labelled)])
+        self._learn_unlabelled(Zt[torch.as_tensor(~labelled)], np.flatnonzero(~labelled))
 
     def learn_late_labels(self, X: np.ndarray, y: Sequence[Hashable]) -> None:
         """Learn labels that arrived late for events already given to :meth:`learn_many`."""
@@ -285,7 +286,7 @@ class StreamLearner(base.Classifier):
                 head.learn(Z, yt, ones, self._featurize, remember)
         self.labels_used += len(y)
 
-    def _learn_unlabelled(self, Z: torch.Tensor) -> None:
+    def _learn_unlabelled(self, Z: torch.Tensor, positions: np.ndarray) -> None:
         self.last_pseudo_labels = (np.zeros(0, dtype=np.int64), [])
         if len(Z) == 0 or not self.classes_:
             return
@@ -300,7 +301,7 @@ class StreamLearner(base.Classifier):
             idx = torch.as_tensor(rows, device=self._device)
             weight = torch.full((len(rows),), self.pseudo_weight, device=self._device)
             self.head.learn(Z[idx], torch.as_tensor(labels, device=self._device), weight, self._featurize)
-        self.last_pseudo_labels = (rows, [self.classes_[c] for c in labels])
+        self.last_pseudo_labels = (positions[rows], [self.classes_[c] for c in labels])
 
     # ----------------------------------------------------------- drift response
     def _react(self, events: list[DriftEvent]) -> None:

@@ -1,0 +1,131 @@
+"""The ``streamssl`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import InputError, StreamSSLError
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _natural(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def add_learner_options(p: argparse.ArgumentParser) -> None:
+    """Switches of the learner's mechanisms, shared by the commands that build one."""
+    g = p.add_argument_group("learner")
+    g.add_argument("--no-ssl", action="store_true", help="no self-supervised encoder: the head sees standardised features")
+    g.add_argument("--no-pseudo", action="store_true", help="do not learn from pseudo-labels")
+    g.add_argument("--threshold", type=_rate, default=0.99, help="confidence a pseudo-label needs (default 0.99)")
+    g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    g.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: torch's choice)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamssl", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser(
+        "replay", help="prequential test-then-train replay of a recorded stream",
+        description="Replay a recorded stream (CSV or JSONL, gzip or not; label = last CSV column or the "
+        "'label' field): each micro-batch is predicted, then learned. Without PATH, replays the "
+        "bundled sample (the first 5,000 events of Elec2).",
+    )
+    p.add_argument("path", nargs="?", type=Path, help="recorded stream (default: the bundled Elec2 sample)")
+    p.add_argument("--label-rate", type=_rate, default=1.0, help="fraction of events whose label is revealed (default 1.0)")
+    p.add_argument("--label-delay", type=_natural, default=0, help="a label is revealed this many events later (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the label mask and the learner (default 0)")
+    p.add_argument("--limit", type=_natural, default=None, help="stop after N events")
+    p.add_argument("--batch-size", type=_positive, default=64, help="micro-batch size (default 64)")
+    p.add_argument("--json", type=Path, default=None, help="write the result as JSON to FILE")
+    p.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port while running")
+    p.add_argument("--dead-letter", type=Path, default=None, help="write rejected rows with their reason to FILE (JSON lines)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_learner_options(p)
+    return parser
+
+
+def make_learner(args: argparse.Namespace):
+    import torch
+
+    from .learner import StreamLearner
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return StreamLearner(encoder=not args.no_ssl, pseudo_labels=not args.no_pseudo,
+                         threshold=args.threshold, device=args.device, seed=args.seed)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .metrics import LearnerMetrics
+    from .replay.report import progress_bar, summary_table
+    from .replay.run import DeadLetters, ReplayRun, bundled_sample, count_records
+
+    path = args.path or bundled_sample()
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    err = Console(stderr=True)
+    model = make_learner(args)
+    metrics = LearnerMetrics()
+    if args.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(args.metrics_port, registry=metrics.registry)
+    dead = DeadLetters(args.dead_letter, sys.stderr)
+    run = ReplayRun(path, model, args.label_rate, args.label_delay, args.seed, args.batch_size, args.limit, dead)
+    total = count_records(path, args.limit)
+    with progress_bar(err, total, disable=args.quiet) as (progress, task):
+        def on_batch(result):
+            metrics.events.labels(kind="labelled").inc(result.labelled)
+            metrics.events.labels(kind="unlabelled").inc(result.size - result.labelled)
+            for c in result.confidence:
+                metrics.confidence.observe(float(c))
+            metrics.batch_seconds.observe(result.seconds)
+            metrics.accuracy.set(result.summary.accuracy)
+            metrics.sync_learner(model)
+            progress.update(task, advance=result.size, accuracy=result.summary.accuracy)
+
+        summary = run.execute(on_batch)
+    result = summary.to_json()
+    Console().print(summary_table(path, result, args, dead))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return {"replay": cmd_replay}[args.command](args)
+    except (InputError, StreamSSLError) as exc:
+        print(f"streamssl: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("streamssl: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Prometheus metrics of a learner, on an injectable registry."""
+
+from __future__ import annotations
+
+from collections import Counter as TallyCounter
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+CONFIDENCE_BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0)
+
+
+class LearnerMetrics:
+    """The learner's metrics, all prefixed ``streamssl_``.
+
+    Tests pass a fresh ``CollectorRegistry()`` and read values with ``get_sample_value``.
+
+    Examples
+    --------
+    >>> registry = CollectorRegistry()
+    >>> m = LearnerMetrics(registry)
+    >>> m.events.labels(kind="labelled").inc(3)
+    >>> registry.get_sample_value("streamssl_events_processed_total", {"kind": "labelled"})
+    3.0
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.events = Counter("streamssl_events_processed", "Events processed, by whether their label was known.",
+                              ["kind"], registry=r)
+        self.confidence = Histogram("streamssl_prediction_confidence", "Top class probability of each prediction.",
+                                    buckets=CONFIDENCE_BUCKETS, registry=r)
+        self.pseudo_accepted = Counter("streamssl_pseudo_labels_accepted", "Predictions accepted as pseudo-labels.",
+                                       registry=r)
+        self.pseudo_rejected = Counter("streamssl_pseudo_labels_rejected",
+                                       "Unlabelled events not used as pseudo-labels, by the guard that refused them.",
+                                       ["reason"], registry=r)
+        self.drifts = Counter("streamssl_drift_detections", "Drift detections, by signal, detector and level.",
+                              ["signal", "detector", "level"], registry=r)
+        self.last_drift = Gauge("streamssl_last_drift_timestamp_seconds", "Unix time of the last drift detection.",
+                                registry=r)
+        self.ssl_loss = Gauge("streamssl_ssl_loss", "Latest loss of the self-supervised objective.", registry=r)
+        self.accuracy = Gauge("streamssl_prequential_accuracy_ratio",
+                              "Accuracy of predictions made before learning, over scored events.", registry=r)
+        self.batch_seconds = Histogram("streamssl_batch_processing_seconds",
+                                       "Wall time to predict and learn one micro-batch.", registry=r)
+        self._seen_rejections: TallyCounter[str] = TallyCounter()
+        self._seen_drifts: TallyCounter[tuple[str, str, str]] = TallyCounter()
+        self._seen_accepted = 0
+
+    def sync_learner(self, learner) -> None:
+        """Bring counters up to date with a learner's own cumulative tallies."""
+        policy = getattr(learner, "policy", None)
+        if policy is not None:
+            self.pseudo_accepted.inc(policy.accepted - self._seen_accepted)
+            self._seen_accepted = policy.accepted
+            for reason, n in policy.rejected.items():
+                self.pseudo_rejected.labels(reason=reason).inc(n - self._seen_rejections[reason])
+                self._seen_rejections[reason] = n
+        monitor = getattr(learner, "monitor", None)
+        if monitor is not None:
+            for key, n in monitor.counts.items():
+                if n > self._seen_drifts[key]:
+                    signal, detector, level = key
+                    self.drifts.labels(signal=signal, detector=detector, level=level).inc(n - self._seen_drifts[key])
+                    self._seen_drifts[key] = n
+            if monitor.events:
+                self.last_drift.set(monitor.events[-1].time)
+        loss = getattr(learner, "ssl_loss", None)
+        if loss is not None:
+            self.ssl_loss.set(loss)

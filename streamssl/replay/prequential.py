@@ -1,0 +1,196 @@
+"""Prequential (test-then-train) evaluation over micro-batches, with a label budget and delay.
+
+Every event of a micro-batch is predicted before anything of that batch is learned. The
+label of a seeded random fraction ``label_rate`` of events is revealed ``label_delay``
+events later (0: right after its own batch was predicted); the other events are learned
+unlabelled. The mask is ``numpy.random.default_rng(seed).random(n) < label_rate``, drawn
+in stream order, so it is the same whatever the batch size and for every model.
+Unrevealed true labels are used only for scoring and for the precision of pseudo-labels.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Hashable, Iterable, Iterator, Protocol
+
+import numpy as np
+
+from ..sources.file import Batch
+
+
+class BatchModel(Protocol):
+    """What the evaluation needs of a model (``StreamLearner`` and ``RiverBatchAdapter`` have it)."""
+
+    classes_: list
+
+    def predict_proba_many(self, X: np.ndarray) -> np.ndarray: ...
+    def learn_many(self, X: np.ndarray, y: list | None = None) -> None: ...
+    def learn_late_labels(self, X: np.ndarray, y: list) -> None: ...
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def cohen_kappa(confusion: Counter) -> float:
+    """Cohen's kappa from a ``{(true, predicted): count}`` tally.
+
+    >>> round(cohen_kappa(Counter({(0, 0): 40, (1, 1): 40, (0, 1): 10, (1, 0): 10})), 6)
+    0.6
+    """
+    n = sum(confusion.values())
+    if n == 0:
+        return 0.0
+    observed = sum(c for (t, p), c in confusion.items() if t == p) / n
+    true_tot, pred_tot = Counter(), Counter()
+    for (t, p), c in confusion.items():
+        true_tot[t] += c
+        pred_tot[p] += c
+    expected = sum(true_tot[k] * pred_tot[k] for k in true_tot) / n**2
+    return 0.0 if expected == 1.0 else (observed - expected) / (1.0 - expected)
+
+
+@dataclass
+class ReplaySummary:
+    """Running totals of a prequential run; :meth:`to_json` gives the replay JSON."""
+
+    events: int = 0
+    scored: int = 0
+    correct: int = 0
+    labels_used: int = 0
+    pseudo_labels_accepted: int = 0
+    pseudo_labels_scored: int = 0  # accepted pseudo-labels whose event has a true label
+    pseudo_labels_correct: int = 0
+    seconds: float = 0.0
+    confusion: Counter = field(default_factory=Counter)
+    drifts: list[int] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.scored if self.scored else 0.0
+
+    @property
+    def kappa(self) -> float:
+        return cohen_kappa(self.confusion)
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def pseudo_label_precision(self) -> float | None:
+        if not self.pseudo_labels_scored:
+            return None
+        return self.pseudo_labels_correct / self.pseudo_labels_scored
+
+    def to_json(self) -> dict:
+        """The replay result with exactly the keys other tools read."""
+        return {
+            "events": self.events,
+            "accuracy": self.accuracy,
+            "kappa": self.kappa,
+            "events_per_second": self.events_per_second,
+            "peak_rss_mb": peak_rss_mb(),
+            "labels_used": self.labels_used,
+            "pseudo_labels_accepted": self.pseudo_labels_accepted,
+            "pseudo_label_precision": self.pseudo_label_precision,
+            "drifts": list(self.drifts),
+        }
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What happened in one micro-batch (for progress bars and metrics)."""
+
+    size: int
+    labelled: int
+    confidence: np.ndarray
+    seconds: float
+    summary: ReplaySummary
+
+
+def prequential(
+    batches: Iterable[Batch],
+    model: BatchModel,
+    label_rate: float = 1.0,
+    label_delay: int = 0,
+    seed: int = 0,
+) -> Iterator[BatchResult]:
+    """Run test-then-train over ``batches``, yielding after each one; the last
+    :class:`BatchResult`'s ``summary`` is the final result.
+
+    Examples
+    --------
+    >>> from streamssl.learner import StreamLearner
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(2000, 3)); y = (X[:, 0] > 0).astype(int).tolist()
+    >>> batches = [Batch(X[i:i + 100], y[i:i + 100], np.arange(i, i + 100)) for i in range(0, 2000, 100)]
+    >>> *_, last = prequential(batches, StreamLearner(encoder=False, seed=0), label_rate=0.1, seed=0)
+    >>> s = last.summary
+    >>> s.events, s.labels_used, s.accuracy > 0.8
+    (2000, 210, True)
+    """
+    if not 0.0 <= label_rate <= 1.0:
+        raise ValueError("label_rate must be in [0, 1]")
+    if label_delay < 0:
+        raise ValueError("label_delay must be >= 0")
+    rng = np.random.default_rng(seed)
+    pending: deque[tuple[int, np.ndarray, Hashable]] = deque()  # (revealed after event, x, y)
+    summary = ReplaySummary()
+    seen_drifts = 0
+    for batch in batches:
+        n = len(batch.y)
+        if n == 0:
+            continue
+        start = time.perf_counter()
+        first = summary.events
+        proba = model.predict_proba_many(batch.X)
+        predicted = _labels(proba, model.classes_)
+        for truth, guess in zip(batch.y, predicted):
+            if truth is not None:
+                summary.scored += 1
+                summary.correct += guess == truth
+                summary.confusion[(truth, guess)] += 1
+        revealed = (rng.random(n) < label_rate) & np.array([t is not None for t in batch.y])
+        if label_delay == 0:
+            model.learn_many(batch.X, [t if r else None for t, r in zip(batch.y, revealed)])
+            summary.labels_used += int(revealed.sum())
+        else:
+            model.learn_many(batch.X, None)
+            for i in np.flatnonzero(revealed):
+                pending.append((first + int(i) + label_delay, batch.X[i], batch.y[i]))
+        _score_pseudo_labels(model, batch.y, summary)
+        last = first + n - 1
+        due = []
+        while pending and pending[0][0] <= last:
+            due.append(pending.popleft())
+        if due:
+            model.learn_late_labels(np.stack([d[1] for d in due]), [d[2] for d in due])
+            summary.labels_used += len(due)
+        summary.events += n
+        summary.seconds += time.perf_counter() - start
+        events = getattr(model, "drift_events", [])
+        if len(events) > seen_drifts:
+            summary.drifts.extend(e.position for e in events[seen_drifts:] if e.level == "drift")
+            seen_drifts = len(events)
+        confidence = proba.max(axis=1) if proba.shape[1] else np.zeros(n)
+        yield BatchResult(n, int(revealed.sum()), confidence, time.perf_counter() - start, summary)
+
+
+def _labels(proba: np.ndarray, classes: list) -> list:
+    if proba.shape[1] == 0:
+        return [None] * len(proba)
+    return [classes[i] for i in proba.argmax(axis=1)]
+
+
+def _score_pseudo_labels(model: BatchModel, truth: list, summary: ReplaySummary) -> None:
+    rows, labels = getattr(model, "last_pseudo_labels", ((), ()))
+    for row, label in zip(rows, labels):
+        summary.pseudo_labels_accepted += 1
+        if truth[row] is not None:
+            summary.pseudo_labels_scored += 1
+            summary.pseudo_labels_correct += truth[row] == label

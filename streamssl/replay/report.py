@@ -1,0 +1,55 @@
+"""What a person sees: a progress bar while a replay runs, a summary table at the end."""
+
+from __future__ import annotations
+
+import argparse
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+
+@contextmanager
+def progress_bar(console: Console, total: int | None, disable: bool = False) -> Iterator[tuple[Progress, TaskID]]:
+    """A bar counting events, with the running accuracy."""
+    progress = Progress(
+        TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TextColumn("events"),
+        TextColumn("accuracy {task.fields[accuracy]:.3f}"), TimeRemainingColumn(),
+        console=console, disable=disable, transient=False,
+    )
+    with progress:
+        yield progress, progress.add_task("replay", total=total, accuracy=0.0)
+
+
+def _drifts(positions: list[int], show: int = 8) -> str:
+    if not positions:
+        return "none"
+    head = ", ".join(str(p) for p in positions[:show])
+    return head + (f" … ({len(positions)} in all)" if len(positions) > show else "")
+
+
+def summary_table(path: Path, result: dict, args: argparse.Namespace, dead) -> Table:
+    """The end-of-run table of a replay."""
+    table = Table(title=f"streamssl replay · {path.name}", show_header=False, title_justify="left", min_width=48)
+    table.add_column("what", style="bold")
+    table.add_column("value", justify="right")
+    precision = result["pseudo_label_precision"]
+    rows = [
+        ("events", f"{result['events']:,}"),
+        ("rows rejected", f"{dead.count:,}" + (f" ({', '.join(f'{k}: {v}' for k, v in dead.by_reason.items())})" if dead.count else "")),
+        ("label rate · delay", f"{args.label_rate:g} · {args.label_delay}"),
+        ("accuracy", f"{result['accuracy']:.4f}"),
+        ("Cohen's kappa", f"{result['kappa']:.4f}"),
+        ("events/s", f"{result['events_per_second']:,.0f}"),
+        ("peak RSS", f"{result['peak_rss_mb']:,.0f} MiB"),
+        ("labels used", f"{result['labels_used']:,}"),
+        ("pseudo-labels accepted", f"{result['pseudo_labels_accepted']:,}"),
+        ("pseudo-label precision", "n/a" if precision is None else f"{precision:.4f}"),
+        ("drifts at events", _drifts(result["drifts"])),
+    ]
+    for what, value in rows:
+        table.add_row(what, value)
+    return table
