@@ -28,11 +28,28 @@ class DriftEvent:
 
 @dataclass
 class Channel:
-    """A detector listening to one signal, reporting at one level."""
+    """A detector listening to one signal, reporting at one level.
+
+    ``direction`` keeps only changes that move the detector's running estimate ``"up"`` or
+    ``"down"`` (e.g. a *rise* in error; a fall in error is the model learning, not a drift);
+    ``"both"`` keeps all. Detectors without an ``estimation`` report every change.
+    """
 
     signal: str
     level: str
     detector: DriftDetector
+    direction: str = "both"
+
+    def feed(self, value: float) -> bool:
+        """Update the detector; ``True`` if it detected a change in the wanted direction."""
+        before = getattr(self.detector, "estimation", None)
+        self.detector.update(value)
+        if not self.detector.drift_detected:
+            return False
+        after = getattr(self.detector, "estimation", None)
+        if self.direction == "both" or before is None or after is None:
+            return True
+        return after > before if self.direction == "up" else after < before
 
     @property
     def name(self) -> str:
@@ -41,12 +58,13 @@ class Channel:
 
 def default_channels(error_delta: float = 0.002, warning_delta: float = 0.01,
                      unsupervised_delta: float = 0.002) -> list[Channel]:
-    """ADWIN on the 0/1 error of labelled events (a warning and a drift level), and ADWIN on
-    the mean confidence of each micro-batch of unlabelled events (label-free, every batch)."""
+    """ADWIN on the 0/1 error of labelled events (a warning and a drift level, rises only), and
+    ADWIN on the mean confidence of each micro-batch of unlabelled events (falls only; label-free,
+    every batch)."""
     return [
-        Channel("error", "warning", drift.ADWIN(delta=warning_delta)),
-        Channel("error", "drift", drift.ADWIN(delta=error_delta)),
-        Channel("confidence", "drift", drift.ADWIN(delta=unsupervised_delta)),
+        Channel("error", "warning", drift.ADWIN(delta=warning_delta), "up"),
+        Channel("error", "drift", drift.ADWIN(delta=error_delta), "up"),
+        Channel("confidence", "drift", drift.ADWIN(delta=unsupervised_delta), "down"),
     ]
 
 
@@ -95,8 +113,7 @@ class DriftMonitor:
         for channel in listeners:
             hit = None
             for v in values:
-                channel.detector.update(float(v))
-                if channel.detector.drift_detected and hit is None:
+                if channel.feed(float(v)) and hit is None:
                     hit = float(v)
             if hit is not None:
                 event = DriftEvent(position, signal, channel.name, channel.level, time.time(), hit)

@@ -70,7 +70,9 @@ class OnlineMLPClassifier:
             while self._capacity < n_classes:
                 self._capacity *= 2
             old = self.net[-1]
-            new = nn.Linear(old.in_features, self._capacity).to(self.device)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed * 1_000_003 + self._capacity)
+                new = nn.Linear(old.in_features, self._capacity).to(self.device)
             with torch.no_grad():
                 new.weight[: old.out_features] = old.weight
                 new.bias[: old.out_features] = old.bias

@@ -1,0 +1,54 @@
+import torch
+
+from streamssl.learner.classifier import OnlineMLPClassifier
+
+
+def blobs(n, k, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.eye(k, 4) * 4
+    y = torch.randint(0, k, (n,), generator=g)
+    return centres[y] + 0.3 * torch.randn(n, 4, generator=g), y
+
+
+def test_a_class_that_appears_mid_stream_is_learned_without_forgetting_the_others():
+    head = OnlineMLPClassifier(n_inputs=4, seed=0)
+    head.add_classes(2)
+    X, y = blobs(600, 2)
+    for i in range(0, 600, 20):
+        head.learn(X[i:i + 20], y[i:i + 20], torch.ones(20), remember=torch.ones(20, dtype=torch.bool))
+    head.add_classes(3)  # capacity grows from 2 to 4, existing weights kept
+    assert head.n_classes == 3 and head._capacity == 4
+    X3, y3 = blobs(900, 3, seed=1)
+    for i in range(0, 900, 20):
+        head.learn(X3[i:i + 20], y3[i:i + 20], torch.ones(20), remember=torch.ones(20, dtype=torch.bool))
+    Xt, yt = blobs(300, 3, seed=2)
+    proba = head.predict_proba(Xt)
+    assert proba.shape == (300, 3)
+    assert torch.allclose(proba.sum(1), torch.ones(300))
+    assert (proba.argmax(1) == yt).float().mean() > 0.95
+
+
+def test_rows_not_remembered_do_not_enter_the_replay():
+    head = OnlineMLPClassifier(n_inputs=4, replay=8, seed=0)
+    head.add_classes(2)
+    X, y = blobs(10, 2)
+    head.learn(X, y, torch.full((10,), 0.3))
+    assert head._stored == 0
+    head.learn(X, y, torch.ones(10), remember=torch.tensor([True] * 3 + [False] * 7))
+    assert head._stored == 3
+
+
+def test_zero_classes_predicts_an_empty_distribution():
+    head = OnlineMLPClassifier(n_inputs=4)
+    assert head.predict_proba(torch.zeros(5, 4)).shape == (5, 0)
+
+
+def test_growth_does_not_depend_on_the_global_torch_rng():
+    heads = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        head = OnlineMLPClassifier(n_inputs=4, seed=0)
+        head.add_classes(40)
+        heads.append(head)
+    for a, b in zip(heads[0].net.parameters(), heads[1].net.parameters()):
+        assert torch.equal(a, b)

@@ -1,0 +1,35 @@
+import numpy as np
+
+from streamssl.learner.standardize import OnlineStandardizer
+
+
+def test_running_statistics_match_numpy_over_uneven_chunks():
+    rng = np.random.default_rng(0)
+    X = rng.normal(loc=[3.0, -2.0, 100.0], scale=[1.0, 0.01, 50.0], size=(1000, 3))
+    s = OnlineStandardizer()
+    for chunk in np.array_split(X, [1, 2, 10, 300, 301, 999]):
+        s.update(chunk)
+    assert s.n == 1000
+    np.testing.assert_allclose(s.mean, X.mean(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(s.std, X.std(axis=0), rtol=1e-10)
+
+
+def test_constant_columns_get_unit_scale_and_z_is_clipped():
+    s = OnlineStandardizer(clip=8.0)
+    s.update(np.array([[1.0, 5.0], [1.0, 6.0], [1.0, 7.0]]))
+    assert s.std[0] == 1.0
+    z = s.transform(np.array([[1.0, 1e9], [2.0, -1e9]]))
+    assert z[0, 0] == 0.0 and z[1, 0] == 1.0
+    assert z[0, 1] == 8.0 and z[1, 1] == -8.0
+
+
+def test_transform_before_any_data_is_zero_and_width_is_checked():
+    s = OnlineStandardizer()
+    assert (s.transform(np.ones((2, 3))) == 0).all()
+    s.update(np.ones((2, 3)))
+    try:
+        s.update(np.ones((2, 4)))
+    except ValueError as exc:
+        assert "expected 3 features" in str(exc)
+    else:
+        raise AssertionError("width change accepted")

@@ -1,0 +1,154 @@
+import copy
+
+import numpy as np
+import pytest
+from river import datasets, evaluate, metrics
+
+from streamssl.learner import StreamLearner
+
+
+def two_concepts(n=6000, d=6, flip_at=3000, seed=0):
+    """A seeded stream whose label rule flips at ``flip_at``."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)
+    y[flip_at:] = 1 - y[flip_at:]
+    return X, y
+
+
+def test_river_progressive_val_score_runs_and_learns():
+    model = StreamLearner(seed=0)
+    score = evaluate.progressive_val_score(datasets.Phishing(), model, metrics.Accuracy())
+    assert score.get() > 0.8
+    assert model.predict_one({"empty_server_form_handler": 0.0}) in (True, False)
+
+
+def test_learn_one_predict_one_before_and_after_labels():
+    model = StreamLearner(encoder=False, seed=0)
+    assert model.predict_one({"a": 1.0}) is None
+    assert model.predict_proba_one({"a": 1.0}) == {}
+    for i in range(200):
+        model.learn_one({"a": float(i % 2), "b": 1.0}, "odd" if i % 2 else "even")
+    assert model.predict_one({"a": 1.0, "b": 1.0}) == "odd"
+    # A missing feature takes its running mean; an unlabelled learn_one is fine.
+    model.learn_one({"a": 0.0})
+    assert set(model.predict_proba_one({"b": 1.0})) == {"even", "odd"}
+
+
+def test_classes_first_seen_mid_stream():
+    rng = np.random.default_rng(0)
+    model = StreamLearner(seed=0)
+    X = rng.normal(size=(3000, 3))
+    y = np.where(X[:, 0] > 0, "a", "b").astype(object)
+    model.learn_many(X[:1500], list(y[:1500]))
+    y[1500:][X[1500:, 1] > 1] = "c"
+    for i in range(1500, 3000, 100):
+        model.learn_many(X[i:i + 100], list(y[i:i + 100]))
+    assert model.classes_ == ["a", "b", "c"] or set(model.classes_) == {"a", "b", "c"}
+    pred = np.array(model.predict_many(X[1500:]), dtype=object)
+    is_c = y[1500:] == "c"
+    assert (pred[is_c] == "c").mean() > 0.5
+
+
+def test_unlabelled_stream_and_missing_labels_as_nan():
+    model = StreamLearner(seed=0)
+    X = np.random.default_rng(0).normal(size=(500, 4))
+    model.learn_many(X)  # no labels at all
+    assert model.classes_ == [] and model.predict_proba_many(X[:2]).shape == (2, 0)
+    assert model.predict_many(X[:2]) == [None, None]
+    model.learn_many(X, [float("nan")] * 499 + [1])
+    assert model.classes_ == [1] and model.labels_used == 1
+
+
+def test_bad_arrays_are_refused_and_inputs_not_mutated():
+    model = StreamLearner(seed=0)
+    X = np.random.default_rng(0).normal(size=(64, 3))
+    keep = X.copy()
+    model.learn_many(X, [0, 1] * 32)
+    np.testing.assert_array_equal(X, keep)
+    with pytest.raises(ValueError, match="NaN"):
+        model.learn_many(np.array([[np.nan, 0.0, 0.0]]))
+    with pytest.raises(ValueError, match="expected 3 features"):
+        model.predict_proba_many(np.zeros((1, 4)))
+    with pytest.raises(ValueError, match="labels"):
+        model.learn_many(X, [0])
+
+
+def test_seeded_runs_repeat_and_clone_starts_fresh():
+    X, y = two_concepts(2000)
+    preds = []
+    for _ in range(2):
+        model = StreamLearner(seed=3)
+        for i in range(0, 2000, 64):
+            model.learn_many(X[i:i + 64], [v if i % 3 == 0 else None for v in y[i:i + 64]])
+        preds.append(model.predict_proba_many(X[:50]))
+    np.testing.assert_array_equal(preds[0], preds[1])
+    fresh = model.clone()
+    assert fresh.n_seen == 0 and fresh.seed == 3 and fresh.classes_ == []
+
+
+def test_late_labels_do_not_count_events_twice():
+    model = StreamLearner(seed=0)
+    X, y = two_concepts(640)
+    model.learn_many(X)
+    n_std, n_seen = model.standardizer.n, model.n_seen
+    model.learn_late_labels(X[:100], list(y[:100]))
+    assert model.standardizer.n == n_std and model.n_seen == n_seen
+    assert model.labels_used == 100 and model.classes_
+
+
+def test_pseudo_labels_in_the_learner_pass_the_threshold():
+    X, y = two_concepts(6000, flip_at=10**9)
+    model = StreamLearner(encoder=False, threshold=0.99, warmup_labels=50, seed=0)
+    seen = []
+    real_select = model.policy.select
+
+    def spy(proba, position):
+        rows, labels = real_select(proba, position)
+        seen.append(proba[rows].max(1) if len(rows) else np.zeros(0))
+        return rows, labels
+
+    model.policy.select = spy
+    for i in range(0, 6000, 64):
+        model.learn_many(X[i:i + 64], [v if j % 10 == 0 else None for j, v in enumerate(y[i:i + 64])])
+    confidences = np.concatenate(seen)
+    assert len(confidences) > 100
+    assert (confidences >= 0.99).all()
+    assert model.pseudo_labels_accepted == len(confidences)
+
+
+def test_without_pseudo_labels_none_are_accepted():
+    X, y = two_concepts(3000, flip_at=10**9)
+    model = StreamLearner(pseudo_labels=False, warmup_labels=10, seed=0)
+    for i in range(0, 3000, 64):
+        model.learn_many(X[i:i + 64], [v if j % 10 == 0 else None for j, v in enumerate(y[i:i + 64])])
+    assert model.pseudo_labels_accepted == 0 and len(model.last_pseudo_labels[0]) == 0
+
+
+def test_abrupt_concept_flip_is_detected_and_the_challenger_takes_over():
+    X, y = two_concepts(8000, flip_at=4000)
+    model = StreamLearner(encoder=False, seed=0)
+    correct_after = []
+    for i in range(0, 8000, 64):
+        pred = np.array(model.predict_many(X[i:i + 64]))
+        if i >= 6000:
+            correct_after.append((pred == y[i:i + 64]).mean())
+        model.learn_many(X[i:i + 64], [v if j % 4 == 0 else None for j, v in enumerate(y[i:i + 64])])
+    drifts = [e for e in model.drift_events if e.signal == "error" and e.level == "drift"]
+    assert drifts and 4000 <= drifts[0].position <= 5000
+    assert model.swaps >= 1
+    assert np.mean(correct_after) > 0.9
+    # Pseudo-labelling was paused after the drift.
+    assert model.policy.rejected["cooldown"] > 0
+
+
+def test_state_dict_round_trip_gives_identical_predictions():
+    X, y = two_concepts(3000)
+    model = StreamLearner(seed=0)
+    for i in range(0, 3000, 64):
+        model.learn_many(X[i:i + 64], [v if j % 5 == 0 else None for j, v in enumerate(y[i:i + 64])])
+    restored = StreamLearner.from_state_dict(copy.deepcopy(model.state_dict()))
+    np.testing.assert_array_equal(model.predict_proba_many(X[:200]), restored.predict_proba_many(X[:200]))
+    for m in (model, restored):
+        m.learn_many(X[:64], list(y[:64]))
+    np.testing.assert_array_equal(model.predict_proba_many(X[:200]), restored.predict_proba_many(X[:200]))
