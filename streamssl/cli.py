@@ -38,7 +38,9 @@ def add_learner_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-pseudo", action="store_true", help="do not learn from pseudo-labels")
     g.add_argument("--threshold", type=_rate, default=0.99, help="confidence a pseudo-label needs (default 0.99)")
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    g.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: torch's choice)")
+    g.add_argument("--threads", type=_positive, default=1,
+                   help="torch CPU threads (default 1: the networks are small, and more threads "
+                   "only contend with other processes)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,8 +71,7 @@ def make_learner(args: argparse.Namespace):
 
     from .learner import StreamLearner
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     return StreamLearner(encoder=not args.no_ssl, pseudo_labels=not args.no_pseudo,
                          threshold=args.threshold, device=args.device, seed=args.seed)
 

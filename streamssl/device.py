@@ -24,3 +24,13 @@ def to_tensor(X, device: torch.device) -> torch.Tensor:
     if device.type == "cuda":
         return t.pin_memory().to(device, non_blocking=True)
     return t
+
+
+def restore_generator(generator: torch.Generator, state: torch.Tensor) -> None:
+    """Restore a generator's state; a state saved on another device type (CPU vs CUDA
+    generators differ) is skipped, leaving the generator as seeded: a run then continues
+    correctly but not bit-for-bit."""
+    try:
+        generator.set_state(state.cpu())
+    except RuntimeError:
+        pass

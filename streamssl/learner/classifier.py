@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..device import restore_generator
 from ..ssl.encoder import mlp
 
 Featurize = Callable[[torch.Tensor], torch.Tensor]
@@ -138,5 +139,6 @@ class OnlineMLPClassifier:
         self.n_classes = state["n_classes"]
         self.net.load_state_dict(state["net"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
-        self._zbuf, self._ybuf, self._stored = state["zbuf"], state["ybuf"], state["stored"]
+        restore_generator(self.generator, state["generator"])
+        self._zbuf, self._ybuf = state["zbuf"].to(self.device), state["ybuf"].to(self.device)
+        self._stored = state["stored"]

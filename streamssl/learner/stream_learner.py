@@ -255,9 +255,10 @@ class StreamLearner(base.Classifier):
             self.ssl.observe(Z)
         Zt = to_tensor(Z, self._device)
         labelled = np.array([not _is_missing(v) for v in y])
+        mask = torch.as_tensor(labelled, device=self._device)
         if labelled.any():
-            self._learn_labelled(Zt[torch.as_tensor(labelled)], [v for v, k in zip(y, labelled) if k])
-        self._learn_unlabelled(Zt[torch.as_tensor(~labelled)], np.flatnonzero(~labelled))
+            self._learn_labelled(Zt[mask], [v for v, k in zip(y, labelled) if k])
+        self._learn_unlabelled(Zt[~mask], np.flatnonzero(~labelled))
 
     def learn_late_labels(self, X: np.ndarray, y: Sequence[Hashable]) -> None:
         """Learn labels that arrived late for events already given to :meth:`learn_many`."""

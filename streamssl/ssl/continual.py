@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..device import to_tensor
+from ..device import restore_generator, to_tensor
 from .buffer import ReplayBuffer
 from .encoder import MLPEncoder
 from .objectives import DenoisingAutoencoder
@@ -111,6 +111,6 @@ class ContinualEncoder:
     def load_state_dict(self, state: dict) -> None:
         self.objective.load_state_dict(state["objective"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
+        restore_generator(self.generator, state["generator"])
         self.buffer.load_state_dict(state["buffer"])
         self.steps, self.last_loss, self._credit = state["steps"], state["last_loss"], state["credit"]

@@ -103,7 +103,9 @@ def load_learner(path: str | os.PathLike, key: bytes | None = None, device: str 
     except OSError as exc:
         raise CheckpointError(f"{path}: {exc.strerror or exc}") from None
     target = resolve_device(device)
-    blob = decode(data, key, target, source=str(path))
+    # Tensors come back on the CPU; each part copies them to its own device (module
+    # parameters, buffers), while generator states must stay on the CPU.
+    blob = decode(data, key, None, source=str(path))
     if not isinstance(blob, dict) or blob.get("kind") != StreamLearner.__name__:
         raise CheckpointError(f"{path}: not a StreamLearner checkpoint")
     state = blob["state"]
