@@ -16,10 +16,14 @@ import sys
 from pathlib import Path
 
 MODELS = {
-    "streamssl": {},
+    "streamssl": {},  # the defaults
     "streamssl-no-ssl": {"encoder": False},
     "streamssl-no-pseudo": {"pseudo_labels": False},
-    "streamssl-no-ssl-no-pseudo": {"encoder": False, "pseudo_labels": False},
+    # The full grid of the two mechanisms, whatever the defaults are:
+    "streamssl-ssl-pseudo": {"encoder": True, "pseudo_labels": True},
+    "streamssl-ssl-only": {"encoder": True, "pseudo_labels": False},
+    "streamssl-pseudo-only": {"encoder": False, "pseudo_labels": True},
+    "streamssl-plain": {"encoder": False, "pseudo_labels": False},
 }
 
 

@@ -34,8 +34,10 @@ def _positive(text: str) -> int:
 def add_learner_options(p: argparse.ArgumentParser) -> None:
     """Switches of the learner's mechanisms, shared by the commands that build one."""
     g = p.add_argument_group("learner")
-    g.add_argument("--no-ssl", action="store_true", help="no self-supervised encoder: the head sees standardised features")
-    g.add_argument("--no-pseudo", action="store_true", help="do not learn from pseudo-labels")
+    g.add_argument("--ssl", action=argparse.BooleanOptionalAction, default=None,
+                   help="use the self-supervised encoder (default: the learner's default)")
+    g.add_argument("--pseudo", action=argparse.BooleanOptionalAction, default=None,
+                   help="learn from guarded pseudo-labels (default: the learner's default)")
     g.add_argument("--threshold", type=_rate, default=0.99, help="confidence a pseudo-label needs (default 0.99)")
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     g.add_argument("--threads", type=_positive, default=1,
@@ -72,8 +74,9 @@ def make_learner(args: argparse.Namespace):
     from .learner import StreamLearner
 
     torch.set_num_threads(args.threads)
-    return StreamLearner(encoder=not args.no_ssl, pseudo_labels=not args.no_pseudo,
-                         threshold=args.threshold, device=args.device, seed=args.seed)
+    switches = {"encoder": args.ssl, "pseudo_labels": args.pseudo}
+    return StreamLearner(threshold=args.threshold, device=args.device, seed=args.seed,
+                         **{k: v for k, v in switches.items() if v is not None})
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

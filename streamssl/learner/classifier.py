@@ -17,8 +17,10 @@ Featurize = Callable[[torch.Tensor], torch.Tensor]
 class OnlineMLPClassifier:
     """An MLP head learned online, with a FIFO replay of the last labelled rows.
 
-    Each call to :meth:`learn` takes ``steps`` optimisation steps on the new rows plus
-    ``replay_batch`` rows drawn from the replay. The replay keeps the *inputs* before
+    Each call to :meth:`learn` takes ``steps_per_row`` optimisation steps per unit of label
+    weight that arrived (at least ``steps``, at most ``max_steps``), each on the new rows plus
+    ``replay_batch`` rows drawn from the replay: a label buys the same learning whether it comes
+    alone or in a crowd, so short label-scarce streams are not starved of updates. The replay keeps the *inputs* before
     featurisation, so rows are re-encoded with the current encoder at every step.
     Classes may appear at any time: the output layer grows (capacity doubles) and
     logits of unused slots are masked out.
@@ -43,14 +45,17 @@ class OnlineMLPClassifier:
         lr: float = 3e-3,
         replay: int = 256,
         replay_batch: int = 32,
-        steps: int = 2,
+        steps: int = 1,
         device: torch.device = torch.device("cpu"),
         seed: int = 0,
         row_width: int | None = None,
+        steps_per_row: float = 2.0,
+        max_steps: int = 16,
     ) -> None:
         self.n_inputs, self.hidden, self.lr = n_inputs, hidden, lr
         self.row_width = row_width or n_inputs
         self.replay, self.replay_batch, self.steps = replay, replay_batch, steps
+        self.steps_per_row, self.max_steps = steps_per_row, max_steps
         self.device, self.seed = device, seed
         self.n_classes = 0
         self._capacity = 2
@@ -107,7 +112,9 @@ class OnlineMLPClassifier:
         featurize = featurize or (lambda x: x)
         n_replay = min(self._stored, self.replay)
         self.net.train()
-        for _ in range(self.steps):
+        # Steps scale with the label mass that arrived (pseudo-labels count by their weight).
+        n_steps = min(self.max_steps, max(self.steps, round(float(weight.sum()) * self.steps_per_row)))
+        for _ in range(n_steps):
             xs, ys, ws = Z, y, weight
             if n_replay:
                 idx = torch.randint(0, n_replay, (self.replay_batch,), generator=self.generator, device=self.device)

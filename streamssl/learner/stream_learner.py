@@ -46,8 +46,11 @@ class StreamLearner(base.Classifier):
         Encoder size, learning rate, and the share of entries its denoising task corrupts.
     ssl_every
         One encoder step per this many observed events (a batch of ``ssl_batch`` replayed events).
-    head_hidden, head_lr, head_replay, head_steps
-        The MLP head: hidden units, Adam learning rate, labelled replay size, steps per update.
+    head_hidden, head_lr, head_replay
+        The MLP head: hidden units, Adam learning rate, labelled replay size.
+    head_steps, head_steps_per_label, head_max_steps
+        Optimisation steps of the head per update: ``head_steps_per_label`` per unit of label
+        weight that arrived, at least ``head_steps`` and at most ``head_max_steps``.
     pseudo_labels
         Learn from accepted pseudo-labels.
     threshold, warmup_labels, pseudo_weight, class_slack, drift_cooldown
@@ -93,7 +96,9 @@ class StreamLearner(base.Classifier):
         head_hidden: int = 64,
         head_lr: float = 3e-3,
         head_replay: int = 256,
-        head_steps: int = 2,
+        head_steps: int = 1,
+        head_steps_per_label: float = 2.0,
+        head_max_steps: int = 16,
         pseudo_labels: bool = True,
         threshold: float = 0.99,
         warmup_labels: int = 100,
@@ -117,6 +122,8 @@ class StreamLearner(base.Classifier):
         self.head_lr = head_lr
         self.head_replay = head_replay
         self.head_steps = head_steps
+        self.head_steps_per_label = head_steps_per_label
+        self.head_max_steps = head_max_steps
         self.pseudo_labels = pseudo_labels
         self.threshold = threshold
         self.warmup_labels = warmup_labels
@@ -172,6 +179,7 @@ class StreamLearner(base.Classifier):
         head = OnlineMLPClassifier(
             n_inputs, self.head_hidden, self.head_lr, self.head_replay, steps=self.head_steps,
             device=self._device, seed=self.seed + 7919 * self._heads_made, row_width=self.n_features_,
+            steps_per_row=self.head_steps_per_label, max_steps=self.head_max_steps,
         )
         self._heads_made += 1
         head.add_classes(len(self.classes_))
