@@ -17,6 +17,13 @@ def _rate(text: str) -> float:
     return value
 
 
+def _threshold(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
 def _natural(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -38,7 +45,7 @@ def add_learner_options(p: argparse.ArgumentParser) -> None:
                    help="use the self-supervised encoder (default: the learner's default)")
     g.add_argument("--pseudo", action=argparse.BooleanOptionalAction, default=None,
                    help="learn from guarded pseudo-labels (default: the learner's default)")
-    g.add_argument("--threshold", type=_rate, default=0.99, help="confidence a pseudo-label needs (default 0.99)")
+    g.add_argument("--threshold", type=_threshold, default=0.99, help="confidence a pseudo-label needs (default 0.99)")
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     g.add_argument("--threads", type=_positive, default=1,
                    help="torch CPU threads (default 1: the networks are small, and more threads "
@@ -68,11 +75,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_device(name: str) -> None:
+    import torch
+
+    try:
+        device = torch.device(name) if name != "auto" else None
+    except RuntimeError:
+        raise InputError(f"unknown device {name!r} (use auto, cpu or cuda)") from None
+    if device is not None and device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {name!r} asked for, but CUDA is not available here")
+
+
+def _check_writable(path: Path | None, flag: str) -> None:
+    if path is not None and not path.parent.is_dir():
+        raise InputError(f"{flag} {path}: directory {path.parent} does not exist")
+
+
 def make_learner(args: argparse.Namespace):
     import torch
 
     from .learner import StreamLearner
 
+    _check_device(args.device)
     torch.set_num_threads(args.threads)
     switches = {"encoder": args.ssl, "pseudo_labels": args.pseudo}
     return StreamLearner(threshold=args.threshold, device=args.device, seed=args.seed,
@@ -89,13 +113,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
     path = args.path or bundled_sample()
     if not path.exists():
         raise InputError(f"{path}: no such file")
+    _check_writable(args.json, "--json")
+    _check_writable(args.dead_letter, "--dead-letter")
     err = Console(stderr=True)
     model = make_learner(args)
     metrics = LearnerMetrics()
     if args.metrics_port is not None:
         from prometheus_client import start_http_server
 
-        start_http_server(args.metrics_port, registry=metrics.registry)
+        try:
+            start_http_server(args.metrics_port, registry=metrics.registry)
+        except OSError as exc:
+            raise InputError(f"--metrics-port {args.metrics_port}: {exc.strerror or exc}") from None
     dead = DeadLetters(args.dead_letter, sys.stderr)
     run = ReplayRun(path, model, args.label_rate, args.label_delay, args.seed, args.batch_size, args.limit, dead)
     total = count_records(path, args.limit)

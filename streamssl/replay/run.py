@@ -84,6 +84,7 @@ class ReplayRun:
                     on_batch(result)
         finally:
             self.dead_letters.close()
-        if summary.events == 0 and self.dead_letters.count:
-            raise InputError(f"{self.path}: no valid rows ({self.dead_letters.count} rejected)")
+        if summary.events == 0:
+            rejected = f" ({self.dead_letters.count} rows rejected)" if self.dead_letters.count else ""
+            raise InputError(f"{self.path}: no events to replay{rejected}")
         return summary

@@ -42,6 +42,8 @@ def decode(data: bytes, key: bytes | None = None, device: torch.device | None = 
         header = json.loads(data[start: start + n])
     except ValueError as exc:
         raise CheckpointError(f"{source}: unreadable header ({exc})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{source}: unreadable header (not a JSON object)")
     if header.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"{source}: format {header.get('format')!r}, this version reads {FORMAT_VERSION}")
     payload = data[start + n:]

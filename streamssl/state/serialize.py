@@ -3,8 +3,9 @@
 A state is a tree of plain Python data, numpy arrays, torch tensors and river drift
 detectors. Tensors are turned into numpy arrays on the way out. Loading uses an
 unpickler that resolves only an allow-list of globals (numpy's array reconstruction,
-two containers from ``collections``, ``random.Random`` and river's drift detectors and
-running statistics); anything else in a file is refused.
+two containers from ``collections``, ``random.Random``, and classes defined in
+``river.drift``/``river.stats`` that are drift detectors or running statistics), never a
+dotted name; anything else in a file is refused.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from ..errors import StreamSSLError
 
 _TENSOR = "__tensor__"
 
-_ALLOWED_MODULE_PREFIXES = ("river.drift.", "river.stats.", "river._river_rust.")
 _ALLOWED_GLOBALS = {
     ("collections", "OrderedDict"), ("collections", "deque"), ("random", "Random"),
+    ("river._river_rust.drift", "AdaptiveWindowing"),
     ("numpy", "ndarray"), ("numpy", "dtype"),
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
@@ -60,11 +61,27 @@ def _from_plain(obj: Any, device: torch.device | None) -> Any:
     return obj
 
 
+def _is_river_state_class(module: str, obj: Any) -> bool:
+    """River's drift detectors and running statistics, and nothing else from river."""
+    from river import base, stats
+
+    if not isinstance(obj, type) or getattr(obj, "__module__", None) != module:
+        return False
+    return issubclass(obj, (base.DriftDetector, base.BinaryDriftDetector, stats.base.Statistic))
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _ALLOWED_GLOBALS or module.startswith(_ALLOWED_MODULE_PREFIXES):
+        refused = UnsafeStateError(f"refusing to load {module}.{name}: not an allowed state type")
+        if "." in name:  # protocol 4 resolves dotted names attribute by attribute: never
+            raise refused
+        if (module, name) in _ALLOWED_GLOBALS:
             return super().find_class(module, name)
-        raise UnsafeStateError(f"refusing to load {module}.{name}: not an allowed state type")
+        if module.startswith(("river.drift.", "river.stats.")):
+            obj = super().find_class(module, name)
+            if _is_river_state_class(module, obj):
+                return obj
+        raise refused
 
 
 def dumps(state: Any) -> bytes:
@@ -85,4 +102,10 @@ def loads(data: bytes, device: torch.device | None = None) -> Any:
     ...
     streamssl.state.serialize.UnsafeStateError: refusing to load posix.system: not an allowed state type
     """
-    return _from_plain(_RestrictedUnpickler(io.BytesIO(data)).load(), device)
+    try:
+        tree = _RestrictedUnpickler(io.BytesIO(data)).load()
+    except UnsafeStateError:
+        raise
+    except Exception as exc:  # any malformed payload: truncated, not a pickle, wrong shapes
+        raise UnsafeStateError(f"unreadable state ({type(exc).__name__}: {exc})") from None
+    return _from_plain(tree, device)

@@ -10,11 +10,12 @@ import pathlib
 import numpy as np
 import pytest
 
+from conftest import shared_data
 from streamssl.errors import InputError, StreamSSLError
 from streamssl.sources import file as file_module
 from streamssl.sources.file import BadRecord, Batch, FileSource
 
-ELEC2 = pathlib.Path("/work/shared/data/elec2.csv.gz")
+ELEC2 = shared_data("elec2.csv.gz")
 
 CSV_TEXT = "a,b,c,label\n1,2,3,0\n4.5,-5,6e2,1\n7,8,9,\n10,11,12,UP\n"
 

@@ -1,0 +1,24 @@
+"""Suite-wide settings."""
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """The networks are tiny; with more threads torch busy-waits against other processes
+    on a 2-core machine and the suite runs many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def shared_data(name: str):
+    """A recorded stream from ../shared/data beside the repository (or $STREAMSSL_SHARED_DATA)."""
+    import os
+    from pathlib import Path
+
+    root = os.environ.get("STREAMSSL_SHARED_DATA")
+    base = Path(root) if root else Path(__file__).resolve().parents[2] / "shared" / "data"
+    return base / name

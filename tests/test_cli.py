@@ -1,0 +1,412 @@
+"""End-to-end tests of ``streamssl replay`` through ``cli.main``, and of the metrics it serves."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import re
+import socket
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import shared_data
+from streamssl import cli
+from streamssl.drift.monitor import DriftEvent
+from streamssl.metrics import LearnerMetrics
+from streamssl.replay.run import DeadLetters, bundled_sample, count_records
+from streamssl.sources.file import BadRecord, FileSource
+
+ELEC2 = shared_data("elec2.csv.gz")
+JSON_KEYS = {
+    "events", "accuracy", "kappa", "events_per_second", "peak_rss_mb", "labels_used",
+    "pseudo_labels_accepted", "pseudo_label_precision", "drifts",
+}
+FAST = ["--quiet", "--no-ssl"]  # the encoder is exercised by the bundled-sample run
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """`main` sets torch's thread count (default 1); put it back for the other test modules."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def replay(capsys, *args) -> tuple[int, str, str]:
+    code = cli.main(["replay", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def replay_json(capsys, tmp_path, *args) -> tuple[dict, str, str]:
+    out_file = tmp_path / "out.json"
+    code, out, err = replay(capsys, *args, "--json", out_file)
+    assert code == 0, err
+    return json.loads(out_file.read_text()), out, err
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("streamssl: error:")]
+
+
+def write_csv(path: Path, rows: list[str], header: str = "a,b,c,label") -> Path:
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+def good_rows(n: int, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3))
+    return [f"{a:.4f},{b:.4f},{c:.4f},{int(a > 0)}" for a, b, c in X]
+
+
+# -- the bundled sample and a real stream ------------------------------------------------
+
+
+def test_replay_of_the_bundled_sample_writes_the_documented_json(capsys, tmp_path):
+    result, out, err = replay_json(capsys, tmp_path, "--limit", 1500, "--label-rate", 0.05, "--quiet")
+    assert set(result) == JSON_KEYS
+    assert result["events"] == 1500
+    assert 0.0 <= result["accuracy"] <= 1.0 and -1.0 <= result["kappa"] <= 1.0
+    assert result["accuracy"] > 0.5
+    # The label mask is the seeded draw (seed 0), and elec2 has no unlabelled rows.
+    assert result["labels_used"] == int((np.random.default_rng(0).random(1500) < 0.05).sum())
+    assert 50 <= result["labels_used"] <= 100
+    assert result["events_per_second"] > 0 and result["peak_rss_mb"] > 0
+    assert isinstance(result["pseudo_labels_accepted"], int) and result["pseudo_labels_accepted"] >= 0
+    precision = result["pseudo_label_precision"]
+    assert precision is None or 0.0 <= precision <= 1.0
+    assert isinstance(result["drifts"], list) and all(type(d) is int for d in result["drifts"])
+    assert all(0 < d <= 1500 for d in result["drifts"])
+    assert "elec2_sample.csv.gz" in out and "1,500" in out
+    assert err == ""
+
+
+def test_bundled_sample_ships_with_the_package():
+    path = bundled_sample()
+    assert path.is_file() and path.name == "elec2_sample.csv.gz"
+    assert count_records(path) == 5000
+
+
+@pytest.mark.slow
+def test_replay_of_real_elec2_beats_the_majority_class(capsys, tmp_path):
+    if not ELEC2.exists():
+        pytest.skip(f"{ELEC2} is not on this machine")
+    limit = 3000
+    result, _, _ = replay_json(capsys, tmp_path, ELEC2, "--limit", limit, "--quiet")
+    labels = [v for batch in FileSource(ELEC2, batch_size=1000, limit=limit) for v in batch.y]
+    majority = max(labels.count(c) for c in set(labels)) / len(labels)
+    assert result["events"] == limit and result["labels_used"] == limit
+    assert result["accuracy"] > majority + 0.05, (result["accuracy"], majority)
+    assert result["kappa"] > 0.2
+
+
+def test_switching_off_the_encoder_and_pseudo_labels(capsys, tmp_path, monkeypatch):
+    built = []
+    make = cli.make_learner
+    monkeypatch.setattr(cli, "make_learner", lambda args: built.append(make(args)) or built[-1])
+    common = ["--limit", 1500, "--label-rate", 0.3, "--threshold", 0.9, "--quiet"]
+
+    with_pseudo, _, _ = replay_json(capsys, tmp_path, "--no-ssl", *common)
+    assert with_pseudo["pseudo_labels_accepted"] > 0  # so that switching it off means something
+
+    result, _, _ = replay_json(capsys, tmp_path, "--no-ssl", "--no-pseudo", *common)
+    assert result["pseudo_labels_accepted"] == 0
+    assert result["pseudo_label_precision"] is None
+    assert result["events"] == 1500 and result["labels_used"] == with_pseudo["labels_used"]
+    model = built[-1]
+    assert model.ssl is None and model.encoder is False and model.pseudo_labels is False
+    assert model.policy.accepted == 0
+
+
+def test_delayed_labels_past_the_end_are_not_counted(capsys, tmp_path):
+    result, _, _ = replay_json(capsys, tmp_path, *FAST, "--limit", 500, "--label-delay", 100)
+    assert result["labels_used"] == 400
+
+
+# -- bad rows ----------------------------------------------------------------------------
+
+
+def test_bad_rows_are_reported_skipped_and_dead_lettered(capsys, tmp_path):
+    rows = good_rows(60)
+    rows[1] = "4,x,6,1"              # line 3
+    rows[3] = "1,2,0"                # line 5
+    rows[5] = "nan,1,2,1"            # line 7
+    rows[40] = "1,2,3,4,5"           # line 42
+    path = write_csv(tmp_path / "bad.csv", rows)
+    dead = tmp_path / "dead.jsonl"
+    result, out, err = replay_json(capsys, tmp_path, path, *FAST, "--dead-letter", dead)
+
+    assert result["events"] == 56
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        f"warning: {path}:3: non-numeric value 'x' in column 'b'; row skipped",
+        f"warning: {path}:5: expected 4 columns, got 3; row skipped",
+        f"warning: {path}:7: NaN or infinite value in column 'a'; row skipped",
+        f"warning: {path}:42: expected 4 columns, got 5; row skipped",
+    ]
+    assert len(err.splitlines()) == 4 and "Traceback" not in err
+    assert re.search(r"rows rejected\s*│\s*4\b", out), out
+
+    letters = [json.loads(line) for line in dead.read_text().splitlines()]
+    assert [(d["path"], d["line"]) for d in letters] == [(str(path), n) for n in (3, 5, 7, 42)]
+    assert [d["raw"] for d in letters] == ["4,x,6,1", "1,2,0", "nan,1,2,1", "1,2,3,4,5"]
+    assert all(set(d) == {"path", "line", "reason", "raw"} and d["reason"] for d in letters)
+
+
+def test_only_the_first_ten_bad_rows_are_shown_but_all_are_counted(capsys, tmp_path):
+    rows = good_rows(30) + ["oops,1,2,0"] * 15
+    path = write_csv(tmp_path / "many_bad.csv", rows)
+    dead = tmp_path / "dead.jsonl"
+    result, out, err = replay_json(capsys, tmp_path, path, *FAST, "--dead-letter", dead)
+    assert result["events"] == 30
+    assert len([line for line in err.splitlines() if line.startswith("warning:")]) == 10
+    assert len(dead.read_text().splitlines()) == 15
+    assert re.search(r"rows rejected\s*│\s*15\b", out), out
+
+
+# -- user errors -------------------------------------------------------------------------
+
+
+def _empty(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_bytes(b"")
+    return path, "empty file"
+
+
+def _directory(tmp_path):
+    path = tmp_path / "folder.csv"
+    path.mkdir()
+    return path, "is a directory"
+
+
+def _all_bad(tmp_path):
+    return write_csv(tmp_path / "all_bad.csv", ["1,x,3,0", "1,2,0", "inf,2,3,1"]), "no events to replay (3 rows rejected)"
+
+
+def _missing(tmp_path):
+    return tmp_path / "missing.csv", "no such file"
+
+
+def _unknown_type(tmp_path):
+    path = tmp_path / "stream.txt"
+    path.write_text("a,label\n1,0\n")
+    return path, "unknown file type"
+
+
+def _damaged_gzip(tmp_path):
+    path = tmp_path / "cut.csv.gz"
+    data = gzip.compress(("a,b,c,label\n" + "\n".join(good_rows(3000)) + "\n").encode())
+    path.write_bytes(data[: len(data) // 2])
+    return path, "corrupt or truncated gzip data"
+
+
+@pytest.mark.parametrize("make", [_missing, _empty, _directory, _all_bad, _unknown_type, _damaged_gzip],
+                         ids=["missing", "empty", "directory", "all-rows-bad", "unknown-type", "damaged-gzip"])
+def test_unusable_input_is_one_error_line_and_exit_2(capsys, tmp_path, make):
+    path, reason = make(tmp_path)
+    code, out, err = replay(capsys, path, *FAST)
+    assert code == 2
+    assert len(error_lines(err)) == 1, err
+    line = error_lines(err)[0]
+    assert str(path) in line and reason in line
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("flag,value,message", [
+    ("--label-rate", "2", "must be between 0 and 1"),
+    ("--label-rate", "abc", "invalid"),
+    ("--batch-size", "0", "must be >= 1"),
+    ("--label-delay", "-1", "must be >= 0"),
+    ("--limit", "-5", "must be >= 0"),
+    ("--threshold", "1.5", "must be in (0, 1]"),
+    ("--threads", "0", "must be >= 1"),
+])
+def test_invalid_flag_values_are_argparse_errors(capsys, flag, value, message):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["replay", flag, value])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert flag in err and message in err and "Traceback" not in err
+
+
+def test_threshold_zero_is_refused_by_the_argument_parser(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["replay", "--limit", "10", "--threshold", "0"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--threshold" in err and "Traceback" not in err
+
+
+def test_unknown_device_is_a_user_error(capsys):
+    code, _, err = replay(capsys, "--limit", 10, "--device", "bogus", *FAST)
+    assert code == 2 and "bogus" in error_lines(err)[0]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_cuda_is_a_user_error(capsys):
+    code, _, err = replay(capsys, "--limit", 10, "--device", "cuda", *FAST)
+    assert code == 2 and "cuda" in error_lines(err)[0].lower()
+
+
+def test_json_into_a_missing_directory_is_a_user_error(capsys, tmp_path):
+    target = tmp_path / "nowhere" / "out.json"
+    code, _, err = replay(capsys, "--limit", 10, "--json", target, *FAST)
+    assert code == 2 and str(target) in error_lines(err)[0]
+
+
+def test_dead_letter_into_a_missing_directory_is_a_user_error(capsys, tmp_path):
+    target = tmp_path / "nowhere" / "dead.jsonl"
+    code, _, err = replay(capsys, "--limit", 10, "--dead-letter", target, *FAST)
+    assert code == 2 and str(target) in error_lines(err)[0]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_metrics_port_in_use_is_a_user_error(capsys):
+    with socket.socket() as busy:
+        busy.bind(("", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, _, err = replay(capsys, "--limit", 10, "--metrics-port", port, *FAST)
+    assert code == 2 and str(port) in error_lines(err)[0]
+
+
+# -- metrics -----------------------------------------------------------------------------
+
+
+def scrape(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            key = s.name + ("{" + ",".join(f"{k}={v}" for k, v in sorted(s.labels.items())) + "}" if s.labels else "")
+            samples[key] = s.value
+    return samples
+
+
+def test_metrics_are_served_with_plausible_values(capsys, tmp_path):
+    port = free_port()
+    events, batch_size = 1500, 64
+    result, _, _ = replay_json(capsys, tmp_path, *FAST, "--limit", events, "--label-rate", 0.3,
+                               "--threshold", 0.9, "--batch-size", batch_size, "--metrics-port", port)
+    m = scrape(port)
+
+    labelled = m["streamssl_events_processed_total{kind=labelled}"]
+    unlabelled = m["streamssl_events_processed_total{kind=unlabelled}"]
+    assert labelled + unlabelled == events
+    assert labelled == result["labels_used"]
+
+    buckets = sorted((float(k.split("le=")[1].rstrip("}")), v) for k, v in m.items()
+                     if k.startswith("streamssl_prediction_confidence_bucket"))
+    assert buckets[-1] == (math.inf, events)
+    assert all(a[1] <= b[1] for a, b in zip(buckets, buckets[1:]))
+    assert m["streamssl_prediction_confidence_count"] == events
+    # Two classes: every prediction after the first batch (no class known yet) has confidence >= 0.5.
+    assert 0.5 * (events - batch_size) <= m["streamssl_prediction_confidence_sum"] <= events
+
+    assert m["streamssl_batch_processing_seconds_count"] == math.ceil(events / batch_size)
+    assert 0 < m["streamssl_batch_processing_seconds_sum"] < 60
+
+    assert m["streamssl_pseudo_labels_accepted_total"] == result["pseudo_labels_accepted"] > 0
+    assert m["streamssl_prequential_accuracy_ratio"] == pytest.approx(result["accuracy"])
+    assert 0.5 < result["accuracy"] <= 1.0
+
+
+def test_every_metric_is_prefixed_and_counters_end_in_total():
+    registry = CollectorRegistry()
+    metrics = LearnerMetrics(registry)
+    metrics.events.labels(kind="labelled").inc()
+    metrics.pseudo_rejected.labels(reason="warmup").inc()
+    metrics.drifts.labels(signal="error", detector="ADWIN", level="drift").inc()
+    families = list(registry.collect())
+    assert len(families) >= 9
+    for family in families:
+        assert family.name.startswith("streamssl_"), family.name
+        if family.type == "counter":
+            values = [s.name for s in family.samples if not s.name.endswith("_created")]
+            assert values and all(name.endswith("_total") for name in values), (family.name, values)
+        else:
+            assert not family.name.endswith("_total"), family.name
+    assert {f.name for f in families if f.type == "histogram"} == {
+        "streamssl_prediction_confidence", "streamssl_batch_processing_seconds"}
+
+
+class _Policy:
+    def __init__(self):
+        self.accepted, self.rejected = 0, {}
+
+
+class _Monitor:
+    def __init__(self):
+        self.counts, self.events = {}, []
+
+
+class _Learner:
+    def __init__(self):
+        self.policy, self.monitor, self.ssl_loss = _Policy(), _Monitor(), None
+
+
+def test_syncing_a_learner_twice_does_not_count_twice():
+    registry = CollectorRegistry()
+    metrics, learner = LearnerMetrics(registry), _Learner()
+    learner.policy.accepted, learner.policy.rejected = 5, {"warmup": 7}
+    learner.monitor.counts = {("error", "ADWIN", "drift"): 1}
+    learner.monitor.events = [DriftEvent(10, "error", "ADWIN", "drift", 1234.5)]
+    learner.ssl_loss = 0.25
+    metrics.sync_learner(learner)
+    metrics.sync_learner(learner)
+    learner.policy.accepted, learner.policy.rejected["warmup"] = 8, 9
+    metrics.sync_learner(learner)
+    value = registry.get_sample_value
+    assert value("streamssl_pseudo_labels_accepted_total") == 8
+    assert value("streamssl_pseudo_labels_rejected_total", {"reason": "warmup"}) == 9
+    assert value("streamssl_drift_detections_total", {"signal": "error", "detector": "ADWIN", "level": "drift"}) == 1
+    assert value("streamssl_last_drift_timestamp_seconds") == 1234.5
+    assert value("streamssl_ssl_loss") == 0.25
+
+
+# -- replay plumbing: the progress total and the dead letters ----------------------------
+
+
+def test_count_records_counts_data_lines(tmp_path):
+    csv_path = write_csv(tmp_path / "s.csv", ["1,2,3,0", "", "4,5,6,1", "7,8,9,"])
+    assert count_records(csv_path) == 3
+    assert count_records(csv_path, limit=2) == 2
+    gz = tmp_path / "s.csv.gz"
+    gz.write_bytes(gzip.compress(csv_path.read_bytes()))
+    assert count_records(gz) == 3
+    jsonl = tmp_path / "s.jsonl"
+    jsonl.write_text('{"a": 1, "label": 0}\n\n{"a": 2}\n')
+    assert count_records(jsonl) == 2
+    assert count_records(tmp_path / "missing.csv") is None
+    assert count_records(tmp_path) is None
+
+
+def test_dead_letters_count_by_reason_and_show_a_few(tmp_path):
+    import io
+
+    stream = io.StringIO()
+    dead = DeadLetters(tmp_path / "d.jsonl", stream, show=2)
+    for line, reason in [(2, "expected 3 columns, got 2"), (3, "non-numeric value 'x' in column 'a'"),
+                         (4, "non-numeric value 'y' in column 'b'")]:
+        dead(BadRecord("f.csv", line, reason, "raw"))
+    dead.close()
+    assert dead.count == 3
+    assert dead.by_reason == {"expected 3 columns, got 2": 1, "non-numeric value": 2}
+    assert stream.getvalue().splitlines() == [
+        "warning: f.csv:2: expected 3 columns, got 2; row skipped",
+        "warning: f.csv:3: non-numeric value 'x' in column 'a'; row skipped",
+    ]
+    assert len((tmp_path / "d.jsonl").read_text().splitlines()) == 3
