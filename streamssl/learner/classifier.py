@@ -104,16 +104,19 @@ class OnlineMLPClassifier:
         weight: torch.Tensor,
         featurize: Featurize | None = None,
         remember: torch.Tensor | None = None,
+        mass: float | None = None,
     ) -> None:
         """Train on rows ``Z`` with class indices ``y`` and per-row ``weight``, plus replay.
 
-        Rows flagged in ``remember`` (true labels) join the replay afterwards.
+        ``mass`` is the label mass that pays for steps (default: ``weight.sum()``); rows flagged
+        in ``remember`` (true labels) join the replay afterwards.
         """
         featurize = featurize or (lambda x: x)
         n_replay = min(self._stored, self.replay)
         self.net.train()
         # Steps scale with the label mass that arrived (pseudo-labels count by their weight).
-        n_steps = min(self.max_steps, max(self.steps, round(float(weight.sum()) * self.steps_per_row)))
+        mass = float(weight.sum()) if mass is None else mass
+        n_steps = min(self.max_steps, max(self.steps, round(mass * self.steps_per_row)))
         for _ in range(n_steps):
             xs, ys, ws = Z, y, weight
             if n_replay:

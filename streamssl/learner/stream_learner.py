@@ -264,9 +264,14 @@ class StreamLearner(base.Classifier):
         Zt = to_tensor(Z, self._device)
         labelled = np.array([not _is_missing(v) for v in y])
         mask = torch.as_tensor(labelled, device=self._device)
+        # Pseudo-labels are chosen by the head as it is before this batch's labels, and learned
+        # together with them.
+        pseudo = self._pseudo_label(Zt[~mask], np.flatnonzero(~labelled))
         if labelled.any():
-            self._learn_labelled(Zt[mask], [v for v, k in zip(y, labelled) if k])
-        self._learn_unlabelled(Zt[~mask], np.flatnonzero(~labelled))
+            self._learn_labelled(Zt[mask], [v for v, k in zip(y, labelled) if k], pseudo)
+        elif pseudo is not None:
+            Zp, yp = pseudo
+            self.head.learn(Zp, yp, self._pseudo_weights(len(yp)), self._featurize, mass=0.0)
 
     def learn_late_labels(self, X: np.ndarray, y: Sequence[Hashable]) -> None:
         """Learn labels that arrived late for events already given to :meth:`learn_many`."""
@@ -279,38 +284,51 @@ class StreamLearner(base.Classifier):
         Z = self.standardizer.transform(X[keep])
         self._learn_labelled(to_tensor(Z, self._device), [y[i] for i in keep])
 
-    def _learn_labelled(self, Z: torch.Tensor, labels: list[Hashable]) -> None:
+    def _learn_labelled(self, Z: torch.Tensor, labels: list[Hashable],
+                        pseudo: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         y = self._encode_labels(labels)
         yt = torch.as_tensor(y, device=self._device)
-        # Prequential error of the heads on these labels, before they learn them.
+        # Prequential error of the heads on these labels, before they learn them. A challenger
+        # born from this very update is not scored on labels it has never had a chance at.
+        challenger = self.challenger
         main_ok = self._proba(Z).argmax(1) == yt
         self._react(self.monitor.update("error", (~main_ok).float().tolist(), self.n_seen))
-        if self.challenger is not None:
-            self._duel_round(main_ok, self._proba(Z, self.challenger).argmax(1) == yt)
+        if challenger is not None and challenger is self.challenger:
+            self._duel_round(main_ok, self._proba(Z, challenger).argmax(1) == yt)
         self.policy.observe_labels(y, len(self.classes_))
         ones = torch.ones(len(y), device=self._device)
         remember = torch.ones(len(y), dtype=torch.bool, device=self._device)
-        for head in (self.head, self.challenger):
-            if head is not None:
-                head.learn(Z, yt, ones, self._featurize, remember)
+        if self.challenger is not None:
+            self.challenger.learn(Z, yt, ones, self._featurize, remember)
+        if pseudo is not None:
+            # Pseudo-labels ride along in the steps that the true labels pay for; they are
+            # never replayed.
+            Zp, yp = pseudo
+            Z, yt = torch.cat([Z, Zp]), torch.cat([yt, yp])
+            ones = torch.cat([ones, self._pseudo_weights(len(yp))])
+            remember = torch.cat([remember, torch.zeros(len(yp), dtype=torch.bool, device=self._device)])
+        self.head.learn(Z, yt, ones, self._featurize, remember, mass=float(len(y)))
         self.labels_used += len(y)
 
-    def _learn_unlabelled(self, Z: torch.Tensor, positions: np.ndarray) -> None:
+    def _pseudo_weights(self, n: int) -> torch.Tensor:
+        return torch.full((n,), self.pseudo_weight, device=self._device)
+
+    def _pseudo_label(self, Z: torch.Tensor, positions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Watch the confidence on unlabelled events and pick those the policy accepts."""
         self.last_pseudo_labels = (np.zeros(0, dtype=np.int64), [])
         if len(Z) == 0 or not self.classes_:
-            return
+            return None
         proba = self._proba(Z)
-        confidence = proba.max(1).values
-        self.last_confidence = float(confidence.mean())
+        self.last_confidence = float(proba.max(1).values.mean())
         self._react(self.monitor.update("confidence", [self.last_confidence], self.n_seen))
         if not self.pseudo_labels:
-            return
+            return None
         rows, labels = self.policy.select(proba.cpu().numpy(), self.n_seen)
-        if len(rows):
-            idx = torch.as_tensor(rows, device=self._device)
-            weight = torch.full((len(rows),), self.pseudo_weight, device=self._device)
-            self.head.learn(Z[idx], torch.as_tensor(labels, device=self._device), weight, self._featurize)
+        if len(rows) == 0:
+            return None
         self.last_pseudo_labels = (positions[rows], [self.classes_[c] for c in labels])
+        idx = torch.as_tensor(rows, device=self._device)
+        return Z[idx], torch.as_tensor(labels, device=self._device)
 
     # ----------------------------------------------------------- drift response
     def _react(self, events: list[DriftEvent]) -> None:
@@ -333,9 +351,9 @@ class StreamLearner(base.Classifier):
             self.challenger = None
 
     @property
-    def drift_events(self) -> list[DriftEvent]:
-        """Drift detections so far (the most recent ``monitor.history``)."""
-        return list(self.monitor.events)
+    def drift_events(self) -> Sequence[DriftEvent]:
+        """Drift detections so far, oldest first (the most recent ``monitor.history``); read-only."""
+        return self.monitor.events
 
     @property
     def pseudo_labels_accepted(self) -> int:

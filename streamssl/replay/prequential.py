@@ -151,7 +151,7 @@ def prequential(
     rng = np.random.default_rng(seed)
     pending: deque[tuple[int, np.ndarray, Hashable]] = deque()  # (revealed after event, x, y)
     summary = ReplaySummary()
-    seen_drifts = 0
+    last_event = None  # the newest drift event already reported
     for batch in batches:
         n = len(batch.y)
         if n == 0:
@@ -188,12 +188,22 @@ def prequential(
             summary.seconds += elapsed
             summary.timed_events += n
         summary.events += n
-        events = getattr(model, "drift_events", [])
-        if len(events) > seen_drifts:
-            summary.drifts.extend(e.position for e in events[seen_drifts:] if e.level == "drift")
-            seen_drifts = len(events)
+        fresh = _new_events(getattr(model, "drift_events", ()), last_event)
+        if fresh:
+            summary.drifts.extend(e.position for e in fresh if e.level == "drift")
+            last_event = fresh[-1]
         confidence = proba.max(axis=1) if proba.shape[1] else np.zeros(n)
         yield BatchResult(n, int(revealed.sum()), confidence, time.perf_counter() - start, summary)
+
+
+def _new_events(events, last_seen) -> list:
+    """Events after ``last_seen`` (by identity), oldest first; works on a bounded history."""
+    fresh = []
+    for event in reversed(events):
+        if event is last_seen:
+            break
+        fresh.append(event)
+    return fresh[::-1]
 
 
 def _labels(proba: np.ndarray, classes: list) -> list:

@@ -363,9 +363,6 @@ def test_drifts_are_the_positions_of_drift_level_events_each_once():
     assert summary.to_json()["drifts"] == [14, 19, 23]
 
 
-@pytest.mark.xfail(reason="BUG: prequential counts drift events by len(model.drift_events), but "
-                          "StreamLearner.drift_events is a window of the last monitor.history (10,000) "
-                          "events; once the window is full, every later drift is missed", strict=True)
 def test_drifts_after_the_learners_drift_history_is_full_are_still_reported():
     model = Drifting([[event(i * 10 + 5, "drift")] for i in range(6)], history=3)
     summary = run(stream(labels(60), 10), model, label_rate=1.0)
