@@ -108,14 +108,22 @@ def test_replay_of_real_elec2_beats_the_majority_class(capsys, tmp_path):
     assert result["kappa"] > 0.2
 
 
-def test_switching_off_the_encoder_and_pseudo_labels(capsys, tmp_path, monkeypatch):
+def test_switching_the_encoder_and_pseudo_labels(capsys, tmp_path, monkeypatch):
     built = []
     make = cli.make_learner
     monkeypatch.setattr(cli, "make_learner", lambda args: built.append(make(args)) or built[-1])
     common = ["--limit", 1500, "--label-rate", 0.3, "--threshold", 0.9, "--quiet"]
 
-    with_pseudo, _, _ = replay_json(capsys, tmp_path, "--no-ssl", *common)
+    with_pseudo, _, _ = replay_json(capsys, tmp_path, "--no-ssl", "--pseudo", *common)
     assert with_pseudo["pseudo_labels_accepted"] > 0  # so that switching it off means something
+    assert built[-1].pseudo_labels is True
+
+    default, _, _ = replay_json(capsys, tmp_path, *common)
+    assert default["pseudo_labels_accepted"] == 0  # both mechanisms default to off
+    assert built[-1].ssl is None
+
+    replay_json(capsys, tmp_path, "--ssl", *common)
+    assert built[-1].ssl is not None and built[-1].encoder is True
 
     result, _, _ = replay_json(capsys, tmp_path, "--no-ssl", "--no-pseudo", *common)
     assert result["pseudo_labels_accepted"] == 0
@@ -299,7 +307,7 @@ def scrape(port: int) -> dict[str, float]:
 def test_metrics_are_served_with_plausible_values(capsys, tmp_path):
     port = free_port()
     events, batch_size = 1500, 64
-    result, _, _ = replay_json(capsys, tmp_path, *FAST, "--limit", events, "--label-rate", 0.3,
+    result, _, _ = replay_json(capsys, tmp_path, *FAST, "--pseudo", "--limit", events, "--label-rate", 0.3,
                                "--threshold", 0.9, "--batch-size", batch_size, "--metrics-port", port)
     m = scrape(port)
 

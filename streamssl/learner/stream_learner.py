@@ -38,6 +38,10 @@ class StreamLearner(base.Classifier):
     "unlabelled". Labels that arrive late for events already passed to ``learn_many`` go to
     :meth:`learn_late_labels`, so those events are not counted twice by the unsupervised parts.
 
+    Both mechanisms of the mission, the encoder and pseudo-labels, are switches that default
+    to off: on six real streams at 5 % labels (3 seeds, see the README) neither beat the
+    learner without them. Turn them on with ``encoder=True`` / ``pseudo_labels=True``.
+
     Parameters
     ----------
     encoder
@@ -68,7 +72,7 @@ class StreamLearner(base.Classifier):
     --------
     >>> import numpy as np
     >>> from river import datasets, evaluate, metrics
-    >>> model = StreamLearner(encoder=False, seed=0)
+    >>> model = StreamLearner(seed=0)
     >>> evaluate.progressive_val_score(datasets.Phishing(), model, metrics.Accuracy())
     Accuracy: 8...%
 
@@ -77,7 +81,7 @@ class StreamLearner(base.Classifier):
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(256, 4))
     >>> y = [int(v) if i % 4 == 0 else None for i, v in enumerate(X[:, 0] > 0)]
-    >>> model = StreamLearner(seed=0)
+    >>> model = StreamLearner(encoder=True, pseudo_labels=True, seed=0)
     >>> for _ in range(5):
     ...     model.learn_many(X, y)
     >>> model.classes_, model.predict_proba_many(X[:3]).shape
@@ -86,7 +90,7 @@ class StreamLearner(base.Classifier):
 
     def __init__(
         self,
-        encoder: bool = True,
+        encoder: bool = False,
         embedding_dim: int = 16,
         encoder_hidden: int = 64,
         encoder_lr: float = 1e-3,
@@ -99,7 +103,7 @@ class StreamLearner(base.Classifier):
         head_steps: int = 1,
         head_steps_per_label: float = 2.0,
         head_max_steps: int = 16,
-        pseudo_labels: bool = True,
+        pseudo_labels: bool = False,
         threshold: float = 0.99,
         warmup_labels: int = 100,
         pseudo_weight: float = 0.3,

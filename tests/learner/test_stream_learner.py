@@ -78,7 +78,7 @@ def test_seeded_runs_repeat_and_clone_starts_fresh():
     X, y = two_concepts(2000)
     preds = []
     for _ in range(2):
-        model = StreamLearner(seed=3)
+        model = StreamLearner(encoder=True, pseudo_labels=True, seed=3)
         for i in range(0, 2000, 64):
             model.learn_many(X[i:i + 64], [v if i % 3 == 0 else None for v in y[i:i + 64]])
         preds.append(model.predict_proba_many(X[:50]))
@@ -99,7 +99,7 @@ def test_late_labels_do_not_count_events_twice():
 
 def test_pseudo_labels_in_the_learner_pass_the_threshold():
     X, y = two_concepts(6000, flip_at=10**9)
-    model = StreamLearner(encoder=False, threshold=0.99, warmup_labels=50, seed=0)
+    model = StreamLearner(pseudo_labels=True, threshold=0.99, warmup_labels=50, seed=0)
     seen = []
     real_select = model.policy.select
 
@@ -127,7 +127,7 @@ def test_without_pseudo_labels_none_are_accepted():
 
 def test_abrupt_concept_flip_is_detected_and_the_challenger_takes_over():
     X, y = two_concepts(8000, flip_at=4000)
-    model = StreamLearner(encoder=False, seed=0)
+    model = StreamLearner(pseudo_labels=True, seed=0)
     correct_after = []
     for i in range(0, 8000, 64):
         pred = np.array(model.predict_many(X[i:i + 64]))
@@ -144,7 +144,7 @@ def test_abrupt_concept_flip_is_detected_and_the_challenger_takes_over():
 
 def test_state_dict_round_trip_gives_identical_predictions():
     X, y = two_concepts(3000)
-    model = StreamLearner(seed=0)
+    model = StreamLearner(encoder=True, pseudo_labels=True, seed=0)
     for i in range(0, 3000, 64):
         model.learn_many(X[i:i + 64], [v if j % 5 == 0 else None for j, v in enumerate(y[i:i + 64])])
     restored = StreamLearner.from_state_dict(copy.deepcopy(model.state_dict()))

@@ -51,7 +51,7 @@ def feed(models, X, y, batch_size: int = 50, every: int = 3) -> None:
 
 
 def trained(encoder: bool, n: int = 600, n_classes: int = 2) -> StreamLearner:
-    model = StreamLearner(encoder=encoder, seed=0, warmup_labels=20, threshold=0.9, device="cpu")
+    model = StreamLearner(encoder=encoder, pseudo_labels=True, seed=0, warmup_labels=20, threshold=0.9, device="cpu")
     feed([model], *data(n, seed=0, n_classes=n_classes))
     return model
 
