@@ -1,43 +1,61 @@
 """Mean ± std over seeds of the JSON files written by ``replay_vs_peers.py --json``.
 
-    python benchmarks/summarize.py results/*.json
+    python benchmarks/summarize.py [--markdown] results/*.json
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from collections import defaultdict
 
 import numpy as np
 
 
-def main(paths: list[str]) -> None:
-    acc: dict[tuple[str, float], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    speed: dict[tuple[str, float], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+def load(paths: list[str]) -> tuple[list[str], dict]:
+    """Models in order of appearance, and ``{(stream, rate): {model: {key: [values over seeds]}}}``."""
+    table: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     models: list[str] = []
     for path in paths:
         with open(path) as f:
             doc = json.load(f)
-        key = (doc["stream"], doc["label_rate"])
         for run in doc["runs"]:
-            acc[key][run["model"]].append(run["accuracy"])
-            speed[key][run["model"]].append(run["events_per_second"])
+            cell = table[(doc["stream"].removesuffix(".csv.gz"), doc["label_rate"])][run["model"]]
+            cell["accuracy"].append(run["accuracy"])
+            cell["events_per_second"].append(run["events_per_second"])
             if run["model"] not in models:
                 models.append(run["model"])
-    print("accuracy, mean ± std over seeds (n seeds)")
-    print(f"{'stream':24} {'rate':>5} " + " ".join(f"{m:>26}" for m in models))
-    for key in sorted(acc):
-        cells = []
-        for m in models:
-            v = acc[key].get(m, [])
-            cells.append(f"{np.mean(v):.4f} ± {np.std(v):.4f} ({len(v)})" if v else "-")
-        print(f"{key[0]:24} {key[1]:5g} " + " ".join(f"{c:>26}" for c in cells))
-    print("\nevents/s, mean over seeds")
-    for key in sorted(speed):
-        print(f"{key[0]:24} {key[1]:5g} " + " ".join(
-            f"{np.mean(speed[key][m]):>26,.0f}" if speed[key].get(m) else f"{'-':>26}" for m in models))
+    return models, table
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    args = p.parse_args()
+    models, table = load(args.paths)
+
+    def acc(cell) -> str:
+        v = cell.get("accuracy")
+        return f"{np.mean(v):.3f} ± {np.std(v):.3f}" if v else "-"
+
+    def speed(cell) -> str:
+        v = cell.get("events_per_second")
+        return f"{np.mean(v):,.0f}" if v else "-"
+
+    for title, fmt in (("accuracy, mean ± std over seeds", acc), ("events/s (steady state), mean over seeds", speed)):
+        n_seeds = sorted({len(c.get("accuracy", [])) for row in table.values() for c in row.values()})
+        print(f"\n{title} (seeds per cell: {', '.join(map(str, n_seeds))})\n")
+        if args.markdown:
+            print("| stream | label rate | " + " | ".join(models) + " |")
+            print("|---|---:|" + "---:|" * len(models))
+            for key in sorted(table):
+                print(f"| {key[0]} | {key[1]:g} | " + " | ".join(fmt(table[key][m]) for m in models) + " |")
+        else:
+            print(f"{'stream':18} {'rate':>5} " + " ".join(f"{m:>22}" for m in models))
+            for key in sorted(table):
+                print(f"{key[0]:18} {key[1]:5g} " + " ".join(f"{fmt(table[key][m]):>22}" for m in models))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

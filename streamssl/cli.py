@@ -141,7 +141,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
         summary = run.execute(on_batch)
     result = summary.to_json()
-    Console().print(summary_table(path, result, args, dead))
+    Console().print(summary_table(path, result, args, dead, model))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0

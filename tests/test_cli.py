@@ -418,3 +418,20 @@ def test_dead_letters_count_by_reason_and_show_a_few(tmp_path):
         "warning: f.csv:3: non-numeric value 'x' in column 'a'; row skipped",
     ]
     assert len((tmp_path / "d.jsonl").read_text().splitlines()) == 3
+
+
+def test_jsonl_gzip_stream_with_string_labels_unlabelled_events_and_delay(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "events.jsonl.gz"
+    lines = []
+    for i in range(2000):
+        x = rng.normal(size=3)
+        label = None if i % 10 == 9 else ("up" if x[0] + x[1] > 0 else "down")
+        lines.append(json.dumps({"features": {"a": x[0], "b": x[1], "c": x[2]}, "label": label, "id": i}))
+    with gzip.open(path, "wt") as f:
+        f.write("\n".join(lines) + "\n")
+    result, _, _ = replay_json(capsys, tmp_path, path, "--label-rate", 0.2, "--label-delay", 50, *FAST)
+    assert result["events"] == 2000
+    # 1800 events have a label; about 20 % of them are revealed, those due after the end are not.
+    assert 300 < result["labels_used"] < 420
+    assert result["accuracy"] > 0.85

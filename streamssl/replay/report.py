@@ -31,7 +31,7 @@ def _drifts(positions: list[int], show: int = 8) -> str:
     return head + (f" … ({len(positions)} in all)" if len(positions) > show else "")
 
 
-def summary_table(path: Path, result: dict, args: argparse.Namespace, dead) -> Table:
+def summary_table(path: Path, result: dict, args: argparse.Namespace, dead, learner=None) -> Table:
     """The end-of-run table of a replay."""
     table = Table(title=f"streamssl replay · {path.name}", show_header=False, title_justify="left", min_width=48)
     table.add_column("what", style="bold")
@@ -41,9 +41,11 @@ def summary_table(path: Path, result: dict, args: argparse.Namespace, dead) -> T
         ("events", f"{result['events']:,}"),
         ("rows rejected", f"{dead.count:,}" + (f" ({', '.join(f'{k}: {v}' for k, v in dead.by_reason.items())})" if dead.count else "")),
         ("label rate · delay", f"{args.label_rate:g} · {args.label_delay}"),
+        ("SSL encoder · pseudo-labels", "n/a" if learner is None else
+         f"{'on' if learner.encoder else 'off'} · {'on' if learner.pseudo_labels else 'off'}"),
         ("accuracy", f"{result['accuracy']:.4f}"),
         ("Cohen's kappa", f"{result['kappa']:.4f}"),
-        ("events/s", f"{result['events_per_second']:,.0f}"),
+        ("events/s (steady state)", f"{result['events_per_second']:,.0f}"),
         ("peak RSS", f"{result['peak_rss_mb']:,.0f} MiB"),
         ("labels used", f"{result['labels_used']:,}"),
         ("pseudo-labels accepted", f"{result['pseudo_labels_accepted']:,}"),
