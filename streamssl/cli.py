@@ -72,6 +72,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dead-letter", type=Path, default=None, help="write rejected rows with their reason to FILE (JSON lines)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_learner_options(p)
+
+    b = sub.add_parser(
+        "bench", help="streamssl and peers side by side on one recorded stream, same labels",
+        description="Run streamssl (and its variants) and peer learners through the same prequential protocol "
+        "as 'replay', with the same seeded label mask and delay, each model in a fresh process.",
+    )
+    b.add_argument("path", nargs="?", type=Path, help="recorded stream (default: the bundled Elec2 sample)")
+    b.add_argument("--label-rate", type=_rate, default=0.05, help="fraction of events whose label is revealed (default 0.05)")
+    b.add_argument("--label-delay", type=_natural, default=0, help="a label is revealed this many events later (default 0)")
+    b.add_argument("--seed", type=int, default=0, help="seed of the label mask and the learners (default 0)")
+    b.add_argument("--models", default=None,
+                   help="comma-separated model names (default: "
+                   "streamssl,streamssl-ssl,streamssl-pseudo,river-arf,river-hat,river-lr,river-nb,no-change)")
+    b.add_argument("--limit", type=_natural, default=None, help="stop after N events")
+    b.add_argument("--batch-size", type=_positive, default=64, help="micro-batch size (default 64)")
+    b.add_argument("--threads", type=_positive, default=1, help="torch CPU threads per model (default 1)")
+    b.add_argument("--window", type=_positive, default=1000, help="scored events per point of the plotted accuracy (default 1000)")
+    b.add_argument("--json", type=Path, default=None, help="write the results as JSON to FILE")
+    b.add_argument("--plot", type=Path, default=None, help="draw accuracy over time for every model to FILE.png")
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 
@@ -147,11 +167,59 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .replay.bench import DEFAULT_MODELS, BenchSettings, available_models, bench, bench_json
+    from .replay.report import bench_table
+    from .replay.run import bundled_sample, count_records
+
+    path = args.path or bundled_sample()
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    models = DEFAULT_MODELS if args.models is None else [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in available_models()]
+    if unknown or not models:
+        raise InputError(f"unknown model(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(available_models())}")
+    _check_writable(args.json, "--json")
+    _check_writable(args.plot, "--plot")
+    settings = BenchSettings(args.label_rate, args.label_delay, args.seed, args.batch_size, args.limit,
+                             args.threads, args.window)
+    total = count_records(path, args.limit)
+    err = Console(stderr=True)
+    progress = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("accuracy {task.fields[accuracy]:.3f}"), TimeRemainingColumn(),
+                        console=err, disable=args.quiet)
+    with progress:
+        tasks = {m: progress.add_task(m, total=total, accuracy=0.0) for m in models}
+
+        def on_progress(model: str, events: int, accuracy: float) -> None:
+            progress.update(tasks[model], completed=events, accuracy=accuracy)
+
+        runs = bench(path, models, settings, on_progress)
+    for run in runs:
+        if run.error:
+            err.print(f"[red]{run.model} failed:[/red] {run.error.splitlines()[0]}")
+    ok = [r for r in runs if r.error is None]
+    if not ok:
+        raise StreamSSLError(f"{path}: every model failed")
+    Console().print(bench_table(path, settings, ok))
+    if args.json:
+        args.json.write_text(json.dumps(bench_json(path, settings, runs), indent=2) + "\n")
+    if args.plot:
+        from .replay.plot import accuracy_plot
+
+        title = f"{path.name} · labels {settings.label_rate:g} · delay {settings.label_delay} · seed {settings.seed}"
+        accuracy_plot(ok, args.plot, title, settings.window)
+    return 0 if len(ok) == len(runs) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return {"replay": cmd_replay}[args.command](args)
+        return {"replay": cmd_replay, "bench": cmd_bench}[args.command](args)
     except (InputError, StreamSSLError) as exc:
         print(f"streamssl: error: {exc}", file=sys.stderr)
         return 2

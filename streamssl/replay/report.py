@@ -55,3 +55,23 @@ def summary_table(path: Path, result: dict, args: argparse.Namespace, dead, lear
     for what, value in rows:
         table.add_row(what, value)
     return table
+
+
+def bench_table(path: Path, settings, runs) -> Table:
+    """One row per model: the figures of a side-by-side benchmark."""
+    table = Table(title=f"streamssl bench · {path.name} · labels {settings.label_rate:g} · delay "
+                  f"{settings.label_delay} · seed {settings.seed}", title_justify="left")
+    for name, justify in (("model", "left"), ("accuracy", "right"), ("kappa", "right"), ("events/s", "right"),
+                          ("peak RSS MiB", "right"), ("labels", "right"), ("pseudo-labels", "right"),
+                          ("precision", "right"), ("drifts", "right")):
+        table.add_column(name, justify=justify)
+    best = max(r.result["accuracy"] for r in runs)
+    for run in runs:
+        r = run.result
+        precision = r["pseudo_label_precision"]
+        accuracy = f"{r['accuracy']:.4f}"
+        table.add_row(run.model, f"[bold]{accuracy}[/bold]" if r["accuracy"] == best else accuracy,
+                      f"{r['kappa']:.4f}", f"{r['events_per_second']:,.0f}", f"{r['peak_rss_mb']:,.0f}",
+                      f"{r['labels_used']:,}", f"{r['pseudo_labels_accepted']:,}",
+                      "-" if precision is None else f"{precision:.3f}", str(len(r["drifts"])))
+    return table

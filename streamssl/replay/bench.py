@@ -1,0 +1,171 @@
+"""Side-by-side benchmark: streamssl and peers on one recorded stream, same labels, same protocol.
+
+Each model runs in a fresh process (so its peak RSS is its own) through the prequential loop of
+:mod:`streamssl.replay.prequential`, with the same seeded label mask and delay. A child streams
+its progress to the parent and ends with its replay result and a curve of accuracy over a
+sliding window of scored events (for plots).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+STREAMSSL_MODELS: dict[str, dict] = {
+    "streamssl": {},  # the defaults
+    # Ablations, named as the benchmark issue names them, explicit whatever the defaults are:
+    "streamssl-no-ssl": {"encoder": False},
+    "streamssl-no-pseudo": {"pseudo_labels": False},
+    # The mechanisms switched on (both default to off: they did not win the tables):
+    "streamssl-ssl": {"encoder": True},
+    "streamssl-pseudo": {"pseudo_labels": True},
+    "streamssl-ssl-pseudo": {"encoder": True, "pseudo_labels": True},
+}
+"""streamssl configurations by benchmark name: keyword arguments of ``StreamLearner``."""
+
+DEFAULT_MODELS = ["streamssl", "streamssl-ssl", "streamssl-pseudo", "river-arf", "river-hat", "river-lr",
+                  "river-nb", "no-change"]
+
+
+def available_models() -> list[str]:
+    """Every model name ``bench`` accepts."""
+    from .peers import PEERS
+
+    return [*STREAMSSL_MODELS, *PEERS]
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """The protocol every model of one benchmark shares."""
+
+    label_rate: float = 0.05
+    label_delay: int = 0
+    seed: int = 0
+    batch_size: int = 64
+    limit: int | None = None
+    threads: int = 1
+    window: int = 1000  # scored events per point of the accuracy curve
+
+
+@dataclass
+class ModelRun:
+    """One model's outcome: the replay result (the replay JSON keys), its accuracy curve, or an error."""
+
+    model: str
+    result: dict = field(default_factory=dict)
+    curve: list[tuple[int, float]] = field(default_factory=list)  # (event index, windowed accuracy)
+    error: str | None = None
+
+    def to_json(self) -> dict:
+        return {"model": self.model, **self.result}
+
+
+def build_model(name: str, seed: int, feature_names: list[str]):
+    """A fresh model by benchmark name, ready for the prequential loop."""
+    from ..learner import StreamLearner
+    from .peers import PEERS, RiverBatchAdapter
+
+    if name in STREAMSSL_MODELS:
+        return StreamLearner(seed=seed, **STREAMSSL_MODELS[name])
+    if name in PEERS:
+        return RiverBatchAdapter(PEERS[name](seed), feature_names)
+    raise ValueError(f"unknown model {name!r}; known: {', '.join(available_models())}")
+
+
+def _curve_point(history: list[tuple[int, int, int]], window: int) -> tuple[int, float] | None:
+    """Accuracy over the last ``window`` scored events, from (events, scored, correct) totals."""
+    events, scored, correct = history[-1]
+    for e0, s0, c0 in reversed(history):
+        if scored - s0 >= window:
+            return events, (correct - c0) / (scored - s0)
+    return None
+
+
+def run_model(name: str, path: str, settings: BenchSettings, send: Callable[[tuple], None]) -> ModelRun:
+    """Replay ``path`` with one model in this process, reporting progress through ``send``."""
+    import torch
+
+    from ..sources.file import FileSource
+    from .prequential import prequential
+    from .run import DeadLetters
+
+    torch.set_num_threads(settings.threads)
+    run = ModelRun(name)
+    probe = FileSource(path, limit=1, on_bad=lambda bad: None)
+    next(iter(probe), None)
+    model = build_model(name, settings.seed, probe.feature_names)
+    source = FileSource(path, batch_size=settings.batch_size, limit=settings.limit, on_bad=DeadLetters())
+    history: list[tuple[int, int, int]] = [(0, 0, 0)]
+    summary = None
+    for step in prequential(source, model, settings.label_rate, settings.label_delay, settings.seed):
+        summary = step.summary
+        history.append((summary.events, summary.scored, summary.correct))
+        point = _curve_point(history, settings.window)
+        if point is not None and (not run.curve or point[0] - run.curve[-1][0] >= settings.window // 4):
+            run.curve.append(point)
+        send(("progress", name, summary.events, summary.accuracy))
+    if summary is None:
+        raise ValueError(f"{path}: no events to replay")
+    run.result = summary.to_json()
+    return run
+
+
+def _child(name: str, path: str, settings: BenchSettings, queue) -> None:
+    try:
+        run = run_model(name, path, settings, queue.put)
+    except Exception as exc:  # reported to the parent, which goes on with the other models
+        run = ModelRun(name, error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}")
+    queue.put(("done", asdict(run)))
+
+
+def bench(
+    path: str | Path,
+    models: list[str],
+    settings: BenchSettings = BenchSettings(),
+    on_progress: Callable[[str, int, float], None] | None = None,
+) -> list[ModelRun]:
+    """Run every model, one fresh process each, one after the other (so timings do not compete).
+
+    Examples
+    --------
+    >>> from streamssl.replay.run import bundled_sample
+    >>> runs = bench(bundled_sample(), ["streamssl", "no-change"], BenchSettings(limit=640))
+    >>> [(r.model, r.result["events"], r.error) for r in runs]
+    [('streamssl', 640, None), ('no-change', 640, None)]
+    """
+    unknown = [m for m in models if m not in available_models()]
+    if unknown:
+        raise ValueError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(available_models())}")
+    ctx = mp.get_context("spawn")
+    runs = []
+    for name in models:
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_child, args=(name, str(path), settings, queue), daemon=True)
+        proc.start()
+        done = None
+        while done is None:
+            try:
+                message = queue.get(timeout=1.0)
+            except Exception:  # queue.Empty: check that the child is still alive
+                if not proc.is_alive():
+                    done = asdict(ModelRun(name, error=f"process died with exit code {proc.exitcode}"))
+                continue
+            if message[0] == "progress" and on_progress is not None:
+                on_progress(*message[1:])
+            elif message[0] == "done":
+                done = message[1]
+        proc.join()
+        runs.append(ModelRun(**{**done, "curve": [tuple(p) for p in done["curve"]]}))
+    return runs
+
+
+def bench_json(path: str | Path, settings: BenchSettings, runs: list[ModelRun]) -> dict:
+    """The benchmark JSON: ``{"stream", "label_rate", "label_delay", "seed", "runs": [...]}``."""
+    return {
+        "stream": Path(path).name, "label_rate": settings.label_rate, "label_delay": settings.label_delay,
+        "seed": settings.seed, "runs": [r.to_json() for r in runs if r.error is None],
+    }
+

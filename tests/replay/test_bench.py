@@ -1,0 +1,70 @@
+import json
+
+import pytest
+
+from streamssl import cli
+from streamssl.replay.bench import BenchSettings, ModelRun, _child, _curve_point, available_models, bench
+from streamssl.replay.run import bundled_sample
+
+REPLAY_KEYS = {"events", "accuracy", "kappa", "events_per_second", "peak_rss_mb", "labels_used",
+               "pseudo_labels_accepted", "pseudo_label_precision", "drifts"}
+
+
+def test_bench_command_writes_the_json_schema_and_a_plot(tmp_path, capsys):
+    out, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    code = cli.main(["bench", str(bundled_sample()), "--limit", "1280", "--label-rate", "0.1", "--window", "200",
+                     "--models", "streamssl,streamssl-pseudo,river-nb,no-change", "--json", str(out),
+                     "--plot", str(png), "--quiet"])
+    assert code == 0
+    doc = json.loads(out.read_text())
+    assert set(doc) == {"stream", "label_rate", "label_delay", "seed", "runs"}
+    assert (doc["stream"], doc["label_rate"], doc["label_delay"], doc["seed"]) == ("elec2_sample.csv.gz", 0.1, 0, 0)
+    assert [r["model"] for r in doc["runs"]] == ["streamssl", "streamssl-pseudo", "river-nb", "no-change"]
+    for run in doc["runs"]:
+        assert set(run) == {"model"} | REPLAY_KEYS
+        assert run["events"] == 1280
+    # The same seeded mask for every model: the same labels.
+    assert len({r["labels_used"] for r in doc["runs"]}) == 1
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    table = capsys.readouterr().out
+    assert "no-change" in table and "river-nb" in table
+
+
+def test_each_model_gets_its_own_process_and_curve():
+    runs = bench(bundled_sample(), ["streamssl", "no-change"], BenchSettings(limit=2000, window=500, label_rate=1.0))
+    assert [r.error for r in runs] == [None, None]
+    by = {r.model: r for r in runs}
+    # Elec2's label is sticky: the last label seen is a strong baseline, and the curves show it.
+    assert by["no-change"].result["accuracy"] > 0.6
+    for run in runs:
+        xs = [x for x, _ in run.curve]
+        assert xs == sorted(xs) and xs[0] >= 500 and xs[-1] <= 2000
+        assert all(0.0 <= acc <= 1.0 for _, acc in run.curve)
+    assert by["streamssl"].result["peak_rss_mb"] != by["no-change"].result["peak_rss_mb"]
+
+
+def test_unknown_models_are_refused_before_anything_runs(capsys):
+    with pytest.raises(ValueError, match="unknown model"):
+        bench(bundled_sample(), ["streamssl", "river-zzz"])
+    assert cli.main(["bench", "--models", "river-zzz", "--quiet"]) == 2
+    assert "unknown model(s) river-zzz" in capsys.readouterr().err
+    assert {"streamssl", "streamssl-no-ssl", "streamssl-no-pseudo", "river-arf", "river-hat", "river-lr",
+            "river-nb", "no-change"} <= set(available_models())
+
+
+def test_a_failing_model_is_reported_not_raised(tmp_path):
+    messages = []
+
+    class Sink:
+        put = staticmethod(messages.append)
+
+    _child("streamssl", str(tmp_path / "missing.csv"), BenchSettings(), Sink)
+    kind, run = messages[-1]
+    assert kind == "done" and run["error"] and "missing.csv" in run["error"]
+    assert ModelRun(**run).to_json() == {"model": "streamssl"}
+
+
+def test_curve_point_is_accuracy_over_the_last_window_of_scored_events():
+    history = [(0, 0, 0), (100, 100, 50), (200, 200, 140), (300, 250, 180)]
+    assert _curve_point(history, 1000) is None
+    assert _curve_point(history, 150) == (300, (180 - 50) / (250 - 100))
