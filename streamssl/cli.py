@@ -123,6 +123,15 @@ def make_learner(args: argparse.Namespace):
                          **{k: v for k, v in switches.items() if v is not None})
 
 
+def _stdout_console():
+    """Rich's console for results; piped output gets 120 columns rather than rich's 80, so that
+    tables are not cropped in logs."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=120)
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -161,7 +170,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
         summary = run.execute(on_batch)
     result = summary.to_json()
-    Console().print(summary_table(path, result, args, dead, model))
+    _stdout_console().print(summary_table(path, result, args, dead, model))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0
@@ -204,7 +213,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     ok = [r for r in runs if r.error is None]
     if not ok:
         raise StreamSSLError(f"{path}: every model failed")
-    Console().print(bench_table(path, settings, ok))
+    _stdout_console().print(bench_table(path, settings, ok))
     if args.json:
         args.json.write_text(json.dumps(bench_json(path, settings, runs), indent=2) + "\n")
     if args.plot:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Callable, Hashable
 
 import numpy as np
-from river import base, compose, forest, linear_model, naive_bayes, preprocessing, tree
+from river import base, compose, dummy, forest, linear_model, naive_bayes, preprocessing, tree
 
 
 class RiverBatchAdapter:
@@ -61,5 +61,6 @@ PEERS: dict[str, Callable[[int], base.Classifier]] = {
     "river-hat": lambda seed: tree.HoeffdingAdaptiveTreeClassifier(seed=seed),
     "river-lr": lambda seed: compose.Pipeline(preprocessing.StandardScaler(), linear_model.LogisticRegression()),
     "river-nb": lambda seed: naive_bayes.GaussianNB(),
+    "no-change": lambda seed: dummy.NoChangeClassifier(),  # the last revealed label
 }
 """River peers by their benchmark names; each factory takes the seed."""

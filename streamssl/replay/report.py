@@ -60,11 +60,10 @@ def summary_table(path: Path, result: dict, args: argparse.Namespace, dead, lear
 def bench_table(path: Path, settings, runs) -> Table:
     """One row per model: the figures of a side-by-side benchmark."""
     table = Table(title=f"streamssl bench · {path.name} · labels {settings.label_rate:g} · delay "
-                  f"{settings.label_delay} · seed {settings.seed}", title_justify="left")
-    for name, justify in (("model", "left"), ("accuracy", "right"), ("kappa", "right"), ("events/s", "right"),
-                          ("peak RSS MiB", "right"), ("labels", "right"), ("pseudo-labels", "right"),
-                          ("precision", "right"), ("drifts", "right")):
-        table.add_column(name, justify=justify)
+                  f"{settings.label_delay} · seed {settings.seed}", title_justify="left", padding=(0, 1))
+    table.add_column("model", no_wrap=True)
+    for name in ("accuracy", "kappa", "events/s", "RSS MiB", "labels", "pseudo", "prec.", "drifts"):
+        table.add_column(name, justify="right", no_wrap=True)
     best = max(r.result["accuracy"] for r in runs)
     for run in runs:
         r = run.result
