@@ -1,4 +1,4 @@
-"""Mean ± std over seeds of the JSON files written by ``replay_vs_peers.py --json``.
+"""Mean ± std over seeds of the JSON files written by ``streamssl bench --json``.
 
     python benchmarks/summarize.py [--markdown] results/*.json
 """

@@ -1,0 +1,229 @@
+"""The benchmark suite: `streamssl bench` over the real recorded streams, label rates and seeds,
+written up as benchmarks/RESULTS.md with tables and plots.
+
+    python benchmarks/suite.py                 # the whole suite (about 40 minutes on 2 cores)
+    python benchmarks/suite.py --quick --out /tmp/quick   # CI's smoke run (about a minute)
+
+Every cell (stream, label rate, seed) runs each model in a fresh process through the same
+prequential protocol and seeded label mask (`streamssl.replay.bench`). `--workers 2` runs two
+cells at a time (one torch thread each); speed ratios compare models of the same cells.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from streamssl.replay.bench import BenchSettings, bench, bench_json
+from streamssl.replay.run import bundled_sample
+
+HERE = Path(__file__).resolve().parent
+SHARED = Path(os.environ.get("STREAMSSL_SHARED_DATA", HERE.parent.parent / "shared" / "data"))
+
+
+@dataclass(frozen=True)
+class Stream:
+    name: str
+    path: Path
+    limit: int | None = None
+    known_drifts: tuple[int, ...] = ()
+    note: str = ""
+
+
+def streams(quick: bool) -> list[Stream]:
+    if quick:
+        return [Stream("elec2_sample", bundled_sample(), 3000), Stream("usenet1", SHARED / "usenet1.csv.gz",
+                known_drifts=(300, 600, 900, 1200))]
+    return [
+        Stream("elec2", SHARED / "elec2.csv.gz"),
+        Stream("outdoor_objects", SHARED / "outdoor_objects.csv.gz"),
+        Stream("kddcup99_10pct", SHARED / "kddcup99_10pct.csv.gz", 100_000,
+               note="first 100,000 of 494,021 events (ARF with all labels on the whole stream alone would take "
+                    "about 20 minutes per seed)"),
+        Stream("luxembourg", SHARED / "luxembourg.csv.gz"),
+        Stream("usenet1", SHARED / "usenet1.csv.gz", known_drifts=(300, 600, 900, 1200)),
+        Stream("usenet2", SHARED / "usenet2.csv.gz", known_drifts=(300, 600, 900, 1200)),
+        Stream("spam_corpus", HERE / ".cache" / "spam_corpus.hashed1024.csv.gz",
+               note="39,916 word-presence columns folded into 1,024 by a fixed feature hash "
+                    "(streamssl.sources.hashing), the same input for every model"),
+    ]
+
+
+QUICK_MODELS = ["streamssl", "river-arf", "river-nb", "no-change"]
+FULL_MODELS = ["streamssl", "streamssl-ssl", "streamssl-pseudo", "river-arf", "river-hat", "river-lr", "river-nb",
+               "no-change"]
+
+
+def prepare(stream: Stream) -> None:
+    if stream.name == "spam_corpus" and not stream.path.exists():
+        from streamssl.sources.hashing import hash_csv
+
+        stream.path.parent.mkdir(parents=True, exist_ok=True)
+        print("folding spam_corpus into 1,024 hashed columns (once) ...", file=sys.stderr)
+        hash_csv(SHARED / "spam_corpus.csv.gz", stream.path, dims=1024)
+
+
+def run_cell(stream: Stream, rate: float, seed: int, models: list[str], out: Path, plot: bool) -> dict:
+    settings = BenchSettings(label_rate=rate, seed=seed, limit=stream.limit,
+                             window=200 if (stream.limit or 10**9) <= 5000 or "usenet" in stream.name
+                             or "lux" in stream.name else 1000)
+    start = time.time()
+    runs = bench(stream.path, models, settings)
+    doc = bench_json(stream.path, settings, runs)
+    doc["stream"] = stream.name
+    doc["errors"] = {r.model: r.error.splitlines()[0] for r in runs if r.error}
+    (out / f"{stream.name}.{rate:g}.{seed}.json").write_text(json.dumps(doc, indent=1))
+    if plot:
+        from streamssl.replay.plot import accuracy_plot
+
+        ok = [r for r in runs if r.error is None]
+        accuracy_plot(ok, out / "plots" / f"{stream.name}.{rate:g}.png",
+                      f"{stream.name} · labels {rate:g} · seed {seed}", settings.window, stream.known_drifts)
+    print(f"  {stream.name:16} rate {rate:<5g} seed {seed}: {time.time() - start:5.0f} s", file=sys.stderr, flush=True)
+    return doc
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    import river
+    import torch
+
+    return (f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, no GPU used, Python {platform.python_version()}, "
+            f"torch {torch.__version__}, river {river.__version__}")
+
+
+def fmt(values: list[float], digits: int = 3) -> str:
+    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}" if values else "-"
+
+
+def write_report(docs: list[dict], stream_list: list[Stream], models: list[str], command: str, out: Path,
+                 report: Path, seconds: float) -> None:
+    cells: dict = {}
+    for doc in docs:
+        for run in doc["runs"]:
+            cells.setdefault((doc["stream"], doc["label_rate"]), {}).setdefault(run["model"], []).append(run)
+    rates = sorted({k[1] for k in cells})
+    names = [s.name for s in stream_list]
+    lines = ["# Benchmark results", "",
+             f"Made by `{command}` on {time.strftime('%Y-%m-%d')}, in {seconds / 60:.0f} minutes, on "
+             f"{machine()}.", "",
+             "Protocol: prequential test-then-train over micro-batches of 64 (each batch predicted, then learned); "
+             "the label of a seeded random share of events (`numpy.random.default_rng(seed).random(n) < rate`, the "
+             "same for every model) is revealed right after its batch; the rest are learned unlabelled. Each model "
+             "runs in a fresh process, with one torch thread. Cells are mean ± std over seeds "
+             f"{sorted({d['seed'] for d in docs})}; **bold** is the best mean of the row. Events/s is steady-state "
+             "(timed from the second batch).", ""]
+    for s in stream_list:
+        if s.note:
+            lines.append(f"- `{s.name}`: {s.note}.")
+    lines.append("")
+    wins, cells_n = {}, 0
+    for rate in rates:
+        lines += [f"## Accuracy at {rate:g} labels", "", "| stream | " + " | ".join(models) + " |",
+                  "|---|" + "---:|" * len(models)]
+        for name in names:
+            row = cells.get((name, rate))
+            if not row:
+                continue
+            means = {m: np.mean([r["accuracy"] for r in row[m]]) for m in models if m in row}
+            best = max(means.values())
+            cells_n += 1
+            winner = max(means, key=means.get)
+            wins[winner] = wins.get(winner, 0) + 1
+            lines.append(f"| {name} | " + " | ".join(
+                ("**" + fmt([r["accuracy"] for r in row[m]]) + "**") if m in row and means[m] == best
+                else fmt([r["accuracy"] for r in row.get(m, [])]) for m in models) + " |")
+        lines.append("")
+    lines += ["## Events/s (steady state, mean over seeds)", "", "| stream | rate | " + " | ".join(models) + " |",
+              "|---|---:|" + "---:|" * len(models)]
+    for rate in rates:
+        for name in names:
+            row = cells.get((name, rate))
+            if row:
+                lines.append(f"| {name} | {rate:g} | " + " | ".join(
+                    f"{np.mean([r['events_per_second'] for r in row[m]]):,.0f}" if m in row else "-"
+                    for m in models) + " |")
+    lines += ["", "## Peak RSS (MiB, max over seeds) and pseudo-label precision", "",
+              "| stream | rate | " + " | ".join(f"{m} RSS" for m in models) + " | streamssl-pseudo precision |",
+              "|---|---:|" + "---:|" * (len(models) + 1)]
+    for rate in rates:
+        for name in names:
+            row = cells.get((name, rate))
+            if row:
+                prec = [r["pseudo_label_precision"] for r in row.get("streamssl-pseudo", [])
+                        if r["pseudo_label_precision"] is not None]
+                lines.append(f"| {name} | {rate:g} | " + " | ".join(
+                    f"{max(r['peak_rss_mb'] for r in row[m]):,.0f}" if m in row else "-" for m in models)
+                    + f" | {fmt(prec) if prec else 'none accepted'} |")
+    lines += ["", "## Best model per (stream, label rate)", ""]
+    lines += [f"- `{m}`: {n} of {cells_n}" for m, n in sorted(wins.items(), key=lambda kv: -kv[1])]
+    errors = [(d["stream"], d["label_rate"], d["seed"], m, e) for d in docs for m, e in d.get("errors", {}).items()]
+    if errors:
+        lines += ["", "## Failed runs", ""] + [f"- {s} {r:g} seed {sd}, {m}: {e}" for s, r, sd, m, e in errors]
+    plots = sorted((out / "plots").glob("*.png")) if (out / "plots").exists() else []
+    if plots:
+        lines += ["", "## Accuracy over time (seed 0)", ""]
+        for p in plots:
+            lines += [f"![{p.stem}]({os.path.relpath(p, report.parent)})", ""]
+    report.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="CI smoke run: 2 short streams, 1 rate, 1 seed, 4 models")
+    p.add_argument("--out", type=Path, default=HERE / "results", help="where JSON and plots go")
+    p.add_argument("--report", type=Path, default=None, help="Markdown report (default: RESULTS.md in --out's parent "
+                   "for the full suite, OUT/RESULTS.md with --quick)")
+    p.add_argument("--workers", type=int, default=2, help="cells run at a time (default 2)")
+    p.add_argument("--seeds", default=None, help="comma-separated (default 0,1,2; 0 with --quick)")
+    p.add_argument("--rates", default=None, help="comma-separated (default 0.01,0.05,0.1,1.0; 0.05 with --quick)")
+    p.add_argument("--streams", default=None, help="comma-separated subset of the suite's streams")
+    args = p.parse_args()
+
+    stream_list = streams(args.quick)
+    if args.streams:
+        wanted = set(args.streams.split(","))
+        stream_list = [s for s in stream_list if s.name in wanted]
+    missing = [str(s.path) for s in stream_list if s.name != "spam_corpus" and not s.path.exists()]
+    if missing:
+        sys.exit(f"suite: missing recorded streams: {', '.join(missing)} (set STREAMSSL_SHARED_DATA)")
+    seeds = [int(s) for s in (args.seeds or ("0" if args.quick else "0,1,2")).split(",")]
+    rates = [float(r) for r in (args.rates or ("0.05" if args.quick else "0.01,0.05,0.1,1.0")).split(",")]
+    models = QUICK_MODELS if args.quick else FULL_MODELS
+    report = args.report or (args.out / "RESULTS.md" if args.quick else HERE / "RESULTS.md")
+    (args.out / "plots").mkdir(parents=True, exist_ok=True)
+    for s in stream_list:
+        prepare(s)
+
+    start = time.time()
+    jobs = [(s, r, seed, models, args.out, seed == seeds[0] and r in (0.05, rates[0]))
+            for seed in seeds for r in rates for s in stream_list]
+    # Longest cells first, so that two workers finish together.
+    jobs.sort(key=lambda j: -(j[0].limit or 50_000) * (4 if j[1] == 1.0 else 1))
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        docs = list(pool.map(run_cell, *zip(*jobs)))
+    command = "python benchmarks/suite.py" + (" --quick" if args.quick else "") + "".join(
+        f" --{k} {v}" for k, v in (("seeds", args.seeds), ("rates", args.rates), ("streams", args.streams)) if v)
+    write_report(docs, stream_list, models, command, args.out, report, time.time() - start)
+    print(f"wrote {report} ({time.time() - start:.0f} s)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
