@@ -72,7 +72,7 @@ def prepare(stream: Stream) -> None:
         hash_csv(SHARED / "spam_corpus.csv.gz", stream.path, dims=1024)
 
 
-def run_cell(stream: Stream, rate: float, seed: int, models: list[str], out: Path, plot: bool) -> dict:
+def run_cell(stream: Stream, rate: float, seed: int, models: list[str], out: Path, plot: bool, tag: str = "") -> dict:
     settings = BenchSettings(label_rate=rate, seed=seed, limit=stream.limit,
                              window=200 if (stream.limit or 10**9) <= 5000 or "usenet" in stream.name
                              or "lux" in stream.name else 1000)
@@ -81,8 +81,8 @@ def run_cell(stream: Stream, rate: float, seed: int, models: list[str], out: Pat
     doc = bench_json(stream.path, settings, runs)
     doc["stream"] = stream.name
     doc["errors"] = {r.model: r.error.splitlines()[0] for r in runs if r.error}
-    (out / f"{stream.name}.{rate:g}.{seed}.json").write_text(json.dumps(doc, indent=1))
-    if plot:
+    (out / f"{stream.name}.{rate:g}.{seed}{'.' + tag if tag else ''}.json").write_text(json.dumps(doc, indent=1))
+    if plot and not tag:
         from streamssl.replay.plot import accuracy_plot
 
         ok = [r for r in runs if r.error is None]
@@ -119,11 +119,20 @@ def write_report(docs: list[dict], stream_list: list[Stream], models: list[str],
     for doc in docs:
         for run in doc["runs"]:
             cells.setdefault((doc["stream"], doc["label_rate"]), {}).setdefault(run["model"], []).append(run)
+            if run["model"] not in models:
+                models = [*models, run["model"]]
     rates = sorted({k[1] for k in cells})
     names = [s.name for s in stream_list]
+    passes_file = out / "passes.json"
+    passes = json.loads(passes_file.read_text()) if passes_file.exists() else []
+    if command is not None:
+        passes = [p for p in passes if p["command"] != command] + [
+            {"command": command, "minutes": round(seconds / 60, 1), "date": time.strftime("%Y-%m-%d")}]
+    passes_file.write_text(json.dumps(passes, indent=1))
     lines = ["# Benchmark results", "",
-             f"Made by `{command}` on {time.strftime('%Y-%m-%d')}, in {seconds / 60:.0f} minutes, on "
-             f"{machine()}.", "",
+             f"Made on {machine()}, by:", ""]
+    lines += [f"- `{p['command']}` ({p['date']}, {p['minutes']:.0f} minutes)" for p in passes]
+    lines += ["",
              "Protocol: prequential test-then-train over micro-batches of 64 (each batch predicted, then learned); "
              "the label of a seeded random share of events (`numpy.random.default_rng(seed).random(n) < rate`, the "
              "same for every model) is revealed right after its batch; the rest are learned unlabelled. Each model "
@@ -195,6 +204,10 @@ def main() -> None:
     p.add_argument("--seeds", default=None, help="comma-separated (default 0,1,2; 0 with --quick)")
     p.add_argument("--rates", default=None, help="comma-separated (default 0.01,0.05,0.1,1.0; 0.05 with --quick)")
     p.add_argument("--streams", default=None, help="comma-separated subset of the suite's streams")
+    p.add_argument("--models", default=None, help="comma-separated models instead of the suite's own")
+    p.add_argument("--report-only", action="store_true", help="rebuild the report from the JSON in --out, run nothing")
+    p.add_argument("--tag", default="", help="name of an extra pass (e.g. capymoa): its JSON files sit beside "
+                   "the main ones and the report merges them")
     args = p.parse_args()
 
     stream_list = streams(args.quick)
@@ -206,22 +219,28 @@ def main() -> None:
         sys.exit(f"suite: missing recorded streams: {', '.join(missing)} (set STREAMSSL_SHARED_DATA)")
     seeds = [int(s) for s in (args.seeds or ("0" if args.quick else "0,1,2")).split(",")]
     rates = [float(r) for r in (args.rates or ("0.05" if args.quick else "0.01,0.05,0.1,1.0")).split(",")]
-    models = QUICK_MODELS if args.quick else FULL_MODELS
+    models = args.models.split(",") if args.models else (QUICK_MODELS if args.quick else FULL_MODELS)
     report = args.report or (args.out / "RESULTS.md" if args.quick else HERE / "RESULTS.md")
     (args.out / "plots").mkdir(parents=True, exist_ok=True)
     for s in stream_list:
         prepare(s)
 
     start = time.time()
-    jobs = [(s, r, seed, models, args.out, seed == seeds[0] and r in (0.05, rates[0]))
+    jobs = [] if args.report_only else [(s, r, seed, models, args.out, seed == seeds[0] and r in (0.05, rates[0]), args.tag)
             for seed in seeds for r in rates for s in stream_list]
     # Longest cells first, so that two workers finish together.
     jobs.sort(key=lambda j: -(j[0].limit or 50_000) * (4 if j[1] == 1.0 else 1))
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        docs = list(pool.map(run_cell, *zip(*jobs)))
+    if jobs:
+        with ProcessPoolExecutor(max_workers=args.workers) as pool:
+            list(pool.map(run_cell, *zip(*jobs)))
     command = "python benchmarks/suite.py" + (" --quick" if args.quick else "") + "".join(
-        f" --{k} {v}" for k, v in (("seeds", args.seeds), ("rates", args.rates), ("streams", args.streams)) if v)
-    write_report(docs, stream_list, models, command, args.out, report, time.time() - start)
+        f" --{k} {v}" for k, v in (("seeds", args.seeds), ("rates", args.rates), ("streams", args.streams),
+                                   ("models", args.models), ("tag", args.tag)) if v)
+    # The report covers every pass whose JSON is in --out (the main one and any tagged extras).
+    names = {s.name for s in stream_list}
+    docs = [d for d in (json.loads(p.read_text()) for p in sorted(args.out.glob("*.json"))) if d["stream"] in names]
+    write_report(docs, stream_list, FULL_MODELS if not args.quick else QUICK_MODELS,
+                 None if args.report_only else command, args.out, report, time.time() - start)
     print(f"wrote {report} ({time.time() - start:.0f} s)", file=sys.stderr)
 
 

@@ -32,9 +32,9 @@ DEFAULT_MODELS = ["streamssl", "streamssl-ssl", "streamssl-pseudo", "river-arf",
 
 def available_models() -> list[str]:
     """Every model name ``bench`` accepts."""
-    from .peers import PEERS
+    from .peers import CAPYMOA_PEERS, PEERS, capymoa_available
 
-    return [*STREAMSSL_MODELS, *PEERS]
+    return [*STREAMSSL_MODELS, *PEERS, *(CAPYMOA_PEERS if capymoa_available() else ())]
 
 
 @dataclass(frozen=True)
@@ -63,15 +63,18 @@ class ModelRun:
         return {"model": self.model, **self.result}
 
 
-def build_model(name: str, seed: int, feature_names: list[str]):
-    """A fresh model by benchmark name, ready for the prequential loop."""
+def build_model(name: str, seed: int, feature_names: list[str], classes: Callable[[], list] | None = None):
+    """A fresh model by benchmark name, ready for the prequential loop (``classes`` lists the
+    stream's labels, for peers that need them up front)."""
     from ..learner import StreamLearner
-    from .peers import PEERS, RiverBatchAdapter
+    from .peers import CAPYMOA_PEERS, PEERS, CapyMOABatchAdapter, RiverBatchAdapter
 
     if name in STREAMSSL_MODELS:
         return StreamLearner(seed=seed, **STREAMSSL_MODELS[name])
     if name in PEERS:
         return RiverBatchAdapter(PEERS[name](seed), feature_names)
+    if name in CAPYMOA_PEERS and classes is not None:
+        return CapyMOABatchAdapter(CAPYMOA_PEERS[name], feature_names, classes(), seed)
     raise ValueError(f"unknown model {name!r}; known: {', '.join(available_models())}")
 
 
@@ -96,7 +99,12 @@ def run_model(name: str, path: str, settings: BenchSettings, send: Callable[[tup
     run = ModelRun(name)
     probe = FileSource(path, limit=1, on_bad=lambda bad: None)
     next(iter(probe), None)
-    model = build_model(name, settings.seed, probe.feature_names)
+    def classes() -> list:
+        seen = {label for batch in FileSource(path, limit=settings.limit, on_bad=lambda bad: None)
+                for label in batch.y if label is not None}
+        return sorted(seen, key=lambda c: (str(type(c)), c))
+
+    model = build_model(name, settings.seed, probe.feature_names, classes)
     source = FileSource(path, batch_size=settings.batch_size, limit=settings.limit, on_bad=DeadLetters())
     history: list[tuple[int, int, int]] = [(0, 0, 0)]
     summary = None

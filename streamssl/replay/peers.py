@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Hashable
+import importlib.util
+from typing import Callable, Hashable, Sequence
 
 import numpy as np
 from river import base, compose, dummy, forest, linear_model, naive_bayes, preprocessing, tree
@@ -64,3 +65,73 @@ PEERS: dict[str, Callable[[int], base.Classifier]] = {
     "no-change": lambda seed: dummy.NoChangeClassifier(),  # the last revealed label
 }
 """River peers by their benchmark names; each factory takes the seed."""
+
+
+class CapyMOABatchAdapter:
+    """Wraps a CapyMOA learner (MOA, through Java) in the micro-batch interface.
+
+    MOA needs the class set up front, so ``classes`` lists every label of the stream (a scan
+    of the file, which uses no order information). Labelled events are learned with
+    ``train``; unlabelled ones with ``train_on_unlabeled`` when the learner is semi-supervised.
+    """
+
+    def __init__(self, factory: Callable, feature_names: list[str], classes: Sequence[Hashable], seed: int) -> None:
+        from capymoa.core import Instance, LabeledInstance
+        from capymoa.stream import Schema
+
+        target = "label" if "label" not in feature_names else "__label__"
+        self._instance, self._labeled = Instance.from_array, LabeledInstance.from_array
+        self.classes_ = list(classes)
+        self._index = {c: i for i, c in enumerate(self.classes_)}
+        self.schema = Schema.from_custom(features=[*feature_names, target], target=target,
+                                         categories={target: [str(c) for c in self.classes_]})
+        self.model = factory(self.schema, seed)
+        self.semi_supervised = hasattr(self.model, "train_on_unlabeled")
+        self.labels_used = 0
+
+    def predict_proba_many(self, X: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(X), len(self.classes_)))
+        for r, row in enumerate(X):
+            proba = self.model.predict_proba(self._instance(self.schema, row))
+            if proba is not None and len(proba) == len(self.classes_):
+                out[r] = proba
+        return out
+
+    def learn_many(self, X: np.ndarray, y: list | None = None) -> None:
+        y = [None] * len(X) if y is None else y
+        for row, label in zip(X, y):
+            if label is not None:
+                self._learn(row, label)
+            elif self.semi_supervised:
+                self.model.train_on_unlabeled(self._instance(self.schema, row))
+
+    def learn_late_labels(self, X: np.ndarray, y: list) -> None:
+        for row, label in zip(X, y):
+            if label is not None:
+                self._learn(row, label)
+
+    def _learn(self, row: np.ndarray, label: Hashable) -> None:
+        self.model.train(self._labeled(self.schema, row, self._index[label]))
+        self.labels_used += 1
+
+
+def _capymoa_arf(schema, seed: int):
+    from capymoa.classifier import AdaptiveRandomForestClassifier
+
+    return AdaptiveRandomForestClassifier(schema=schema, ensemble_size=10, random_seed=seed)
+
+
+def _capymoa_sleade(schema, seed: int):
+    from capymoa.ssl import SLEADE
+
+    return SLEADE(schema=schema, random_seed=seed)
+
+
+CAPYMOA_PEERS: dict[str, Callable] = {"capymoa-arf": _capymoa_arf, "capymoa-sleade": _capymoa_sleade}
+"""CapyMOA peers (the ``capymoa`` extra, with Java): ARF with 10 members, and SLEADE, a
+semi-supervised ensemble that also learns from unlabelled events."""
+
+
+def capymoa_available() -> bool:
+    """Whether the optional CapyMOA peers can run here (the package is installed)."""
+    return importlib.util.find_spec("capymoa") is not None
