@@ -6,7 +6,7 @@ import importlib.util
 from typing import Callable, Hashable, Sequence
 
 import numpy as np
-from river import base, compose, dummy, forest, linear_model, naive_bayes, preprocessing, tree
+from river import base, compose, dummy, forest, linear_model, multiclass, naive_bayes, preprocessing, tree
 
 
 class RiverBatchAdapter:
@@ -60,7 +60,9 @@ class RiverBatchAdapter:
 PEERS: dict[str, Callable[[int], base.Classifier]] = {
     "river-arf": lambda seed: forest.ARFClassifier(seed=seed),
     "river-hat": lambda seed: tree.HoeffdingAdaptiveTreeClassifier(seed=seed),
-    "river-lr": lambda seed: compose.Pipeline(preprocessing.StandardScaler(), linear_model.LogisticRegression()),
+    # river's LogisticRegression is binary: one-vs-rest makes it a peer on multi-class streams too.
+    "river-lr": lambda seed: compose.Pipeline(
+        preprocessing.StandardScaler(), multiclass.OneVsRestClassifier(linear_model.LogisticRegression())),
     "river-nb": lambda seed: naive_bayes.GaussianNB(),
     "no-change": lambda seed: dummy.NoChangeClassifier(),  # the last revealed label
 }

@@ -427,3 +427,16 @@ def test_river_gaussian_nb_learns_only_the_revealed_labels(delay):
     assert [list(x.values()) for x, _ in learned] == [X[i].tolist() for i in due]
     assert sum(peer.model.class_counts.values()) == len(due)
     assert summary.scored == n and summary.accuracy > 0.85
+
+
+def test_river_lr_peer_handles_more_than_two_classes():
+    from streamssl.replay.peers import PEERS, RiverBatchAdapter
+
+    rng = np.random.default_rng(0)
+    centres = np.eye(4, 3) * 4
+    y = rng.integers(0, 4, 2000)
+    X = centres[y] + rng.normal(size=(2000, 3))
+    peer = RiverBatchAdapter(PEERS["river-lr"](0), ["a", "b", "c"])
+    batches = [Batch(X[i:i + 50], y[i:i + 50].tolist(), np.arange(i, i + 50)) for i in range(0, 2000, 50)]
+    *_, last = prequential(batches, peer, label_rate=1.0, seed=0)
+    assert last.summary.accuracy > 0.8
