@@ -87,7 +87,7 @@ def run_cell(stream: Stream, rate: float, seed: int, models: list[str], out: Pat
 
         ok = [r for r in runs if r.error is None]
         accuracy_plot(ok, out / "plots" / f"{stream.name}.{rate:g}.png",
-                      f"{stream.name} · labels {rate:g} · seed {seed}", settings.window, stream.known_drifts)
+                      f"{stream.name} · labels {pct(rate)} · seed {seed}", settings.window, stream.known_drifts)
     print(f"  {stream.name:16} rate {rate:<5g} seed {seed}: {time.time() - start:5.0f} s", file=sys.stderr, flush=True)
     return doc
 
@@ -111,6 +111,10 @@ def machine() -> str:
 
 def fmt(values: list[float], digits: int = 3) -> str:
     return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}" if values else "-"
+
+
+def pct(rate: float) -> str:
+    return f"{rate * 100:g} %"
 
 
 def write_report(docs: list[dict], stream_list: list[Stream], models: list[str], command: str, out: Path,
@@ -145,7 +149,7 @@ def write_report(docs: list[dict], stream_list: list[Stream], models: list[str],
     lines.append("")
     wins, cells_n = {}, 0
     for rate in rates:
-        lines += [f"## Accuracy at {rate:g} labels", "", "| stream | " + " | ".join(models) + " |",
+        lines += [f"## Accuracy at {pct(rate)} labels", "", "| stream | " + " | ".join(models) + " |",
                   "|---|" + "---:|" * len(models)]
         for name in names:
             row = cells.get((name, rate))
@@ -166,7 +170,7 @@ def write_report(docs: list[dict], stream_list: list[Stream], models: list[str],
         for name in names:
             row = cells.get((name, rate))
             if row:
-                lines.append(f"| {name} | {rate:g} | " + " | ".join(
+                lines.append(f"| {name} | {pct(rate)} | " + " | ".join(
                     f"{np.mean([r['events_per_second'] for r in row[m]]):,.0f}" if m in row else "-"
                     for m in models) + " |")
     lines += ["", "## Peak RSS (MiB, max over seeds) and pseudo-label precision", "",
@@ -178,9 +182,26 @@ def write_report(docs: list[dict], stream_list: list[Stream], models: list[str],
             if row:
                 prec = [r["pseudo_label_precision"] for r in row.get("streamssl-pseudo", [])
                         if r["pseudo_label_precision"] is not None]
-                lines.append(f"| {name} | {rate:g} | " + " | ".join(
+                lines.append(f"| {name} | {pct(rate)} | " + " | ".join(
                     f"{max(r['peak_rss_mb'] for r in row[m]):,.0f}" if m in row else "-" for m in models)
                     + f" | {fmt(prec) if prec else 'none accepted'} |")
+    lines += ["", "## streamssl (defaults) against the best peer", "",
+              "Accuracy points of `streamssl` minus the best non-streamssl model of the cell (mean over seeds); "
+              "positive is a win.", "", "| stream | " + " | ".join(pct(r) for r in rates) + " |",
+              "|---|" + "---:|" * len(rates)]
+    for name in names:
+        gaps = []
+        for rate in rates:
+            row = cells.get((name, rate), {})
+            peers = {m: np.mean([r["accuracy"] for r in runs]) for m, runs in row.items()
+                     if not m.startswith("streamssl")}
+            if "streamssl" not in row or not peers:
+                gaps.append("-")
+                continue
+            best = max(peers, key=peers.get)
+            gap = 100 * (np.mean([r["accuracy"] for r in row["streamssl"]]) - peers[best])
+            gaps.append(f"{gap:+.1f} ({best})")
+        lines.append(f"| {name} | " + " | ".join(gaps) + " |")
     lines += ["", "## Best model per (stream, label rate)", ""]
     lines += [f"- `{m}`: {n} of {cells_n}" for m, n in sorted(wins.items(), key=lambda kv: -kv[1])]
     errors = [(d["stream"], d["label_rate"], d["seed"], m, e) for d in docs for m, e in d.get("errors", {}).items()]
@@ -238,7 +259,8 @@ def main() -> None:
                                    ("models", args.models), ("tag", args.tag)) if v)
     # The report covers every pass whose JSON is in --out (the main one and any tagged extras).
     names = {s.name for s in stream_list}
-    docs = [d for d in (json.loads(p.read_text()) for p in sorted(args.out.glob("*.json"))) if d["stream"] in names]
+    docs = [json.loads(p.read_text()) for p in sorted(args.out.glob("*.json")) if p.name != "passes.json"]
+    docs = [d for d in docs if d["stream"] in names]
     write_report(docs, stream_list, FULL_MODELS if not args.quick else QUICK_MODELS,
                  None if args.report_only else command, args.out, report, time.time() - start)
     print(f"wrote {report} ({time.time() - start:.0f} s)", file=sys.stderr)
