@@ -209,7 +209,9 @@ def write_report(docs: list[dict], stream_list: list[Stream], models: list[str],
         lines += ["", "## Failed runs", ""] + [f"- {s} {r:g} seed {sd}, {m}: {e}" for s, r, sd, m, e in errors]
     plots = sorted((out / "plots").glob("*.png")) if (out / "plots").exists() else []
     if plots:
-        lines += ["", "## Accuracy over time (seed 0)", ""]
+        lines += ["", "## Accuracy over time (seed 0)", "",
+                  "Drawn by the main pass (models of that pass only; tagged passes add no plots). Dashed lines "
+                  "are known drift points, triangles the drifts streamssl detected.", ""]
         for p in plots:
             lines += [f"![{p.stem}]({os.path.relpath(p, report.parent)})", ""]
     report.write_text("\n".join(lines) + "\n")
