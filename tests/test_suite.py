@@ -19,7 +19,7 @@ def test_quick_suite_writes_a_report_with_tables_and_plots(tmp_path):
                            "--workers", "1"], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     report = (tmp_path / "RESULTS.md").read_text()
-    assert "## Accuracy at 0.05 labels" in report and "| elec2_sample |" in report and "| usenet1 |" in report
+    assert "## Accuracy at 5 % labels" in report and "| elec2_sample |" in report and "| usenet1 |" in report
     assert "python benchmarks/suite.py --quick" in report
     assert "## Failed runs" not in report
     assert sorted(p.name for p in (tmp_path / "plots").glob("*.png")) == ["elec2_sample.0.05.png", "usenet1.0.05.png"]
