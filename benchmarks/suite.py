@@ -210,7 +210,7 @@ def write_report(docs: list[dict], stream_list: list[Stream], models: list[str],
     plots = sorted((out / "plots").glob("*.png")) if (out / "plots").exists() else []
     if plots:
         lines += ["", "## Accuracy over time (seed 0)", "",
-                  "Drawn by the main pass (models of that pass only; tagged passes add no plots). Dashed lines "
+                  "Seed 0, the models of the main pass (tagged passes add no plots). Dashed lines "
                   "are known drift points, triangles the drifts streamssl detected.", ""]
         for p in plots:
             lines += [f"![{p.stem}]({os.path.relpath(p, report.parent)})", ""]
