@@ -26,7 +26,7 @@ def accuracy_plot(runs: Sequence[ModelRun], path: str | Path, title: str, window
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(11, 5.5), dpi=110)
+    fig, ax = plt.subplots(figsize=(12.5, 5.5), dpi=110)
     for run in runs:
         if not run.curve:
             continue
@@ -46,7 +46,7 @@ def accuracy_plot(runs: Sequence[ModelRun], path: str | Path, title: str, window
     ax.set_ylim(0.0, 1.02)
     ax.set_title(title, loc="left")
     ax.grid(alpha=0.25)
-    ax.legend(loc="lower left", fontsize=8, ncol=2, frameon=False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     fig.tight_layout()
