@@ -81,7 +81,7 @@ def build_model(name: str, seed: int, feature_names: list[str], classes: Callabl
 def _curve_point(history: list[tuple[int, int, int]], window: int) -> tuple[int, float] | None:
     """Accuracy over the last ``window`` scored events, from (events, scored, correct) totals."""
     events, scored, correct = history[-1]
-    for e0, s0, c0 in reversed(history):
+    for _, s0, c0 in reversed(history):
         if scored - s0 >= window:
             return events, (correct - c0) / (scored - s0)
     return None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 from dataclasses import dataclass, field
@@ -11,7 +10,7 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 from ..errors import InputError
-from ..sources.file import BadRecord, FileSource
+from ..sources.file import BadRecord, FileSource, open_maybe_gzip
 from .prequential import BatchResult, ReplaySummary, prequential
 
 BUNDLED_SAMPLE = "elec2_sample.csv.gz"
@@ -25,10 +24,7 @@ def bundled_sample() -> Path:
 def count_records(path: str | os.PathLike, limit: int | None = None) -> int | None:
     """Number of data lines (for a progress bar), or ``None`` if the file cannot be read."""
     try:
-        with open(path, "rb") as raw:
-            gz = raw.read(2) == b"\x1f\x8b"
-        opener = gzip.open if gz else open
-        with opener(path, "rb") as f:
+        with open_maybe_gzip(path, "rb") as f:
             n = sum(1 for line in f if line.strip())
     except (OSError, EOFError):
         return None

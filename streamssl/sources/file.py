@@ -267,14 +267,10 @@ class FileSource:
 
     def _open_text(self) -> IO[str]:
         try:
-            with open(self._name, "rb") as raw:
-                magic = raw.read(2)
-            if not magic:
+            if os.path.getsize(self._name) == 0:
                 raise InputError(f"{self._name}: empty file")
-            self._gzip = magic == _GZIP_MAGIC
-            if self._gzip:
-                return cast(IO[str], gzip.open(self._name, "rt", encoding="utf-8-sig", newline=""))
-            return open(self._name, encoding="utf-8-sig", newline="")
+            self._gzip = is_gzip(self._name)
+            return cast(IO[str], open_maybe_gzip(self._name, "rt", encoding="utf-8-sig", newline=""))
         except OSError as exc:
             raise InputError(f"{self._name}: cannot read file ({exc.strerror or exc})") from exc
 
@@ -376,6 +372,17 @@ class FileSource:
 
 
 # -- parsing helpers ---------------------------------------------------------------------
+
+
+def is_gzip(path: str | os.PathLike) -> bool:
+    """Whether a file is gzip-compressed, by its magic bytes (whatever its name says)."""
+    with open(path, "rb") as raw:
+        return raw.read(2) == _GZIP_MAGIC
+
+
+def open_maybe_gzip(path: str | os.PathLike, mode: str = "rt", **kwargs: Any) -> IO:
+    """Open a plain or gzip-compressed file alike, telling them apart by :func:`is_gzip`."""
+    return (gzip.open if is_gzip(path) else open)(path, mode, **kwargs)
 
 
 def _parse_label(token: str) -> _Label:

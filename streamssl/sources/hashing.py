@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .file import open_maybe_gzip
+
 
 def bucket_of(n_columns: int, dims: int) -> np.ndarray:
     """The bucket of each source column (Knuth's multiplicative hash).
@@ -39,9 +41,7 @@ def hash_csv(src: str | os.PathLike, dst: str | os.PathLike, dims: int = 1024) -
     """
     dst = Path(dst)
     tmp = dst.with_name(dst.name + ".tmp")
-    with open(src, "rb") as raw:
-        opener = gzip.open if raw.read(2) == b"\x1f\x8b" else open
-    with opener(src, "rt") as f, gzip.open(tmp, "wt") as out:
+    with open_maybe_gzip(src, "rt") as f, gzip.open(tmp, "wt") as out:
         n_features = len(f.readline().rstrip("\n").split(",")) - 1
         buckets = bucket_of(n_features, dims)
         out.write(",".join([*(f"h{i}" for i in range(dims)), "label"]) + "\n")

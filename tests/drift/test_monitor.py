@@ -4,13 +4,19 @@ from river import drift
 from streamssl.drift.monitor import Channel, DriftMonitor
 
 
+def feed_errors(monitor, rate_before, rate_after, seed, n=4000, change_at=2000, batch=50):
+    """Feed a 0/1 error stream whose rate changes at ``change_at``; return what was detected."""
+    rng = np.random.default_rng(seed)
+    found = []
+    for pos in range(0, n, batch):
+        rate = rate_before if pos < change_at else rate_after
+        found += monitor.update("error", (rng.random(batch) < rate).astype(float), position=pos + batch)
+    return found
+
+
 def test_detects_a_rise_in_error_and_records_the_event():
     monitor = DriftMonitor()
-    rng = np.random.default_rng(0)
-    found = []
-    for pos in range(0, 4000, 50):
-        rate = 0.1 if pos < 2000 else 0.5
-        found += monitor.update("error", (rng.random(50) < rate).astype(float), position=pos + 50)
+    found = feed_errors(monitor, 0.1, 0.5, seed=0)
     drifts = [e for e in found if e.level == "drift"]
     assert drifts and 2000 < drifts[0].position <= 2600
     assert all(e.detector == "ADWIN" and e.signal == "error" for e in drifts)
@@ -19,11 +25,7 @@ def test_detects_a_rise_in_error_and_records_the_event():
 
 
 def test_quiet_on_a_stationary_signal():
-    monitor = DriftMonitor()
-    rng = np.random.default_rng(1)
-    found = []
-    for pos in range(0, 20_000, 50):
-        found += monitor.update("error", (rng.random(50) < 0.2).astype(float), position=pos)
+    found = feed_errors(DriftMonitor(), 0.2, 0.2, seed=1, n=20_000)
     assert len([e for e in found if e.level == "drift"]) <= 1
 
 
@@ -36,10 +38,4 @@ def test_signals_without_a_channel_are_ignored_and_channels_are_configurable():
 
 
 def test_a_falling_error_is_learning_not_drift():
-    monitor = DriftMonitor()
-    rng = np.random.default_rng(2)
-    found = []
-    for pos in range(0, 4000, 50):
-        rate = 0.5 if pos < 2000 else 0.1
-        found += monitor.update("error", (rng.random(50) < rate).astype(float), position=pos + 50)
-    assert found == []
+    assert feed_errors(DriftMonitor(), 0.5, 0.1, seed=2) == []
