@@ -92,6 +92,42 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", type=Path, default=None, help="write the results as JSON to FILE")
     b.add_argument("--plot", type=Path, default=None, help="draw accuracy over time for every model to FILE.png")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    r = sub.add_parser(
+        "run", help="the daemon: consume events from Kafka, predict, learn from delayed labels",
+        description="Consume events (and delayed labels) from Kafka in a consumer group, send one prediction per "
+        "event, learn, dead-letter bad input, checkpoint atomically, serve /metrics /healthz /readyz. "
+        "SIGTERM/SIGINT stop it cleanly after a final checkpoint. Environment variables STREAMSSL_<SECTION>_<KEY> "
+        "override the config file.",
+    )
+    r.add_argument("--config", type=Path, required=True, help="YAML config file")
+    r.add_argument("--max-events", type=_positive, default=None, help="stop cleanly after N event messages")
+    r.add_argument("--timeout", type=float, default=None, help="stop cleanly after S seconds")
+    r.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                   help="JSON log level on stderr (default info)")
+
+    q = sub.add_parser(
+        "produce", help="replay a recorded stream into Kafka: events now, their labels later",
+        description="Send each record of a recorded stream (CSV/JSONL, gzip or not) to TOPIC as a JSON event "
+        '{"id", "features", "timestamp"}, and a seeded share of labels as {"id", "label"} to the labels topic, '
+        "after a delay.",
+    )
+    q.add_argument("path", nargs="?", type=Path, help="recorded stream (default: the bundled Elec2 sample)")
+    q.add_argument("--topic", required=True, help="topic for the events")
+    q.add_argument("--labels-topic", default=None, help="topic for the labels (default: send no labels)")
+    q.add_argument("--label-rate", type=_rate, default=0.05, help="share of events whose label is sent (default 0.05)")
+    q.add_argument("--label-delay-s", type=float, default=0.0, help="seconds between an event and its label (default 0)")
+    q.add_argument("--rate", type=float, default=None, help="events per second (default: as fast as possible)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the label mask (default 0)")
+    q.add_argument("--limit", type=_natural, default=None, help="stop after N events")
+    q.add_argument("--layout", choices=["object", "array"], default="object",
+                   help="features as an object {name: value} (default) or an array")
+    q.add_argument("--id-prefix", default="", help="prefix of the event ids (default none: ids are row numbers)")
+    q.add_argument("--bootstrap-servers", default=None,
+                   help="Kafka bootstrap servers (default: the config's, else $STREAMSSL_KAFKA_BOOTSTRAP_SERVERS, "
+                   "else localhost:9092)")
+    q.add_argument("--config", type=Path, default=None, help="take Kafka connection and security settings from this "
+                   "daemon config")
     return parser
 
 
@@ -224,11 +260,75 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0 if len(ok) == len(runs) else 1
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from .daemon import logs
+    from .daemon.config import load_config
+    from .daemon.service import Daemon
+
+    if args.timeout is not None and args.timeout <= 0:
+        raise InputError("--timeout must be positive")
+    config = load_config(args.config)
+    log = logs.setup(args.log_level)
+    try:
+        return Daemon(config, log=log).run(max_events=args.max_events, timeout_s=args.timeout)
+    except InputError:
+        raise
+    except Exception as exc:  # the daemon cannot go on: say why, exit 1, restart resumes from the checkpoint
+        log.critical("failed", exc_info=True, extra={"fields": {"error": f"{type(exc).__name__}: {exc}"}})
+        return 1
+
+
+def _kafka_options(args: argparse.Namespace) -> dict:
+    import os
+
+    from .daemon.config import KafkaConfig, load_config
+
+    if args.config is not None:
+        options = load_config(args.config).kafka.client_options()
+    else:
+        servers = os.environ.get("STREAMSSL_KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
+        options = KafkaConfig(events_topic="-", predictions_topic="--", dead_letter_topic="---",
+                              bootstrap_servers=servers).client_options()
+    if args.bootstrap_servers:
+        options["bootstrap_servers"] = args.bootstrap_servers.split(",")
+    return options
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+
+    from .replay.produce import produce
+    from .replay.run import DeadLetters, bundled_sample
+
+    path = args.path or bundled_sample()
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if args.rate is not None and args.rate <= 0:
+        raise InputError("--rate must be positive")
+    if args.label_delay_s < 0:
+        raise InputError("--label-delay-s must be >= 0")
+    options = _kafka_options(args)
+    try:
+        producer = KafkaProducer(acks="all", linger_ms=5, **options)
+    except KafkaError as exc:
+        raise InputError(f"cannot reach Kafka at {','.join(options['bootstrap_servers'])}: {exc}") from None
+    dead = DeadLetters(None, sys.stderr)
+    try:
+        summary = produce(path, producer, args.topic, args.labels_topic, args.label_rate, args.label_delay_s,
+                          args.rate, args.seed, args.limit, args.layout, args.id_prefix, on_bad=dead)
+    finally:
+        producer.close()
+    print(json.dumps({"path": str(path), "topic": args.topic, "labels_topic": args.labels_topic,
+                      "feature_names": summary.feature_names, **summary.to_json()}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return {"replay": cmd_replay, "bench": cmd_bench}[args.command](args)
+        return {"replay": cmd_replay, "bench": cmd_bench, "run": cmd_run, "produce": cmd_produce}[args.command](args)
     except (InputError, StreamSSLError) as exc:
         print(f"streamssl: error: {exc}", file=sys.stderr)
         return 2

@@ -22,3 +22,18 @@ def shared_data(name: str):
     root = os.environ.get("STREAMSSL_SHARED_DATA")
     base = Path(root) if root else Path(__file__).resolve().parents[2] / "shared" / "data"
     return base / name
+
+
+@pytest.fixture(scope="session")
+def kafka_broker():
+    """A real Kafka-protocol broker for the session: Tansu on a free loopback port, or the
+    external broker named by $STREAMSSL_TEST_KAFKA (e.g. real Apache Kafka)."""
+    from streamssl.testing.broker import BrokerUnavailable, LocalBroker
+
+    broker = LocalBroker()
+    try:
+        broker.start()
+    except BrokerUnavailable as exc:
+        pytest.skip(str(exc))
+    yield broker
+    broker.stop()

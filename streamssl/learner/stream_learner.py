@@ -360,6 +360,11 @@ class StreamLearner(base.Classifier):
         return self.monitor.events
 
     @property
+    def drift_in_progress(self) -> bool:
+        """A warning or drift was signalled and its background head has not yet won or given up."""
+        return self.challenger is not None
+
+    @property
     def pseudo_labels_accepted(self) -> int:
         return self.policy.accepted
 

@@ -1,0 +1,281 @@
+"""The daemon's configuration: one frozen, validated object, read from YAML and the environment.
+
+Every setting has a default except where the stream must be described (topics, features).
+Environment variables override the file for deployment: ``STREAMSSL_<SECTION>_<KEY>`` sets
+``<section>.<key>`` (for example ``STREAMSSL_KAFKA_BOOTSTRAP_SERVERS``,
+``STREAMSSL_KAFKA_GROUP_ID``, ``STREAMSSL_KAFKA_SASL_PLAIN_PASSWORD``). Secrets (the SASL
+password, the SSL key password, the checkpoint HMAC key) come from the environment or from a
+file named in the config (``*_file``), and are never printed: they are ``SecretStr``.
+
+Examples
+--------
+>>> cfg = DaemonConfig.model_validate({
+...     "kafka": {"events_topic": "events", "predictions_topic": "predictions", "dead_letter_topic": "dlq"},
+...     "events": {"features": ["x1", "x2"]},
+... })
+>>> cfg.kafka.bootstrap_servers, cfg.batch.max_events, cfg.events.n_features
+('localhost:9092', 256, 2)
+>>> load_config_text("kafka: {events_topic: e, predictions_topic: p, dead_letter_topic: d}\\nevents: {layout: array}")
+Traceback (most recent call last):
+...
+streamssl.daemon.config.ConfigError: <config>: invalid configuration
+  events: layout 'array' needs n_features
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from ..errors import InputError
+
+ENV_PREFIX = "STREAMSSL_"
+
+
+class ConfigError(InputError):
+    """The configuration cannot be used; the message lists every problem with its location."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaConfig(_Section):
+    """Where events come from and where predictions and rejects go."""
+
+    bootstrap_servers: str = "localhost:9092"
+    group_id: str = "streamssl"
+    events_topic: str
+    labels_topic: str | None = None
+    predictions_topic: str
+    dead_letter_topic: str
+    client_id: str = "streamssl"
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    session_timeout_ms: int = Field(10_000, ge=1000)
+    heartbeat_interval_ms: int = Field(2_000, ge=100)
+    max_poll_interval_ms: int = Field(300_000, ge=1000)
+    request_timeout_ms: int = Field(30_000, ge=1000)
+    # Security, passed through to kafka-python.
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"] | None = None
+    sasl_plain_username: str | None = None
+    sasl_plain_password: SecretStr | None = None
+    sasl_plain_password_file: Path | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_password: SecretStr | None = None
+    ssl_password_file: Path | None = None
+    ssl_check_hostname: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> "KafkaConfig":
+        topics = [t for t in (self.events_topic, self.labels_topic, self.predictions_topic, self.dead_letter_topic) if t]
+        if len(set(topics)) != len(topics):
+            raise ValueError("events, labels, predictions and dead-letter topics must all differ")
+        if self.heartbeat_interval_ms >= self.session_timeout_ms:
+            raise ValueError("heartbeat_interval_ms must be below session_timeout_ms")
+        if self.security_protocol.startswith("SASL") and self.sasl_mechanism is None:
+            raise ValueError(f"security_protocol {self.security_protocol} needs sasl_mechanism")
+        return self
+
+    def client_options(self) -> dict[str, Any]:
+        """Connection and security settings for any kafka-python client (secrets resolved)."""
+        opts: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers.split(","),
+                                "client_id": self.client_id, "security_protocol": self.security_protocol,
+                                "request_timeout_ms": self.request_timeout_ms}
+        if self.sasl_mechanism:
+            opts["sasl_mechanism"] = self.sasl_mechanism
+            opts["sasl_plain_username"] = self.sasl_plain_username
+            opts["sasl_plain_password"] = _secret(self.sasl_plain_password, self.sasl_plain_password_file)
+        if self.security_protocol.endswith("SSL"):
+            for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+                if getattr(self, key) is not None:
+                    opts[key] = str(getattr(self, key))
+            opts["ssl_check_hostname"] = self.ssl_check_hostname
+            password = _secret(self.ssl_password, self.ssl_password_file)
+            if password is not None:
+                opts["ssl_password"] = password
+        return opts
+
+
+class BatchConfig(_Section):
+    """A micro-batch closes at ``max_events`` events or after ``max_wait_ms``, whichever first."""
+
+    max_events: int = Field(256, ge=1, le=100_000)
+    max_wait_ms: int = Field(200, ge=1)
+
+
+class EventsConfig(_Section):
+    """How an event message (a JSON object) maps to a feature vector.
+
+    ``layout: object`` reads ``features`` as an object ``{name: number}`` with exactly the names
+    listed in ``features`` (order as listed); ``layout: array`` reads a list of ``n_features``
+    numbers. ``features_field: null`` with ``layout: object`` reads the features from the top
+    level of the message (every key but id, timestamp and label).
+    """
+
+    layout: Literal["object", "array"] = "object"
+    features: list[str] | None = None
+    n_features: int | None = Field(None, ge=1)
+    features_field: str | None = "features"
+    id_field: str | None = "id"
+    timestamp_field: str | None = "timestamp"
+    label_field: str | None = "label"
+    extra_features: Literal["reject", "ignore"] = "reject"
+    max_message_bytes: int = Field(1 << 20, ge=16)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_width(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("features") and data.get("n_features") is None:
+            data = {**data, "n_features": len(data["features"])}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> "EventsConfig":
+        if self.layout == "object":
+            if not self.features:
+                raise ValueError("layout 'object' needs the list of feature names (features)")
+            if len(set(self.features)) != len(self.features):
+                raise ValueError("feature names must be unique")
+            if self.n_features != len(self.features):
+                raise ValueError(f"n_features {self.n_features} but {len(self.features)} feature names")
+        elif self.n_features is None:
+            raise ValueError("layout 'array' needs n_features")
+        elif self.features_field is None:
+            raise ValueError("layout 'array' needs a features_field")
+        return self
+
+
+class LabelsConfig(_Section):
+    """Joining delayed ``{id, label}`` records to the events they belong to."""
+
+    id_field: str = "id"
+    label_field: str = "label"
+    ttl_s: float = Field(3600.0, gt=0)
+    max_events: int = Field(200_000, ge=1)
+    pending_ttl_s: float = Field(60.0, ge=0)
+    max_pending: int = Field(50_000, ge=0)
+
+
+class CheckpointConfig(_Section):
+    """Atomic checkpoints of the learner, the label buffer and the consumer offsets."""
+
+    path: Path = Path("streamssl-state/daemon.ckpt")
+    every_events: int = Field(50_000, ge=1)
+    every_s: float = Field(60.0, gt=0)
+    hmac_key: SecretStr | None = None
+    hmac_key_file: Path | None = None
+
+    def key(self) -> bytes | None:
+        value = _secret(self.hmac_key, self.hmac_key_file)
+        return None if value is None else value.encode()
+
+
+class HttpConfig(_Section):
+    """The metrics and health server. Port 0 picks a free port (logged at start)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9108, ge=0, le=65535)
+    stall_timeout_s: float = Field(30.0, gt=0)
+
+
+class LearnerConfig(_Section):
+    """The learner's switches, as on ``streamssl replay``."""
+
+    ssl: bool | None = None
+    pseudo_labels: bool | None = None
+    threshold: float = Field(0.99, gt=0, le=1)
+    device: str = "auto"
+    threads: int = Field(1, ge=1)
+    seed: int = 0
+
+
+class DaemonConfig(_Section):
+    """Everything ``streamssl run`` needs; see the section classes for each part."""
+
+    kafka: KafkaConfig
+    events: EventsConfig
+    batch: BatchConfig = BatchConfig()
+    labels: LabelsConfig = LabelsConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    http: HttpConfig = HttpConfig()
+    learner: LearnerConfig = LearnerConfig()
+
+
+def _secret(value: SecretStr | None, path: Path | None) -> str | None:
+    if value is not None:
+        return value.get_secret_value()
+    if path is not None:
+        try:
+            return path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read secret ({exc.strerror or exc})") from None
+    return None
+
+
+def apply_env(data: dict, environ: Mapping[str, str]) -> dict:
+    """``data`` with ``STREAMSSL_<SECTION>_<KEY>`` variables applied.
+
+    >>> apply_env({"kafka": {"group_id": "a"}}, {"STREAMSSL_KAFKA_GROUP_ID": "b", "HOME": "/"})
+    {'kafka': {'group_id': 'b'}}
+    """
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    sections = DaemonConfig.model_fields
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        section, _, key = name[len(ENV_PREFIX):].lower().partition("_")
+        if section not in sections or not key:
+            continue
+        # Strings as given (pydantic converts "8", "true", "0.5" for typed fields); an empty
+        # value unsets an optional setting; feature names are a YAML list.
+        value: Any = raw if raw.strip() else None
+        if key == "features" and value is not None:
+            value = yaml.safe_load(raw)
+        current = out.get(section)
+        out[section] = {**(current if isinstance(current, dict) else {}), key: value}
+    return out
+
+
+def _format(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting"
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def load_config_text(text: str, source: str = "<config>", environ: Mapping[str, str] | None = None) -> DaemonConfig:
+    """A :class:`DaemonConfig` from YAML text and the environment (``os.environ`` by default)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML ({exc})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections")
+    data = apply_env(data, os.environ if environ is None else environ)
+    try:
+        return DaemonConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: invalid configuration\n{_format(exc)}") from None
+
+
+def load_config(path: str | os.PathLike, environ: Mapping[str, str] | None = None) -> DaemonConfig:
+    """Read and validate the YAML config at ``path``; relative paths in it are kept as written."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror or exc}") from None
+    return load_config_text(text, str(path), environ)

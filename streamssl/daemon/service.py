@@ -1,0 +1,412 @@
+"""The long-running daemon: Kafka in, predictions out, delayed labels joined, state checkpointed.
+
+One micro-batch goes through these steps (:meth:`Daemon.process`):
+
+1. decode each event and label message; a message that cannot be decoded goes to the
+   dead-letter topic with its reason;
+2. predict every event and send one prediction per event;
+3. learn: events with an inline label (or whose label came before them) with ``learn_many``,
+   labels that arrived for earlier events with ``learn_late_labels``; other events wait in
+   the :class:`~streamssl.learner.label_join.LabelJoin`.
+
+A checkpoint (:meth:`Daemon.checkpoint`) follows the order that makes the daemon lose nothing:
+
+1. flush the sinks: every prediction and dead letter sent so far is acknowledged by Kafka;
+2. write learner, label buffer, counters and the offsets after the last processed record to
+   the checkpoint file atomically (the previous file is kept as ``.prev``);
+3. commit those offsets to Kafka.
+
+A crash between any two steps replays records from the last checkpoint's offsets: events may be
+predicted twice (at-least-once), none is skipped, and no label is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, Hashable
+
+import numpy as np
+from kafka import TopicPartition
+from kafka.errors import CommitFailedError, KafkaError
+
+from ..errors import StreamSSLError
+from ..learner.label_join import Joined, LabelJoin
+from ..metrics.daemon import DaemonMetrics
+from ..sinks.kafka import DeadLetterSink, PredictionSink, SinkError, make_producer
+from ..sources.decode import DecodeError, EventDecoder, LabelDecoder
+from ..state import checkpoint as ckpt
+from . import logs
+from .config import DaemonConfig
+from .http import HealthServer
+
+STATE_KIND = "streamssl-daemon"
+STATE_VERSION = 1
+
+
+class Daemon:
+    """``streamssl run``: see the module docstring for what one batch and one checkpoint do.
+
+    ``run(max_events=, timeout_s=)`` bounds a run (for tests and benchmarks); otherwise it runs
+    until :meth:`request_stop` (SIGTERM/SIGINT call it), then finishes the batch in hand,
+    writes a final checkpoint, commits and returns 0.
+    """
+
+    def __init__(self, config: DaemonConfig, registry=None, log: logging.Logger | None = None) -> None:
+        self.config = config
+        self.metrics = DaemonMetrics(registry)
+        self.log = log or logs.setup()
+        self._dead_log = logs.RateLimited(self.log)
+        self.decoder = EventDecoder(config.events)
+        self.label_decoder = LabelDecoder(config.labels)
+        lc = config.labels
+        self.join = LabelJoin(lc.ttl_s, lc.max_events, lc.pending_ttl_s, lc.max_pending)
+        self.learner = self._new_learner()
+        self.model_version = 0
+        self.positions: dict[TopicPartition, int] = {}
+        self.events_seen = 0  # event messages consumed, including dead-lettered ones
+        self.labels_scored = 0
+        self.labels_correct = 0
+        self._drifts_logged = 0
+        self._since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
+        self._stop = threading.Event()
+        self.stop_reason: str | None = None
+        self.source = None
+        self.predictions: PredictionSink | None = None
+        self.dead: DeadLetterSink | None = None
+        self.http: HealthServer | None = None
+        self._loop_at = time.monotonic()
+        self._ready: tuple[bool, dict] = (False, {"reason": "starting"})
+
+    # ------------------------------------------------------------------ setup
+    def _new_learner(self):
+        import torch
+
+        from ..learner import StreamLearner
+
+        lc = self.config.learner
+        torch.set_num_threads(lc.threads)
+        switches = {"encoder": lc.ssl, "pseudo_labels": lc.pseudo_labels}
+        return StreamLearner(threshold=lc.threshold, device=lc.device, seed=lc.seed,
+                             **{k: v for k, v in switches.items() if v is not None})
+
+    def restore(self) -> bool:
+        """Load the last good checkpoint if there is one (falling back to ``.prev``)."""
+        path = self.config.checkpoint.path
+        candidates = [p for p in (path, path.with_name(path.name + ".prev")) if p.exists()]
+        errors = []
+        for p in candidates:
+            try:
+                state = self._read(p)
+            except ckpt.CheckpointError as exc:
+                errors.append(str(exc))
+                self.log.error("checkpoint_unusable", extra={"fields": {"path": str(p), "error": str(exc)}})
+                continue
+            self._load(state)
+            self.log.info("restored", extra={"fields": {
+                "path": str(p), "model_version": self.model_version, "events_seen": self.events_seen,
+                "offsets": {f"{tp.topic}:{tp.partition}": off for tp, off in self.positions.items()}}})
+            return True
+        if errors:
+            raise ckpt.CheckpointError("no usable checkpoint: " + "; ".join(errors))
+        return False
+
+    def _read(self, path: Path) -> dict:
+        from ..device import resolve_device
+
+        state = ckpt.decode(path.read_bytes(), self.config.checkpoint.key(), None, source=str(path))
+        if not isinstance(state, dict) or state.get("kind") != STATE_KIND:
+            raise ckpt.CheckpointError(f"{path}: not a daemon checkpoint")
+        if state.get("version") != STATE_VERSION:
+            raise ckpt.CheckpointError(f"{path}: daemon state version {state.get('version')!r}, "
+                                       f"this version reads {STATE_VERSION}")
+        if state.get("n_features") != self.decoder.n_features:
+            raise ckpt.CheckpointError(f"{path}: written for {state.get('n_features')} features, "
+                                       f"the config has {self.decoder.n_features}")
+        learner = state["learner"]
+        learner["params"] = {**learner["params"], "device": str(resolve_device(self.config.learner.device))}
+        return state
+
+    def _load(self, state: dict) -> None:
+        from ..learner import StreamLearner
+
+        self.learner = StreamLearner.from_state_dict(state["learner"])
+        self.join.load_state_dict(state["join"])
+        self.positions = {TopicPartition(t, p): o for t, p, o in state["offsets"]}
+        c = state["counters"]
+        self.model_version, self.events_seen = c["model_version"], c["events_seen"]
+        self.labels_scored, self.labels_correct = c["labels_scored"], c["labels_correct"]
+        self._drifts_logged = sum(self.learner.monitor.counts.values())
+        self.metrics.sync_join(self.join)
+
+    def state_dict(self) -> dict:
+        return {
+            "kind": STATE_KIND, "version": STATE_VERSION, "n_features": self.decoder.n_features,
+            "learner": self.learner.state_dict(), "join": self.join.state_dict(),
+            "offsets": [[tp.topic, tp.partition, off] for tp, off in sorted(self.positions.items())],
+            "counters": {"model_version": self.model_version, "events_seen": self.events_seen,
+                         "labels_scored": self.labels_scored, "labels_correct": self.labels_correct},
+            "written_at": time.time(),
+        }
+
+    # -------------------------------------------------------------- lifecycle
+    def request_stop(self, reason: str = "requested") -> None:
+        """Ask the loop to stop after the batch in hand (safe from signal handlers and threads)."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self._stop.set()
+
+    def run(self, max_events: int | None = None, timeout_s: float | None = None) -> int:
+        """Consume until stopped; returns the exit status (0 after a clean stop)."""
+        k = self.config.kafka
+        started = time.monotonic()
+        with ExitStack() as stack:
+            self.restore()
+            if self.config.http.enabled:
+                h = self.config.http
+                self.http = HealthServer(self.metrics.registry, self._alive, self.readiness, h.host, h.port).start()
+                stack.callback(self.http.stop)
+            stack.enter_context(_stop_on_signals(self))
+            max_bytes = self.config.events.max_message_bytes
+            producer = make_producer(k, max_request_size=max(1 << 20, max_bytes + (64 << 10)))
+            stack.callback(producer.close)
+            self.predictions = PredictionSink(producer, k.predictions_topic)
+            self.dead = DeadLetterSink(producer, k.dead_letter_topic, max_bytes)
+            from ..sources.kafka import KafkaSource
+
+            topics = [k.events_topic] + ([k.labels_topic] if k.labels_topic else [])
+            self.source = KafkaSource(k, topics, self.positions, on_revoke=self._on_revoke)
+            stack.callback(self.source.close)
+            self.log.info("started", extra={"fields": {
+                "topics": topics, "group_id": k.group_id, "bootstrap_servers": k.bootstrap_servers,
+                "http_port": self.http.port if self.http else None, "checkpoint": str(self.config.checkpoint.path)}})
+            b = self.config.batch
+            while not self._stop.is_set():
+                records = self.source.poll(b.max_events, b.max_wait_ms)
+                if records:
+                    self.process(records)
+                self._tick()
+                if max_events is not None and self.events_seen >= max_events:
+                    self.request_stop("max_events")
+                if timeout_s is not None and time.monotonic() - started >= timeout_s:
+                    self.request_stop("timeout")
+            self.log.info("stopping", extra={"fields": {"reason": self.stop_reason}})
+            self.checkpoint()
+        self.log.info("stopped", extra={"fields": {
+            "reason": self.stop_reason, "events_seen": self.events_seen, "model_version": self.model_version,
+            "predictions": self.predictions.sent, "dead_letters": self.dead.sent}})
+        return 0
+
+    def _tick(self) -> None:
+        """Per loop iteration: readiness, lag, and a checkpoint when one is due."""
+        self._loop_at = time.monotonic()
+        self.join.expire(time.time())
+        self.metrics.sync_join(self.join)
+        c = self.config.checkpoint
+        if self._since_checkpoint and (self._since_checkpoint >= c.every_events
+                                       or time.monotonic() - self._last_checkpoint >= c.every_s):
+            self.checkpoint()
+        assigned = self.source.assignment()
+        for tp, lag in self.source.lag(self.positions).items():
+            self.metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
+        heartbeat = self.source.heartbeat_age()
+        session_s = self.config.kafka.session_timeout_ms / 1000
+        if not assigned:
+            self._ready = (False, {"reason": "no partitions assigned"})
+        elif math.isfinite(heartbeat) and heartbeat > session_s:
+            self._ready = (False, {"reason": f"no heartbeat from the group coordinator for {heartbeat:.0f} s"})
+        else:
+            self._ready = (True, {"partitions": len(assigned)})
+        self.metrics.ready.set(1 if self._ready[0] else 0)
+
+    def _alive(self) -> tuple[bool, dict]:
+        idle = time.monotonic() - self._loop_at
+        return idle < 10 * self.config.http.stall_timeout_s, {"loop_idle_s": round(idle, 3)}
+
+    def readiness(self) -> tuple[bool, dict]:
+        """What ``/readyz`` answers: consuming (partitions assigned, coordinator answering) and
+        the loop not stalled for ``http.stall_timeout_s``."""
+        idle = time.monotonic() - self._loop_at
+        if idle > self.config.http.stall_timeout_s:
+            return False, {"reason": f"loop stalled for {idle:.0f} s"}
+        return self._ready
+
+    # ------------------------------------------------------------ one batch
+    def process(self, records: list) -> None:
+        """Decode, predict, send and learn one micro-batch of consumer records."""
+        t0 = time.perf_counter()
+        k = self.config.kafka
+        now = time.time()
+        events, event_recs, labels = [], [], []
+        for rec in records:
+            if rec.topic == k.events_topic:
+                self.events_seen += 1
+                try:
+                    ts = rec.timestamp / 1000 if rec.timestamp and rec.timestamp > 0 else None
+                    events.append(self.decoder.decode(rec.value, f"{rec.topic}:{rec.partition}:{rec.offset}", ts))
+                    event_recs.append(rec)
+                except DecodeError as exc:
+                    self._dead_letter(rec, exc)
+            else:
+                try:
+                    labels.append(self.label_decoder.decode(rec.value))
+                except DecodeError as exc:
+                    self._dead_letter(rec, exc)
+        if events:
+            self._events(events, now)
+        if labels:
+            self._learn_late(self.join.add_labels(labels, now))
+        for rec in records:
+            tp = TopicPartition(rec.topic, rec.partition)
+            self.positions[tp] = max(self.positions.get(tp, 0), rec.offset + 1)
+        self._since_checkpoint += len(records)
+        self.metrics.events.labels(kind="consumed").inc(len(event_recs))
+        self.metrics.batch_size.observe(len(events))
+        self.metrics.batch_seconds.observe(time.perf_counter() - t0)
+        self.metrics.model_version.set(self.model_version)
+        self.metrics.sync_learner(self.learner)
+        self.metrics.sync_join(self.join)
+        if self.labels_scored:
+            self.metrics.accuracy.set(self.labels_correct / self.labels_scored)
+        self._log_drifts()
+
+    def _events(self, events: list, now: float) -> None:
+        X = np.stack([e.x for e in events])
+        proba = self.learner.predict_proba_many(X)
+        classes = self.learner.classes_
+        if proba.shape[1]:
+            top = proba.argmax(axis=1)
+            predicted: list[Hashable | None] = [classes[i] for i in top]
+            confidence = proba[np.arange(len(top)), top]
+        else:
+            predicted, confidence = [None] * len(events), np.zeros(len(events))
+        drift = self.learner.drift_in_progress
+        sent_at = time.time()
+        for e, p, c in zip(events, predicted, confidence.tolist()):
+            self.predictions.add(e.id, _jsonable(p), c, drift, self.model_version, e.timestamp)
+        self.metrics.predictions.inc(len(events))
+        for e in events:
+            if e.timestamp is not None:
+                self.metrics.latency.observe(max(0.0, sent_at - e.timestamp))
+        for c in confidence.tolist():
+            self.metrics.confidence.observe(c)
+        # Labels: inline ones, and those that were waiting for their event.
+        y: list[Hashable | None] = [e.label for e in events]
+        waiting = [i for i, v in enumerate(y) if v is None]
+        early = self.join.add_events([events[i].id for i in waiting], X[waiting],
+                                     [predicted[i] for i in waiting], now)
+        if early:
+            found = {j.id: j.label for j in early}
+            for i in waiting:
+                if events[i].id in found:
+                    y[i] = found[events[i].id]
+        n_labels = 0
+        for p, v in zip(predicted, y):
+            if v is not None:
+                self._score(p, v)
+                n_labels += 1
+        self.learner.learn_many(X, y)
+        self.metrics.events.labels(kind="labelled").inc(n_labels)
+        self.metrics.events.labels(kind="unlabelled").inc(len(events) - n_labels)
+        if n_labels:
+            self.model_version += 1
+
+    def _learn_late(self, joined: list[Joined]) -> None:
+        if not joined:
+            return
+        for j in joined:
+            self._score(j.predicted, j.label)
+        self.learner.learn_late_labels(np.stack([j.x for j in joined]), [j.label for j in joined])
+        self.metrics.events.labels(kind="late_labelled").inc(len(joined))
+        self.model_version += 1
+
+    def _score(self, predicted: Hashable | None, label: Hashable) -> None:
+        self.labels_scored += 1
+        self.labels_correct += int(predicted is not None and predicted == label)
+
+    def _dead_letter(self, rec: Any, exc: DecodeError) -> None:
+        self.metrics.dead_letters.labels(reason=exc.reason).inc()
+        self.dead.add(rec.value, rec.key, exc.reason, exc.detail, rec.topic, rec.partition, rec.offset)
+        self._dead_log.warning("dead_letter", reason=exc.reason, detail=exc.detail, topic=rec.topic,
+                               partition=rec.partition, offset=rec.offset)
+
+    def _log_drifts(self) -> None:
+        total = sum(self.learner.monitor.counts.values())
+        if total > self._drifts_logged:
+            history = list(self.learner.drift_events)
+            for event in history[len(history) - min(total - self._drifts_logged, len(history)):]:
+                self.log.info("drift", extra={"fields": event.to_dict()})
+            self._drifts_logged = total
+
+    # ------------------------------------------------------------ checkpoints
+    def checkpoint(self, blocking_commit: bool = True) -> None:
+        """Flush outputs, write the state atomically, then commit offsets (see module docstring)."""
+        t0 = time.perf_counter()
+        for sink in (self.predictions, self.dead):
+            if sink is not None:
+                try:
+                    sink.flush(self.config.kafka.request_timeout_ms / 1000 * 4)
+                except KafkaError as exc:
+                    raise SinkError(f"{sink.topic}: {exc}") from None
+        ckpt.write_atomic(self.config.checkpoint.path, ckpt.encode(self.state_dict(), self.config.checkpoint.key()))
+        if self.source is not None:
+            try:
+                self.source.commit(self.positions, blocking_commit, self._commit_failed)
+            except (CommitFailedError, KafkaError) as exc:
+                self._commit_failed(exc)
+        seconds = time.perf_counter() - t0
+        self._since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
+        self.metrics.checkpoint_seconds.observe(seconds)
+        self.metrics.last_checkpoint.set(time.time())
+        self.log.debug("checkpoint", extra={"fields": {"seconds": round(seconds, 4), "model_version": self.model_version}})
+
+    def _commit_failed(self, exc: Exception) -> None:
+        # The checkpoint holds the offsets: a restart resumes from there; the next commit catches up.
+        self.log.warning("commit_failed", extra={"fields": {"error": f"{type(exc).__name__}: {exc}"}})
+
+    def _on_revoke(self, revoked: set[TopicPartition]) -> None:
+        """Partitions are leaving: checkpoint what was processed from them and commit it, then
+        forget their positions (whoever reads them next starts from the commit). Runs on the
+        consumer's IO thread while the loop waits in ``poll``, hence the non-blocking commit."""
+        if self.predictions is not None and self._since_checkpoint:
+            self.checkpoint(blocking_commit=False)
+        for tp in revoked:
+            self.positions.pop(tp, None)
+        self.log.info("partitions_revoked", extra={"fields": {"partitions": sorted(f"{t.topic}:{t.partition}"
+                                                                                   for t in revoked)}})
+
+
+def _jsonable(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+class _stop_on_signals:
+    """SIGTERM and SIGINT ask the daemon to stop (main thread only); previous handlers come back after."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_stop_on_signals":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.daemon.request_stop(signal.Signals(signum).name)
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+class DaemonError(StreamSSLError):
+    """The daemon cannot go on (outputs undeliverable, checkpoint unwritable)."""

@@ -1,0 +1,79 @@
+"""Metrics of the daemon, added to a learner's on the same registry."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from .registry import LearnerMetrics
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+BATCH_BUCKETS = (1, 4, 16, 64, 128, 256, 512, 1024, 4096, 16384)
+
+
+class DaemonMetrics(LearnerMetrics):
+    """The learner's metrics plus those of consuming, producing, joining and checkpointing.
+
+    Examples
+    --------
+    >>> registry = CollectorRegistry()
+    >>> m = DaemonMetrics(registry)
+    >>> m.dead_letters.labels(reason="undecodable").inc()
+    >>> registry.get_sample_value("streamssl_dead_letters_total", {"reason": "undecodable"})
+    1.0
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry)
+        r = self.registry
+        self.consumer_lag = Gauge("streamssl_consumer_lag", "Messages behind the end of each assigned partition.",
+                                  ["topic", "partition"], registry=r)
+        self.batch_size = Histogram("streamssl_batch_size_events", "Events per micro-batch.",
+                                    buckets=BATCH_BUCKETS, registry=r)
+        self.latency = Histogram("streamssl_end_to_end_latency_seconds",
+                                 "From an event's timestamp to its prediction being produced.",
+                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.predictions = Counter("streamssl_predictions_produced", "Predictions sent to the output topic.",
+                                   registry=r)
+        self.duplicates = Counter("streamssl_duplicate_events",
+                                  "Events whose id was already waiting for a label (redeliveries).", registry=r)
+        self.dead_letters = Counter("streamssl_dead_letters", "Messages sent to the dead-letter topic, by reason.",
+                                    ["reason"], registry=r)
+        self.label_hits = Counter("streamssl_label_join_hits", "Labels joined to the event they belong to.",
+                                  registry=r)
+        self.label_misses = Counter("streamssl_label_join_misses",
+                                    "Labels that found no event: unknown, expired or duplicate.", ["reason"],
+                                    registry=r)
+        self.label_evictions = Counter("streamssl_label_buffer_evictions",
+                                       "Events dropped from the label-join buffer unlabelled, by cause.",
+                                       ["cause"], registry=r)
+        self.label_buffer = Gauge("streamssl_label_buffer_events", "Events waiting for their label.", registry=r)
+        self.checkpoint_seconds = Histogram("streamssl_checkpoint_duration_seconds",
+                                            "Time to flush outputs and write a checkpoint.", registry=r)
+        self.last_checkpoint = Gauge("streamssl_last_checkpoint_timestamp_seconds",
+                                     "Unix time of the last checkpoint written.", registry=r)
+        self.checkpoint_age = Gauge("streamssl_checkpoint_age_seconds",
+                                    "Seconds since the last checkpoint (since start when none yet).", registry=r)
+        self.ready = Gauge("streamssl_ready", "1 while consuming and not stalled, else 0.", registry=r)
+        self.model_version = Gauge("streamssl_model_version", "Learning updates applied to the model.", registry=r)
+        self._since = time.time()
+        self.checkpoint_age.set_function(lambda: time.time() - max(self._since, self.last_checkpoint._value.get()))
+        self._join_seen: dict[str, float] = {}
+
+    def sync_join(self, join) -> None:
+        """Bring label-join counters up to date with a :class:`~streamssl.learner.label_join.LabelJoin`."""
+        self._advance(self.label_hits, "hits", join.hits)
+        self._advance(self.duplicates, "redelivered", join.redelivered)
+        for reason, n in join.misses.items():
+            self._advance(self.label_misses.labels(reason=reason), f"miss:{reason}", n)
+        for cause, n in join.evictions.items():
+            self._advance(self.label_evictions.labels(cause=cause), f"evict:{cause}", n)
+        self.label_buffer.set(len(join))
+
+    def _advance(self, counter, key: str, total: float) -> None:
+        # Counters carry the join's cumulative tallies (a restored daemon starts from them).
+        seen = self._join_seen.get(key, 0.0)
+        if total > seen:
+            counter.inc(total - seen)
+            self._join_seen[key] = total

@@ -1,0 +1,90 @@
+"""Replaying a recorded stream into Kafka: events now, a share of their labels later."""
+
+from __future__ import annotations
+
+import heapq
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..sources.file import BadRecord, FileSource
+
+
+@dataclass
+class ProduceSummary:
+    """What :func:`produce` sent."""
+
+    events: int = 0
+    labels: int = 0
+    bad_records: int = 0
+    seconds: float = 0.0
+    feature_names: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"events": self.events, "labels": self.labels, "bad_records": self.bad_records,
+                "seconds": round(self.seconds, 3),
+                "events_per_second": round(self.events / self.seconds, 1) if self.seconds else None}
+
+
+def event_message(event_id: str, x: np.ndarray, names: list[str], layout: str, timestamp: float) -> bytes:
+    """The JSON an event is sent as: ``{"id", "features", "timestamp"}``.
+
+    >>> event_message("e1", np.array([1.0, 0.5]), ["a", "b"], "object", 1700000000.0)
+    b'{"id":"e1","features":{"a":1.0,"b":0.5},"timestamp":1700000000.0}'
+    """
+    values = x.tolist()
+    features = dict(zip(names, values)) if layout == "object" else values
+    return json.dumps({"id": event_id, "features": features, "timestamp": timestamp}, separators=(",", ":")).encode()
+
+
+def produce(path: str | os.PathLike, producer, topic: str, labels_topic: str | None = None, label_rate: float = 0.0,
+            label_delay_s: float = 0.0, rate: float | None = None, seed: int = 0, limit: int | None = None,
+            layout: str = "object", id_prefix: str = "", on_bad: Callable[[BadRecord], None] | None = None,
+            on_progress: Callable[[int], None] | None = None) -> ProduceSummary:
+    """Send every good record of ``path`` to ``topic`` as an event (ids ``{id_prefix}{row}``, row
+    counted from 0 over good records) and, for a seeded ``label_rate`` share of them, its label
+    as ``{"id", "label"}`` to ``labels_topic`` ``label_delay_s`` seconds later. ``rate`` caps
+    events per second. The label mask is the one ``streamssl replay`` draws for the same seed.
+    Returns once every label is sent and the producer is flushed.
+    """
+    summary = ProduceSummary()
+    source = FileSource(path, batch_size=256, limit=limit, on_bad=on_bad)
+    rng = np.random.default_rng(seed)
+    due: list[tuple[float, int, str, object]] = []
+    start = time.monotonic()
+
+    def send_due(now: float) -> None:
+        while due and due[0][0] <= now:
+            _, _, event_id, label = heapq.heappop(due)
+            producer.send(labels_topic, json.dumps({"id": event_id, "label": label}, separators=(",", ":")).encode(),
+                          key=event_id.encode())
+            summary.labels += 1
+
+    for batch in source:
+        names = source.feature_names
+        summary.feature_names = names
+        reveal = rng.random(len(batch.y)) < label_rate
+        for x, y, show in zip(batch.X, batch.y, reveal):
+            if rate:
+                ahead = start + summary.events / rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
+            event_id = f"{id_prefix}{summary.events}"
+            producer.send(topic, event_message(event_id, x, names, layout, time.time()), key=event_id.encode())
+            if labels_topic and show and y is not None:
+                heapq.heappush(due, (time.monotonic() + label_delay_s, summary.events, event_id, y))
+            summary.events += 1
+            send_due(time.monotonic())
+        if on_progress is not None:
+            on_progress(summary.events)
+    while due:
+        time.sleep(max(0.0, min(0.1, due[0][0] - time.monotonic())))
+        send_due(time.monotonic())
+    producer.flush()
+    summary.bad_records = source.bad_records
+    summary.seconds = time.monotonic() - start
+    return summary

@@ -1,0 +1,82 @@
+"""Sinks that write to Kafka: predictions, and rejected messages with their reason."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kafka import KafkaProducer
+
+from ..daemon.config import KafkaConfig
+from ..errors import StreamSSLError
+
+
+class SinkError(StreamSSLError):
+    """Records could not be delivered to Kafka."""
+
+
+def make_producer(config: KafkaConfig, **extra: Any) -> KafkaProducer:
+    """A producer that waits for all in-sync replicas and retries, with the config's security."""
+    return KafkaProducer(acks="all", linger_ms=5, retries=10, max_in_flight_requests_per_connection=1,
+                         **config.client_options(), **extra)
+
+
+class KafkaSink:
+    """``add`` sends asynchronously; ``flush`` returns once everything added is acknowledged,
+    and raises :class:`SinkError` if anything failed, so that offsets are never committed past
+    an output that was lost."""
+
+    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+        self.producer = producer
+        self.topic = topic
+        self._failed: list[BaseException] = []
+        self.sent = 0
+
+    def _send(self, value: bytes, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None) -> None:
+        future = self.producer.send(self.topic, value=value, key=key, headers=headers)
+        future.add_errback(self._failed.append)
+        self.sent += 1
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        self.producer.flush(timeout=timeout_s)
+        if self._failed:
+            first, n = self._failed[0], len(self._failed)
+            self._failed.clear()
+            raise SinkError(f"{n} record(s) to {self.topic} were not delivered: {first}")
+
+
+class PredictionSink(KafkaSink):
+    """One JSON record per event, keyed by the event id.
+
+    Fields: ``id``, ``prediction``, ``confidence``, ``drift`` (a drift is in progress),
+    ``model_version`` (learning updates applied before this prediction), ``timestamp`` (the
+    event's, Unix seconds, or null).
+    """
+
+    def add(self, event_id: str, prediction: Any, confidence: float, drift: bool, model_version: int,
+            timestamp: float | None) -> None:
+        record = {"id": event_id, "prediction": prediction, "confidence": round(float(confidence), 6),
+                  "drift": bool(drift), "model_version": int(model_version), "timestamp": timestamp}
+        self._send(json.dumps(record, separators=(",", ":")).encode(), key=event_id.encode())
+
+
+class DeadLetterSink(KafkaSink):
+    """The original bytes of a rejected message, with why and where from in its headers:
+    ``streamssl-reason``, ``streamssl-detail``, ``streamssl-topic``, ``streamssl-partition``,
+    ``streamssl-offset``. A message over ``max_bytes`` is cut to that size and says so in
+    ``streamssl-truncated`` (its original size)."""
+
+    def __init__(self, producer: KafkaProducer, topic: str, max_bytes: int) -> None:
+        super().__init__(producer, topic)
+        self.max_bytes = max_bytes
+
+    def add(self, value: bytes | None, key: bytes | None, reason: str, detail: str, topic: str, partition: int,
+            offset: int) -> None:
+        value = value or b""
+        headers = [("streamssl-reason", reason.encode()), ("streamssl-detail", detail.encode()[:1000]),
+                   ("streamssl-topic", topic.encode()), ("streamssl-partition", str(partition).encode()),
+                   ("streamssl-offset", str(offset).encode())]
+        if len(value) > self.max_bytes:
+            headers.append(("streamssl-truncated", str(len(value)).encode()))
+            value = value[: self.max_bytes]
+        self._send(value, key=key, headers=headers)

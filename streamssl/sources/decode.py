@@ -1,0 +1,199 @@
+"""Decoding event and label messages (JSON bytes) into numbers, with a reason for every refusal.
+
+Nothing here raises anything but :class:`DecodeError`, whatever the bytes: the daemon sends
+the message to its dead-letter topic with ``reason`` (a short, bounded label for metrics) and
+``detail`` (for a person).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Hashable
+
+import numpy as np
+
+from ..daemon.config import EventsConfig, LabelsConfig
+from ..errors import StreamSSLError
+
+#: Every reason a message can be refused for; the metric label set stays bounded.
+REASONS = ("oversized", "empty", "undecodable", "not_object", "bad_id", "missing_features", "extra_features",
+           "wrong_type", "non_finite", "bad_timestamp", "bad_label")
+
+_MAX_ID_CHARS = 256
+
+
+class DecodeError(StreamSSLError):
+    """A message that cannot become an event or a label."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        assert reason in REASONS, reason
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Event:
+    """One decoded event: its id, its features, its timestamp (Unix seconds) and inline label."""
+
+    id: str
+    x: np.ndarray
+    timestamp: float | None
+    label: Hashable | None
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _loads(value: bytes | None, max_bytes: int) -> dict:
+    if value is None or len(value) == 0:
+        raise DecodeError("empty", "empty message")
+    if len(value) > max_bytes:
+        raise DecodeError("oversized", f"{len(value)} bytes, the limit is {max_bytes}")
+    try:
+        obj = json.loads(value.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        raise DecodeError("undecodable", f"not UTF-8 JSON ({type(exc).__name__}: {str(exc)[:80]})") from None
+    except RecursionError:
+        raise DecodeError("undecodable", "JSON nested too deeply") from None
+    if not isinstance(obj, dict):
+        raise DecodeError("not_object", f"a JSON {type(obj).__name__}, not an object")
+    return obj
+
+
+def _event_id(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise DecodeError("bad_id", f"id must be a string or an integer, got {_short(value)}")
+    text = str(value)
+    if not text or len(text) > _MAX_ID_CHARS:
+        raise DecodeError("bad_id", f"id must have 1 to {_MAX_ID_CHARS} characters")
+    return text
+
+
+def _label(value: Any) -> Hashable | None:
+    """A class label: a string, an integer or a boolean; an integral float becomes an integer."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, str)):
+        if isinstance(value, str) and not (0 < len(value) <= _MAX_ID_CHARS):
+            raise DecodeError("bad_label", f"label strings must have 1 to {_MAX_ID_CHARS} characters")
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    raise DecodeError("bad_label", f"a label must be a string, an integer or a boolean, got {_short(value)}")
+
+
+def _number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DecodeError("wrong_type", f"feature {name}: expected a number, got {_short(value)}")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond float range
+        raise DecodeError("non_finite", f"feature {name}: {_short(value)} is out of range") from None
+    if not math.isfinite(number) or abs(number) > 3.4e38:  # must fit float32
+        raise DecodeError("non_finite", f"feature {name}: {_short(value)} is not a finite float32")
+    return number
+
+
+class EventDecoder:
+    """Turns event messages into :class:`Event` s as the config describes.
+
+    Examples
+    --------
+    >>> d = EventDecoder(EventsConfig(features=["a", "b"]))
+    >>> e = d.decode(b'{"id": "e1", "features": {"b": 2, "a": 1.5}, "timestamp": 1700000000}')
+    >>> e.id, e.x.tolist(), e.timestamp, e.label
+    ('e1', [1.5, 2.0], 1700000000.0, None)
+    >>> d.decode(b'{"id": "e2", "features": {"a": 1, "b": NaN}}')
+    Traceback (most recent call last):
+    ...
+    streamssl.sources.decode.DecodeError: non_finite: feature b: nan is not a finite float32
+    """
+
+    def __init__(self, config: EventsConfig) -> None:
+        self.config = config
+        self._names = config.features or [f"[{i}]" for i in range(config.n_features or 0)]
+        self._reserved = {f for f in (config.id_field, config.timestamp_field, config.label_field) if f}
+
+    @property
+    def n_features(self) -> int:
+        return len(self._names)
+
+    def decode(self, value: bytes | None, fallback_id: str = "", fallback_ts: float | None = None) -> Event:
+        """The event in ``value``; ``fallback_id``/``fallback_ts`` stand in for absent fields."""
+        c = self.config
+        obj = _loads(value, c.max_message_bytes)
+        event_id = fallback_id
+        if c.id_field and c.id_field in obj:
+            event_id = _event_id(obj[c.id_field])
+        elif not event_id:
+            raise DecodeError("bad_id", f"no {c.id_field!r} field")
+        ts = fallback_ts
+        if c.timestamp_field and obj.get(c.timestamp_field) is not None:
+            ts = _timestamp(obj[c.timestamp_field])
+        label = _label(obj.get(c.label_field)) if c.label_field else None
+        return Event(event_id, self._features(obj), ts, label)
+
+    def _features(self, obj: dict) -> np.ndarray:
+        c = self.config
+        if c.features_field is None:
+            raw: Any = {k: v for k, v in obj.items() if k not in self._reserved}
+        elif c.features_field not in obj:
+            raise DecodeError("missing_features", f"no {c.features_field!r} field")
+        else:
+            raw = obj[c.features_field]
+        if c.layout == "array":
+            if not isinstance(raw, list):
+                raise DecodeError("wrong_type", f"{c.features_field}: expected an array, got {type(raw).__name__}")
+            if len(raw) < self.n_features:
+                raise DecodeError("missing_features", f"{len(raw)} features, expected {self.n_features}")
+            if len(raw) > self.n_features and c.extra_features == "reject":
+                raise DecodeError("extra_features", f"{len(raw)} features, expected {self.n_features}")
+            values = [_number(v, f"[{i}]") for i, v in enumerate(raw[: self.n_features])]
+        else:
+            if not isinstance(raw, dict):
+                raise DecodeError("wrong_type", f"{c.features_field}: expected an object, got {type(raw).__name__}")
+            missing = [n for n in self._names if n not in raw]
+            if missing:
+                raise DecodeError("missing_features", f"missing {', '.join(_short(n, 30) for n in missing[:5])}"
+                                  + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+            if c.extra_features == "reject" and len(raw) > len(self._names):
+                extra = [k for k in raw if k not in set(self._names)]
+                raise DecodeError("extra_features", f"unexpected {', '.join(_short(n, 30) for n in extra[:5])}")
+            values = [_number(raw[n], n) for n in self._names]
+        return np.asarray(values, dtype=np.float32)
+
+
+def _timestamp(value: Any) -> float:
+    """Unix seconds; numbers above 1e11 are taken as milliseconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise DecodeError("bad_timestamp", f"expected Unix seconds or milliseconds, got {_short(value)}")
+    return float(value) / 1000.0 if value > 1e11 else float(value)
+
+
+class LabelDecoder:
+    """Turns ``{id, label}`` messages into ``(id, label)`` pairs.
+
+    >>> LabelDecoder(LabelsConfig()).decode(b'{"id": 7, "label": "up"}')
+    ('7', 'up')
+    """
+
+    def __init__(self, config: LabelsConfig, max_bytes: int = 1 << 16) -> None:
+        self.config = config
+        self.max_bytes = max_bytes
+
+    def decode(self, value: bytes | None) -> tuple[str, Hashable]:
+        obj = _loads(value, self.max_bytes)
+        if self.config.id_field not in obj:
+            raise DecodeError("bad_id", f"no {self.config.id_field!r} field")
+        event_id = _event_id(obj[self.config.id_field])
+        label = _label(obj.get(self.config.label_field))
+        if label is None:
+            raise DecodeError("bad_label", f"no {self.config.label_field!r} value")
+        return event_id, label

@@ -1,0 +1,128 @@
+"""Micro-batches of records from Kafka topics, through a kafka-python consumer group."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+
+from ..daemon.config import KafkaConfig
+
+Offsets = dict[TopicPartition, int]
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, source: "KafkaSource") -> None:
+        self.source = source
+
+    def on_partitions_revoked(self, revoked) -> None:
+        self.source._revoked(set(revoked))
+
+    def on_partitions_assigned(self, assigned) -> None:
+        self.source._assigned(set(assigned))
+
+
+class KafkaSource:
+    """A consumer in a group, reading ``topics`` in micro-batches, committing only when told.
+
+    Auto-commit is off: the daemon commits offsets after the state they correspond to is on
+    disk. ``start_offsets`` (from a checkpoint) win over the group's committed offsets when a
+    partition is assigned, because they match the restored state. ``on_revoke`` runs when
+    partitions are taken away (rebalance or shutdown), before anyone else may read them; it
+    runs on kafka-python's IO thread while :meth:`poll` waits, so it may not call blocking
+    consumer methods (``commit(blocking=False)`` is fine). Records of revoked partitions that
+    :meth:`poll` had gathered are dropped: their next owner reads them.
+    """
+
+    def __init__(self, config: KafkaConfig, topics: list[str], start_offsets: Offsets | None = None,
+                 on_revoke: Callable[[set[TopicPartition]], None] | None = None) -> None:
+        self.config = config
+        self.topics = topics
+        self.start_offsets = dict(start_offsets or {})
+        self.on_revoke = on_revoke
+        self.consumer = KafkaConsumer(
+            group_id=config.group_id, enable_auto_commit=False, auto_offset_reset=config.auto_offset_reset,
+            session_timeout_ms=config.session_timeout_ms, heartbeat_interval_ms=config.heartbeat_interval_ms,
+            max_poll_interval_ms=config.max_poll_interval_ms, **config.client_options(),
+        )
+        self.consumer.subscribe(topics, listener=_Listener(self))
+        self.last_poll_ok = time.monotonic()
+        self.assigned_at: float | None = None
+        self._just_revoked: set[TopicPartition] = set()
+
+    # -- rebalance callbacks (called from inside poll)
+    def _assigned(self, assigned: set[TopicPartition]) -> None:
+        for tp in assigned:
+            offset = self.start_offsets.pop(tp, None)  # only on the first assignment after a restore
+            if offset is not None:
+                self.consumer.seek(tp, offset)
+        self.assigned_at = time.monotonic()
+
+    def _revoked(self, revoked: set[TopicPartition]) -> None:
+        self._just_revoked |= revoked
+        if self.on_revoke is not None and revoked:
+            self.on_revoke(revoked)
+
+    # -- reading
+    def poll(self, max_records: int, max_wait_ms: int) -> list:
+        """Records in arrival order: up to ``max_records``, waiting at most ``max_wait_ms``."""
+        deadline = time.monotonic() + max_wait_ms / 1000
+        out: list = []
+        while len(out) < max_records:
+            left = deadline - time.monotonic()
+            if left <= 0 and out:
+                break
+            batch = self.consumer.poll(timeout_ms=max(0, int(left * 1000)), max_records=max_records - len(out))
+            self.last_poll_ok = time.monotonic()
+            if self._just_revoked:
+                gone, self._just_revoked = self._just_revoked, set()
+                out = [r for r in out if TopicPartition(r.topic, r.partition) not in gone]
+            for records in batch.values():
+                out.extend(records)
+            if left <= 0:
+                break
+        return out
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.consumer.assignment())
+
+    def lag(self, positions: Offsets) -> dict[TopicPartition, int]:
+        """Messages between ``positions`` (next to read) and each partition's high watermark."""
+        out = {}
+        for tp in self.assignment():
+            high = self.consumer.highwater(tp)
+            if high is not None:
+                out[tp] = max(0, high - positions.get(tp, high))
+        return out
+
+    def heartbeat_age(self) -> float:
+        """Seconds since the group coordinator last answered a heartbeat (inf before the first)."""
+        try:
+            value = self.consumer.metrics()["consumer-coordinator-metrics"]["last-heartbeat-seconds-ago"]
+        except (KeyError, TypeError):
+            return math.inf
+        return float(value)
+
+    def commit(self, offsets: Offsets, blocking: bool = True,
+               on_error: Callable[[Exception], None] | None = None) -> None:
+        """Commit ``offsets`` (next offset to read) for the partitions this consumer holds;
+        ``blocking=False`` sends the commit and returns (errors go to ``on_error``)."""
+        held = self.assignment()
+        mine = {tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items() if tp in held}
+        if not mine:
+            return
+        if blocking:
+            self.consumer.commit(mine)
+            return
+
+        def done(_offsets, response) -> None:
+            if isinstance(response, Exception) and on_error is not None:
+                on_error(response)
+
+        self.consumer.commit_async(mine, callback=done)
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)

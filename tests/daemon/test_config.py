@@ -1,0 +1,75 @@
+from pathlib import Path
+
+import pytest
+
+from streamssl.daemon.config import ConfigError, load_config, load_config_text
+
+BASE = """
+kafka:
+  bootstrap_servers: broker:9092
+  events_topic: events
+  labels_topic: labels
+  predictions_topic: predictions
+  dead_letter_topic: dead
+events:
+  features: [a, b, c]
+"""
+
+
+def test_defaults_and_derived_width():
+    cfg = load_config_text(BASE, environ={})
+    assert cfg.events.n_features == 3 and cfg.kafka.group_id == "streamssl"
+    assert cfg.batch.max_events == 256 and cfg.checkpoint.every_events == 50_000
+    assert cfg.http.host == "127.0.0.1"  # not exposed beyond the host unless asked
+
+
+def test_environment_overrides_the_file_with_typed_values():
+    cfg = load_config_text(BASE, environ={
+        "STREAMSSL_KAFKA_BOOTSTRAP_SERVERS": "k1:9093,k2:9093", "STREAMSSL_KAFKA_GROUP_ID": "123",
+        "STREAMSSL_BATCH_MAX_EVENTS": "64", "STREAMSSL_HTTP_ENABLED": "false",
+        "STREAMSSL_KAFKA_LABELS_TOPIC": "", "UNRELATED": "x"})
+    assert cfg.kafka.client_options()["bootstrap_servers"] == ["k1:9093", "k2:9093"]
+    assert cfg.kafka.group_id == "123" and cfg.batch.max_events == 64 and cfg.http.enabled is False
+    assert cfg.kafka.labels_topic is None
+
+
+def test_secrets_come_from_env_or_files_and_never_show(tmp_path: Path):
+    secret_file = tmp_path / "pw"
+    secret_file.write_text("from-a-file\n")
+    text = BASE.replace("  dead_letter_topic: dead", f"""  dead_letter_topic: dead
+  security_protocol: SASL_SSL
+  sasl_mechanism: SCRAM-SHA-512
+  sasl_plain_username: svc
+  sasl_plain_password_file: {secret_file}""")
+    cfg = load_config_text(text, environ={})
+    opts = cfg.kafka.client_options()
+    assert opts["sasl_plain_password"] == "from-a-file" and opts["security_protocol"] == "SASL_SSL"
+    cfg = load_config_text(text, environ={"STREAMSSL_KAFKA_SASL_PLAIN_PASSWORD": "s3cr3t: {x}"})
+    assert cfg.kafka.client_options()["sasl_plain_password"] == "s3cr3t: {x}"
+    assert "s3cr3t" not in repr(cfg) and "s3cr3t" not in str(cfg.model_dump())
+
+
+@pytest.mark.parametrize("change, message", [
+    (("features: [a, b, c]", "features: [a, a]"), "feature names must be unique"),
+    (("features: [a, b, c]", "layout: array"), "layout 'array' needs n_features"),
+    (("labels_topic: labels", "labels_topic: events"), "must all differ"),
+    (("bootstrap_servers: broker:9092", "bootstrap_server: broker:9092"), "kafka.bootstrap_server: unknown setting"),
+    (("events:", "batch: {max_events: 0}\nevents:"), "batch.max_events: Input should be greater than or equal to 1"),
+    (("  dead_letter_topic: dead\n", ""), "kafka.dead_letter_topic: Field required"),
+    (("  dead_letter_topic: dead", "  dead_letter_topic: dead\n  security_protocol: SASL_SSL"), "needs sasl_mechanism"),
+])
+def test_invalid_configs_say_where_and_why(change, message):
+    with pytest.raises(ConfigError) as err:
+        load_config_text(BASE.replace(*change), "daemon.yaml", environ={})
+    assert message in str(err.value) and str(err.value).startswith("daemon.yaml: invalid configuration")
+
+
+def test_unreadable_and_non_mapping_files(tmp_path: Path):
+    with pytest.raises(ConfigError, match="No such file"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(tmp_path / "list.yaml")
+    (tmp_path / "bad.yaml").write_text("kafka: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml")

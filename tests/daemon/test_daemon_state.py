@@ -1,0 +1,74 @@
+"""The daemon's checkpoints, without a broker: what is written, what is refused, what is recovered."""
+
+import logging
+
+import numpy as np
+import pytest
+from kafka import TopicPartition
+
+from streamssl.daemon.config import load_config_text
+from streamssl.daemon.service import Daemon
+from streamssl.state.checkpoint import CheckpointError
+
+CONFIG = """
+kafka: {{events_topic: ev, labels_topic: lb, predictions_topic: pr, dead_letter_topic: dl}}
+events: {{features: [a, b, c]}}
+checkpoint: {{path: {path}}}
+"""
+
+
+def daemon(tmp_path, extra: str = "", environ=None) -> Daemon:
+    cfg = load_config_text(CONFIG.format(path=tmp_path / "d.ckpt") + extra, environ=environ or {})
+    return Daemon(cfg, log=logging.getLogger("test-daemon"))
+
+
+def trained(tmp_path, **kw) -> Daemon:
+    d = daemon(tmp_path, **kw)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3)).astype(np.float32)
+    d.learner.learn_many(X, (X[:, 0] > 0).astype(int).tolist())
+    d.join.add_events(["e1"], X[:1], [1], now=0.0)
+    d.positions = {TopicPartition("ev", 0): 200, TopicPartition("lb", 1): 7}
+    d.model_version = 3
+    return d
+
+
+def test_a_checkpoint_restores_learner_join_offsets_and_counters(tmp_path):
+    d = trained(tmp_path)
+    d.checkpoint()
+    r = daemon(tmp_path)
+    assert r.restore() is True
+    X = np.random.default_rng(1).normal(size=(5, 3))
+    assert np.array_equal(r.learner.predict_proba_many(X), d.learner.predict_proba_many(X))
+    assert r.positions == d.positions and r.model_version == 3 and list(r.join.events) == ["e1"]
+    assert daemon(tmp_path.joinpath("elsewhere")).restore() is False  # nothing to restore: a fresh start
+
+
+def test_a_corrupted_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    d = trained(tmp_path)
+    d.checkpoint()
+    d.model_version = 4
+    d.checkpoint()  # the first one is now d.ckpt.prev
+    path = tmp_path / "d.ckpt"
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    r = daemon(tmp_path)
+    assert r.restore() and r.model_version == 3
+    (tmp_path / "d.ckpt.prev").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="no usable checkpoint.*checksum mismatch.*not a streamssl checkpoint"):
+        daemon(tmp_path).restore()
+
+
+def test_signed_checkpoints_refuse_unsigned_or_foreign_ones(tmp_path):
+    trained(tmp_path, environ={"STREAMSSL_CHECKPOINT_HMAC_KEY": "k1"}).checkpoint()
+    assert daemon(tmp_path, environ={"STREAMSSL_CHECKPOINT_HMAC_KEY": "k1"}).restore()
+    with pytest.raises(CheckpointError, match="signature mismatch"):
+        daemon(tmp_path, environ={"STREAMSSL_CHECKPOINT_HMAC_KEY": "k2"}).restore()
+
+
+def test_a_checkpoint_for_other_features_is_refused(tmp_path):
+    trained(tmp_path).checkpoint()
+    other = load_config_text(CONFIG.format(path=tmp_path / "d.ckpt").replace("[a, b, c]", "[a, b]"), environ={})
+    with pytest.raises(CheckpointError, match="written for 3 features, the config has 2"):
+        Daemon(other, log=logging.getLogger("test-daemon")).restore()

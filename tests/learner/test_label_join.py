@@ -1,0 +1,77 @@
+import numpy as np
+
+from streamssl.learner.label_join import LabelJoin
+
+
+def rows(n: int, d: int = 2) -> np.ndarray:
+    return np.arange(n * d, dtype=np.float32).reshape(n, d)
+
+
+def test_a_label_finds_its_event_with_features_and_prediction():
+    join = LabelJoin()
+    join.add_events(["a", "b"], rows(2), ["p0", "p1"], now=0.0)
+    (j,) = join.add_labels([("b", "y")], now=5.0)
+    assert (j.id, j.x.tolist(), j.label, j.predicted) == ("b", [2.0, 3.0], "y", "p1")
+    assert join.hits == 1 and len(join) == 1 and not join.misses
+
+
+def test_ttl_expires_events_and_their_late_labels_are_counted_expired():
+    join = LabelJoin(ttl_s=10)
+    join.add_events(["old"], rows(1), [None], now=0.0)
+    join.add_events(["new"], rows(1), [None], now=9.0)
+    assert join.add_labels([("old", 1), ("new", 0)], now=11.0)[0].id == "new"
+    assert join.misses == {"expired": 1} and join.evictions == {"ttl": 1} and len(join) == 0
+
+
+def test_capacity_evicts_the_oldest_first():
+    join = LabelJoin(max_events=3)
+    join.add_events([str(i) for i in range(5)], rows(5), [None] * 5, now=0.0)
+    assert list(join.events) == ["2", "3", "4"] and join.evictions == {"capacity": 2}
+
+
+def test_a_label_before_its_event_waits_then_joins():
+    join = LabelJoin(pending_ttl_s=30)
+    assert join.add_labels([("later", 1)], now=0.0) == []
+    (j,) = join.add_events(["later", "other"], rows(2), ["p", "q"], now=5.0)
+    assert (j.id, j.label, j.predicted) == ("later", 1, "p")
+    assert "later" not in join.events and "other" in join.events and join.hits == 1
+
+
+def test_a_label_whose_event_never_comes_is_an_unknown_miss_after_the_pending_ttl():
+    join = LabelJoin(pending_ttl_s=30)
+    join.add_labels([("ghost", 1)], now=0.0)
+    join.expire(now=29.0)
+    assert not join.misses
+    join.expire(now=31.0)
+    assert join.misses == {"unknown": 1} and not join.pending
+
+
+def test_pending_labels_are_bounded():
+    join = LabelJoin(max_pending=2)
+    join.add_labels([("x", 1), ("y", 1), ("z", 1)], now=0.0)
+    assert list(join.pending) == ["y", "z"] and join.misses == {"unknown": 1}
+
+
+def test_second_label_for_an_event_is_a_duplicate_and_redelivered_events_are_counted():
+    join = LabelJoin()
+    join.add_events(["a"], rows(1), [None], now=0.0)
+    join.add_events(["a"], rows(1) + 1, [None], now=1.0)  # redelivered after a restart
+    assert join.redelivered == 1 and len(join) == 1
+    (j,) = join.add_labels([("a", 0)], now=2.0)
+    assert j.x.tolist() == [1.0, 2.0]  # the latest copy
+    assert join.add_labels([("a", 0)], now=3.0) == [] and join.misses == {"duplicate": 1}
+
+
+def test_state_round_trip_keeps_everything():
+    join = LabelJoin(ttl_s=100, max_events=10)
+    join.add_events(["a", "b", "c"], rows(3), [0, 1, None], now=0.0)
+    join.add_labels([("b", 1), ("zz", 0)], now=1.0)
+    restored = LabelJoin(ttl_s=100, max_events=10)
+    restored.load_state_dict(join.state_dict())
+    assert list(restored.events) == ["a", "c"] and list(restored.pending) == ["zz"]
+    assert restored.hits == 1 and restored.gone == join.gone
+    (j,) = restored.add_labels([("c", 5)], now=2.0)
+    assert j.x.tolist() == [4.0, 5.0] and j.predicted is None
+    empty = LabelJoin()
+    empty.load_state_dict(LabelJoin().state_dict())
+    assert len(empty) == 0
