@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--rate", type=float, default=None, help="events per second (default: as fast as possible)")
     q.add_argument("--seed", type=int, default=0, help="seed of the label mask (default 0)")
     q.add_argument("--limit", type=_natural, default=None, help="stop after N events")
+    q.add_argument("--repeat", type=_positive, default=1, help="send the stream N times over, ids still unique (default 1)")
     q.add_argument("--layout", choices=["object", "array"], default="object",
                    help="features as an object {name: value} (default) or an array")
     q.add_argument("--id-prefix", default="", help="prefix of the event ids (default none: ids are row numbers)")
@@ -316,7 +317,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
     dead = DeadLetters(None, sys.stderr)
     try:
         summary = produce(path, producer, args.topic, args.labels_topic, args.label_rate, args.label_delay_s,
-                          args.rate, args.seed, args.limit, args.layout, args.id_prefix, on_bad=dead)
+                          args.rate, args.seed, args.limit, args.layout, args.id_prefix, args.repeat, on_bad=dead)
     finally:
         producer.close()
     print(json.dumps({"path": str(path), "topic": args.topic, "labels_topic": args.labels_topic,

@@ -59,6 +59,7 @@ class KafkaConfig(_Section):
     heartbeat_interval_ms: int = Field(2_000, ge=100)
     max_poll_interval_ms: int = Field(300_000, ge=1000)
     request_timeout_ms: int = Field(30_000, ge=1000)
+    fetch_max_wait_ms: int = Field(100, ge=0)  # the broker's wait for data: bounds latency when idle
     # Security, passed through to kafka-python.
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"] | None = None

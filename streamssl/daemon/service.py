@@ -16,17 +16,26 @@ A checkpoint (:meth:`Daemon.checkpoint`) follows the order that makes the daemon
    the checkpoint file atomically (the previous file is kept as ``.prev``);
 3. commit those offsets to Kafka.
 
+Step 2 works on a snapshot taken between batches (a copy of the learner's state and a frozen
+view of the label buffer) and runs on a writer thread, so that serialising a large label
+buffer does not hold up the events behind it; step 3 happens on the loop once the file is
+down. Periodic checkpoints are written this way; the final one, and the one before
+partitions are revoked, wait for the file.
+
 A crash between any two steps replays records from the last checkpoint's offsets: events may be
 predicted twice (at-least-once), none is skipped, and no label is lost.
 """
 
 from __future__ import annotations
 
+import copy
+import gc
 import logging
 import math
 import signal
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Hashable
@@ -75,6 +84,9 @@ class Daemon:
         self._drifts_logged = 0
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamssl-checkpoint")
+        self._writing: tuple[Future, dict[TopicPartition, int], float] | None = None
+        self._failed = False
         self._stop = threading.Event()
         self.stop_reason: str | None = None
         self.source = None
@@ -95,6 +107,14 @@ class Daemon:
         switches = {"encoder": lc.ssl, "pseudo_labels": lc.pseudo_labels}
         return StreamLearner(threshold=lc.threshold, device=lc.device, seed=lc.seed,
                              **{k: v for k, v in switches.items() if v is not None})
+
+    def _warm_up(self) -> None:
+        """One learning step on a scratch learner, so that torch's lazy imports (a second or
+        more on the first optimiser) are paid before consuming, not by the first events."""
+        scratch = self._new_learner()
+        n = self.decoder.n_features
+        scratch.learn_many(np.zeros((2, n), dtype=np.float32), [0, 1])
+        scratch.predict_proba_many(np.zeros((1, n), dtype=np.float32))
 
     def restore(self) -> bool:
         """Load the last good checkpoint if there is one (falling back to ``.prev``)."""
@@ -146,9 +166,13 @@ class Daemon:
         self.metrics.sync_join(self.join)
 
     def state_dict(self) -> dict:
+        return _build_state(self._snapshot())
+
+    def _snapshot(self) -> dict:
+        """Everything a checkpoint holds, copied or frozen, so it can be written from another thread."""
         return {
             "kind": STATE_KIND, "version": STATE_VERSION, "n_features": self.decoder.n_features,
-            "learner": self.learner.state_dict(), "join": self.join.state_dict(),
+            "learner": copy.deepcopy(self.learner.state_dict()), "join": self.join.snapshot(),
             "offsets": [[tp.topic, tp.partition, off] for tp, off in sorted(self.positions.items())],
             "counters": {"model_version": self.model_version, "events_seen": self.events_seen,
                          "labels_scored": self.labels_scored, "labels_correct": self.labels_correct},
@@ -168,6 +192,12 @@ class Daemon:
         started = time.monotonic()
         with ExitStack() as stack:
             self.restore()
+            self._warm_up()
+            # Start-up objects (torch, river, the restored state) never die: keep them out of
+            # the collector's full passes, which otherwise stall the loop for a quarter second.
+            gc.collect()
+            gc.freeze()
+            stack.callback(self._writer.shutdown)
             if self.config.http.enabled:
                 h = self.config.http
                 self.http = HealthServer(self.metrics.registry, self._alive, self.readiness, h.host, h.port).start()
@@ -187,17 +217,21 @@ class Daemon:
                 "topics": topics, "group_id": k.group_id, "bootstrap_servers": k.bootstrap_servers,
                 "http_port": self.http.port if self.http else None, "checkpoint": str(self.config.checkpoint.path)}})
             b = self.config.batch
-            while not self._stop.is_set():
-                records = self.source.poll(b.max_events, b.max_wait_ms)
-                if records:
-                    self.process(records)
-                self._tick()
-                if max_events is not None and self.events_seen >= max_events:
-                    self.request_stop("max_events")
-                if timeout_s is not None and time.monotonic() - started >= timeout_s:
-                    self.request_stop("timeout")
-            self.log.info("stopping", extra={"fields": {"reason": self.stop_reason}})
-            self.checkpoint()
+            try:
+                while not self._stop.is_set():
+                    records = self.source.poll(b.max_events, b.max_wait_ms)
+                    if records:
+                        self.process(records)
+                    self._tick()
+                    if max_events is not None and self.events_seen >= max_events:
+                        self.request_stop("max_events")
+                    if timeout_s is not None and time.monotonic() - started >= timeout_s:
+                        self.request_stop("timeout")
+                self.log.info("stopping", extra={"fields": {"reason": self.stop_reason}})
+                self.checkpoint(wait=True)
+            except BaseException:
+                self._failed = True  # no checkpoint on the way out: the last good one stands
+                raise
         self.log.info("stopped", extra={"fields": {
             "reason": self.stop_reason, "events_seen": self.events_seen, "model_version": self.model_version,
             "predictions": self.predictions.sent, "dead_letters": self.dead.sent}})
@@ -208,9 +242,11 @@ class Daemon:
         self._loop_at = time.monotonic()
         self.join.expire(time.time())
         self.metrics.sync_join(self.join)
+        if self._writing is not None and self._writing[0].done():
+            self._finish_checkpoint()
         c = self.config.checkpoint
-        if self._since_checkpoint and (self._since_checkpoint >= c.every_events
-                                       or time.monotonic() - self._last_checkpoint >= c.every_s):
+        if self._writing is None and self._since_checkpoint and (
+                self._since_checkpoint >= c.every_events or time.monotonic() - self._last_checkpoint >= c.every_s):
             self.checkpoint()
         assigned = self.source.assignment()
         for tp, lag in self.source.lag(self.positions).items():
@@ -345,8 +381,13 @@ class Daemon:
             self._drifts_logged = total
 
     # ------------------------------------------------------------ checkpoints
-    def checkpoint(self, blocking_commit: bool = True) -> None:
-        """Flush outputs, write the state atomically, then commit offsets (see module docstring)."""
+    def checkpoint(self, wait: bool = False, blocking_commit: bool = True) -> None:
+        """Flush outputs, write the state atomically, then commit offsets (see module docstring).
+
+        The write runs on the writer thread; with ``wait`` this returns after the commit,
+        otherwise the loop commits once the file is down (at most one write at a time)."""
+        if self._writing is not None:
+            self._finish_checkpoint(blocking_commit)
         t0 = time.perf_counter()
         for sink in (self.predictions, self.dead):
             if sink is not None:
@@ -354,15 +395,27 @@ class Daemon:
                     sink.flush(self.config.kafka.request_timeout_ms / 1000 * 4)
                 except KafkaError as exc:
                     raise SinkError(f"{sink.topic}: {exc}") from None
-        ckpt.write_atomic(self.config.checkpoint.path, ckpt.encode(self.state_dict(), self.config.checkpoint.key()))
+        snapshot = self._snapshot()
+        positions = dict(self.positions)
+        self._since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
+        path, key = self.config.checkpoint.path, self.config.checkpoint.key()
+        future = self._writer.submit(lambda: ckpt.write_atomic(path, ckpt.encode(_build_state(snapshot), key)))
+        self._writing = (future, positions, t0)
+        if wait:
+            self._finish_checkpoint(blocking_commit)
+
+    def _finish_checkpoint(self, blocking_commit: bool = True) -> None:
+        """Wait for the file (re-raising a failed write), then commit the offsets it holds."""
+        future, positions, t0 = self._writing
+        self._writing = None
+        future.result()
         if self.source is not None:
             try:
-                self.source.commit(self.positions, blocking_commit, self._commit_failed)
+                self.source.commit(positions, blocking_commit, self._commit_failed)
             except (CommitFailedError, KafkaError) as exc:
                 self._commit_failed(exc)
         seconds = time.perf_counter() - t0
-        self._since_checkpoint = 0
-        self._last_checkpoint = time.monotonic()
         self.metrics.checkpoint_seconds.observe(seconds)
         self.metrics.last_checkpoint.set(time.time())
         self.log.debug("checkpoint", extra={"fields": {"seconds": round(seconds, 4), "model_version": self.model_version}})
@@ -375,12 +428,19 @@ class Daemon:
         """Partitions are leaving: checkpoint what was processed from them and commit it, then
         forget their positions (whoever reads them next starts from the commit). Runs on the
         consumer's IO thread while the loop waits in ``poll``, hence the non-blocking commit."""
-        if self.predictions is not None and self._since_checkpoint:
-            self.checkpoint(blocking_commit=False)
+        if self._failed:
+            return
+        if self.predictions is not None and (self._since_checkpoint or self._writing is not None):
+            self.checkpoint(wait=True, blocking_commit=False)
         for tp in revoked:
             self.positions.pop(tp, None)
         self.log.info("partitions_revoked", extra={"fields": {"partitions": sorted(f"{t.topic}:{t.partition}"
                                                                                    for t in revoked)}})
+
+
+def _build_state(snapshot: dict) -> dict:
+    """The checkpoint's plain-data tree from :meth:`Daemon._snapshot` (the heavy part)."""
+    return {**snapshot, "join": snapshot["join"].state_dict()}
 
 
 def _jsonable(value: Any) -> Any:

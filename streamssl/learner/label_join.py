@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Hashable
@@ -127,26 +128,49 @@ class LabelJoin:
         return joined
 
     def state_dict(self) -> dict:
-        """Plain data: ids, times and labels as lists, the waiting feature rows as one array."""
-        rows = [x for _, x, _ in self.events.values()]
-        return {
-            "ids": list(self.events), "times": [t for t, _, _ in self.events.values()],
-            "X": np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32),
-            "predicted": [p for _, _, p in self.events.values()],
-            "pending": [[k, t, y] for k, (t, y) in self.pending.items()],
-            "gone": list(self.gone.items()),
-            "hits": self.hits, "redelivered": self.redelivered,
-            "misses": dict(self.misses), "evictions": dict(self.evictions),
-        }
+        """Plain data: the waiting feature rows as one array; ids, times, labels and the other
+        bookkeeping as JSON text (one string each is far quicker to save than long lists)."""
+        return self.snapshot().state_dict()
+
+    def snapshot(self) -> "JoinSnapshot":
+        """A frozen view taken in O(n) reference copies; its :meth:`JoinSnapshot.state_dict`
+        does the heavy work and may run in another thread while this join goes on."""
+        return JoinSnapshot(list(self.events.items()), list(self.pending.items()), list(self.gone.items()),
+                            self.hits, self.redelivered, dict(self.misses), dict(self.evictions))
 
     def load_state_dict(self, state: dict) -> None:
         self._reset()
         X = np.asarray(state["X"], dtype=np.float32)
-        self.events.update((k, (t, X[i], p)) for i, (k, t, p) in
-                           enumerate(zip(state["ids"], state["times"], state["predicted"])))
-        self.pending.update((k, (t, y)) for k, t, y in state["pending"])
-        self.gone.update((k, v) for k, v in state["gone"])
+        ids, times, predicted = json.loads(state["events"])
+        self.events.update((k, (t, X[i], p)) for i, (k, t, p) in enumerate(zip(ids, times, predicted)))
+        self.pending.update((k, (t, y)) for k, t, y in json.loads(state["pending"]))
+        self.gone.update(zip(*json.loads(state["gone"])))
         self.hits = state["hits"]
         self.redelivered = state["redelivered"]
         self.misses.update(state["misses"])
         self.evictions.update(state["evictions"])
+
+
+@dataclass(frozen=True)
+class JoinSnapshot:
+    """What :meth:`LabelJoin.snapshot` captured (feature rows are never modified in place)."""
+
+    events: list
+    pending: list
+    gone: list
+    hits: int
+    redelivered: int
+    misses: dict
+    evictions: dict
+
+    def state_dict(self) -> dict:
+        rows = [x for _, (_, x, _) in self.events]
+        return {
+            "events": json.dumps([[k for k, _ in self.events], [e[0] for _, e in self.events],
+                                  [e[2] for _, e in self.events]]),
+            "X": np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32),
+            "pending": json.dumps([[k, t, y] for k, (t, y) in self.pending]),
+            "gone": json.dumps([[k for k, _ in self.gone], [v for _, v in self.gone]]),
+            "hits": self.hits, "redelivered": self.redelivered,
+            "misses": self.misses, "evictions": self.evictions,
+        }

@@ -43,16 +43,16 @@ def event_message(event_id: str, x: np.ndarray, names: list[str], layout: str, t
 
 def produce(path: str | os.PathLike, producer, topic: str, labels_topic: str | None = None, label_rate: float = 0.0,
             label_delay_s: float = 0.0, rate: float | None = None, seed: int = 0, limit: int | None = None,
-            layout: str = "object", id_prefix: str = "", on_bad: Callable[[BadRecord], None] | None = None,
+            layout: str = "object", id_prefix: str = "", repeat: int = 1, on_bad: Callable[[BadRecord], None] | None = None,
             on_progress: Callable[[int], None] | None = None) -> ProduceSummary:
     """Send every good record of ``path`` to ``topic`` as an event (ids ``{id_prefix}{row}``, row
     counted from 0 over good records) and, for a seeded ``label_rate`` share of them, its label
     as ``{"id", "label"}`` to ``labels_topic`` ``label_delay_s`` seconds later. ``rate`` caps
     events per second. The label mask is the one ``streamssl replay`` draws for the same seed.
-    Returns once every label is sent and the producer is flushed.
+    ``repeat`` sends the stream that many times over (ids keep counting, so they stay unique;
+    ``limit`` caps the total). Returns once every label is sent and the producer is flushed.
     """
     summary = ProduceSummary()
-    source = FileSource(path, batch_size=256, limit=limit, on_bad=on_bad)
     rng = np.random.default_rng(seed)
     due: list[tuple[float, int, str, object]] = []
     start = time.monotonic()
@@ -64,9 +64,8 @@ def produce(path: str | os.PathLike, producer, topic: str, labels_topic: str | N
                           key=event_id.encode())
             summary.labels += 1
 
-    for batch in source:
-        names = source.feature_names
-        summary.feature_names = names
+    for batch in _batches(path, repeat, limit, on_bad, summary):
+        names = summary.feature_names
         reveal = rng.random(len(batch.y)) < label_rate
         for x, y, show in zip(batch.X, batch.y, reveal):
             if rate:
@@ -85,6 +84,18 @@ def produce(path: str | os.PathLike, producer, topic: str, labels_topic: str | N
         time.sleep(max(0.0, min(0.1, due[0][0] - time.monotonic())))
         send_due(time.monotonic())
     producer.flush()
-    summary.bad_records = source.bad_records
     summary.seconds = time.monotonic() - start
     return summary
+
+
+def _batches(path, repeat: int, limit: int | None, on_bad, summary: ProduceSummary):
+    sent = 0
+    for _ in range(repeat):
+        source = FileSource(path, batch_size=256, limit=None if limit is None else limit - sent, on_bad=on_bad)
+        for batch in source:
+            summary.feature_names = source.feature_names
+            sent += len(batch.y)
+            yield batch
+        summary.bad_records += source.bad_records
+        if source.rows_read == 0 or (limit is not None and sent >= limit):
+            return

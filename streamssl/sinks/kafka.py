@@ -17,8 +17,8 @@ class SinkError(StreamSSLError):
 
 def make_producer(config: KafkaConfig, **extra: Any) -> KafkaProducer:
     """A producer that waits for all in-sync replicas and retries, with the config's security."""
-    return KafkaProducer(acks="all", linger_ms=5, retries=10, max_in_flight_requests_per_connection=1,
-                         **config.client_options(), **extra)
+    return KafkaProducer(acks="all", linger_ms=5, batch_size=256 << 10, retries=10, **config.client_options(),
+                         **extra)
 
 
 class KafkaSink:

@@ -22,6 +22,7 @@ REASONS = ("oversized", "empty", "undecodable", "not_object", "bad_id", "missing
            "wrong_type", "non_finite", "bad_timestamp", "bad_label")
 
 _MAX_ID_CHARS = 256
+_F32_MAX = 3.4e38
 
 
 class DecodeError(StreamSSLError):
@@ -96,7 +97,7 @@ def _number(value: Any, name: str) -> float:
         number = float(value)
     except OverflowError:  # an integer beyond float range
         raise DecodeError("non_finite", f"feature {name}: {_short(value)} is out of range") from None
-    if not math.isfinite(number) or abs(number) > 3.4e38:  # must fit float32
+    if not math.isfinite(number) or abs(number) > _F32_MAX:  # must fit float32
         raise DecodeError("non_finite", f"feature {name}: {_short(value)} is not a finite float32")
     return number
 
@@ -155,7 +156,8 @@ class EventDecoder:
                 raise DecodeError("missing_features", f"{len(raw)} features, expected {self.n_features}")
             if len(raw) > self.n_features and c.extra_features == "reject":
                 raise DecodeError("extra_features", f"{len(raw)} features, expected {self.n_features}")
-            values = [_number(v, f"[{i}]") for i, v in enumerate(raw[: self.n_features])]
+            values = raw[: self.n_features]
+            names = self._names
         else:
             if not isinstance(raw, dict):
                 raise DecodeError("wrong_type", f"{c.features_field}: expected an object, got {type(raw).__name__}")
@@ -166,8 +168,20 @@ class EventDecoder:
             if c.extra_features == "reject" and len(raw) > len(self._names):
                 extra = [k for k in raw if k not in set(self._names)]
                 raise DecodeError("extra_features", f"unexpected {', '.join(_short(n, 30) for n in extra[:5])}")
-            values = [_number(raw[n], n) for n in self._names]
-        return np.asarray(values, dtype=np.float32)
+            values = [raw[n] for n in self._names]
+            names = self._names
+        return _vector(values, names)
+
+
+def _vector(values: list, names: list[str]) -> np.ndarray:
+    """float32 features; the common case (plain, finite numbers) is checked without numpy, which
+    costs more than the check on vectors this small."""
+    try:
+        if all((type(v) is float or type(v) is int) and -_F32_MAX <= v <= _F32_MAX for v in values):
+            return np.array(values, dtype=np.float32)  # NaN fails the range test above
+    except OverflowError:  # an integer beyond float range: the per-value check says which
+        pass
+    return np.asarray([_number(v, n) for v, n in zip(values, names)], dtype=np.float32)
 
 
 def _timestamp(value: Any) -> float:

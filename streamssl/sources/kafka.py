@@ -46,7 +46,8 @@ class KafkaSource:
         self.consumer = KafkaConsumer(
             group_id=config.group_id, enable_auto_commit=False, auto_offset_reset=config.auto_offset_reset,
             session_timeout_ms=config.session_timeout_ms, heartbeat_interval_ms=config.heartbeat_interval_ms,
-            max_poll_interval_ms=config.max_poll_interval_ms, **config.client_options(),
+            max_poll_interval_ms=config.max_poll_interval_ms, fetch_max_wait_ms=config.fetch_max_wait_ms,
+            **config.client_options(),
         )
         self.consumer.subscribe(topics, listener=_Listener(self))
         self.last_poll_ok = time.monotonic()

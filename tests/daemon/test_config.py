@@ -73,3 +73,20 @@ def test_unreadable_and_non_mapping_files(tmp_path: Path):
     (tmp_path / "bad.yaml").write_text("kafka: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(tmp_path / "bad.yaml")
+
+
+def test_the_shipped_example_config_is_valid():
+    root = Path(__file__).resolve().parents[2]
+    cfg = load_config(root / "deployments" / "config" / "streamssl.yaml", environ={})
+    assert cfg.events.n_features == 8 and cfg.kafka.dead_letter_topic == "dead-letters"
+
+
+def test_run_with_a_bad_config_exits_2_with_every_problem(tmp_path: Path, capsys):
+    from streamssl.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BASE.replace("features: [a, b, c]", "features: []").replace("group_id", "x") + "batch: {max_events: -1}\n")
+    assert main(["run", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"streamssl: error: {bad}: invalid configuration")
+    assert "batch.max_events" in err and "events: layout 'object' needs the list of feature names" in err

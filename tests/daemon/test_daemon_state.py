@@ -35,7 +35,7 @@ def trained(tmp_path, **kw) -> Daemon:
 
 def test_a_checkpoint_restores_learner_join_offsets_and_counters(tmp_path):
     d = trained(tmp_path)
-    d.checkpoint()
+    d.checkpoint(wait=True)
     r = daemon(tmp_path)
     assert r.restore() is True
     X = np.random.default_rng(1).normal(size=(5, 3))
@@ -46,9 +46,9 @@ def test_a_checkpoint_restores_learner_join_offsets_and_counters(tmp_path):
 
 def test_a_corrupted_checkpoint_falls_back_to_the_previous_one(tmp_path):
     d = trained(tmp_path)
-    d.checkpoint()
+    d.checkpoint(wait=True)
     d.model_version = 4
-    d.checkpoint()  # the first one is now d.ckpt.prev
+    d.checkpoint(wait=True)  # the first one is now d.ckpt.prev
     path = tmp_path / "d.ckpt"
     data = bytearray(path.read_bytes())
     data[-10] ^= 0xFF
@@ -61,14 +61,27 @@ def test_a_corrupted_checkpoint_falls_back_to_the_previous_one(tmp_path):
 
 
 def test_signed_checkpoints_refuse_unsigned_or_foreign_ones(tmp_path):
-    trained(tmp_path, environ={"STREAMSSL_CHECKPOINT_HMAC_KEY": "k1"}).checkpoint()
+    trained(tmp_path, environ={"STREAMSSL_CHECKPOINT_HMAC_KEY": "k1"}).checkpoint(wait=True)
     assert daemon(tmp_path, environ={"STREAMSSL_CHECKPOINT_HMAC_KEY": "k1"}).restore()
     with pytest.raises(CheckpointError, match="signature mismatch"):
         daemon(tmp_path, environ={"STREAMSSL_CHECKPOINT_HMAC_KEY": "k2"}).restore()
 
 
 def test_a_checkpoint_for_other_features_is_refused(tmp_path):
-    trained(tmp_path).checkpoint()
+    trained(tmp_path).checkpoint(wait=True)
     other = load_config_text(CONFIG.format(path=tmp_path / "d.ckpt").replace("[a, b, c]", "[a, b]"), environ={})
     with pytest.raises(CheckpointError, match="written for 3 features, the config has 2"):
         Daemon(other, log=logging.getLogger("test-daemon")).restore()
+
+
+def test_a_background_write_saves_the_state_of_its_snapshot_not_what_came_after(tmp_path):
+    d = trained(tmp_path)
+    X = np.random.default_rng(2).normal(size=(64, 3)).astype(np.float32)
+    before = d.learner.predict_proba_many(X)
+    d.checkpoint()  # written by the writer thread...
+    d.learner.learn_many(X, [1] * 64)  # ...while the learner goes on
+    d.join.add_events(["e2"], X[:1], [0], now=1.0)
+    d._finish_checkpoint()
+    r = daemon(tmp_path)
+    r.restore()
+    assert np.array_equal(r.learner.predict_proba_many(X), before) and list(r.join.events) == ["e1"]
