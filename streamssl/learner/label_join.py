@@ -164,13 +164,31 @@ class JoinSnapshot:
     evictions: dict
 
     def state_dict(self) -> dict:
+        # Built in chunks so that a writer thread lets go of the GIL between them and the
+        # thread serving events is never held up for long.
         rows = [x for _, (_, x, _) in self.events]
+        X = (np.concatenate([np.stack(rows[i:i + _CHUNK]) for i in range(0, len(rows), _CHUNK)])
+             if rows else np.zeros((0, 0), dtype=np.float32))
+        events = "[" + ",".join([_json_list([k for k, _ in self.events]), _json_list([e[0] for _, e in self.events]),
+                                 _json_list([e[2] for _, e in self.events])]) + "]"
+        gone = "[" + _json_list([k for k, _ in self.gone]) + "," + _json_list([v for _, v in self.gone]) + "]"
         return {
-            "events": json.dumps([[k for k, _ in self.events], [e[0] for _, e in self.events],
-                                  [e[2] for _, e in self.events]]),
-            "X": np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32),
-            "pending": json.dumps([[k, t, y] for k, (t, y) in self.pending]),
-            "gone": json.dumps([[k for k, _ in self.gone], [v for _, v in self.gone]]),
+            "events": events, "X": X,
+            "pending": _json_list([[k, t, y] for k, (t, y) in self.pending]),
+            "gone": gone,
             "hits": self.hits, "redelivered": self.redelivered,
             "misses": self.misses, "evictions": self.evictions,
         }
+
+
+_CHUNK = 8192
+
+
+def _json_list(items: list) -> str:
+    """``json.dumps(items)``, encoded a chunk at a time.
+
+    >>> _json_list(list(range(3))) == json.dumps(list(range(3)))
+    True
+    """
+    parts = [json.dumps(items[i:i + _CHUNK])[1:-1] for i in range(0, len(items), _CHUNK)]
+    return "[" + ",".join(parts) + "]"
