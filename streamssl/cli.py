@@ -45,6 +45,11 @@ def add_learner_options(p: argparse.ArgumentParser) -> None:
                    help="use the self-supervised encoder (default: the learner's default)")
     g.add_argument("--pseudo", action=argparse.BooleanOptionalAction, default=None,
                    help="learn from guarded pseudo-labels (default: the learner's default)")
+    g.add_argument("--temporal", action=argparse.BooleanOptionalAction, default=None,
+                   help="the temporal context stage: each event with its differences from moving averages of the "
+                   "past (default: on)")
+    g.add_argument("--memory", action=argparse.BooleanOptionalAction, default=None,
+                   help="the nearest-neighbour memory head, chosen when it predicts better (default: on)")
     g.add_argument("--threshold", type=_threshold, default=0.99, help="confidence a pseudo-label needs (default 0.99)")
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     g.add_argument("--threads", type=_positive, default=1,
@@ -85,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--models", default=None,
                    help="comma-separated model names (default: "
                    "streamssl,streamssl-ssl,streamssl-pseudo,river-arf,river-hat,river-lr,river-nb,no-change)")
+    b.add_argument("--peer-features", choices=["raw", "same", "both"], default="both",
+                   help="peers on the raw features, on streamssl's temporal context stage too (NAME+context), "
+                   "or both rows (default both)")
     b.add_argument("--limit", type=_natural, default=None, help="stop after N events")
     b.add_argument("--batch-size", type=_positive, default=64, help="micro-batch size (default 64)")
     b.add_argument("--threads", type=_positive, default=1, help="torch CPU threads per model (default 1)")
@@ -155,7 +163,7 @@ def make_learner(args: argparse.Namespace):
 
     _check_device(args.device)
     torch.set_num_threads(args.threads)
-    switches = {"encoder": args.ssl, "pseudo_labels": args.pseudo}
+    switches = {"encoder": args.ssl, "pseudo_labels": args.pseudo, "temporal": args.temporal, "memory": args.memory}
     return StreamLearner(threshold=args.threshold, device=args.device, seed=args.seed,
                          **{k: v for k, v in switches.items() if v is not None})
 
@@ -224,7 +232,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     path = args.path or bundled_sample()
     if not path.exists():
         raise InputError(f"{path}: no such file")
+    from .replay.bench import with_peer_features
+
     models = DEFAULT_MODELS if args.models is None else [m.strip() for m in args.models.split(",") if m.strip()]
+    models = with_peer_features(models, args.peer_features)
     unknown = [m for m in models if m not in available_models()]
     if unknown or not models:
         raise InputError(f"unknown model(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(available_models())}")

@@ -192,6 +192,8 @@ class LearnerConfig(_Section):
 
     ssl: bool | None = None
     pseudo_labels: bool | None = None
+    temporal: bool | None = None  # the temporal context stage
+    memory: bool | None = None  # the nearest-neighbour memory head
     threshold: float = Field(0.99, gt=0, le=1)
     device: str = "auto"
     threads: int = Field(1, ge=1)

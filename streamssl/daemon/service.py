@@ -104,7 +104,7 @@ class Daemon:
 
         lc = self.config.learner
         torch.set_num_threads(lc.threads)
-        switches = {"encoder": lc.ssl, "pseudo_labels": lc.pseudo_labels}
+        switches = {"encoder": lc.ssl, "pseudo_labels": lc.pseudo_labels, "temporal": lc.temporal, "memory": lc.memory}
         return StreamLearner(threshold=lc.threshold, device=lc.device, seed=lc.seed,
                              **{k: v for k, v in switches.items() if v is not None})
 

@@ -16,12 +16,17 @@ from typing import Callable
 
 STREAMSSL_MODELS: dict[str, dict] = {
     "streamssl": {},  # the defaults
-    # Ablations, named as the benchmark issue names them, explicit whatever the defaults are:
+    # Ablations, explicit whatever the defaults are:
+    "streamssl-no-temporal": {"temporal": False},  # no temporal context stage (so no raw-feature head either)
+    "streamssl-no-memory": {"memory": False},  # no nearest-neighbour memory head
+    "streamssl-no-selection": {"raw_head": False, "memory": False},  # one MLP head, on the temporal features
+    "streamssl-baseline": {"temporal": False, "memory": False},  # one MLP on the raw features (the 0.1 default)
     "streamssl-no-ssl": {"encoder": False},
     "streamssl-no-pseudo": {"pseudo_labels": False},
-    # The mechanisms switched on (both default to off: they did not win the tables):
+    # The mechanisms switched on (they did not win the tables):
     "streamssl-ssl": {"encoder": True},
-    "streamssl-pseudo": {"pseudo_labels": True},
+    "streamssl-pseudo": {"pseudo_labels": True},  # the MLP's own confident predictions
+    "streamssl-cotrain": {"pseudo_labels": True, "pseudo_source": "memory"},  # the memory's, for the MLP
     "streamssl-ssl-pseudo": {"encoder": True, "pseudo_labels": True},
 }
 """streamssl configurations by benchmark name: keyword arguments of ``StreamLearner``."""
@@ -34,7 +39,31 @@ def available_models() -> list[str]:
     """Every model name ``bench`` accepts."""
     from .peers import CAPYMOA_PEERS, PEERS, capymoa_available
 
-    return [*STREAMSSL_MODELS, *PEERS, *(CAPYMOA_PEERS if capymoa_available() else ())]
+    from .peers import CONTEXT_SUFFIX
+
+    peers = [*PEERS, *(CAPYMOA_PEERS if capymoa_available() else ())]
+    return [*STREAMSSL_MODELS, *peers, *(p + CONTEXT_SUFFIX for p in peers if p != "no-change")]
+
+
+def with_peer_features(models: list[str], peer_features: str) -> list[str]:
+    """Expand peer names for ``--peer-features``: ``raw`` as given, ``same`` with streamssl's
+    temporal context stage (``NAME+context``), ``both`` each peer in both forms.
+
+    >>> with_peer_features(["streamssl", "river-arf", "no-change"], "both")
+    ['streamssl', 'river-arf', 'river-arf+context', 'no-change']
+    """
+    from .peers import CONTEXT_SUFFIX
+
+    out = []
+    for m in models:
+        is_peer = m not in STREAMSSL_MODELS and m != "no-change" and not m.endswith(CONTEXT_SUFFIX)
+        if not is_peer or peer_features == "raw":
+            out.append(m)
+        elif peer_features == "same":
+            out.append(m + CONTEXT_SUFFIX)
+        else:
+            out += [m, m + CONTEXT_SUFFIX]
+    return out
 
 
 @dataclass(frozen=True)
@@ -67,8 +96,11 @@ def build_model(name: str, seed: int, feature_names: list[str], classes: Callabl
     """A fresh model by benchmark name, ready for the prequential loop (``classes`` lists the
     stream's labels, for peers that need them up front)."""
     from ..learner import StreamLearner
-    from .peers import CAPYMOA_PEERS, PEERS, CapyMOABatchAdapter, RiverBatchAdapter
+    from .peers import CAPYMOA_PEERS, CONTEXT_SUFFIX, PEERS, CapyMOABatchAdapter, RiverBatchAdapter, WithTemporalContext
 
+    if name.endswith(CONTEXT_SUFFIX):
+        base = name[: -len(CONTEXT_SUFFIX)]
+        return WithTemporalContext(lambda names: build_model(base, seed, names, classes), feature_names)
     if name in STREAMSSL_MODELS:
         return StreamLearner(seed=seed, **STREAMSSL_MODELS[name])
     if name in PEERS:

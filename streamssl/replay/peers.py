@@ -134,6 +134,47 @@ CAPYMOA_PEERS: dict[str, Callable] = {"capymoa-arf": _capymoa_arf, "capymoa-slea
 semi-supervised ensemble that also learns from unlabelled events."""
 
 
+CONTEXT_SUFFIX = "+context"
+
+
+class WithTemporalContext:
+    """A peer given streamssl's temporal context stage: it sees ``[x, x − EMA_s(x)]`` as
+    streamssl does (every event moves the averages, labelled or not), so that a comparison is
+    one of learning, not of features.
+
+    >>> from river import naive_bayes
+    >>> peer = WithTemporalContext(lambda names: RiverBatchAdapter(naive_bayes.GaussianNB(), names), ["a"])
+    >>> peer.learn_many(np.array([[1.0], [2.0]]), [0, 1])
+    >>> peer.model.feature_names
+    ['a', 'a-ema4', 'a-ema16', 'a-ema64']
+    """
+
+    def __init__(self, make: Callable[[list[str]], object], feature_names: list[str],
+                 spans: Sequence[float] = (4, 16, 64)) -> None:
+        from ..learner.temporal import TemporalContext
+
+        self.context = TemporalContext(spans)
+        names = list(feature_names) + [f"{n}-ema{s:g}" for s in spans for n in feature_names]
+        self.model = make(names)
+
+    @property
+    def classes_(self) -> list:
+        return self.model.classes_
+
+    @property
+    def labels_used(self) -> int:
+        return self.model.labels_used
+
+    def predict_proba_many(self, X: np.ndarray) -> np.ndarray:
+        return self.model.predict_proba_many(self.context.transform(X))
+
+    def learn_many(self, X: np.ndarray, y: list | None = None) -> None:
+        self.model.learn_many(self.context.update(X), y)
+
+    def learn_late_labels(self, X: np.ndarray, y: list) -> None:
+        self.model.learn_late_labels(self.context.recall(X), y)
+
+
 def capymoa_available() -> bool:
     """Whether the optional CapyMOA peers can run here (the package is installed)."""
     return importlib.util.find_spec("capymoa") is not None

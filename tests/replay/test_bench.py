@@ -19,7 +19,9 @@ def test_bench_command_writes_the_json_schema_and_a_plot(tmp_path, capsys):
     doc = json.loads(out.read_text())
     assert set(doc) == {"stream", "label_rate", "label_delay", "seed", "runs"}
     assert (doc["stream"], doc["label_rate"], doc["label_delay"], doc["seed"]) == ("elec2_sample.csv.gz", 0.1, 0, 0)
-    assert [r["model"] for r in doc["runs"]] == ["streamssl", "streamssl-pseudo", "river-nb", "no-change"]
+    # --peer-features both (the default): each peer on raw features and on streamssl's context stage
+    assert [r["model"] for r in doc["runs"]] == ["streamssl", "streamssl-pseudo", "river-nb", "river-nb+context",
+                                                 "no-change"]
     for run in doc["runs"]:
         assert set(run) == {"model"} | REPLAY_KEYS
         assert run["events"] == 1280
@@ -67,3 +69,29 @@ def test_curve_point_is_accuracy_over_the_last_window_of_scored_events():
     history = [(0, 0, 0), (100, 100, 50), (200, 200, 140), (300, 250, 180)]
     assert _curve_point(history, 1000) is None
     assert _curve_point(history, 150) == (300, (180 - 50) / (250 - 100))
+
+
+@pytest.mark.parametrize("features, expected", [
+    ("raw", ["streamssl", "river-arf", "no-change"]),
+    ("same", ["streamssl", "river-arf+context", "no-change"]),
+    ("both", ["streamssl", "river-arf", "river-arf+context", "no-change"]),
+])
+def test_peer_features_choose_the_peers_inputs(features, expected):
+    from streamssl.replay.bench import with_peer_features
+
+    assert with_peer_features(["streamssl", "river-arf", "no-change"], features) == expected
+
+
+def test_a_peer_with_context_sees_the_same_features_as_streamssl():
+    import numpy as np
+
+    from streamssl.learner.temporal import TemporalContext
+    from streamssl.replay.bench import build_model
+
+    peer = build_model("river-nb+context", 0, ["a", "b"])
+    X = np.random.default_rng(0).normal(size=(10, 2))
+    peer.learn_many(X, [0, 1] * 5)
+    ctx = TemporalContext()
+    expected = ctx.update(X)
+    assert np.allclose(peer.context.recall(X), expected)
+    assert peer.model.feature_names[2:4] == ["a-ema4", "b-ema4"]

@@ -1,0 +1,70 @@
+"""A nearest-neighbour memory over recent labelled events: a head that needs no training."""
+
+from __future__ import annotations
+
+import torch
+
+
+class NearestNeighbourMemory:
+    """The last ``capacity`` labelled events (as the heads see them) and their labels.
+
+    A prediction is the distance-weighted vote of the ``k`` nearest stored events
+    (weights ``1 / (distance + 1e-6)``), smoothed so that no class has probability zero. It
+    learns instantly from each label, which is what a stream with few labels per class needs.
+
+    Examples
+    --------
+    >>> m = NearestNeighbourMemory(capacity=3, k=1)
+    >>> m.add(torch.tensor([[0.0], [1.0], [5.0], [6.0]]), torch.tensor([0, 0, 1, 1]))
+    >>> len(m)   # the oldest event went
+    3
+    >>> m.predict_proba(torch.tensor([[0.4], [5.5]]), n_classes=2).argmax(1).tolist()
+    [0, 1]
+    """
+
+    def __init__(self, capacity: int = 256, k: int = 5, smoothing: float = 0.01) -> None:
+        self.capacity = capacity
+        self.k = k
+        self.smoothing = smoothing
+        self._reset()
+
+    def _reset(self) -> None:
+        self.Z: torch.Tensor | None = None
+        self.y: torch.Tensor | None = None
+        self._next = 0
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def add(self, Z: torch.Tensor, y: torch.Tensor) -> None:
+        Z, y = Z.detach()[-self.capacity:], y.detach()[-self.capacity:]
+        if self.Z is None:
+            self.Z = torch.zeros((self.capacity, Z.shape[1]), dtype=Z.dtype, device=Z.device)
+            self.y = torch.zeros(self.capacity, dtype=torch.long, device=Z.device)
+        idx = (self._next + torch.arange(len(Z), device=Z.device)) % self.capacity
+        self.Z[idx] = Z
+        self.y[idx] = y.long()
+        self._next = (self._next + len(Z)) % self.capacity
+        self._size = min(self.capacity, self._size + len(Z))
+
+    def predict_proba(self, Z: torch.Tensor, n_classes: int) -> torch.Tensor:
+        out = torch.full((len(Z), n_classes), 1.0 / max(n_classes, 1), device=Z.device)
+        if self._size == 0 or n_classes == 0:
+            return out
+        stored, labels = self.Z[: self._size], self.y[: self._size]
+        dist = torch.cdist(Z, stored)
+        k = min(self.k, self._size)
+        d, i = dist.topk(k, dim=1, largest=False)
+        votes = torch.zeros((len(Z), n_classes), device=Z.device)
+        votes.scatter_add_(1, labels[i], 1.0 / (d + 1e-6))
+        votes = votes / votes.sum(1, keepdim=True)
+        return (1 - self.smoothing) * votes + self.smoothing / n_classes
+
+    def state_dict(self) -> dict:
+        return {"Z": None if self.Z is None else self.Z.clone(), "y": None if self.y is None else self.y.clone(),
+                "next": self._next, "size": self._size}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._reset()
+        self.Z, self.y, self._next, self._size = state["Z"], state["y"], state["next"], state["size"]

@@ -1,0 +1,139 @@
+"""Causal, label-free context from the recent past of the stream: a stage before any learner."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Hashable, Sequence
+
+import numpy as np
+from scipy.signal import lfilter
+
+
+class TemporalContext:
+    """Each event ``x_t`` becomes ``[x_t, x_t − EMA_s(x)_{t−1} for s in spans]``.
+
+    ``EMA_s`` is the exponential moving average of the past events (smoothing ``2 / (s + 1)``),
+    taken *before* ``x_t``: a summary of the past only, using no label. With ``keys``, each
+    entity (a sensor, an account) has its own averages; at most ``max_keys`` entities are
+    kept, the least recently seen forgotten first.
+
+    Prediction and learning see the same features for the same event:
+    :meth:`transform` computes a batch's features without moving the averages on,
+    :meth:`update` computes them and moves on (reusing the last :meth:`transform` of the same
+    batch), and :meth:`recall` gives the features an event had when it was new (for labels
+    that arrive late): the last events are remembered, as many as ``recall_values`` numbers
+    hold (4M by default: 125,000 events of 8 features with 3 spans, 1,000 of 1,024 features);
+    an older event gets its features against the current averages.
+
+    Examples
+    --------
+    >>> ctx = TemporalContext(spans=(1, 3))
+    >>> ctx.update(np.array([[1.0], [3.0], [3.0]])).tolist()
+    [[1.0, 0.0, 0.0], [3.0, 2.0, 2.0], [3.0, 0.0, 1.0]]
+    >>> ctx.transform(np.array([[5.0]])).tolist()   # the averages are now 3.0 and 2.5
+    [[5.0, 2.0, 2.5]]
+    >>> ctx.recall(np.array([[3.0]])).tolist()      # as the last event with these values was seen
+    [[3.0, 0.0, 1.0]]
+    """
+
+    def __init__(self, spans: Sequence[float] = (4, 16, 64), max_keys: int = 100_000,
+                 recall_values: int = 4_000_000) -> None:
+        self.spans = tuple(spans)
+        self.max_keys = max_keys
+        self.recall_values = recall_values
+        self._reset()
+
+    def _reset(self) -> None:
+        self._alphas = np.array([2.0 / (s + 1.0) for s in self.spans])
+        self.state: OrderedDict[Hashable, np.ndarray] = OrderedDict()  # key -> (len(spans), d) averages
+        self._recall: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._cached: tuple[np.ndarray, object, np.ndarray, dict] | None = None
+
+    def n_outputs(self, n_features: int) -> int:
+        return n_features * (1 + len(self.spans))
+
+    # -- the computation, without side effects
+    def _features(self, X: np.ndarray, keys: Sequence[Hashable] | None) -> tuple[np.ndarray, dict]:
+        X = np.asarray(X, dtype=np.float64)
+        if keys is None:
+            groups = {None: np.arange(len(X))}
+        else:
+            groups: dict = {}
+            for i, k in enumerate(keys):
+                groups.setdefault(k, []).append(i)
+        out = np.empty((len(X), X.shape[1] * (1 + len(self.spans))))
+        out[:, : X.shape[1]] = X
+        new_state = {}
+        for key, rows in groups.items():
+            rows = np.asarray(rows)
+            Xk = X[rows]
+            ema = self.state.get(key)
+            if ema is None:
+                ema = np.repeat(Xk[:1], len(self.spans), axis=0)  # the first event is its own past
+            last = np.empty((len(self.spans), X.shape[1]))
+            for j, a in enumerate(self._alphas):
+                # y_t = a x_t + (1 − a) y_{t−1}, started from the stored average.
+                y, _ = lfilter([a], [1.0, a - 1.0], Xk, axis=0, zi=((1.0 - a) * ema[j])[None, :])
+                before = np.vstack([ema[j][None, :], y[:-1]])  # the average before each event
+                d = X.shape[1]
+                out[rows, d * (1 + j): d * (2 + j)] = Xk - before
+                last[j] = y[-1]
+            new_state[key] = last
+        return out, new_state
+
+    # -- the public operations
+    def transform(self, X: np.ndarray, keys: Sequence[Hashable] | None = None) -> np.ndarray:
+        """The features of a new batch, the averages unchanged."""
+        if len(X) == 0:
+            return np.zeros((0, self.n_outputs(np.shape(X)[1])))
+        out, new_state = self._features(X, keys)
+        self._cached = (np.array(X, dtype=np.float64), None if keys is None else list(keys), out, new_state)
+        return out
+
+    def update(self, X: np.ndarray, keys: Sequence[Hashable] | None = None) -> np.ndarray:
+        """The features of a new batch; the averages move past it."""
+        if len(X) == 0:
+            return np.zeros((0, self.n_outputs(np.shape(X)[1])))
+        c = self._cached
+        if c is not None and c[1] == (None if keys is None else list(keys)) and np.array_equal(c[0], X):
+            out, new_state = c[2], c[3]
+        else:
+            out, new_state = self._features(X, keys)
+        self._cached = None
+        for key, ema in new_state.items():
+            self.state[key] = ema
+            self.state.move_to_end(key)
+        while len(self.state) > self.max_keys:
+            self.state.popitem(last=False)
+        Xb = np.asarray(X, dtype=np.float64)
+        kept = out.astype(np.float32)
+        for i in range(len(Xb)):
+            k = Xb[i].tobytes()
+            self._recall[k] = kept[i]
+            self._recall.move_to_end(k)
+        limit = max(1, self.recall_values // max(1, out.shape[1]))
+        while len(self._recall) > limit:
+            self._recall.popitem(last=False)
+        return out
+
+    def recall(self, X: np.ndarray, keys: Sequence[Hashable] | None = None) -> np.ndarray:
+        """The features these events had when :meth:`update` saw them (events no longer
+        remembered get their features against the current averages)."""
+        Xb = np.asarray(X, dtype=np.float64)
+        found = [self._recall.get(row.tobytes()) for row in Xb]
+        if all(f is not None for f in found):
+            return np.array(found, dtype=np.float64).reshape(len(Xb), -1)
+        fresh, _ = self._features(Xb, keys)
+        return np.array([f if f is not None else fresh[i] for i, f in enumerate(found)])
+
+    def state_dict(self) -> dict:
+        raw = [np.frombuffer(k, dtype=np.float64) for k in self._recall]
+        return {"keys": list(self.state), "ema": list(self.state.values()),
+                "recall_X": np.stack(raw) if raw else np.zeros((0, 0)),
+                "recall_F": np.stack(list(self._recall.values())) if raw else np.zeros((0, 0))}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._reset()
+        self.state.update(zip(state["keys"], (np.asarray(v) for v in state["ema"])))
+        X, F = np.asarray(state["recall_X"], dtype=np.float64), np.asarray(state["recall_F"])
+        self._recall.update((X[i].tobytes(), F[i]) for i in range(len(X)))

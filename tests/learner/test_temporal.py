@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+from streamssl.learner.temporal import TemporalContext
+
+
+def test_features_are_the_event_minus_the_averages_of_its_past():
+    X = np.random.default_rng(0).normal(size=(50, 3))
+    out = TemporalContext(spans=(4, 16)).update(X)
+    assert out.shape == (50, 9) and np.array_equal(out[:, :3], X)
+    # By hand: EMA with smoothing 2/(s+1), started at the first event, taken before each event.
+    for j, s in enumerate((4, 16)):
+        a, ema = 2 / (s + 1), X[0].copy()
+        for t in range(50):
+            assert out[t, 3 * (1 + j): 3 * (2 + j)] == pytest.approx(X[t] - ema)
+            ema = a * X[t] + (1 - a) * ema
+
+
+def test_causal_the_future_does_not_change_the_past():
+    X = np.random.default_rng(1).normal(size=(40, 2))
+    Y = X.copy()
+    Y[25:] += 100.0
+    a, b = TemporalContext().update(X), TemporalContext().update(Y)
+    assert np.array_equal(a[:25], b[:25]) and not np.allclose(a[25:], b[25:])
+
+
+def test_batches_give_what_one_pass_gives_and_peek_does_not_move_the_averages():
+    X = np.random.default_rng(2).normal(size=(100, 4))
+    whole = TemporalContext().update(X)
+    ctx = TemporalContext()
+    parts = []
+    for i in range(0, 100, 32):
+        peek = ctx.transform(X[i:i + 32])
+        assert np.array_equal(ctx.transform(X[i:i + 32]), peek)  # twice the same: nothing moved
+        parts.append(ctx.update(X[i:i + 32]))
+        assert np.array_equal(parts[-1], peek)
+    assert np.allclose(np.vstack(parts), whole)
+
+
+def test_each_key_has_its_own_past():
+    rng = np.random.default_rng(3)
+    A, B = rng.normal(size=(20, 2)), rng.normal(size=(20, 2)) + 10
+    mixed = np.empty((40, 2))
+    mixed[0::2], mixed[1::2] = A, B
+    keys = ["a", "b"] * 20
+    out = TemporalContext().update(mixed, keys)
+    assert np.allclose(out[0::2], TemporalContext().update(A)) and np.allclose(out[1::2], TemporalContext().update(B))
+    bounded = TemporalContext(max_keys=1)
+    bounded.update(mixed, keys)
+    assert list(bounded.state) == ["b"]
+
+
+def test_recall_gives_an_events_features_from_when_it_was_new_also_after_a_restore():
+    X = np.random.default_rng(4).normal(size=(64, 3))
+    ctx = TemporalContext()
+    first = ctx.update(X[:32])
+    ctx.update(X[32:])
+    restored = TemporalContext()
+    restored.load_state_dict(ctx.state_dict())
+    assert np.allclose(restored.recall(X[5:9]), first[5:9])
+    assert np.allclose(restored.transform(X[:4]), ctx.transform(X[:4]))
