@@ -46,7 +46,12 @@ class TemporalContext:
     def _reset(self) -> None:
         self._alphas = np.array([2.0 / (s + 1.0) for s in self.spans])
         self.state: OrderedDict[Hashable, np.ndarray] = OrderedDict()  # key -> (len(spans), d) averages
-        self._recall: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        # The features of recent events, in a ring of rows; an event is found by its values.
+        self._rec_X: np.ndarray | None = None
+        self._rec_F: np.ndarray | None = None
+        self._rec_index: dict[bytes, int] = {}
+        self._rec_next = 0
+        self._rec_size = 0
         self._cached: tuple[np.ndarray, object, np.ndarray, dict] | None = None
 
     def n_outputs(self, n_features: int) -> int:
@@ -105,35 +110,54 @@ class TemporalContext:
             self.state.move_to_end(key)
         while len(self.state) > self.max_keys:
             self.state.popitem(last=False)
-        Xb = np.asarray(X, dtype=np.float64)
-        kept = out.astype(np.float32)
-        for i in range(len(Xb)):
-            k = Xb[i].tobytes()
-            self._recall[k] = kept[i]
-            self._recall.move_to_end(k)
-        limit = max(1, self.recall_values // max(1, out.shape[1]))
-        while len(self._recall) > limit:
-            self._recall.popitem(last=False)
+        self._remember(np.asarray(X, dtype=np.float64), out)
         return out
+
+    def _remember(self, X: np.ndarray, out: np.ndarray) -> None:
+        if self._rec_X is None:
+            limit = max(1, self.recall_values // max(1, out.shape[1]))
+            self._rec_X = np.zeros((limit, X.shape[1]))
+            self._rec_F = np.zeros((limit, out.shape[1]), dtype=np.float32)
+        limit = len(self._rec_X)
+        X, out = X[-limit:], out[-limit:]
+        slots = (self._rec_next + np.arange(len(X))) % limit
+        index = self._rec_index
+        for slot in slots[: max(0, self._rec_size + len(X) - limit)] if self._rec_size + len(X) > limit else ():
+            old = self._rec_X[slot].tobytes()
+            if index.get(old) == slot:
+                del index[old]
+        self._rec_X[slots] = X
+        self._rec_F[slots] = out
+        for slot, row in zip(slots.tolist(), X):
+            index[row.tobytes()] = slot
+        self._rec_next = int((self._rec_next + len(X)) % limit)
+        self._rec_size = min(limit, self._rec_size + len(X))
 
     def recall(self, X: np.ndarray, keys: Sequence[Hashable] | None = None) -> np.ndarray:
         """The features these events had when :meth:`update` saw them (events no longer
         remembered get their features against the current averages)."""
         Xb = np.asarray(X, dtype=np.float64)
-        found = [self._recall.get(row.tobytes()) for row in Xb]
-        if all(f is not None for f in found):
-            return np.array(found, dtype=np.float64).reshape(len(Xb), -1)
+        slots = [self._rec_index.get(row.tobytes()) for row in Xb]
+        if all(s is not None for s in slots):
+            return self._rec_F[slots].astype(np.float64).reshape(len(Xb), -1)
         fresh, _ = self._features(Xb, keys)
-        return np.array([f if f is not None else fresh[i] for i, f in enumerate(found)])
+        return np.array([self._rec_F[s].astype(np.float64) if s is not None else fresh[i]
+                         for i, s in enumerate(slots)])
 
     def state_dict(self) -> dict:
-        raw = [np.frombuffer(k, dtype=np.float64) for k in self._recall]
         return {"keys": list(self.state), "ema": list(self.state.values()),
-                "recall_X": np.stack(raw) if raw else np.zeros((0, 0)),
-                "recall_F": np.stack(list(self._recall.values())) if raw else np.zeros((0, 0))}
+                "recall_X": self._rec_X,  # views: the caller copies or serialises at once
+                "recall_F": self._rec_F,
+                "recall_next": self._rec_next, "recall_size": self._rec_size}
 
     def load_state_dict(self, state: dict) -> None:
         self._reset()
         self.state.update(zip(state["keys"], (np.asarray(v) for v in state["ema"])))
-        X, F = np.asarray(state["recall_X"], dtype=np.float64), np.asarray(state["recall_F"])
-        self._recall.update((X[i].tobytes(), F[i]) for i in range(len(X)))
+        if state["recall_X"] is not None:
+            self._rec_X = np.array(state["recall_X"], dtype=np.float64)
+            self._rec_F = np.array(state["recall_F"], dtype=np.float32)
+            self._rec_next, self._rec_size = state["recall_next"], state["recall_size"]
+            # Oldest first, so that the newest copy of a repeated row wins.
+            limit = len(self._rec_X)
+            order = [(self._rec_next - self._rec_size + i) % limit for i in range(self._rec_size)]
+            self._rec_index = {self._rec_X[slot].tobytes(): slot for slot in order}
