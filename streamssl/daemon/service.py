@@ -295,6 +295,10 @@ class Daemon:
                 except DecodeError as exc:
                     self._dead_letter(rec, exc)
         if events:
+            # Kafka orders records within a partition only; the temporal context wants event
+            # time, so a batch gathered from several partitions is put back in that order.
+            if len(events) > 1 and all(e.timestamp is not None for e in events):
+                events.sort(key=lambda e: e.timestamp)
             self._events(events, now)
         if labels:
             self._learn_late(self.join.add_labels(labels, now))

@@ -56,7 +56,9 @@ BAD_LABELS = [(b'{"label": 1}', "bad_id"), (b"labels are json", "undecodable")]
 
 def test_stream_with_delayed_labels_and_bad_input_then_sigterm(kafka_broker, tmp_path):
     bootstrap = kafka_broker.bootstrap
-    topics = Topics.unique("e2e").create(bootstrap)
+    # One partition: the recorded stream is one entity whose order the temporal context needs
+    # (with several partitions Kafka keeps order per partition only).
+    topics = Topics.unique("e2e").create(bootstrap, partitions=1)
     sent = produce_cli(bootstrap, topics, limit=2000, label_rate=0.2, delay_s=0.5)
     assert sent["events"] == 2000 and 300 < sent["labels"] < 500
     producer = KafkaProducer(bootstrap_servers=bootstrap)
@@ -109,7 +111,12 @@ def test_stream_with_delayed_labels_and_bad_input_then_sigterm(kafka_broker, tmp
     second = [r for r in records if r["id"].startswith("w")]
     assert all(r["model_version"] >= version and r["prediction"] in (0, 1) and 0.5 <= r["confidence"] <= 1
                for r in second)
-    assert sum(r["prediction"] == y for r, y in zip(second, labels_of(2000, 2200))) / 200 > 0.6  # it learned
+    # It learned: better than always answering the wave's majority class (0.68).
+    truth = labels_of(2000, 2200)
+    majority = max(truth.count(c) for c in set(truth)) / 200
+    accuracy = sum(r["prediction"] == y for r, y in zip(second, truth)) / 200
+    print(f"second wave: accuracy {accuracy:.3f}, majority {majority:.3f}")
+    assert accuracy > majority
 
     dead = read_topic(bootstrap, topics.dead_letters, expect=len(BAD_EVENTS) + len(BAD_LABELS))
     got = sorted((dict(r.headers)["streamssl-reason"].decode(), r.value, dict(r.headers)["streamssl-topic"].decode())
