@@ -125,6 +125,7 @@ class EventsConfig(_Section):
     n_features: int | None = Field(None, ge=1)
     features_field: str | None = "features"
     id_field: str | None = "id"
+    key_field: str | None = None  # the entity an event belongs to: it has its own temporal context
     timestamp_field: str | None = "timestamp"
     label_field: str | None = "label"
     extra_features: Literal["reject", "ignore"] = "reject"

@@ -318,7 +318,8 @@ class Daemon:
 
     def _events(self, events: list, now: float) -> None:
         X = np.stack([e.x for e in events])
-        proba = self.learner.predict_proba_many(X)
+        keys = [e.key for e in events] if self.config.events.key_field else None
+        proba = self.learner.predict_proba_many(X, keys)
         classes = self.learner.classes_
         if proba.shape[1]:
             top = proba.argmax(axis=1)
@@ -351,7 +352,7 @@ class Daemon:
             if v is not None:
                 self._score(p, v)
                 n_labels += 1
-        self.learner.learn_many(X, y)
+        self.learner.learn_many(X, y, keys)
         self.metrics.events.labels(kind="labelled").inc(n_labels)
         self.metrics.events.labels(kind="unlabelled").inc(len(events) - n_labels)
         if n_labels:

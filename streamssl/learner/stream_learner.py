@@ -255,12 +255,13 @@ class StreamLearner(base.Classifier):
             raise ValueError("events contain NaN or infinite values")
         return X
 
-    def _augment(self, X: np.ndarray, how: str) -> np.ndarray:
+    def _augment(self, X: np.ndarray, how: str, keys: Sequence[Hashable] | None = None) -> np.ndarray:
         """The event's features plus its temporal context: ``peek`` (a batch about to be
-        learned), ``update`` (learning it), ``recall`` (a late label's event)."""
+        learned), ``update`` (learning it), ``recall`` (a late label's event); ``keys`` name
+        the entity of each event, which has its own past."""
         if self.context is None:
             return X
-        return getattr(self.context, {"peek": "transform", "update": "update", "recall": "recall"}[how])(X)
+        return getattr(self.context, {"peek": "transform", "update": "update", "recall": "recall"}[how])(X, keys)
 
     def _featurize(self, Z: torch.Tensor) -> torch.Tensor:
         if self.ssl is None:
@@ -284,12 +285,13 @@ class StreamLearner(base.Classifier):
         return np.array([self._class_index[label] for label in labels], dtype=np.int64)
 
     # -------------------------------------------------------------- predicting
-    def predict_proba_many(self, X: np.ndarray) -> np.ndarray:
-        """Class probabilities, shape ``(n, len(classes_))``, columns in the order of ``classes_``."""
+    def predict_proba_many(self, X: np.ndarray, keys: Sequence[Hashable] | None = None) -> np.ndarray:
+        """Class probabilities, shape ``(n, len(classes_))``, columns in the order of ``classes_``
+        (``keys``: each event's entity, for the temporal context)."""
         X = self._check(X)
         if self.head is None or not self.classes_:
             return np.zeros((len(X), len(self.classes_)))
-        Z = to_tensor(self.standardizer.transform(self._augment(X, "peek")), self._device)
+        Z = to_tensor(self.standardizer.transform(self._augment(X, "peek", keys)), self._device)
         return self._predict(Z).cpu().numpy().astype(np.float64)
 
     @property
@@ -332,8 +334,10 @@ class StreamLearner(base.Classifier):
     def learn_one(self, x: dict, y: Hashable | None = None) -> None:
         self.learn_many(self._vector(x), [y])
 
-    def learn_many(self, X: np.ndarray, y: Sequence[Hashable | None] | None = None) -> None:
-        """Learn from a micro-batch of new events; ``y[i]`` is ``None``/NaN when unlabelled."""
+    def learn_many(self, X: np.ndarray, y: Sequence[Hashable | None] | None = None,
+                   keys: Sequence[Hashable] | None = None) -> None:
+        """Learn from a micro-batch of new events; ``y[i]`` is ``None``/NaN when unlabelled
+        (``keys``: each event's entity, for the temporal context)."""
         X = self._check(X)
         if len(X) == 0:
             return
@@ -344,7 +348,7 @@ class StreamLearner(base.Classifier):
         if self.n_inputs_ is None:
             self.n_inputs_ = X.shape[1]
             self._build(self.context.n_outputs(X.shape[1]) if self.context is not None else X.shape[1])
-        X = self._augment(X, "update")
+        X = self._augment(X, "update", keys)
         self.standardizer.update(X)
         Z = self.standardizer.transform(X)
         self.n_seen += len(X)
@@ -362,7 +366,7 @@ class StreamLearner(base.Classifier):
             Zp, yp = pseudo
             self.head.learn(Zp, yp, self._pseudo_weights(len(yp)), self._featurize, mass=0.0)
 
-    def learn_late_labels(self, X: np.ndarray, y: Sequence[Hashable]) -> None:
+    def learn_late_labels(self, X: np.ndarray, y: Sequence[Hashable], keys: Sequence[Hashable] | None = None) -> None:
         """Learn labels that arrived late for events already given to :meth:`learn_many`."""
         X = self._check(X)
         keep = [i for i, v in enumerate(y) if not _is_missing(v)]
@@ -371,7 +375,7 @@ class StreamLearner(base.Classifier):
         if self.n_inputs_ is None:
             self.n_inputs_ = X.shape[1]
             self._build(self.context.n_outputs(X.shape[1]) if self.context is not None else X.shape[1])
-        Z = self.standardizer.transform(self._augment(X[keep], "recall"))
+        Z = self.standardizer.transform(self._augment(X[keep], "recall", None if keys is None else [keys[i] for i in keep]))
         self._learn_labelled(to_tensor(Z, self._device), [y[i] for i in keep])
 
     def _learn_labelled(self, Z: torch.Tensor, labels: list[Hashable],

@@ -18,8 +18,8 @@ from ..daemon.config import EventsConfig, LabelsConfig
 from ..errors import StreamSSLError
 
 #: Every reason a message can be refused for; the metric label set stays bounded.
-REASONS = ("oversized", "empty", "undecodable", "not_object", "bad_id", "missing_features", "extra_features",
-           "wrong_type", "non_finite", "bad_timestamp", "bad_label")
+REASONS = ("oversized", "empty", "undecodable", "not_object", "bad_id", "bad_key", "missing_features",
+           "extra_features", "wrong_type", "non_finite", "bad_timestamp", "bad_label")
 
 _MAX_ID_CHARS = 256
 _F32_MAX = 3.4e38
@@ -37,12 +37,14 @@ class DecodeError(StreamSSLError):
 
 @dataclass(frozen=True)
 class Event:
-    """One decoded event: its id, its features, its timestamp (Unix seconds) and inline label."""
+    """One decoded event: its id, its features, its timestamp (Unix seconds), inline label,
+    and the entity it belongs to (``key``, when the config names a key field)."""
 
     id: str
     x: np.ndarray
     timestamp: float | None
     label: Hashable | None
+    key: str | None = None
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -120,7 +122,8 @@ class EventDecoder:
     def __init__(self, config: EventsConfig) -> None:
         self.config = config
         self._names = config.features or [f"[{i}]" for i in range(config.n_features or 0)]
-        self._reserved = {f for f in (config.id_field, config.timestamp_field, config.label_field) if f}
+        self._reserved = {f for f in (config.id_field, config.key_field, config.timestamp_field, config.label_field)
+                          if f}
 
     @property
     def n_features(self) -> int:
@@ -139,7 +142,14 @@ class EventDecoder:
         if c.timestamp_field and obj.get(c.timestamp_field) is not None:
             ts = _timestamp(obj[c.timestamp_field])
         label = _label(obj.get(c.label_field)) if c.label_field else None
-        return Event(event_id, self._features(obj), ts, label)
+        key = None
+        if c.key_field:
+            value = obj.get(c.key_field)
+            if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value) \
+                    or len(str(value)) > _MAX_ID_CHARS:
+                raise DecodeError("bad_key", f"{c.key_field}: expected a string or an integer, got {_short(value)}")
+            key = str(value)
+        return Event(event_id, self._features(obj), ts, label, key)
 
     def _features(self, obj: dict) -> np.ndarray:
         c = self.config

@@ -64,3 +64,31 @@ def test_selection_keeps_the_better_head_on_each_kind_of_stream():
     assert model.selected_head == "mlp"  # the head with the temporal context
     scores = {k: sum(v) / len(v) for k, v in model.head_scores.items()}
     assert scores["mlp"] > scores["raw"] + 0.2
+
+
+def test_each_entity_keeps_its_own_temporal_context():
+    # Two sensors, interleaved, each its own random walk with its own labels: with keys the
+    # context is the sensor's own past; without, the two walks are mixed into one average.
+    rng = np.random.default_rng(5)
+    (Xa, ya), (Xb, yb) = random_walk_above_its_average(seed=6), random_walk_above_its_average(seed=7)
+    Xb = Xb + 50.0
+    X, y = np.empty((8000, 2)), np.empty(8000, dtype=int)
+    X[0::2], X[1::2], y[0::2], y[1::2] = Xa, Xb, ya, yb
+    keys = ["a", "b"] * 4000
+    reveal = rng.random(8000) < 0.2
+
+    def run(with_keys: bool) -> float:
+        model = StreamLearner(seed=0, memory=False, raw_head=False)
+        correct = scored = 0
+        for i in range(0, 8000, 64):
+            k = keys[i:i + 64] if with_keys else None
+            pred = model.predict_many(X[i:i + 64]) if k is None else [
+                model.classes_[j] for j in model.predict_proba_many(X[i:i + 64], k).argmax(1)] if model.classes_ else []
+            if i >= 1280:
+                correct += sum(p == t for p, t in zip(pred, y[i:i + 64]))
+                scored += 64
+            model.learn_many(X[i:i + 64], [int(t) if r else None for t, r in zip(y[i:i + 64], reveal[i:i + 64])], k)
+        return correct / scored
+
+    keyed, mixed = run(True), run(False)
+    assert keyed > 0.85 and keyed > mixed + 0.1

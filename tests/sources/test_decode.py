@@ -111,3 +111,12 @@ def test_decoded_features_are_always_finite_float32():
     for a in [0, -0.0, 3.4e38, -3.4e38, 1e-45, 2 ** 53 + 1]:
         x = ok(d, {"id": 1, "features": {"a": a, "b": 0}}).x
         assert x.dtype == np.float32 and all(math.isfinite(v) for v in x.tolist())
+
+
+def test_the_key_names_the_entity_and_a_bad_one_is_refused():
+    d = EventDecoder(EventsConfig(features=["a"], key_field="sensor", features_field=None))
+    e = ok(d, {"id": 1, "sensor": 17, "a": 2.5})
+    assert e.key == "17" and e.x.tolist() == [2.5]  # the key is not a feature
+    for bad in ({"id": 1, "a": 2.5}, {"id": 1, "sensor": [1], "a": 2.5}, {"id": 1, "sensor": True, "a": 2.5}):
+        assert reason(d, bad) == "bad_key"
+    assert ok(EventDecoder(OBJ), {"id": 1, "features": {"a": 1, "b": 2}}).key is None
