@@ -74,6 +74,9 @@ class StreamLearner(base.Classifier):
         labels); it is dropped after ``challenger_patience`` labels without winning.
     temporal, temporal_spans
         The temporal context stage and the spans of its moving averages.
+    temporal_ssl
+        Learn the temporal context instead (:class:`~streamssl.ssl.temporal.LearnedTemporalContext`:
+        an embedding of the last 16 events trained to predict the next one's latent).
     memory, memory_size, memory_k
         The nearest-neighbour memory head: how many labelled events it keeps, how many vote.
     raw_head
@@ -133,6 +136,7 @@ class StreamLearner(base.Classifier):
         challenger_margin: float = 0.05,
         temporal: bool = True,
         temporal_spans: tuple = (4, 16, 64),
+        temporal_ssl: bool = False,
         memory: bool = True,
         raw_head: bool = True,
         pseudo_source: str = "self",
@@ -166,6 +170,7 @@ class StreamLearner(base.Classifier):
         self.challenger_margin = challenger_margin
         self.temporal = temporal
         self.temporal_spans = tuple(temporal_spans)
+        self.temporal_ssl = temporal_ssl
         self.memory = memory
         self.raw_head = raw_head
         if pseudo_source not in ("self", "memory"):
@@ -228,6 +233,15 @@ class StreamLearner(base.Classifier):
                 steps_per_row=self.head_steps_per_label, max_steps=self.head_max_steps,
             )
             self.raw_mlp.add_classes(len(self.classes_))
+
+    def _start(self, n_inputs: int) -> None:
+        """Size everything for events of ``n_inputs`` features (the first event, or a restore)."""
+        self.n_inputs_ = n_inputs
+        if self.temporal and self.temporal_ssl:
+            from ..ssl.temporal import LearnedTemporalContext
+
+            self.context = LearnedTemporalContext(n_inputs, seed=self.seed, device=self._device)
+        self._build(self.context.n_outputs(n_inputs) if self.context is not None else n_inputs)
 
     def _raw(self, Z: torch.Tensor) -> torch.Tensor:
         """The event's own standardised features: the first columns of the heads' input."""
@@ -346,8 +360,7 @@ class StreamLearner(base.Classifier):
         if len(y) != len(X):
             raise ValueError(f"{len(X)} events but {len(y)} labels")
         if self.n_inputs_ is None:
-            self.n_inputs_ = X.shape[1]
-            self._build(self.context.n_outputs(X.shape[1]) if self.context is not None else X.shape[1])
+            self._start(X.shape[1])
         X = self._augment(X, "update", keys)
         self.standardizer.update(X)
         Z = self.standardizer.transform(X)
@@ -373,8 +386,7 @@ class StreamLearner(base.Classifier):
         if not keep:
             return
         if self.n_inputs_ is None:
-            self.n_inputs_ = X.shape[1]
-            self._build(self.context.n_outputs(X.shape[1]) if self.context is not None else X.shape[1])
+            self._start(X.shape[1])
         Z = self.standardizer.transform(self._augment(X[keep], "recall", None if keys is None else [keys[i] for i in keep]))
         self._learn_labelled(to_tensor(Z, self._device), [y[i] for i in keep])
 
@@ -507,9 +519,8 @@ class StreamLearner(base.Classifier):
     def from_state_dict(cls, state: dict) -> "StreamLearner":
         """Rebuild a learner from :meth:`state_dict` (see :mod:`streamssl.state.checkpoint`)."""
         model = cls(**state["params"])
-        model.n_inputs_ = state["n_inputs"]
-        if state["n_features"] is not None:
-            model._build(state["n_features"])
+        if state["n_inputs"] is not None:
+            model._start(state["n_inputs"])
         model.feature_names_ = state["feature_names"]
         if state["context"] is not None:
             model.context.load_state_dict(state["context"])

@@ -28,6 +28,8 @@ STREAMSSL_MODELS: dict[str, dict] = {
     "streamssl-pseudo": {"pseudo_labels": True},  # the MLP's own confident predictions
     "streamssl-cotrain": {"pseudo_labels": True, "pseudo_source": "memory"},  # the memory's, for the MLP
     "streamssl-ssl-pseudo": {"encoder": True, "pseudo_labels": True},
+    # Self-supervision over time: the learned context instead of the moving averages (one MLP head).
+    "streamssl-temporal-ssl": {"temporal_ssl": True, "raw_head": False, "memory": False},
 }
 """streamssl configurations by benchmark name: keyword arguments of ``StreamLearner``."""
 
