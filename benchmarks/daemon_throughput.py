@@ -66,6 +66,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def check_exit(daemon: DaemonProcess, code: int) -> None:
+    if code != 0:
+        raise SystemExit(f"daemon exited {code}:\n{daemon.log_text()[-2000:]}")
+
+
 def percentiles(values: np.ndarray) -> dict:
     q = np.percentile(values, [50, 90, 99, 99.9]) * 1000
     return {"p50_ms": round(q[0], 1), "p90_ms": round(q[1], 1), "p99_ms": round(q[2], 1),
@@ -88,8 +93,7 @@ def sustained(broker: LocalBroker, path: Path, n: int, batch: int, tmp: Path) ->
         code = daemon.process.wait(timeout=1800)
     finally:
         daemon.kill()
-    if code != 0:
-        raise SystemExit(f"daemon exited {code}:\n{daemon.log_text()[-2000:]}")
+    check_exit(daemon, code)
     records = predictions(broker.bootstrap, topics.predictions, n)
     stamps = np.array(sorted(r.timestamp for r in records), dtype=np.float64) / 1000
     span = stamps[-1] - stamps[0]
@@ -124,8 +128,7 @@ def at_rate(broker: LocalBroker, path: Path, rate: float, seconds: float, batch:
         code = daemon.process.wait(timeout=600)
     finally:
         daemon.kill()
-    if code != 0:
-        raise SystemExit(f"daemon exited {code}:\n{daemon.log_text()[-2000:]}")
+    check_exit(daemon, code)
     records = predictions(broker.bootstrap, topics.predictions, n)
     pairs = sorted((json.loads(r.value)["timestamp"], r.timestamp / 1000) for r in records)
     latency = np.array([done - sent for sent, done in pairs])

@@ -157,15 +157,11 @@ def _check_writable(path: Path | None, flag: str) -> None:
 
 
 def make_learner(args: argparse.Namespace):
-    import torch
-
-    from .learner import StreamLearner
+    from .learner import build_learner
 
     _check_device(args.device)
-    torch.set_num_threads(args.threads)
-    switches = {"encoder": args.ssl, "pseudo_labels": args.pseudo, "temporal": args.temporal, "memory": args.memory}
-    return StreamLearner(threshold=args.threshold, device=args.device, seed=args.seed,
-                         **{k: v for k, v in switches.items() if v is not None})
+    return build_learner(args.threshold, args.device, args.seed, args.threads, encoder=args.ssl,
+                         pseudo_labels=args.pseudo, temporal=args.temporal, memory=args.memory)
 
 
 def _stdout_console():
@@ -293,14 +289,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _kafka_options(args: argparse.Namespace) -> dict:
     import os
 
-    from .daemon.config import KafkaConfig, load_config
+    from .daemon.config import load_config
 
     if args.config is not None:
         options = load_config(args.config).kafka.client_options()
     else:
         servers = os.environ.get("STREAMSSL_KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
-        options = KafkaConfig(events_topic="-", predictions_topic="--", dead_letter_topic="---",
-                              bootstrap_servers=servers).client_options()
+        options = {"bootstrap_servers": servers.split(","), "client_id": "streamssl"}
     if args.bootstrap_servers:
         options["bootstrap_servers"] = args.bootstrap_servers.split(",")
     return options

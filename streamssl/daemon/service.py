@@ -44,7 +44,6 @@ import numpy as np
 from kafka import TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 
-from ..errors import StreamSSLError
 from ..learner.label_join import Joined, LabelJoin
 from ..metrics.daemon import DaemonMetrics
 from ..sinks.kafka import DeadLetterSink, PredictionSink, SinkError, make_producer
@@ -98,15 +97,11 @@ class Daemon:
 
     # ------------------------------------------------------------------ setup
     def _new_learner(self):
-        import torch
-
-        from ..learner import StreamLearner
+        from ..learner import build_learner
 
         lc = self.config.learner
-        torch.set_num_threads(lc.threads)
-        switches = {"encoder": lc.ssl, "pseudo_labels": lc.pseudo_labels, "temporal": lc.temporal, "memory": lc.memory}
-        return StreamLearner(threshold=lc.threshold, device=lc.device, seed=lc.seed,
-                             **{k: v for k, v in switches.items() if v is not None})
+        return build_learner(lc.threshold, lc.device, lc.seed, lc.threads, encoder=lc.ssl,
+                             pseudo_labels=lc.pseudo_labels, temporal=lc.temporal, memory=lc.memory)
 
     def _warm_up(self) -> None:
         """One learning step on a scratch learner, so that torch's lazy imports (a second or
@@ -311,7 +306,6 @@ class Daemon:
         self.metrics.batch_seconds.observe(time.perf_counter() - t0)
         self.metrics.model_version.set(self.model_version)
         self.metrics.sync_learner(self.learner)
-        self.metrics.sync_join(self.join)
         if self.labels_scored:
             self.metrics.accuracy.set(self.labels_correct / self.labels_scored)
         self._log_drifts()
@@ -421,8 +415,7 @@ class Daemon:
             except (CommitFailedError, KafkaError) as exc:
                 self._commit_failed(exc)
         seconds = time.perf_counter() - t0
-        self.metrics.checkpoint_seconds.observe(seconds)
-        self.metrics.last_checkpoint.set(time.time())
+        self.metrics.checkpoint_written(seconds)
         self.log.debug("checkpoint", extra={"fields": {"seconds": round(seconds, 4), "model_version": self.model_version}})
 
     def _commit_failed(self, exc: Exception) -> None:
@@ -472,6 +465,3 @@ class _stop_on_signals:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 
-
-class DaemonError(StreamSSLError):
-    """The daemon cannot go on (outputs undeliverable, checkpoint unwritable)."""

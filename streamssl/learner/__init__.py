@@ -1,5 +1,5 @@
 """Online classifier, pseudo-labelling policy and the streaming learner that composes them."""
 
-from .stream_learner import StreamLearner
+from .stream_learner import StreamLearner, build_learner
 
-__all__ = ["StreamLearner"]
+__all__ = ["StreamLearner", "build_learner"]

@@ -20,6 +20,19 @@ from .standardize import OnlineStandardizer
 from .temporal import TemporalContext
 
 
+def build_learner(threshold: float = 0.99, device: str = "auto", seed: int = 0, threads: int = 1,
+                  **switches: bool | None) -> "StreamLearner":
+    """A :class:`StreamLearner` from user-facing settings: torch gets ``threads`` CPU threads, and
+    a switch left ``None`` (``encoder``, ``pseudo_labels``, ``temporal``, ``memory``) keeps its default.
+
+    >>> build_learner(seed=1, encoder=None, memory=False).memory
+    False
+    """
+    torch.set_num_threads(threads)
+    return StreamLearner(threshold=threshold, device=device, seed=seed,
+                         **{k: v for k, v in switches.items() if v is not None})
+
+
 def _is_missing(label: Any) -> bool:
     return label is None or (isinstance(label, float) and math.isnan(label))
 

@@ -57,9 +57,15 @@ class DaemonMetrics(LearnerMetrics):
                                     "Seconds since the last checkpoint (since start when none yet).", registry=r)
         self.ready = Gauge("streamssl_ready", "1 while consuming and not stalled, else 0.", registry=r)
         self.model_version = Gauge("streamssl_model_version", "Learning updates applied to the model.", registry=r)
-        self._since = time.time()
-        self.checkpoint_age.set_function(lambda: time.time() - max(self._since, self.last_checkpoint._value.get()))
+        self._checkpointed_at = time.time()  # start time until the first checkpoint
+        self.checkpoint_age.set_function(lambda: time.time() - self._checkpointed_at)
         self._join_seen: dict[str, float] = {}
+
+    def checkpoint_written(self, seconds: float) -> None:
+        """Record a checkpoint that took ``seconds``, written now."""
+        self._checkpointed_at = time.time()
+        self.checkpoint_seconds.observe(seconds)
+        self.last_checkpoint.set(self._checkpointed_at)
 
     def sync_join(self, join) -> None:
         """Bring label-join counters up to date with a :class:`~streamssl.learner.label_join.LabelJoin`."""

@@ -50,8 +50,6 @@ class KafkaSource:
             **config.client_options(),
         )
         self.consumer.subscribe(topics, listener=_Listener(self))
-        self.last_poll_ok = time.monotonic()
-        self.assigned_at: float | None = None
         self._just_revoked: set[TopicPartition] = set()
 
     # -- rebalance callbacks (called from inside poll)
@@ -60,7 +58,6 @@ class KafkaSource:
             offset = self.start_offsets.pop(tp, None)  # only on the first assignment after a restore
             if offset is not None:
                 self.consumer.seek(tp, offset)
-        self.assigned_at = time.monotonic()
 
     def _revoked(self, revoked: set[TopicPartition]) -> None:
         self._just_revoked |= revoked
@@ -77,7 +74,6 @@ class KafkaSource:
             if left <= 0 and out:
                 break
             batch = self.consumer.poll(timeout_ms=max(0, int(left * 1000)), max_records=max_records - len(out))
-            self.last_poll_ok = time.monotonic()
             if self._just_revoked:
                 gone, self._just_revoked = self._just_revoked, set()
                 out = [r for r in out if TopicPartition(r.topic, r.partition) not in gone]
