@@ -6,9 +6,11 @@ import numpy as np
 import torch
 
 from ..device import restore_generator, to_tensor
+from . import DEFAULT_OBJECTIVE
 from .buffer import ReplayBuffer
+from .collapse import CollapseMonitor
 from .encoder import MLPEncoder
-from .objectives import DenoisingAutoencoder
+from .objectives import Objective, make_objective
 
 
 class ContinualEncoder:
@@ -16,12 +18,16 @@ class ContinualEncoder:
 
     Every ``every`` observed events, one optimisation step runs on ``batch_size`` events
     drawn from a :class:`ReplayBuffer` (half recent, half older), so the work per event
-    stays constant whatever the micro-batch size.
+    stays constant whatever the micro-batch size. The online embeddings of the steps' batches
+    feed a :class:`CollapseMonitor` (:attr:`collapse`).
 
     Parameters
     ----------
     n_features
         Width of the standardised input.
+    objective, objective_params
+        The self-supervised objective by name (see :data:`~streamssl.ssl.objectives.OBJECTIVES`)
+        and its settings. ``corruption`` is the denoising objective's resampling rate.
     device
         Where the networks live; inputs are moved one micro-batch at a time.
 
@@ -46,17 +52,26 @@ class ContinualEncoder:
         buffer_size: int = 1024,
         device: torch.device = torch.device("cpu"),
         seed: int = 0,
+        objective: str = DEFAULT_OBJECTIVE,
+        objective_params: dict | None = None,
     ) -> None:
         self.device = device
         self.batch_size, self.every, self.lr = batch_size, every, lr
+        settings = dict(objective_params or {})
+        if objective == "denoising":
+            settings.setdefault("corruption", corruption)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.objective = DenoisingAutoencoder(MLPEncoder(n_features, hidden, dim), corruption).to(device)
-        self.optimizer = torch.optim.Adam(self.objective.parameters(), lr=lr)
+            self.objective: Objective = make_objective(objective, MLPEncoder(n_features, hidden, dim), **settings)
+            self.objective.to(device)
+        self.objective_name = objective
+        self.optimizer = torch.optim.Adam([p for p in self.objective.parameters() if p.requires_grad], lr=lr)
+        self.collapse = CollapseMonitor()  # the encoder's embeddings (what the heads see)
+        self.projection_collapse = CollapseMonitor()  # the loss's space, where the objective has one
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.buffer = ReplayBuffer(n_features, recent=buffer_size // 2, reservoir=buffer_size // 2, seed=seed)
         self.steps = 0
-        self.last_loss: float | None = None
+        self._last_loss: torch.Tensor | float | None = None  # a tensor until read: no device sync per step
         self._credit = 0  # observed events not yet paid for by a step
 
     @property
@@ -75,17 +90,38 @@ class ContinualEncoder:
             self._credit -= self.every
             self.step()
 
-    def step(self) -> float:
-        """One optimisation step of the objective on a replayed batch; returns the loss."""
+    @property
+    def last_loss(self) -> float | None:
+        """The loss of the latest step."""
+        if isinstance(self._last_loss, torch.Tensor):
+            self._last_loss = float(self._last_loss)
+        return self._last_loss
+
+    def step(self) -> torch.Tensor:
+        """One optimisation step of the objective on a replayed batch; returns the loss (detached)."""
         x = to_tensor(self.buffer.sample(self.batch_size), self.device)
         self.objective.train()
         loss = self.objective(x, self.generator)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        self.objective.after_step(self.steps)
+        self.collapse.add(self.objective.embedding)
+        self.projection_collapse.add(self.objective.projection)
         self.steps += 1
-        self.last_loss = float(loss.detach())
-        return self.last_loss
+        self._last_loss = loss.detach()
+        return self._last_loss
+
+    def collapse_stats(self) -> dict[str, float]:
+        """Collapse measures over the recent steps' online embeddings: ``effective_rank``,
+        ``embedding_std_mean``, ``embedding_std_min`` (see :mod:`streamssl.ssl.collapse`) and, for
+        objectives with a projector or head, ``projection_effective_rank`` (where BYOL-style
+        collapse shows first). Empty before the first step."""
+        stats = {k: v for k, v in self.collapse.stats().items() if k != "rows"}
+        projection = self.projection_collapse.stats()
+        if projection:
+            stats["projection_effective_rank"] = projection["effective_rank"]
+        return stats
 
     @torch.no_grad()
     def embed(self, Z: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -106,11 +142,19 @@ class ContinualEncoder:
             "objective": self.objective.state_dict(), "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(), "buffer": self.buffer.state_dict(),
             "steps": self.steps, "last_loss": self.last_loss, "credit": self._credit,
+            "collapse": {name: None if mon.rows() is None else mon.rows().cpu() for name, mon in self._monitors()},
         }
+
+    def _monitors(self):
+        return (("embedding", self.collapse), ("projection", self.projection_collapse))
 
     def load_state_dict(self, state: dict) -> None:
         self.objective.load_state_dict(state["objective"])
         self.optimizer.load_state_dict(state["optimizer"])
         restore_generator(self.generator, state["generator"])
         self.buffer.load_state_dict(state["buffer"])
-        self.steps, self.last_loss, self._credit = state["steps"], state["last_loss"], state["credit"]
+        self.steps, self._last_loss, self._credit = state["steps"], state["last_loss"], state["credit"]
+        for name, mon in self._monitors():
+            rows = state.get("collapse", {}).get(name)
+            if rows is not None:
+                mon.add_rows(rows.to(self.device))

@@ -32,7 +32,7 @@ def test_marginal_resample_keeps_each_column_within_its_values_and_respects_rate
 
 def test_denoising_objective_learns_structure_from_the_stream():
     X = low_rank_stream(6000)
-    enc = ContinualEncoder(12, hidden=32, dim=4, every=32, device=torch.device("cpu"), seed=0)
+    enc = ContinualEncoder(12, hidden=32, dim=4, every=32, device=torch.device("cpu"), seed=0, objective="denoising")
     before = enc.loss_on(X[:512])
     for chunk in np.array_split(X, 60):
         enc.observe(chunk)
