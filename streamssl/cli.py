@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .errors import InputError, StreamSSLError
+from .ssl import OBJECTIVE_NAMES
 
 
 def _rate(text: str) -> float:
@@ -43,6 +44,9 @@ def add_learner_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("learner")
     g.add_argument("--ssl", action=argparse.BooleanOptionalAction, default=None,
                    help="use the self-supervised encoder (default: the learner's default)")
+    g.add_argument("--objective", choices=OBJECTIVE_NAMES, default=None,
+                   help="the encoder's self-supervised objective (default: infonce); naming one turns the "
+                   "encoder on unless --no-ssl is given")
     g.add_argument("--pseudo", action=argparse.BooleanOptionalAction, default=None,
                    help="learn from guarded pseudo-labels (default: the learner's default)")
     g.add_argument("--temporal", action=argparse.BooleanOptionalAction, default=None,
@@ -160,7 +164,7 @@ def make_learner(args: argparse.Namespace):
     from .learner import build_learner
 
     _check_device(args.device)
-    return build_learner(args.threshold, args.device, args.seed, args.threads, encoder=args.ssl,
+    return build_learner(args.threshold, args.device, args.seed, args.threads, args.objective, encoder=args.ssl,
                          pseudo_labels=args.pseudo, temporal=args.temporal, memory=args.memory)
 
 

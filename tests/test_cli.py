@@ -26,7 +26,7 @@ from streamssl.sources.file import BadRecord, FileSource
 ELEC2 = shared_data("elec2.csv.gz")
 JSON_KEYS = {
     "events", "accuracy", "kappa", "events_per_second", "peak_rss_mb", "labels_used",
-    "pseudo_labels_accepted", "pseudo_label_precision", "drifts",
+    "pseudo_labels_accepted", "pseudo_label_precision", "drifts", "ssl",
 }
 FAST = ["--quiet", "--no-ssl"]  # the encoder is exercised by the bundled-sample run
 
@@ -87,6 +87,20 @@ def test_replay_of_the_bundled_sample_writes_the_documented_json(capsys, tmp_pat
     assert all(0 < d <= 1500 for d in result["drifts"])
     assert "elec2_sample.csv.gz" in out and "1,500" in out
     assert err == ""
+
+
+@pytest.mark.parametrize("objective", ["vicreg", "dino"])
+def test_objective_flag_turns_the_encoder_on_and_reports_its_collapse_measures(capsys, tmp_path, objective):
+    result, out, _ = replay_json(capsys, tmp_path, "--limit", 1500, "--label-rate", 0.05, "--objective", objective)
+    ssl = result["ssl"]
+    assert ssl["objective"] == objective and ssl["steps"] == 1500 // 64
+    assert np.isfinite(ssl["loss"])
+    assert 1.0 <= ssl["effective_rank"] <= 16.0 and 1.0 <= ssl["projection_effective_rank"]
+    assert 0.0 <= ssl["embedding_std_min"] <= ssl["embedding_std_mean"] <= 1.0
+    assert "embedding effective rank" in out and objective in out
+    # Without the encoder there is nothing to report; --no-ssl wins over --objective.
+    result, _, _ = replay_json(capsys, tmp_path, "--limit", 300, "--objective", objective, "--no-ssl", "--quiet")
+    assert result["ssl"] is None
 
 
 def test_bundled_sample_ships_with_the_package():
@@ -383,6 +397,27 @@ def test_syncing_a_learner_twice_does_not_count_twice():
     assert value("streamssl_drift_detections_total", {"signal": "error", "detector": "ADWIN", "level": "drift"}) == 1
     assert value("streamssl_last_drift_timestamp_seconds") == 1234.5
     assert value("streamssl_ssl_loss") == 0.25
+
+
+def test_collapse_measures_are_exported_from_a_real_learner():
+    from streamssl.learner import StreamLearner
+
+    registry = CollectorRegistry()
+    metrics, learner = LearnerMetrics(registry), StreamLearner(encoder=True, objective="byol", seed=0)
+    metrics.sync_learner(learner)  # before the first step: nothing to report, nothing set
+    assert registry.get_sample_value("streamssl_ssl_effective_rank", {"space": "encoder"}) is None
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        X = rng.normal(size=(128, 5))
+        learner.learn_many(X, [int(v) for v in X[:, 0] > 0])
+    metrics.sync_learner(learner)
+    stats = learner.ssl_stats()
+    value = registry.get_sample_value
+    assert stats["steps"] == 8
+    assert value("streamssl_ssl_effective_rank", {"space": "encoder"}) == stats["effective_rank"]
+    assert value("streamssl_ssl_effective_rank", {"space": "projection"}) == stats["projection_effective_rank"]
+    assert value("streamssl_ssl_embedding_std", {"stat": "mean"}) == stats["embedding_std_mean"]
+    assert value("streamssl_ssl_embedding_std", {"stat": "min"}) == stats["embedding_std_min"]
 
 
 # -- replay plumbing: the progress total and the dead letters ----------------------------

@@ -32,6 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from ..errors import InputError
+from ..ssl import DEFAULT_OBJECTIVE, OBJECTIVE_NAMES
 
 ENV_PREFIX = "STREAMSSL_"
 
@@ -192,6 +193,8 @@ class LearnerConfig(_Section):
     """The learner's switches, as on ``streamssl replay``."""
 
     ssl: bool | None = None
+    objective: Literal[OBJECTIVE_NAMES] | None = None  # naming one turns the encoder on unless ssl: false
+    objective_params: dict[str, bool | int | float | list[float]] = {}  # its settings, e.g. {temperature: 0.1}
     pseudo_labels: bool | None = None
     temporal: bool | None = None  # the temporal context stage
     memory: bool | None = None  # the nearest-neighbour memory head
@@ -199,6 +202,21 @@ class LearnerConfig(_Section):
     device: str = "auto"
     threads: int = Field(1, ge=1)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _check_objective_params(self) -> "LearnerConfig":
+        if self.objective_params:
+            import inspect
+
+            from ..ssl.objectives import OBJECTIVES
+
+            name = self.objective or DEFAULT_OBJECTIVE
+            known = set(inspect.signature(OBJECTIVES[name].__init__).parameters) - {"self", "encoder", "view"}
+            unknown = sorted(set(self.objective_params) - known)
+            if unknown:
+                raise ValueError(f"objective_params: {name} has no setting {', '.join(unknown)} "
+                                 f"(its settings: {', '.join(sorted(known))})")
+        return self
 
 
 class DaemonConfig(_Section):

@@ -100,7 +100,8 @@ class Daemon:
         from ..learner import build_learner
 
         lc = self.config.learner
-        return build_learner(lc.threshold, lc.device, lc.seed, lc.threads, encoder=lc.ssl,
+        return build_learner(lc.threshold, lc.device, lc.seed, lc.threads, lc.objective, encoder=lc.ssl,
+                             objective_params=dict(lc.objective_params) or None,
                              pseudo_labels=lc.pseudo_labels, temporal=lc.temporal, memory=lc.memory)
 
     def _warm_up(self) -> None:

@@ -13,6 +13,7 @@ from river import base
 from ..device import resolve_device, to_tensor
 from ..drift.monitor import DriftEvent, DriftMonitor
 from ..ssl.continual import ContinualEncoder
+from ..ssl import DEFAULT_OBJECTIVE, OBJECTIVE_NAMES
 from .classifier import OnlineMLPClassifier
 from .memory import NearestNeighbourMemory
 from .pseudo import PseudoLabelPolicy
@@ -21,16 +22,23 @@ from .temporal import TemporalContext
 
 
 def build_learner(threshold: float = 0.99, device: str = "auto", seed: int = 0, threads: int = 1,
-                  **switches: bool | None) -> "StreamLearner":
+                  objective: str | None = None, **switches: bool | None) -> "StreamLearner":
     """A :class:`StreamLearner` from user-facing settings: torch gets ``threads`` CPU threads, and
-    a switch left ``None`` (``encoder``, ``pseudo_labels``, ``temporal``, ``memory``) keeps its default.
+    a switch left ``None`` (``encoder``, ``pseudo_labels``, ``temporal``, ``memory``) keeps its
+    default. Naming an ``objective`` switches the encoder on unless ``encoder=False`` is given.
 
     >>> build_learner(seed=1, encoder=None, memory=False).memory
     False
+    >>> m = build_learner(objective="vicreg")
+    >>> m.encoder, m.objective
+    (True, 'vicreg')
     """
     torch.set_num_threads(threads)
-    return StreamLearner(threshold=threshold, device=device, seed=seed,
-                         **{k: v for k, v in switches.items() if v is not None})
+    settings = {k: v for k, v in switches.items() if v is not None}
+    if objective is not None:
+        settings["objective"] = objective
+        settings.setdefault("encoder", True)
+    return StreamLearner(threshold=threshold, device=device, seed=seed, **settings)
 
 
 def _is_missing(label: Any) -> bool:
@@ -42,8 +50,8 @@ class StreamLearner(base.Classifier):
 
     Each event first gets its temporal context (:class:`TemporalContext`: its differences from
     moving averages of the past events, no labels used), then online standardisation;
-    optionally a self-supervised encoder (denoising autoencoder, trained continually on a
-    replay of the unlabelled stream) adds an embedding. Three heads predict, and the one with
+    optionally a self-supervised encoder (trained continually on a replay of the unlabelled
+    stream with one of the objectives of :mod:`streamssl.ssl.objectives`) adds an embedding. Three heads predict, and the one with
     the best recent prequential accuracy on labelled events answers: an MLP on everything, an
     MLP on the event's own features (for streams where the past is noise), and a
     nearest-neighbour memory over the last labelled events (for many classes with few labels
@@ -68,8 +76,12 @@ class StreamLearner(base.Classifier):
     ----------
     encoder
         Use the self-supervised encoder (``False``: the head sees standardised features only).
+    objective, objective_params
+        The encoder's self-supervised objective by name (``denoising``, ``masked``, ``infonce``,
+        ``byol``, ``simsiam``, ``vicreg``, ``jepa``, ``dino``) and its settings. InfoNCE is the
+        default: best mean accuracy over the streams of benchmarks/OBJECTIVES.md.
     embedding_dim, encoder_hidden, encoder_lr, corruption
-        Encoder size, learning rate, and the share of entries its denoising task corrupts.
+        Encoder size, learning rate, and the share of entries the denoising objective resamples.
     ssl_every
         One encoder step per this many observed events (a batch of ``ssl_batch`` replayed events).
     head_hidden, head_lr, head_replay
@@ -126,6 +138,8 @@ class StreamLearner(base.Classifier):
     def __init__(
         self,
         encoder: bool = False,
+        objective: str = DEFAULT_OBJECTIVE,
+        objective_params: dict | None = None,
         embedding_dim: int = 16,
         encoder_hidden: int = 64,
         encoder_lr: float = 1e-3,
@@ -160,6 +174,10 @@ class StreamLearner(base.Classifier):
         seed: int = 0,
     ) -> None:
         self.encoder = encoder
+        if objective not in OBJECTIVE_NAMES:
+            raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVE_NAMES)}")
+        self.objective = objective
+        self.objective_params = objective_params
         self.embedding_dim = embedding_dim
         self.encoder_hidden = encoder_hidden
         self.encoder_lr = encoder_lr
@@ -237,6 +255,7 @@ class StreamLearner(base.Classifier):
             self.ssl = ContinualEncoder(
                 n_features, self.encoder_hidden, self.embedding_dim, self.encoder_lr, self.ssl_batch,
                 self.ssl_every, self.corruption, device=self._device, seed=self.seed,
+                objective=self.objective, objective_params=self.objective_params,
             )
         self.head = self._new_head()
         if self.raw_head and self.context is not None:
@@ -502,6 +521,14 @@ class StreamLearner(base.Classifier):
     @property
     def ssl_loss(self) -> float | None:
         return None if self.ssl is None else self.ssl.last_loss
+
+    def ssl_stats(self) -> dict | None:
+        """The encoder's objective, steps, latest loss and collapse measures (``None`` without
+        an encoder); see :meth:`~streamssl.ssl.continual.ContinualEncoder.collapse_stats`."""
+        if self.ssl is None:
+            return None
+        return {"objective": self.objective, "steps": self.ssl.steps, "loss": self.ssl.last_loss,
+                **self.ssl.collapse_stats()}
 
     # ------------------------------------------------------------- save/restore
     def state_dict(self) -> dict:

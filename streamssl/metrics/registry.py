@@ -40,6 +40,14 @@ class LearnerMetrics:
         self.last_drift = Gauge("streamssl_last_drift_timestamp_seconds", "Unix time of the last drift detection.",
                                 registry=r)
         self.ssl_loss = Gauge("streamssl_ssl_loss", "Latest loss of the self-supervised objective.", registry=r)
+        self.effective_rank = Gauge(
+            "streamssl_ssl_effective_rank",
+            "Effective rank of recent online embeddings (space=encoder: what the heads see; space=projection: "
+            "the loss's space). Near 1 means collapse.", ["space"], registry=r)
+        self.embedding_std = Gauge(
+            "streamssl_ssl_embedding_std",
+            "Std over recent events of each dimension of the L2-normalised embedding, mean or min over dimensions. "
+            "Near 0 means collapse.", ["stat"], registry=r)
         self.accuracy = Gauge("streamssl_prequential_accuracy_ratio",
                               "Accuracy of predictions made before learning, over scored events.", registry=r)
         self.batch_seconds = Histogram("streamssl_batch_processing_seconds",
@@ -69,3 +77,16 @@ class LearnerMetrics:
         loss = getattr(learner, "ssl_loss", None)
         if loss is not None:
             self.ssl_loss.set(loss)
+        stats = learner.ssl_stats() if hasattr(learner, "ssl_stats") else None
+        if stats:
+            self.sync_ssl(stats)
+
+    def sync_ssl(self, stats: dict) -> None:
+        """Set the collapse gauges from :meth:`StreamLearner.ssl_stats` (keys absent before the
+        encoder's first step leave their gauges as they are)."""
+        for space, key in (("encoder", "effective_rank"), ("projection", "projection_effective_rank")):
+            if key in stats:
+                self.effective_rank.labels(space=space).set(stats[key])
+        for stat in ("mean", "min"):
+            if f"embedding_std_{stat}" in stats:
+                self.embedding_std.labels(stat=stat).set(stats[f"embedding_std_{stat}"])

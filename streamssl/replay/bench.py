@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..ssl import OBJECTIVE_NAMES
+
 STREAMSSL_MODELS: dict[str, dict] = {
     "streamssl": {},  # the defaults
     # Ablations, explicit whatever the defaults are:
@@ -32,6 +34,9 @@ STREAMSSL_MODELS: dict[str, dict] = {
     "streamssl-temporal-ssl": {"temporal_ssl": True, "raw_head": False, "memory": False},
 }
 """streamssl configurations by benchmark name: keyword arguments of ``StreamLearner``."""
+for _objective in OBJECTIVE_NAMES:  # the encoder with each objective, pseudo-labels on (benchmarks/OBJECTIVES.md)
+    STREAMSSL_MODELS[f"streamssl-ssl-pseudo-{_objective}"] = {"encoder": True, "pseudo_labels": True,
+                                                              "objective": _objective}
 
 DEFAULT_MODELS = ["streamssl", "streamssl-ssl", "streamssl-pseudo", "river-arf", "river-hat", "river-lr",
                   "river-nb", "no-change"]

@@ -19,7 +19,7 @@ import resource
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Hashable, Iterable, Iterator, Protocol
+from typing import Callable, Hashable, Iterable, Iterator, Protocol
 
 import numpy as np
 
@@ -75,6 +75,7 @@ class ReplaySummary:
     first_batch_seconds: float = 0.0
     confusion: Counter = field(default_factory=Counter)
     drifts: list[int] = field(default_factory=list)
+    ssl_stats: Callable[[], dict | None] | None = None  # read when the summary is written
 
     @property
     def accuracy(self) -> float:
@@ -109,6 +110,7 @@ class ReplaySummary:
             "pseudo_labels_accepted": self.pseudo_labels_accepted,
             "pseudo_label_precision": self.pseudo_label_precision,
             "drifts": list(self.drifts),
+            "ssl": self.ssl_stats() if self.ssl_stats is not None else None,
         }
 
 
@@ -150,7 +152,7 @@ def prequential(
         raise ValueError("label_delay must be >= 0")
     rng = np.random.default_rng(seed)
     pending: deque[tuple[int, np.ndarray, Hashable]] = deque()  # (revealed after event, x, y)
-    summary = ReplaySummary()
+    summary = ReplaySummary(ssl_stats=getattr(model, "ssl_stats", None))
     last_event = None  # the newest drift event already reported
     for batch in batches:
         n = len(batch.y)

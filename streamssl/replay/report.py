@@ -42,7 +42,7 @@ def summary_table(path: Path, result: dict, args: argparse.Namespace, dead, lear
         ("rows rejected", f"{dead.count:,}" + (f" ({', '.join(f'{k}: {v}' for k, v in dead.by_reason.items())})" if dead.count else "")),
         ("label rate · delay", f"{args.label_rate:g} · {args.label_delay}"),
         ("SSL encoder · pseudo-labels", "n/a" if learner is None else
-         f"{'on' if learner.encoder else 'off'} · {'on' if learner.pseudo_labels else 'off'}"),
+         f"{learner.objective if learner.encoder else 'off'} · {'on' if learner.pseudo_labels else 'off'}"),
         ("accuracy", f"{result['accuracy']:.4f}"),
         ("Cohen's kappa", f"{result['kappa']:.4f}"),
         ("events/s (steady state)", f"{result['events_per_second']:,.0f}"),
@@ -52,6 +52,16 @@ def summary_table(path: Path, result: dict, args: argparse.Namespace, dead, lear
         ("pseudo-label precision", "n/a" if precision is None else f"{precision:.4f}"),
         ("drifts at events", _drifts(result["drifts"])),
     ]
+    ssl = result.get("ssl")
+    if ssl and "effective_rank" in ssl:
+        rank = f"{ssl['effective_rank']:.1f}"
+        if "projection_effective_rank" in ssl:
+            rank += f" · projection {ssl['projection_effective_rank']:.1f}"
+        rows += [
+            ("SSL steps · last loss", f"{ssl['steps']:,} · {ssl['loss']:.4g}"),
+            ("embedding effective rank", rank),
+            ("embedding std (mean · min)", f"{ssl['embedding_std_mean']:.3f} · {ssl['embedding_std_min']:.3f}"),
+        ]
     for what, value in rows:
         table.add_row(what, value)
     return table

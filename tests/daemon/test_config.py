@@ -33,6 +33,19 @@ def test_environment_overrides_the_file_with_typed_values():
     assert cfg.kafka.labels_topic is None
 
 
+def test_the_objective_from_file_or_env_reaches_the_learner():
+    from streamssl.learner import build_learner
+
+    cfg = load_config_text(BASE + "learner: {objective: infonce, objective_params: {bank_size: 256}}\n", environ={})
+    assert cfg.learner.objective == "infonce" and cfg.learner.objective_params == {"bank_size": 256}
+    cfg = load_config_text(BASE, environ={"STREAMSSL_LEARNER_OBJECTIVE": "dino"})
+    lc = cfg.learner
+    learner = build_learner(lc.threshold, "cpu", lc.seed, lc.threads, lc.objective, encoder=lc.ssl)
+    assert learner.encoder and learner.objective == "dino"
+    off = build_learner(objective="dino", encoder=False)  # ssl: false wins over the objective
+    assert not off.encoder
+
+
 def test_secrets_come_from_env_or_files_and_never_show(tmp_path: Path):
     secret_file = tmp_path / "pw"
     secret_file.write_text("from-a-file\n")
@@ -57,6 +70,9 @@ def test_secrets_come_from_env_or_files_and_never_show(tmp_path: Path):
     (("events:", "batch: {max_events: 0}\nevents:"), "batch.max_events: Input should be greater than or equal to 1"),
     (("  dead_letter_topic: dead\n", ""), "kafka.dead_letter_topic: Field required"),
     (("  dead_letter_topic: dead", "  dead_letter_topic: dead\n  security_protocol: SASL_SSL"), "needs sasl_mechanism"),
+    (("events:", "learner: {objective: simclr}\nevents:"), "learner.objective: Input should be 'denoising'"),
+    (("events:", "learner: {objective: dino, objective_params: {temprature: 0.1}}\nevents:"),
+     "objective_params: dino has no setting temprature"),
 ])
 def test_invalid_configs_say_where_and_why(change, message):
     with pytest.raises(ConfigError) as err:

@@ -189,7 +189,7 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(kafka_broker, tmp_path):
 def test_a_bounded_run_on_an_idle_stream_is_ready_then_stops_cleanly(kafka_broker, tmp_path):
     topics = Topics.unique("idle").create(kafka_broker.bootstrap)
     config, port = write_config(tmp_path, kafka_broker.bootstrap, topics, "idle")
-    daemon = DaemonProcess(config, port, tmp_path / "idle.log", "--timeout", "8")
+    daemon = DaemonProcess(config, port, tmp_path / "idle.log", "--timeout", "15")
     try:
         wait_for(lambda: daemon.get("/readyz")[0] == 200, 30, "/readyz", daemon)
         assert daemon.process.wait(30) == 0

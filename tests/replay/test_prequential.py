@@ -16,7 +16,7 @@ from streamssl.sources.file import Batch
 
 JSON_KEYS = {
     "events", "accuracy", "kappa", "events_per_second", "peak_rss_mb", "labels_used",
-    "pseudo_labels_accepted", "pseudo_label_precision", "drifts",
+    "pseudo_labels_accepted", "pseudo_label_precision", "drifts", "ssl",
 }
 
 
