@@ -25,3 +25,31 @@ def test_quick_suite_writes_a_report_with_tables_and_plots(tmp_path):
     assert sorted(p.name for p in (tmp_path / "plots").glob("*.png")) == ["elec2_sample.0.05.png", "usenet1.0.05.png"]
     assert sorted(p.name for p in tmp_path.glob("*.json")) == [
         "elec2_sample.0.05.0.json", "passes.json", "usenet1.0.05.0.json"]
+
+
+def test_encoder_throughput_benchmark_prints_and_writes_its_figures(tmp_path):
+    out = tmp_path / "throughput.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "encoder_throughput.py"), "--objectives",
+                           "dino,jepa", "--batches", "64,256", "--seconds", "0.05", "--threads", "1", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "batch 256" in done.stdout and "dino" in done.stdout and "jepa" in done.stdout
+    import json
+
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["objective"], r["batch"]) for r in rows] == [("dino", 64), ("dino", 256), ("jepa", 64), ("jepa", 256)]
+    assert all(r["events_per_second"] > 0 and r["steps"] >= 10 for r in rows)
+
+
+@pytest.mark.skipif(not shared_data("usenet1.csv.gz").exists(), reason="../shared/data is not beside the repository")
+def test_objectives_benchmark_writes_its_table(tmp_path):
+    env = {**os.environ, "STREAMSSL_SHARED_DATA": str(shared_data("."))}
+    report = tmp_path / "OBJECTIVES.md"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "objectives.py"), "--streams", "usenet1",
+                           "--seeds", "0", "--models", "streamssl,streamssl-ssl-pseudo-dino", "--workers", "1",
+                           "--out", str(tmp_path), "--report", str(report)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    text = report.read_text()
+    assert "## usenet1" in text and "| streamssl |" in text and "| streamssl-ssl-pseudo-dino |" in text
+    assert "python benchmarks/objectives.py --seeds 0 --streams usenet1" in text
