@@ -203,7 +203,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     run = ReplayRun(path, model, args.label_rate, args.label_delay, args.seed, args.batch_size, args.limit, dead)
     total = count_records(path, args.limit)
     with progress_bar(err, total, disable=args.quiet) as (progress, task):
+        scored = {"correct": 0, "wrong": 0}
+
         def on_batch(result):
+            s = result.summary
+            for outcome, n in (("correct", s.pseudo_labels_correct), ("wrong", s.pseudo_labels_scored - s.pseudo_labels_correct)):
+                metrics.pseudo_scored.labels(outcome=outcome).inc(n - scored[outcome])
+                scored[outcome] = n
             metrics.events.labels(kind="labelled").inc(result.labelled)
             metrics.events.labels(kind="unlabelled").inc(result.size - result.labelled)
             for c in result.confidence:

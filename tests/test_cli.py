@@ -342,6 +342,9 @@ def test_metrics_are_served_with_plausible_values(capsys, tmp_path):
     assert 0 < m["streamssl_batch_processing_seconds_sum"] < 60
 
     assert m["streamssl_pseudo_labels_accepted_total"] == result["pseudo_labels_accepted"] > 0
+    correct = m["streamssl_pseudo_labels_scored_total{outcome=correct}"]
+    wrong = m["streamssl_pseudo_labels_scored_total{outcome=wrong}"]
+    assert correct / (correct + wrong) == pytest.approx(result["pseudo_label_precision"])
     assert m["streamssl_prequential_accuracy_ratio"] == pytest.approx(result["accuracy"])
     assert 0.5 < result["accuracy"] <= 1.0
 
@@ -352,6 +355,7 @@ def test_every_metric_is_prefixed_and_counters_end_in_total():
     metrics.events.labels(kind="labelled").inc()
     metrics.pseudo_rejected.labels(reason="warmup").inc()
     metrics.drifts.labels(signal="error", detector="ADWIN", level="drift").inc()
+    metrics.pseudo_scored.labels(outcome="wrong").inc()
     families = list(registry.collect())
     assert len(families) >= 9
     for family in families:

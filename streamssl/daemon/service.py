@@ -348,6 +348,9 @@ class Daemon:
                 self._score(p, v)
                 n_labels += 1
         self.learner.learn_many(X, y, keys)
+        rows, taken = self.learner.last_pseudo_labels
+        if len(rows):
+            self.join.mark_pseudo([events[i].id for i in rows], taken)
         self.metrics.events.labels(kind="labelled").inc(n_labels)
         self.metrics.events.labels(kind="unlabelled").inc(len(events) - n_labels)
         if n_labels:
@@ -358,6 +361,8 @@ class Daemon:
             return
         for j in joined:
             self._score(j.predicted, j.label)
+            if j.pseudo is not None:
+                self.metrics.pseudo_scored.labels(outcome="correct" if j.pseudo == j.label else "wrong").inc()
         self.learner.learn_late_labels(np.stack([j.x for j in joined]), [j.label for j in joined])
         self.metrics.events.labels(kind="late_labelled").inc(len(joined))
         self.model_version += 1

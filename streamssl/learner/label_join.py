@@ -12,12 +12,14 @@ import numpy as np
 
 @dataclass
 class Joined:
-    """A label matched to its event: the event's features and what was predicted for it."""
+    """A label matched to its event: the event's features, what was predicted for it, and the
+    pseudo-label the learner took for it meanwhile (``None`` if none)."""
 
     id: str
     x: np.ndarray
     label: Hashable
     predicted: Hashable | None
+    pseudo: Hashable | None = None
 
 
 class LabelJoin:
@@ -29,7 +31,9 @@ class LabelJoin:
     when a restart replays the two topics at different paces; if its event never comes, it is
     a *miss*. Misses say why: ``unknown`` (never seen), ``expired`` (evicted by age or size),
     ``duplicate`` (the event already had its label). All times are Unix seconds passed in by
-    the caller, so the state survives a restart.
+    the caller, so the state survives a restart. A waiting event that the learner used as a
+    pseudo-label is marked (:meth:`mark_pseudo`), so that its true label, when it comes, scores
+    the pseudo-label.
 
     Examples
     --------
@@ -40,6 +44,11 @@ class LabelJoin:
     ['b']
     >>> dict(join.misses), dict(join.evictions)
     ({'expired': 1, 'duplicate': 1}, {'capacity': 1})
+    >>> join.add_events(["d"], np.eye(3, dtype=np.float32)[:1], [0], now=2.0)
+    []
+    >>> join.mark_pseudo(["d"], [0])
+    >>> [(j.id, j.label, j.pseudo) for j in join.add_labels([("d", 1)], now=3.0)]
+    [('d', 1, 0)]
     """
 
     def __init__(self, ttl_s: float = 3600.0, max_events: int = 200_000,
@@ -55,6 +64,7 @@ class LabelJoin:
         self.pending: OrderedDict[str, tuple[float, Hashable]] = OrderedDict()
         # Ids that left the buffer, and why: bounded like the buffer itself.
         self.gone: OrderedDict[str, str] = OrderedDict()
+        self.pseudo: dict[str, Hashable] = {}  # waiting events taken as pseudo-labels, and the label taken
         self.hits = 0
         self.redelivered = 0
         self.misses: Counter[str] = Counter()
@@ -64,6 +74,7 @@ class LabelJoin:
         return len(self.events)
 
     def _forget(self, event_id: str, why: str) -> None:
+        self.pseudo.pop(event_id, None)
         self.gone[event_id] = why
         self.gone.move_to_end(event_id)
         while len(self.gone) > self.max_events:
@@ -97,6 +108,7 @@ class LabelJoin:
                 continue
             if event_id in self.events:  # a redelivered event: the latest copy waits
                 del self.events[event_id]
+                self.pseudo.pop(event_id, None)
                 self.redelivered += 1
             self.gone.pop(event_id, None)
             self.events[event_id] = (now, X[i].copy(), predicted[i])
@@ -115,7 +127,7 @@ class LabelJoin:
             entry = self.events.pop(event_id, None)
             if entry is not None:
                 self.hits += 1
-                joined.append(Joined(event_id, entry[1], label, entry[2]))
+                joined.append(Joined(event_id, entry[1], label, entry[2], self.pseudo.get(event_id)))
                 self._forget(event_id, "duplicate")
             elif event_id in self.gone or self.max_pending == 0:
                 self.misses[self.gone.get(event_id, "unknown")] += 1
@@ -127,6 +139,12 @@ class LabelJoin:
                     self.misses[self.gone.get(lost, "unknown")] += 1
         return joined
 
+    def mark_pseudo(self, ids: list[str], labels: list[Hashable]) -> None:
+        """Remember that these waiting events were learned with these pseudo-labels."""
+        for event_id, label in zip(ids, labels):
+            if event_id in self.events:
+                self.pseudo[event_id] = label
+
     def state_dict(self) -> dict:
         """Plain data: the waiting feature rows as one array; ids, times, labels and the other
         bookkeeping as JSON text (one string each is far quicker to save than long lists)."""
@@ -136,7 +154,8 @@ class LabelJoin:
         """A frozen view taken in O(n) reference copies; its :meth:`JoinSnapshot.state_dict`
         does the heavy work and may run in another thread while this join goes on."""
         return JoinSnapshot(list(self.events.items()), list(self.pending.items()), list(self.gone.items()),
-                            self.hits, self.redelivered, dict(self.misses), dict(self.evictions))
+                            self.hits, self.redelivered, dict(self.misses), dict(self.evictions),
+                            list(self.pseudo.items()))
 
     def load_state_dict(self, state: dict) -> None:
         self._reset()
@@ -149,6 +168,7 @@ class LabelJoin:
         self.redelivered = state["redelivered"]
         self.misses.update(state["misses"])
         self.evictions.update(state["evictions"])
+        self.pseudo.update((k, y) for k, y in json.loads(state.get("pseudo", "[]")))  # absent before 0.2
 
 
 @dataclass(frozen=True)
@@ -162,6 +182,7 @@ class JoinSnapshot:
     redelivered: int
     misses: dict
     evictions: dict
+    pseudo: list
 
     def state_dict(self) -> dict:
         # Built in chunks so that a writer thread lets go of the GIL between them and the
@@ -178,6 +199,7 @@ class JoinSnapshot:
             "gone": gone,
             "hits": self.hits, "redelivered": self.redelivered,
             "misses": self.misses, "evictions": self.evictions,
+            "pseudo": _json_list([[k, y] for k, y in self.pseudo]),
         }
 
 

@@ -35,6 +35,9 @@ class LearnerMetrics:
         self.pseudo_rejected = Counter("streamssl_pseudo_labels_rejected",
                                        "Unlabelled events not used as pseudo-labels, by the guard that refused them.",
                                        ["reason"], registry=r)
+        self.pseudo_scored = Counter(
+            "streamssl_pseudo_labels_scored", "Accepted pseudo-labels whose true label became known, by outcome "
+            "(correct or wrong): their precision where it is known.", ["outcome"], registry=r)
         self.drifts = Counter("streamssl_drift_detections", "Drift detections, by signal, detector and level.",
                               ["signal", "detector", "level"], registry=r)
         self.last_drift = Gauge("streamssl_last_drift_timestamp_seconds", "Unix time of the last drift detection.",

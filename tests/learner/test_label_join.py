@@ -1,6 +1,7 @@
 import numpy as np
 
 from streamssl.learner.label_join import LabelJoin
+from streamssl.state.serialize import dumps, loads
 
 
 def rows(n: int, d: int = 2) -> np.ndarray:
@@ -75,3 +76,33 @@ def test_state_round_trip_keeps_everything():
     empty = LabelJoin()
     empty.load_state_dict(LabelJoin().state_dict())
     assert len(empty) == 0
+
+
+def test_pseudo_labels_of_waiting_events_are_scored_when_their_label_comes_and_survive_a_restart():
+    join = LabelJoin(ttl_s=60, max_events=10)
+    X = np.eye(4, dtype=np.float32)
+    join.add_events(["a", "b", "c", "d"], X, [0, 1, 1, 0], now=0.0)
+    join.mark_pseudo(["a", "b", "zz"], [0, 0, 1])  # an id not waiting is ignored
+    restored = LabelJoin(ttl_s=60, max_events=10)
+    restored.load_state_dict(loads(dumps(join.state_dict())))
+    for j in (join, restored):
+        assert j.pseudo == {"a": 0, "b": 0}
+        got = {x.id: (x.label, x.pseudo) for x in j.add_labels([("a", 0), ("b", 1), ("c", 1)], now=1.0)}
+        assert got == {"a": (0, 0), "b": (1, 0), "c": (1, None)}
+        assert j.pseudo == {}
+    # A pseudo-labelled event that expires or is redelivered forgets its pseudo-label.
+    join.add_events(["e", "f"], X[:2], [0, 0], now=2.0)
+    join.mark_pseudo(["e", "f"], [1, 1])
+    join.add_events(["f"], X[:1], [0], now=3.0)
+    join.expire(now=100.0)
+    assert join.pseudo == {}
+
+
+def test_a_join_state_from_before_pseudo_marks_still_loads():
+    join = LabelJoin()
+    join.add_events(["a"], np.eye(2, dtype=np.float32)[:1], [0], now=0.0)
+    state = join.state_dict()
+    del state["pseudo"]
+    restored = LabelJoin()
+    restored.load_state_dict(state)
+    assert list(restored.events) == ["a"] and restored.pseudo == {}
