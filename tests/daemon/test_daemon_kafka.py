@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -184,6 +185,106 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(kafka_broker, tmp_path):
     assert final["join"]["hits"] >= sent["labels"]  # every label joined (replayed ones may join twice)
     assert final["join"]["misses"].get("unknown", 0) == 0
     print(f"SIGKILL after >=1200 of {n} events: {duplicates} duplicate predictions after the restart")
+
+
+@pytest.mark.slow
+def test_repeated_seeded_sigkills_lose_no_event_and_no_label(kafka_broker, tmp_path):
+    """Three SIGKILLs at seeded random points of a live stream with delayed labels, checkpoints
+    every 100 events (so some kills land mid-write), a restart after each."""
+    import random
+
+    rng = random.Random(20261122)
+    bootstrap = kafka_broker.bootstrap
+    topics = Topics.unique("crashes").create(bootstrap)
+    n = 4000
+    config, port = write_config(tmp_path, bootstrap, topics, "crashes", batch={"max_events": 50},
+                                checkpoint={"every_events": 100})
+    path = tmp_path / "state" / "daemon.ckpt"
+    producer = subprocess.Popen(
+        [sys.executable, "-m", "streamssl.cli", "produce", str(bundled_sample()), "--topic", topics.events,
+         "--labels-topic", topics.labels, "--label-rate", "0.2", "--label-delay-s", "0.5", "--rate", "250",
+         "--limit", str(n), "--bootstrap-servers", bootstrap], stdout=subprocess.PIPE, text=True)
+    versions = []
+    try:
+        for run in range(3):
+            daemon = DaemonProcess(config, port, tmp_path / f"run{run}.log")
+            try:
+                wait_for(lambda: daemon.get("/readyz")[0] == 200, 60, f"run {run} to be ready", daemon)
+                target = daemon.metric("streamssl_predictions_produced_total") + rng.randint(150, 600)
+                wait_for(lambda: daemon.metric("streamssl_predictions_produced_total") >= target, 60,
+                         f"run {run} to send {target:.0f} predictions", daemon)
+                time.sleep(rng.uniform(0.0, 0.3))
+            finally:
+                daemon.kill()
+            state = ckpt.decode(path.read_bytes())  # the file on disk always loads, whenever the kill came
+            versions.append(state["counters"]["model_version"])
+            if run:
+                assert daemon.log_events("restored")[0]["model_version"] <= versions[-1]
+        sent = json.loads(producer.communicate(timeout=120)[0])
+        last = DaemonProcess(config, port, tmp_path / "last.log")
+        try:
+            wait_for(lambda: len({r.key for r in read_topic(bootstrap, topics.predictions, timeout_s=2)}) >= n, 120,
+                     "a prediction for every event", last)
+            wait_for(lambda: last.get("/metrics")[0] == 200 and "streamssl_consumer_lag{" in last.get("/metrics")[1]
+                     and last.metric("streamssl_consumer_lag") == 0, 60, "both topics consumed to the end", last)
+            assert last.stop(signal.SIGTERM) == 0
+        finally:
+            last.kill()
+    finally:
+        if producer.poll() is None:
+            producer.kill()
+    assert versions == sorted(versions) and versions[-1] > 0  # the model only moved forward
+    ids = Counter(json.loads(r.value)["id"] for r in read_topic(bootstrap, topics.predictions))
+    assert set(ids) == {str(i) for i in range(n)}  # every event has a prediction
+    final = ckpt.decode(path.read_bytes())
+    assert final["join"]["hits"] >= sent["labels"]  # no label lost (a replayed one may join twice)
+    assert final["join"]["misses"].get("unknown", 0) == 0
+    print(f"3 seeded SIGKILLs over {n} events: {sum(ids.values()) - n} duplicate predictions, model versions "
+          f"{versions}, {final['join']['hits']} label joins for {sent['labels']} labels sent")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bool(os.environ.get("STREAMSSL_TEST_KAFKA")), reason="pauses its own local broker (SIGSTOP)")
+def test_a_paused_broker_makes_the_daemon_unready_then_it_resumes_without_loss(tmp_path):
+    from streamssl.testing.broker import LocalBroker
+
+    n = 2000
+    with LocalBroker() as broker:
+        topics = Topics.unique("pause").create(broker.bootstrap)
+        config, port = write_config(tmp_path, broker.bootstrap, topics, "pause", batch={"max_events": 100})
+        daemon = DaemonProcess(config, port, tmp_path / "daemon.log")
+        producer = None
+        try:
+            wait_for(lambda: daemon.get("/readyz")[0] == 200, 60, "the daemon to be ready", daemon)
+            producer = subprocess.Popen(
+                [sys.executable, "-m", "streamssl.cli", "produce", str(bundled_sample()), "--topic", topics.events,
+                 "--labels-topic", topics.labels, "--label-rate", "0.2", "--label-delay-s", "0.5", "--rate", "200",
+                 "--limit", str(n), "--bootstrap-servers", broker.bootstrap], stdout=subprocess.PIPE, text=True)
+            wait_for(lambda: daemon.metric("streamssl_predictions_produced_total") >= 300, 60, "300 predictions", daemon)
+            broker.pause()  # SIGSTOP: the broker stops answering, connections stay open
+            try:
+                wait_for(lambda: daemon.get("/readyz")[0] != 200, 45, "/readyz to report the outage", daemon)
+                status, body = daemon.get("/readyz")
+                assert daemon.get("/healthz")[0] == 200  # alive, only not ready: no restart wanted
+                time.sleep(3)
+            finally:
+                broker.resume()
+            print(f"while paused: /readyz {status} {body.strip()}")
+            wait_for(lambda: daemon.get("/readyz")[0] == 200, 90, "/readyz after the broker came back", daemon)
+            sent = json.loads(producer.communicate(timeout=120)[0])
+            wait_for(lambda: len({r.key for r in read_topic(broker.bootstrap, topics.predictions, timeout_s=2)}) >= n,
+                     120, "a prediction for every event", daemon)
+            wait_for(lambda: daemon.metric("streamssl_label_join_hits_total") >= sent["labels"], 60, "every label",
+                     daemon)
+            assert daemon.process.poll() is None  # the same process all along: it kept its state
+            assert daemon.stop(signal.SIGTERM) == 0
+        finally:
+            daemon.kill()
+            if producer is not None and producer.poll() is None:
+                producer.kill()
+        ids = Counter(json.loads(r.value)["id"] for r in read_topic(broker.bootstrap, topics.predictions))
+        assert set(ids) == {str(i) for i in range(n)}
+        assert daemon.log_events("restored") == []  # no restart happened
 
 
 def test_a_bounded_run_on_an_idle_stream_is_ready_then_stops_cleanly(kafka_broker, tmp_path):
