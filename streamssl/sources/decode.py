@@ -86,6 +86,8 @@ def _label(value: Any) -> Hashable | None:
             raise DecodeError("bad_label", f"label strings must have 1 to {_MAX_ID_CHARS} characters")
         return value
     if isinstance(value, int):
+        if len(str(value)) > _MAX_ID_CHARS:
+            raise DecodeError("bad_label", f"label integers must have at most {_MAX_ID_CHARS} digits")
         return value
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         return int(value)
@@ -195,10 +197,20 @@ def _vector(values: list, names: list[str]) -> np.ndarray:
 
 
 def _timestamp(value: Any) -> float:
-    """Unix seconds; numbers above 1e11 are taken as milliseconds."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+    """Unix seconds; numbers above 1e11 are taken as milliseconds.
+
+    >>> _timestamp(10 ** 400)
+    Traceback (most recent call last):
+    ...
+    streamssl.sources.decode.DecodeError: bad_timestamp: expected Unix seconds or milliseconds, got 1000...
+    """
+    try:
+        seconds = float(value) if not isinstance(value, bool) and isinstance(value, (int, float)) else math.nan
+    except OverflowError:  # an integer beyond float range (found by the fuzz tests)
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
         raise DecodeError("bad_timestamp", f"expected Unix seconds or milliseconds, got {_short(value)}")
-    return float(value) / 1000.0 if value > 1e11 else float(value)
+    return seconds / 1000.0 if seconds > 1e11 else seconds
 
 
 class LabelDecoder:

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from streamssl.daemon.config import EventsConfig, LabelsConfig
@@ -87,6 +87,8 @@ def check_event(decoder: EventDecoder, value: bytes | None) -> None:
 
 @FUZZ
 @given(messages)
+@example(b'{"id": 0, "timestamp": ' + b"3" * 400 + b"}")  # found by this test: an int beyond float range
+@example(b'{"id": 1, "features": {"a": 1, "b": 2, "c": 3}, "label": ' + b"7" * 300 + b"}")
 def test_the_event_decoder_returns_a_finite_event_or_a_reason(value):
     check_event(OBJECT, value)
     check_event(ARRAY, value)
