@@ -103,15 +103,27 @@ def main() -> None:
                 time.sleep(1.0)
             print(file=sys.stderr)
             feeder.join(60)
+            # Labels sent last (2 s after their event) may still be on their way: wait for both topics' ends.
+            wait_for(lambda: daemon.metric("streamssl_label_join_hits_total")
+                     + daemon.metric("streamssl_label_join_misses_total") >= sent.get("labels", 0), 60,
+                     "every label joined or counted", daemon)
             dead = daemon.metric("streamssl_dead_letters_total")
             buffer_events = daemon.metric("streamssl_label_buffer_events")
+            hits = daemon.metric("streamssl_label_join_hits_total")
+            misses = {reason: daemon.metric("streamssl_label_join_misses_total", {"reason": reason})
+                      for reason in ("unknown", "expired", "duplicate")}
+            evictions = {cause: daemon.metric("streamssl_label_buffer_evictions_total", {"cause": cause})
+                         for cause in ("capacity", "ttl")}
+            duplicates = daemon.metric("streamssl_duplicate_events_total")
         finally:
             code = daemon.stop()
     seconds = samples[-1][0]
     result = {
         "path": args.path.name, "events": args.events, "consumed": samples[-1][1], "sent": sent,
         "seconds": seconds, "events_per_second": samples[-1][1] / seconds,
-        "dead_letters": dead, "label_buffer_events": buffer_events, "exit_code": code,
+        "dead_letters": dead, "label_buffer_events": buffer_events, "label_join_hits": hits,
+        "label_join_misses": misses, "label_buffer_evictions": evictions, "duplicate_events": duplicates,
+        "exit_code": code,
         "machine": f"{platform.machine()}, {platform.python_version()}",
     }
     write(result, samples, args)
