@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter as TallyCounter
+from typing import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
 
 CONFIDENCE_BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0)
 
@@ -43,14 +45,8 @@ class LearnerMetrics:
         self.last_drift = Gauge("streamssl_last_drift_timestamp_seconds", "Unix time of the last drift detection.",
                                 registry=r)
         self.ssl_loss = Gauge("streamssl_ssl_loss", "Latest loss of the self-supervised objective.", registry=r)
-        self.effective_rank = Gauge(
-            "streamssl_ssl_effective_rank",
-            "Effective rank of recent online embeddings (space=encoder: what the heads see; space=projection: "
-            "the loss's space). Near 1 means collapse.", ["space"], registry=r)
-        self.embedding_std = Gauge(
-            "streamssl_ssl_embedding_std",
-            "Std over recent events of each dimension of the L2-normalised embedding, mean or min over dimensions. "
-            "Near 0 means collapse.", ["stat"], registry=r)
+        self._collapse = _CollapseCollector()
+        r.register(self._collapse)
         self.accuracy = Gauge("streamssl_prequential_accuracy_ratio",
                               "Accuracy of predictions made before learning, over scored events.", registry=r)
         self.batch_seconds = Histogram("streamssl_batch_processing_seconds",
@@ -80,16 +76,38 @@ class LearnerMetrics:
         loss = getattr(learner, "ssl_loss", None)
         if loss is not None:
             self.ssl_loss.set(loss)
-        stats = learner.ssl_stats() if hasattr(learner, "ssl_stats") else None
-        if stats:
-            self.sync_ssl(stats)
+        self._collapse.stats = getattr(learner, "ssl_stats", None)
 
-    def sync_ssl(self, stats: dict) -> None:
-        """Set the collapse gauges from :meth:`StreamLearner.ssl_stats` (keys absent before the
-        encoder's first step leave their gauges as they are)."""
+
+class _CollapseCollector:
+    """The encoder's collapse measures (:meth:`StreamLearner.ssl_stats`), computed when scraped:
+    an SVD over the recent window is not worth redoing on every micro-batch. Before the
+    encoder's first step the families are there without samples."""
+
+    def __init__(self) -> None:
+        self.stats: Callable[[], dict | None] | None = None
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return self._families({})
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        return self._families((self.stats() if self.stats is not None else None) or {})
+
+    @staticmethod
+    def _families(stats: dict) -> Iterator[GaugeMetricFamily]:
+        rank = GaugeMetricFamily(
+            "streamssl_ssl_effective_rank",
+            "Effective rank of recent online embeddings (space=encoder: what the heads see; space=projection: "
+            "the loss's space). Near 1 means collapse.", labels=["space"])
         for space, key in (("encoder", "effective_rank"), ("projection", "projection_effective_rank")):
             if key in stats:
-                self.effective_rank.labels(space=space).set(stats[key])
+                rank.add_metric([space], stats[key])
+        spread = GaugeMetricFamily(
+            "streamssl_ssl_embedding_std",
+            "Std over recent events of each dimension of the L2-normalised embedding, mean or min over dimensions. "
+            "Near 0 means collapse.", labels=["stat"])
         for stat in ("mean", "min"):
             if f"embedding_std_{stat}" in stats:
-                self.embedding_std.labels(stat=stat).set(stats[f"embedding_std_{stat}"])
+                spread.add_metric([stat], stats[f"embedding_std_{stat}"])
+        yield rank
+        yield spread

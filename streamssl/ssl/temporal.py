@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Hashable, Sequence
 
 import numpy as np
@@ -11,6 +10,7 @@ import torch.nn.functional as F
 
 from ..learner.temporal import TemporalContext
 from .encoder import mlp
+from .momentum import ema_update, frozen_copy
 
 
 def next_latent_loss(predicted: torch.Tensor, target: torch.Tensor, variance_weight: float = 1.0) -> torch.Tensor:
@@ -57,7 +57,7 @@ class LearnedTemporalContext(TemporalContext):
             torch.manual_seed(seed)
             self.context = mlp([window * n_features, hidden, dim]).to(device)
             self.predictor = mlp([dim, hidden, dim]).to(device)
-        self.target = copy.deepcopy(self.context).requires_grad_(False)
+        self.target = frozen_copy(self.context)
         self.optimizer = torch.optim.Adam([*self.context.parameters(), *self.predictor.parameters()], lr=lr)
         self.generator = torch.Generator().manual_seed(seed)
         self.past = np.zeros((0, n_features))  # the last `history` events, oldest first
@@ -106,9 +106,7 @@ class LearnedTemporalContext(TemporalContext):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        with torch.no_grad():
-            for t, o in zip(self.target.parameters(), self.context.parameters()):
-                t.lerp_(o, 1 - self.ema)
+        ema_update(self.target, self.context, self.ema)
         self.steps, self.last_loss = self.steps + 1, float(loss.detach())
         return self.last_loss
 

@@ -78,15 +78,19 @@ class DaemonProcess:
 
     def metric(self, name: str, labels: dict | None = None) -> float:
         """A sample's value from /metrics (0 when absent or the server is not up yet)."""
+        return sum(self._samples(name, labels))
+
+    def caught_up(self) -> bool:
+        """Partitions are assigned and every one of them is read to its end (lag 0)."""
+        lags = self._samples("streamssl_consumer_lag")
+        return bool(lags) and sum(lags) == 0
+
+    def _samples(self, name: str, labels: dict | None = None) -> list[float]:
         status, body = self.get("/metrics")
         if status != 200:
-            return 0.0
-        total = 0.0
-        for family in text_string_to_metric_families(body):
-            for sample in family.samples:
-                if sample.name == name and all(sample.labels.get(k) == v for k, v in (labels or {}).items()):
-                    total += sample.value
-        return total
+            return []
+        return [sample.value for family in text_string_to_metric_families(body) for sample in family.samples
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in (labels or {}).items())]
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

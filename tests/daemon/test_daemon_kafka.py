@@ -29,13 +29,24 @@ def labels_of(start: int, stop: int) -> list:
     return next(iter(FileSource(bundled_sample(), batch_size=stop, limit=stop))).y[start:stop]
 
 
+def produce_args(bootstrap: str, topics: Topics, limit: int, label_rate: float, delay_s: float,
+                 rate: float | None = None) -> list[str]:
+    """`streamssl produce` of the bundled sample into ``topics`` (at ``rate`` events/s when given)."""
+    return [sys.executable, "-m", "streamssl.cli", "produce", str(bundled_sample()), "--topic", topics.events,
+            "--labels-topic", topics.labels, "--label-rate", str(label_rate), "--label-delay-s", str(delay_s),
+            "--limit", str(limit), "--bootstrap-servers", bootstrap, *(["--rate", str(rate)] if rate else [])]
+
+
 def produce_cli(bootstrap: str, topics: Topics, limit: int, label_rate: float, delay_s: float) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-m", "streamssl.cli", "produce", str(bundled_sample()), "--topic", topics.events,
-         "--labels-topic", topics.labels, "--label-rate", str(label_rate), "--label-delay-s", str(delay_s),
-         "--limit", str(limit), "--bootstrap-servers", bootstrap],
-        capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(produce_args(bootstrap, topics, limit, label_rate, delay_s),
+                         capture_output=True, text=True, timeout=120, check=True)
     return json.loads(out.stdout)
+
+
+def produce_live(bootstrap: str, topics: Topics, limit: int, rate: float, delay_s: float) -> subprocess.Popen:
+    """The same with 20 % of labels, in the background; its summary JSON comes on stdout at the end."""
+    return subprocess.Popen(produce_args(bootstrap, topics, limit, 0.2, delay_s, rate), stdout=subprocess.PIPE,
+                            text=True)
 
 
 BAD_EVENTS = [
@@ -150,10 +161,7 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(kafka_broker, tmp_path):
     try:
         wait_for(lambda: first.get("/readyz")[0] == 200, 30, "the first daemon to be ready", first)
         # Events arrive live (1,000/s) with 20 % of labels 0.2 s later, during the crash too.
-        producer = subprocess.Popen(
-            [sys.executable, "-m", "streamssl.cli", "produce", str(bundled_sample()), "--topic", topics.events,
-             "--labels-topic", topics.labels, "--label-rate", "0.2", "--label-delay-s", "0.2", "--rate", "1000",
-             "--limit", str(n), "--bootstrap-servers", bootstrap], stdout=subprocess.PIPE, text=True)
+        producer = produce_live(bootstrap, topics, n, rate=1000, delay_s=0.2)
         wait_for(lambda: first.metric("streamssl_predictions_produced_total") >= 1200
                  and first.metric("streamssl_model_version") > 0, 60, "1,200 predictions from a learning model", first)
     finally:
@@ -201,10 +209,7 @@ def test_repeated_seeded_sigkills_lose_no_event_and_no_label(kafka_broker, tmp_p
                                 checkpoint={"every_events": 100})
     path = tmp_path / "state" / "daemon.ckpt"
     # Slow enough (about 40 s) to outlast three restarts on a loaded machine.
-    producer = subprocess.Popen(
-        [sys.executable, "-m", "streamssl.cli", "produce", str(bundled_sample()), "--topic", topics.events,
-         "--labels-topic", topics.labels, "--label-rate", "0.2", "--label-delay-s", "0.5", "--rate", "100",
-         "--limit", str(n), "--bootstrap-servers", bootstrap], stdout=subprocess.PIPE, text=True)
+    producer = produce_live(bootstrap, topics, n, rate=100, delay_s=0.5)
     versions = []
     try:
         for run in range(3):
@@ -215,10 +220,7 @@ def test_repeated_seeded_sigkills_lose_no_event_and_no_label(kafka_broker, tmp_p
 
                 def far_enough() -> bool:  # the seeded number of predictions, or all there is once the stream ended
                     done = daemon.metric("streamssl_predictions_produced_total")
-                    caught_up = producer.poll() is not None and daemon.get("/metrics")[0] == 200 \
-                        and "streamssl_consumer_lag{" in daemon.get("/metrics")[1] \
-                        and daemon.metric("streamssl_consumer_lag") == 0
-                    return done >= target or (done > 0 and caught_up)
+                    return done >= target or (done > 0 and producer.poll() is not None and daemon.caught_up())
 
                 wait_for(far_enough, 90, f"run {run} to send {target} predictions", daemon)
                 time.sleep(rng.uniform(0.0, 0.3))
@@ -233,8 +235,7 @@ def test_repeated_seeded_sigkills_lose_no_event_and_no_label(kafka_broker, tmp_p
         try:
             wait_for(lambda: len({r.key for r in read_topic(bootstrap, topics.predictions, timeout_s=2)}) >= n, 120,
                      "a prediction for every event", last)
-            wait_for(lambda: last.get("/metrics")[0] == 200 and "streamssl_consumer_lag{" in last.get("/metrics")[1]
-                     and last.metric("streamssl_consumer_lag") == 0, 60, "both topics consumed to the end", last)
+            wait_for(last.caught_up, 60, "both topics consumed to the end", last)
             assert last.stop(signal.SIGTERM) == 0
         finally:
             last.kill()
@@ -265,10 +266,7 @@ def test_a_paused_broker_makes_the_daemon_unready_then_it_resumes_without_loss(t
         producer = None
         try:
             wait_for(lambda: daemon.get("/readyz")[0] == 200, 60, "the daemon to be ready", daemon)
-            producer = subprocess.Popen(
-                [sys.executable, "-m", "streamssl.cli", "produce", str(bundled_sample()), "--topic", topics.events,
-                 "--labels-topic", topics.labels, "--label-rate", "0.2", "--label-delay-s", "0.5", "--rate", "200",
-                 "--limit", str(n), "--bootstrap-servers", broker.bootstrap], stdout=subprocess.PIPE, text=True)
+            producer = produce_live(broker.bootstrap, topics, n, rate=200, delay_s=0.5)
             wait_for(lambda: daemon.metric("streamssl_predictions_produced_total") >= 300, 60, "300 predictions", daemon)
             broker.pause()  # SIGSTOP: the broker stops answering, connections stay open
             try:
