@@ -156,7 +156,15 @@ class EventsConfig(_Section):
 
 
 class LabelsConfig(_Section):
-    """Joining delayed ``{id, label}`` records to the events they belong to."""
+    """Joining delayed ``{id, label}`` records to the events they belong to.
+
+    Events wait for their label ``ttl_s`` (at most ``max_events`` of them). A label read
+    before its event waits (at most ``max_pending``) until the events read reach
+    ``pending_ttl_s`` past the label's own record time. The daemon holds the labels topic back
+    while the pending buffer is over half full, and the events topic while the labels have a
+    backlog and the events are read more than ``max_lead_s`` of record time ahead of them
+    (``None``: never); see :mod:`streamssl.daemon.pacing`.
+    """
 
     id_field: str = "id"
     label_field: str = "label"
@@ -164,6 +172,7 @@ class LabelsConfig(_Section):
     max_events: int = Field(200_000, ge=1)
     pending_ttl_s: float = Field(60.0, ge=0)
     max_pending: int = Field(50_000, ge=0)
+    max_lead_s: float | None = Field(30.0, gt=0)
 
 
 class CheckpointConfig(_Section):
@@ -229,6 +238,15 @@ class DaemonConfig(_Section):
     checkpoint: CheckpointConfig = CheckpointConfig()
     http: HttpConfig = HttpConfig()
     learner: LearnerConfig = LearnerConfig()
+
+    @model_validator(mode="after")
+    def _check_pending_room(self) -> "DaemonConfig":
+        # The labels are held back once half the pending buffer is full (see daemon.pacing):
+        # the other half must take one more batch of them without dropping any.
+        if self.kafka.labels_topic and 0 < self.labels.max_pending < 2 * self.batch.max_events:
+            raise ValueError(f"labels.max_pending ({self.labels.max_pending}) must be 0 or at least twice "
+                             f"batch.max_events ({self.batch.max_events})")
+        return self
 
 
 def _secret(value: SecretStr | None, path: Path | None) -> str | None:

@@ -45,6 +45,7 @@ from kafka import TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 
 from ..learner.label_join import Joined, LabelJoin
+from .pacing import Pacer
 from ..metrics.daemon import DaemonMetrics
 from ..sinks.kafka import DeadLetterSink, PredictionSink, SinkError, make_producer
 from ..sources.decode import DecodeError, EventDecoder, LabelDecoder
@@ -74,6 +75,7 @@ class Daemon:
         self.label_decoder = LabelDecoder(config.labels)
         lc = config.labels
         self.join = LabelJoin(lc.ttl_s, lc.max_events, lc.pending_ttl_s, lc.max_pending)
+        self.pacer = Pacer(config.kafka.events_topic, config.kafka.labels_topic, lc.max_pending, lc.max_lead_s)
         self.learner = self._new_learner()
         self.model_version = 0
         self.positions: dict[TopicPartition, int] = {}
@@ -236,7 +238,9 @@ class Daemon:
     def _tick(self) -> None:
         """Per loop iteration: readiness, lag, and a checkpoint when one is due."""
         self._loop_at = time.monotonic()
-        self.join.expire(time.time())
+        now = time.time()
+        lag = self.source.lag(self.positions)
+        self.join.expire(now, self.pacer.event_clock(lag, now))
         self.metrics.sync_join(self.join)
         if self._writing is not None and self._writing[0].done():
             self._finish_checkpoint()
@@ -245,8 +249,15 @@ class Daemon:
                 self._since_checkpoint >= c.every_events or time.monotonic() - self._last_checkpoint >= c.every_s):
             self.checkpoint()
         assigned = self.source.assignment()
-        for tp, lag in self.source.lag(self.positions).items():
-            self.metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
+        for tp, n in lag.items():
+            if n is not None:
+                self.metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(n)
+        hold = self.pacer.decide(lag, len(self.join.pending), now)
+        for tp in hold - self.source.held():
+            self.metrics.partition_holds.labels(topic=tp.topic).inc()
+        self.source.pace(hold)
+        for topic in filter(None, (self.config.kafka.events_topic, self.config.kafka.labels_topic)):
+            self.metrics.partitions_held.labels(topic=topic).set(sum(tp.topic == topic for tp in hold))
         heartbeat = self.source.heartbeat_age()
         session_s = self.config.kafka.session_timeout_ms / 1000
         if not assigned:
@@ -275,8 +286,12 @@ class Daemon:
         t0 = time.perf_counter()
         k = self.config.kafka
         now = time.time()
-        events, event_recs, labels = [], [], []
+        events, event_recs, labels, label_times = [], [], [], []
         for rec in records:
+            tp = TopicPartition(rec.topic, rec.partition)
+            self.positions[tp] = max(self.positions.get(tp, 0), rec.offset + 1)
+            written = rec.timestamp / 1000 if rec.timestamp and rec.timestamp > 0 else now
+            self.pacer.saw(tp, written)
             if rec.topic == k.events_topic:
                 self.events_seen += 1
                 try:
@@ -288,19 +303,18 @@ class Daemon:
             else:
                 try:
                     labels.append(self.label_decoder.decode(rec.value))
+                    label_times.append(written)
                 except DecodeError as exc:
                     self._dead_letter(rec, exc)
+        clock = self.pacer.event_clock(self.source.lag(self.positions), now) if self.source is not None else now
         if events:
             # Kafka orders records within a partition only; the temporal context wants event
             # time, so a batch gathered from several partitions is put back in that order.
             if len(events) > 1 and all(e.timestamp is not None for e in events):
                 events.sort(key=lambda e: e.timestamp)
-            self._events(events, now)
+            self._events(events, now, clock)
         if labels:
-            self._learn_late(self.join.add_labels(labels, now))
-        for rec in records:
-            tp = TopicPartition(rec.topic, rec.partition)
-            self.positions[tp] = max(self.positions.get(tp, 0), rec.offset + 1)
+            self._learn_late(self.join.add_labels(labels, now, label_times, clock))
         self._since_checkpoint += len(records)
         self.metrics.events.labels(kind="consumed").inc(len(event_recs))
         self.metrics.batch_size.observe(len(events))
@@ -311,7 +325,7 @@ class Daemon:
             self.metrics.accuracy.set(self.labels_correct / self.labels_scored)
         self._log_drifts()
 
-    def _events(self, events: list, now: float) -> None:
+    def _events(self, events: list, now: float, clock: float) -> None:
         X = np.stack([e.x for e in events])
         keys = [e.key for e in events] if self.config.events.key_field else None
         proba = self.learner.predict_proba_many(X, keys)
@@ -336,7 +350,7 @@ class Daemon:
         y: list[Hashable | None] = [e.label for e in events]
         waiting = [i for i, v in enumerate(y) if v is None]
         early = self.join.add_events([events[i].id for i in waiting], X[waiting],
-                                     [predicted[i] for i in waiting], now)
+                                     [predicted[i] for i in waiting], now, clock)
         if early:
             found = {j.id: j.label for j in early}
             for i in waiting:
@@ -438,6 +452,7 @@ class Daemon:
             self.checkpoint(wait=True, blocking_commit=False)
         for tp in revoked:
             self.positions.pop(tp, None)
+        self.pacer.forget(revoked)
         self.log.info("partitions_revoked", extra={"fields": {"partitions": sorted(f"{t.topic}:{t.partition}"
                                                                                    for t in revoked)}})
 

@@ -26,10 +26,14 @@ class LabelJoin:
     """Events waiting for their label, and labels waiting for their event.
 
     Events are kept for ``ttl_s`` seconds, at most ``max_events`` of them (the oldest go
-    first); a label for one of them is a *hit*. A label whose event is not here is held for
-    ``pending_ttl_s`` (at most ``max_pending``) in case the event comes after it, which happens
-    when a restart replays the two topics at different paces; if its event never comes, it is
-    a *miss*. Misses say why: ``unknown`` (never seen), ``expired`` (evicted by age or size),
+    first); a label for one of them is a *hit*. A label whose event is not here waits (at most
+    ``max_pending`` of them) in case the event comes after it, which happens whenever the two
+    topics are read at different paces (a restart, a catch-up); if its event never comes, it
+    is a *miss*. A waiting label is given up once the *event clock* (how far the events read
+    so far reach, passed in by the caller; the wall clock when none is given) is
+    ``pending_ttl_s`` past the label's own time: its event, older than the label, should
+    have been read by then. Reading the events of a backlog therefore never expires labels
+    that ran ahead of them, however long the catch-up takes. Misses say why: ``unknown`` (never seen), ``expired`` (evicted by age or size),
     ``duplicate`` (the event already had its label). All times are Unix seconds passed in by
     the caller, so the state survives a restart. A waiting event that the learner used as a
     pseudo-label is marked (:meth:`mark_pseudo`), so that its true label, when it comes, scores
@@ -80,8 +84,10 @@ class LabelJoin:
         while len(self.gone) > self.max_events:
             self.gone.popitem(last=False)
 
-    def expire(self, now: float) -> None:
-        """Drop events older than ``ttl_s`` and pending labels older than ``pending_ttl_s``."""
+    def expire(self, now: float, clock: float | None = None) -> None:
+        """Drop events older than ``ttl_s`` and waiting labels that the event ``clock``
+        (``now`` if ``None``) has passed by more than ``pending_ttl_s``."""
+        clock = now if clock is None else clock
         while self.events:
             event_id, (t, _, _) = next(iter(self.events.items()))
             if now - t <= self.ttl_s:
@@ -91,13 +97,15 @@ class LabelJoin:
             self._forget(event_id, "expired")
         while self.pending:
             event_id, (t, _) = next(iter(self.pending.items()))
-            if now - t <= self.pending_ttl_s:
+            if clock - t <= self.pending_ttl_s:
                 break
             self.pending.popitem(last=False)
             self.misses[self.gone.get(event_id, "unknown")] += 1
 
-    def add_events(self, ids: list[str], X: np.ndarray, predicted: list[Hashable | None], now: float) -> list[Joined]:
-        """Keep these events for their labels; returns those whose label was already waiting."""
+    def add_events(self, ids: list[str], X: np.ndarray, predicted: list[Hashable | None], now: float,
+                   clock: float | None = None) -> list[Joined]:
+        """Keep these events for their labels; returns those whose label was already waiting
+        (``clock``: the event clock, see the class docstring)."""
         joined = []
         for i, event_id in enumerate(ids):
             early = self.pending.pop(event_id, None)
@@ -116,14 +124,18 @@ class LabelJoin:
             event_id, _ = self.events.popitem(last=False)
             self.evictions["capacity"] += 1
             self._forget(event_id, "expired")
-        self.expire(now)
+        self.expire(now, clock)
         return joined
 
-    def add_labels(self, labels: list[tuple[str, Hashable]], now: float) -> list[Joined]:
-        """Match labels to waiting events; unmatched ones wait for their event (or are misses)."""
-        self.expire(now)
+    def add_labels(self, labels: list[tuple[str, Hashable]], now: float, times: list[float] | None = None,
+                   clock: float | None = None) -> list[Joined]:
+        """Match labels to waiting events; unmatched ones wait for their event (or are misses).
+
+        ``times`` are the labels' own times (when they were written; ``now`` if ``None``),
+        against which the event ``clock`` expires them (see the class docstring)."""
+        self.expire(now, clock)
         joined = []
-        for event_id, label in labels:
+        for i, (event_id, label) in enumerate(labels):
             entry = self.events.pop(event_id, None)
             if entry is not None:
                 self.hits += 1
@@ -132,7 +144,7 @@ class LabelJoin:
             elif event_id in self.gone or self.max_pending == 0:
                 self.misses[self.gone.get(event_id, "unknown")] += 1
             else:
-                self.pending[event_id] = (now, label)
+                self.pending[event_id] = (now if times is None else times[i], label)
                 self.pending.move_to_end(event_id)
                 while len(self.pending) > self.max_pending:
                     lost, _ = self.pending.popitem(last=False)

@@ -29,6 +29,11 @@ class DaemonMetrics(LearnerMetrics):
         r = self.registry
         self.consumer_lag = Gauge("streamssl_consumer_lag", "Messages behind the end of each assigned partition.",
                                   ["topic", "partition"], registry=r)
+        self.partitions_held = Gauge("streamssl_partitions_held",
+                                     "Assigned partitions not fetched for now, to keep labels and events in step.",
+                                     ["topic"], registry=r)
+        self.partition_holds = Counter("streamssl_partition_holds", "Times a partition was held back (see pacing).",
+                                       ["topic"], registry=r)
         self.batch_size = Histogram("streamssl_batch_size_events", "Events per micro-batch.",
                                     buckets=BATCH_BUCKETS, registry=r)
         self.latency = Histogram("streamssl_end_to_end_latency_seconds",

@@ -86,14 +86,43 @@ class KafkaSource:
     def assignment(self) -> set[TopicPartition]:
         return set(self.consumer.assignment())
 
-    def lag(self, positions: Offsets) -> dict[TopicPartition, int]:
-        """Messages between ``positions`` (next to read) and each partition's high watermark."""
-        out = {}
+    def pace(self, hold: set[TopicPartition]) -> None:
+        """Stop fetching the partitions in ``hold`` (those held) and fetch all others.
+
+        A held partition keeps its position and its place in the group; records already
+        fetched for it are fetched again once it is let go."""
+        held = set(self.consumer.paused())
+        assigned = self.assignment()
+        if hold & assigned - held:
+            self.consumer.pause(*(hold & assigned - held))
+        if held - hold:
+            self.consumer.resume(*(held - hold))
+
+    def held(self) -> set[TopicPartition]:
+        """Partitions whose fetching :meth:`pace` has stopped."""
+        return set(self.consumer.paused())
+
+    def lag(self, positions: Offsets) -> dict[TopicPartition, int | None]:
+        """Messages between ``positions`` (next to read) and each assigned partition's high
+        watermark (``None`` until a fetch has told it)."""
+        out: dict[TopicPartition, int | None] = {}
         for tp in self.assignment():
             high = self.consumer.highwater(tp)
-            if high is not None:
-                out[tp] = max(0, high - positions.get(tp, high))
+            at = positions.get(tp)
+            if at is None:
+                at = self._fetch_position(tp)
+            out[tp] = None if high is None or at is None else max(0, high - at)
         return out
+
+    def _fetch_position(self, tp: TopicPartition) -> int | None:
+        """The consumer's position in ``tp`` (the next offset poll would return), read
+        without a network round trip; ``None`` where not known yet. Used for partitions none
+        of whose records have been processed since they were assigned."""
+        try:  # kafka-python has no non-blocking public accessor for this
+            position = self.consumer._subscription.assignment[tp].position
+        except (AttributeError, KeyError):
+            return None
+        return getattr(position, "offset", None)
 
     def heartbeat_age(self) -> float:
         """Seconds since the group coordinator last answered a heartbeat (inf before the first)."""

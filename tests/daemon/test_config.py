@@ -73,6 +73,9 @@ def test_secrets_come_from_env_or_files_and_never_show(tmp_path: Path):
     (("events:", "learner: {objective: simclr}\nevents:"), "learner.objective: Input should be 'denoising'"),
     (("events:", "learner: {objective: dino, objective_params: {temprature: 0.1}}\nevents:"),
      "objective_params: dino has no setting temprature"),
+    (("events:", "labels: {max_pending: 100}\nbatch: {max_events: 64}\nevents:"),
+     "labels.max_pending (100) must be 0 or at least twice batch.max_events (64)"),
+    (("events:", "labels: {max_lead_s: 0}\nevents:"), "labels.max_lead_s: Input should be greater than 0"),
 ])
 def test_invalid_configs_say_where_and_why(change, message):
     with pytest.raises(ConfigError) as err:

@@ -195,6 +195,35 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(kafka_broker, tmp_path):
     print(f"SIGKILL after >=1200 of {n} events: {duplicates} duplicate predictions after the restart")
 
 
+def test_a_catch_up_where_labels_run_ahead_of_their_events_loses_no_label(kafka_broker, tmp_path):
+    """A backlog of 15,000 events and their labels, read by a daemon whose label buffers are
+    tiny: labels race ahead of their events (they are a fifth as many), the pending buffer
+    would overflow and its wall-clock expiry would fire long before the catch-up ends. Pacing
+    holds the labels back and expires waiting labels on the event clock instead."""
+    bootstrap = kafka_broker.bootstrap
+    topics = Topics.unique("catchup").create(bootstrap, partitions=1)
+    n = 15_000
+    out = subprocess.run([*produce_args(bootstrap, topics, n, 0.2, 0.0), "--repeat", "3", "--id-prefix", "c"],
+                         capture_output=True, text=True, timeout=120, check=True)
+    sent = json.loads(out.stdout)
+    assert sent["events"] == n
+    config, port = write_config(tmp_path, bootstrap, topics, "catchup", batch={"max_events": 200},
+                                labels={"pending_ttl_s": 0.5, "max_pending": 400, "max_lead_s": 2.0})
+    daemon = DaemonProcess(config, port, tmp_path / "daemon.log")
+    try:
+        wait_for(lambda: daemon.metric("streamssl_predictions_produced_total") >= n
+                 and daemon.metric("streamssl_label_join_hits_total") >= sent["labels"], 120,
+                 "every event predicted and every label joined", daemon)
+        assert daemon.metric("streamssl_label_join_misses_total", {"reason": "unknown"}) == 0
+        assert daemon.metric("streamssl_label_join_misses_total", {"reason": "expired"}) == 0
+        held = daemon.metric("streamssl_partition_holds_total", {"topic": topics.labels})
+        assert held >= 1  # the labels were held back at least once
+        print(f"catch-up of {n} events, {sent['labels']} labels: labels held {held:.0f} times, "
+              f"events {daemon.metric('streamssl_partition_holds_total', {'topic': topics.events}):.0f}")
+    finally:
+        daemon.stop()
+
+
 @pytest.mark.slow
 def test_repeated_seeded_sigkills_lose_no_event_and_no_label(kafka_broker, tmp_path):
     """Three SIGKILLs at seeded random points of a live stream with delayed labels, checkpoints

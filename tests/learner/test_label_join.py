@@ -47,6 +47,19 @@ def test_a_label_whose_event_never_comes_is_an_unknown_miss_after_the_pending_tt
     assert join.misses == {"unknown": 1} and not join.pending
 
 
+def test_a_label_ahead_of_a_backlog_waits_on_the_event_clock_not_the_wall_clock():
+    join = LabelJoin(pending_ttl_s=30)
+    # Written at t=1000, read at wall time 1000 while the events are read up to t=400 only.
+    join.add_labels([("ahead", 1)], now=1000.0, times=[1000.0], clock=400.0)
+    join.expire(now=5000.0, clock=1020.0)  # an hour of catching up later: still waiting
+    assert list(join.pending) == ["ahead"] and not join.misses
+    (j,) = join.add_events(["ahead"], rows(1), ["p"], now=5001.0, clock=1025.0)
+    assert (j.id, j.label) == ("ahead", 1) and join.hits == 1
+    join.add_labels([("ghost", 0)], now=5002.0, times=[1030.0], clock=1030.0)
+    join.expire(now=5003.0, clock=1061.0)  # the events passed its time by more than the ttl
+    assert join.misses == {"unknown": 1} and not join.pending
+
+
 def test_pending_labels_are_bounded():
     join = LabelJoin(max_pending=2)
     join.add_labels([("x", 1), ("y", 1), ("z", 1)], now=0.0)
