@@ -115,6 +115,8 @@ def main() -> None:
             evictions = {cause: daemon.metric("streamssl_label_buffer_evictions_total", {"cause": cause})
                          for cause in ("capacity", "ttl")}
             duplicates = daemon.metric("streamssl_duplicate_events_total")
+            holds = {topic: daemon.metric("streamssl_partition_holds_total", {"topic": topic})
+                     for topic in (topics.events, topics.labels)}
         finally:
             code = daemon.stop()
     seconds = samples[-1][0]
@@ -123,6 +125,7 @@ def main() -> None:
         "seconds": seconds, "events_per_second": samples[-1][1] / seconds,
         "dead_letters": dead, "label_buffer_events": buffer_events, "label_join_hits": hits,
         "label_join_misses": misses, "label_buffer_evictions": evictions, "duplicate_events": duplicates,
+        "partition_holds": {"events": holds[topics.events], "labels": holds[topics.labels]},
         "exit_code": code,
         "machine": f"{platform.machine()}, {platform.python_version()}",
     }
