@@ -39,6 +39,15 @@ def _positive(text: str) -> int:
     return value
 
 
+def _drift_channel(text: str) -> str:
+    from .drift.detectors import ChannelSpec
+
+    try:
+        return str(ChannelSpec.parse(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_learner_options(p: argparse.ArgumentParser) -> None:
     """Switches of the learner's mechanisms, shared by the commands that build one."""
     g = p.add_argument_group("learner")
@@ -54,6 +63,13 @@ def add_learner_options(p: argparse.ArgumentParser) -> None:
                    "past (default: on)")
     g.add_argument("--memory", action=argparse.BooleanOptionalAction, default=None,
                    help="the nearest-neighbour memory head, chosen when it predicts better (default: on)")
+    g.add_argument("--drift", action="append", type=_drift_channel, default=None, metavar="SIGNAL:DETECTOR[:K=V...]",
+                   help="a drift channel: a detector watching a signal, e.g. error:ADWIN, confidence:PageHinkley:"
+                   "threshold=1, features:MMD; repeat for several (default: ADWIN on the error and on the "
+                   "confidence). Signals: error, confidence, entropy, ssl_loss, features, embedding")
+    g.add_argument("--drift-response", action=argparse.BooleanOptionalAction, default=None,
+                   help="respond to drifts: background head, pseudo-label pause, encoder learning-rate boost, "
+                   "fresh two-sample reference (default: on); off, drifts are only reported")
     g.add_argument("--threshold", type=_threshold, default=0.99, help="confidence a pseudo-label needs (default 0.99)")
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     g.add_argument("--threads", type=_positive, default=1,
@@ -165,7 +181,9 @@ def make_learner(args: argparse.Namespace):
 
     _check_device(args.device)
     return build_learner(args.threshold, args.device, args.seed, args.threads, args.objective, encoder=args.ssl,
-                         pseudo_labels=args.pseudo, temporal=args.temporal, memory=args.memory)
+                         pseudo_labels=args.pseudo, temporal=args.temporal, memory=args.memory,
+                         drift_channels=None if args.drift is None else tuple(args.drift),
+                         drift_response=args.drift_response)
 
 
 def _stdout_console():

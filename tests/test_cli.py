@@ -26,7 +26,7 @@ from streamssl.sources.file import BadRecord, FileSource
 ELEC2 = shared_data("elec2.csv.gz")
 JSON_KEYS = {
     "events", "accuracy", "kappa", "events_per_second", "peak_rss_mb", "labels_used",
-    "pseudo_labels_accepted", "pseudo_label_precision", "drifts", "ssl",
+    "pseudo_labels_accepted", "pseudo_label_precision", "drifts", "drift_events", "ssl",
 }
 FAST = ["--quiet", "--no-ssl"]  # the encoder is exercised by the bundled-sample run
 
@@ -85,8 +85,19 @@ def test_replay_of_the_bundled_sample_writes_the_documented_json(capsys, tmp_pat
     assert precision is None or 0.0 <= precision <= 1.0
     assert isinstance(result["drifts"], list) and all(type(d) is int for d in result["drifts"])
     assert all(0 < d <= 1500 for d in result["drifts"])
+    assert [e["position"] for e in result["drift_events"] if e["level"] == "drift"] == result["drifts"]
     assert "elec2_sample.csv.gz" in out and "1,500" in out
     assert err == ""
+
+
+def test_drift_flags_choose_the_channels_and_the_response(capsys, tmp_path):
+    result, _, _ = replay_json(capsys, tmp_path, "--limit", 1500, "--label-rate", 0.05, "--drift", "error:DDM",
+                               "--drift", "features:MMD:reference=300:window=100", "--no-drift-response")
+    assert {(e["signal"], e["detector"]) for e in result["drift_events"]} <= {("error", "DDM"), ("features", "MMD")}
+    assert any(e["signal"] == "features" for e in result["drift_events"])  # Elec2's prices wander off
+    with pytest.raises(SystemExit) as exit_:
+        replay(capsys, "--limit", 10, "--drift", "confidence:DDM")
+    assert exit_.value.code == 2 and "DDM reads a 0/1 stream" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("objective", ["vicreg", "dino"])

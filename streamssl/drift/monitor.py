@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 from collections import Counter, deque
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
+import numpy as np
 from river import drift
-from river.base import DriftDetector
+
+from .detectors import ChannelSpec
 
 
 @dataclass(frozen=True)
@@ -28,32 +30,57 @@ class DriftEvent:
 
 @dataclass
 class Channel:
-    """A detector listening to one signal, reporting at one level.
+    """A detector listening to one signal.
 
+    ``level`` is what its detections are reported as (``"drift"`` or ``"warning"``); a
+    detector with a warning level of its own (DDM, EDDM, HDDM) also reports its warnings.
     ``direction`` keeps only changes that move the detector's running estimate ``"up"`` or
     ``"down"`` (e.g. a *rise* in error; a fall in error is the model learning, not a drift);
-    ``"both"`` keeps all. Detectors without an ``estimation`` report every change.
+    ``"both"`` keeps all. Detectors without an ``estimation`` report every change. A vector
+    signal's detector (:class:`~streamssl.drift.two_sample.MMDTest`) takes a batch of rows.
     """
 
     signal: str
     level: str
-    detector: DriftDetector
+    detector: Any
     direction: str = "both"
 
-    def feed(self, value: float) -> bool:
-        """Update the detector; ``True`` if it detected a change in the wanted direction."""
+    @classmethod
+    def from_spec(cls, spec: ChannelSpec | str) -> "Channel":
+        spec = ChannelSpec.parse(spec) if isinstance(spec, str) else spec
+        return cls(spec.signal, "drift", spec.build(), spec.direction)
+
+    def feed(self, value: float) -> str | None:
+        """Update the detector with one value; the level detected in the wanted direction."""
         before = getattr(self.detector, "estimation", None)
+        was_warning = getattr(self.detector, "warning_detected", False)
         self.detector.update(value)
         if not self.detector.drift_detected:
-            return False
+            if self.level == "drift" and getattr(self.detector, "warning_detected", False) and not was_warning:
+                return "warning"
+            return None
         after = getattr(self.detector, "estimation", None)
         if self.direction == "both" or before is None or after is None:
-            return True
-        return after > before if self.direction == "up" else after < before
+            return self.level
+        return self.level if (after > before if self.direction == "up" else after < before) else None
+
+    def feed_rows(self, rows: np.ndarray) -> str | None:
+        """Update a vector detector with a batch of rows."""
+        return self.level if self.detector.update_many(rows) else None
+
+    @property
+    def vector(self) -> bool:
+        return hasattr(self.detector, "update_many")
+
+    @property
+    def statistic(self) -> float | None:
+        value = getattr(self.detector, "statistic", None)
+        return None if value is None else float(value)
 
     @property
     def name(self) -> str:
-        return type(self.detector).__name__
+        return {"HDDMA": "HDDM_A", "HDDMW": "HDDM_W", "MMDTest": "MMD"}.get(
+            type(self.detector).__name__, type(self.detector).__name__)
 
 
 def default_channels(error_delta: float = 0.002, warning_delta: float = 0.01,
@@ -66,6 +93,21 @@ def default_channels(error_delta: float = 0.002, warning_delta: float = 0.01,
         Channel("error", "drift", drift.ADWIN(delta=error_delta), "up"),
         Channel("confidence", "drift", drift.ADWIN(delta=unsupervised_delta), "down"),
     ]
+
+
+@dataclass(frozen=True)
+class ChannelSet:
+    """Channels built from specs (see :mod:`streamssl.drift.detectors`), as a factory that
+    pickles as plain text. An empty set watches nothing.
+
+    >>> [(c.signal, c.name, c.direction) for c in ChannelSet(("error:DDM", "features:MMD"))()]
+    [('error', 'DDM', 'up'), ('features', 'MMD', 'both')]
+    """
+
+    specs: tuple[str, ...]
+
+    def __call__(self) -> list[Channel]:
+        return [Channel.from_spec(s) for s in self.specs]
 
 
 class DriftMonitor:
@@ -102,25 +144,38 @@ class DriftMonitor:
     def signals(self) -> set[str]:
         return {c.signal for c in self._channels}
 
-    def update(self, signal: str, values: Iterable[float], position: int) -> list[DriftEvent]:
-        """Feed values of ``signal`` (in stream order) and return the detections, at most one
-        per channel per call."""
+    def update(self, signal: str, values: Iterable[float] | np.ndarray, position: int) -> list[DriftEvent]:
+        """Feed values of ``signal`` (in stream order; rows of a 2-d array for a vector
+        signal) and return the detections, at most one per channel and level per call."""
         found = []
         listeners = [c for c in self._channels if c.signal == signal]
         if not listeners:
             return found
-        values = list(values)
+        scalars = None
         for channel in listeners:
-            hit = None
-            for v in values:
-                if channel.feed(float(v)) and hit is None:
-                    hit = float(v)
-            if hit is not None:
-                event = DriftEvent(position, signal, channel.name, channel.level, time.time(), hit)
+            hits: dict[str, float | None] = {}
+            if channel.vector:
+                level = channel.feed_rows(np.asarray(values, dtype=np.float64))
+                if level is not None:
+                    hits[level] = channel.statistic
+            else:
+                scalars = [float(v) for v in values] if scalars is None else scalars
+                for v in scalars:
+                    level = channel.feed(v)
+                    if level is not None and level not in hits:
+                        hits[level] = v
+            for level, stat in sorted(hits.items(), key=lambda kv: kv[0] != "warning"):
+                event = DriftEvent(position, signal, channel.name, level, time.time(), stat)
                 found.append(event)
                 self.events.append(event)
-                self.counts[(signal, channel.name, channel.level)] += 1
+                self.counts[(signal, channel.name, level)] += 1
         return found
+
+    def refresh(self) -> None:
+        """Start every two-sample test's reference afresh (after a drift was handled)."""
+        for channel in self._channels:
+            if channel.vector:
+                channel.detector.refresh()
 
     def state_dict(self) -> dict:
         return {

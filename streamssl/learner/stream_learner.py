@@ -11,7 +11,8 @@ import torch
 from river import base
 
 from ..device import resolve_device, to_tensor
-from ..drift.monitor import DriftEvent, DriftMonitor
+from ..drift.detectors import ChannelSpec
+from ..drift.monitor import ChannelSet, DriftEvent, DriftMonitor, default_channels
 from ..ssl.continual import ContinualEncoder
 from ..ssl import DEFAULT_OBJECTIVE, OBJECTIVE_NAMES
 from .classifier import OnlineMLPClassifier
@@ -97,6 +98,14 @@ class StreamLearner(base.Classifier):
         The background head replaces the current one once it has been scored on at least
         ``challenger_min_labels`` labels and leads by ``challenger_margin`` (share of those
         labels); it is dropped after ``challenger_patience`` labels without winning.
+    drift_channels
+        Which detector watches which signal, as specs ``signal:Detector[:name=value...]``
+        (see :mod:`streamssl.drift.detectors`); ``None``: ADWIN on the error (warning and
+        drift) and on the confidence.
+    drift_response, drift_lr_boost
+        Whether detections change the learner (see :meth:`_react`), and by how much the
+        encoder's learning rate rises after a drift; with ``drift_response=False`` drifts
+        are only reported.
     temporal, temporal_spans
         The temporal context stage and the spans of its moving averages.
     temporal_ssl
@@ -161,6 +170,9 @@ class StreamLearner(base.Classifier):
         challenger_min_labels: int = 30,
         challenger_patience: int = 500,
         challenger_margin: float = 0.05,
+        drift_channels: tuple[str, ...] | None = None,
+        drift_response: bool = True,
+        drift_lr_boost: float = 3.0,
         temporal: bool = True,
         temporal_spans: tuple = (4, 16, 64),
         temporal_ssl: bool = False,
@@ -199,6 +211,11 @@ class StreamLearner(base.Classifier):
         self.challenger_min_labels = challenger_min_labels
         self.challenger_patience = challenger_patience
         self.challenger_margin = challenger_margin
+        if drift_channels is not None:
+            drift_channels = tuple(str(ChannelSpec.parse(c) if isinstance(c, str) else c) for c in drift_channels)
+        self.drift_channels = drift_channels
+        self.drift_response = drift_response
+        self.drift_lr_boost = drift_lr_boost
         self.temporal = temporal
         self.temporal_spans = tuple(temporal_spans)
         self.temporal_ssl = temporal_ssl
@@ -221,7 +238,7 @@ class StreamLearner(base.Classifier):
         self.policy = PseudoLabelPolicy(
             self.threshold, self.warmup_labels, self.pseudo_weight, self.class_slack, self.drift_cooldown
         )
-        self.monitor = DriftMonitor()
+        self.monitor = DriftMonitor(default_channels if self.drift_channels is None else ChannelSet(self.drift_channels))
         self.feature_names_: list[Hashable] | None = None
         self.classes_: list[Hashable] = []
         self._class_index: dict[Hashable, int] = {}
@@ -393,13 +410,23 @@ class StreamLearner(base.Classifier):
             raise ValueError(f"{len(X)} events but {len(y)} labels")
         if self.n_inputs_ is None:
             self._start(X.shape[1])
+        raw = X
         X = self._augment(X, "update", keys)
         self.standardizer.update(X)
         Z = self.standardizer.transform(X)
         self.n_seen += len(X)
+        signals = self.monitor.signals
+        if "features" in signals:
+            self._react(self.monitor.update("features", raw, self.n_seen))
         if self.ssl is not None:
+            steps = self.ssl.steps
             self.ssl.observe(Z)
+            if "ssl_loss" in signals and self.ssl.steps > steps:
+                self._react(self.monitor.update("ssl_loss", [self.ssl.last_loss], self.n_seen))
         Zt = to_tensor(Z, self._device)
+        if "embedding" in signals:
+            rows = Zt if self.ssl is None else self.ssl.embed(Zt)
+            self._react(self.monitor.update("embedding", rows.detach().cpu().numpy(), self.n_seen))
         labelled = np.array([not _is_missing(v) for v in y])
         mask = torch.as_tensor(labelled, device=self._device)
         # Pseudo-labels are chosen by the head as it is before this batch's labels, and learned
@@ -470,6 +497,9 @@ class StreamLearner(base.Classifier):
         proba = self._proba(Z)
         self.last_confidence = float(proba.max(1).values.mean())
         self._react(self.monitor.update("confidence", [self.last_confidence], self.n_seen))
+        if "entropy" in self.monitor.signals and proba.shape[1] > 1:
+            entropy = -(proba * proba.clamp_min(1e-12).log()).sum(1).mean() / math.log(proba.shape[1])
+            self._react(self.monitor.update("entropy", [float(entropy)], self.n_seen))
         if not self.pseudo_labels:
             return None
         if self.pseudo_source == "memory":
@@ -486,9 +516,20 @@ class StreamLearner(base.Classifier):
 
     # ----------------------------------------------------------- drift response
     def _react(self, events: list[DriftEvent]) -> None:
+        """The response (``drift_response``): on a warning or drift, a background head starts
+        learning from the labels that come (it replaces the main head once it proves better);
+        on a drift, pseudo-labelling pauses for ``drift_cooldown`` events, the encoder learns
+        at ``drift_lr_boost`` times its rate for as long, and the two-sample tests take a
+        new reference."""
+        if not self.drift_response:
+            return
         for event in events:
             if event.level == "drift":
                 self.policy.pause(self.n_seen)
+                if self.ssl is not None and self.drift_lr_boost != 1.0:
+                    self.ssl.boost(self.drift_lr_boost, max(1, self.drift_cooldown // self.ssl.every))
+                if event.signal not in ("features", "embedding"):
+                    self.monitor.refresh()
             if self.challenger is None:
                 self.challenger = self._new_head()
                 self._duel = [0, 0, 0]

@@ -74,7 +74,8 @@ class ReplaySummary:
     timed_events: int = 0
     first_batch_seconds: float = 0.0
     confusion: Counter = field(default_factory=Counter)
-    drifts: list[int] = field(default_factory=list)
+    drifts: list[int] = field(default_factory=list)  # positions of drift-level detections
+    drift_events: list[dict] = field(default_factory=list)  # every detection, warnings too
     ssl_stats: Callable[[], dict | None] | None = None  # read when the summary is written
 
     @property
@@ -110,6 +111,7 @@ class ReplaySummary:
             "pseudo_labels_accepted": self.pseudo_labels_accepted,
             "pseudo_label_precision": self.pseudo_label_precision,
             "drifts": list(self.drifts),
+            "drift_events": [dict(e) for e in self.drift_events],
             "ssl": self.ssl_stats() if self.ssl_stats is not None else None,
         }
 
@@ -193,6 +195,9 @@ def prequential(
         fresh = _new_events(getattr(model, "drift_events", ()), last_event)
         if fresh:
             summary.drifts.extend(e.position for e in fresh if e.level == "drift")
+            summary.drift_events.extend(
+                {"position": e.position, "signal": e.signal, "detector": e.detector, "level": e.level,
+                 "statistic": e.statistic} for e in fresh)
             last_event = fresh[-1]
         confidence = proba.max(axis=1) if proba.shape[1] else np.zeros(n)
         yield BatchResult(n, int(revealed.sum()), confidence, time.perf_counter() - start, summary)

@@ -73,6 +73,17 @@ class ContinualEncoder:
         self.steps = 0
         self._last_loss: torch.Tensor | float | None = None  # a tensor until read: no device sync per step
         self._credit = 0  # observed events not yet paid for by a step
+        self._boost_until = 0  # steps taken at a raised learning rate run until this one
+
+    def boost(self, factor: float, steps: int) -> None:
+        """Learn at ``factor`` times the learning rate for the next ``steps`` steps (after a drift)."""
+        self._boost_until = self.steps + steps
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr * factor
+
+    @property
+    def boosted(self) -> bool:
+        return self.steps < self._boost_until
 
     @property
     def encoder(self) -> MLPEncoder:
@@ -109,6 +120,9 @@ class ContinualEncoder:
         self.collapse.add(self.objective.embedding)
         self.projection_collapse.add(self.objective.projection)
         self.steps += 1
+        if self.steps == self._boost_until:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr
         self._last_loss = loss.detach()
         return self._last_loss
 
@@ -141,7 +155,7 @@ class ContinualEncoder:
         return {
             "objective": self.objective.state_dict(), "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(), "buffer": self.buffer.state_dict(),
-            "steps": self.steps, "last_loss": self.last_loss, "credit": self._credit,
+            "steps": self.steps, "last_loss": self.last_loss, "credit": self._credit, "boost_until": self._boost_until,
             "collapse": {name: None if mon.rows() is None else mon.rows().cpu() for name, mon in self._monitors()},
         }
 
@@ -154,6 +168,7 @@ class ContinualEncoder:
         restore_generator(self.generator, state["generator"])
         self.buffer.load_state_dict(state["buffer"])
         self.steps, self._last_loss, self._credit = state["steps"], state["last_loss"], state["credit"]
+        self._boost_until = state.get("boost_until", 0)  # absent before 0.3
         for name, mon in self._monitors():
             rows = state.get("collapse", {}).get(name)
             if rows is not None:

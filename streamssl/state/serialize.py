@@ -24,11 +24,14 @@ _TENSOR = "__tensor__"
 
 _ALLOWED_GLOBALS = {
     ("collections", "OrderedDict"), ("collections", "deque"), ("random", "Random"),
-    ("river._river_rust.drift", "AdaptiveWindowing"),
+    ("river._river_rust.drift", "AdaptiveWindowing"), ("river._river_rust.stats", "RsEWMean"),
     ("numpy", "ndarray"), ("numpy", "dtype"),
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
     ("numpy._core.numeric", "_frombuffer"), ("numpy.core.numeric", "_frombuffer"),
+    # Our drift detectors: plain-data state by construction (see their __getstate__).
+    ("streamssl.drift.detectors", "PageHinkley"), ("streamssl.drift.detectors", "HDDM_W"),
+    ("streamssl.drift.two_sample", "MMDTest"),
 }
 
 

@@ -16,7 +16,7 @@ from streamssl.sources.file import Batch
 
 JSON_KEYS = {
     "events", "accuracy", "kappa", "events_per_second", "peak_rss_mb", "labels_used",
-    "pseudo_labels_accepted", "pseudo_label_precision", "drifts", "ssl",
+    "pseudo_labels_accepted", "pseudo_label_precision", "drifts", "drift_events", "ssl",
 }
 
 
@@ -361,6 +361,11 @@ def test_drifts_are_the_positions_of_drift_level_events_each_once():
     summary = run(stream(labels(25), 5), model, label_rate=1.0)
     assert summary.drifts == [14, 19, 23]
     assert summary.to_json()["drifts"] == [14, 19, 23]
+    # Every detection, warnings too, with where it came from, in drift_events.
+    listed = summary.to_json()["drift_events"]
+    assert [(e["position"], e["level"]) for e in listed] == [
+        (3, "warning"), (14, "drift"), (15, "warning"), (19, "drift"), (22, "warning"), (23, "drift")]
+    assert set(listed[0]) == {"position", "signal", "detector", "level", "statistic"}
 
 
 def test_drifts_after_the_learners_drift_history_is_full_are_still_reported():
