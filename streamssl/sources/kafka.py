@@ -34,7 +34,9 @@ class KafkaSource:
     partitions are taken away (rebalance or shutdown), before anyone else may read them; it
     runs on kafka-python's IO thread while :meth:`poll` waits, so it may not call blocking
     consumer methods (``commit(blocking=False)`` is fine). Records of revoked partitions that
-    :meth:`poll` had gathered are dropped: their next owner reads them.
+    :meth:`poll` had gathered are dropped and the partition is rewound to the first of them:
+    their next owner reads them, and that may be this consumer again (kafka-python keeps the
+    fetch position of a partition assigned again in the same rebalance).
     """
 
     def __init__(self, config: KafkaConfig, topics: list[str], start_offsets: Offsets | None = None,
@@ -73,15 +75,31 @@ class KafkaSource:
             left = deadline - time.monotonic()
             if left <= 0 and out:
                 break
+            _release_parked(self.consumer)
             batch = self.consumer.poll(timeout_ms=max(0, int(left * 1000)), max_records=max_records - len(out))
-            if self._just_revoked:
-                gone, self._just_revoked = self._just_revoked, set()
-                out = [r for r in out if TopicPartition(r.topic, r.partition) not in gone]
             for records in batch.values():
                 out.extend(records)
+            if self._just_revoked:
+                gone, self._just_revoked = self._just_revoked, set()
+                self._rewind([r for r in out if TopicPartition(r.topic, r.partition) in gone])
+                out = [r for r in out if TopicPartition(r.topic, r.partition) not in gone]
             if left <= 0:
                 break
         return out
+
+    def _rewind(self, dropped: list) -> None:
+        """Seek each partition of the ``dropped`` records back to the first of them, where it is
+        still assigned: a partition kept through the rebalance resumes at its first record not
+        processed (one that moved on is read by its next owner from the committed offset)."""
+        first: Offsets = {}
+        for r in dropped:
+            tp = TopicPartition(r.topic, r.partition)
+            first[tp] = min(first.get(tp, r.offset), r.offset)
+        for tp, offset in first.items():
+            try:
+                self.consumer.seek(tp, offset)
+            except (ValueError, KeyError):  # no longer assigned
+                pass
 
     def assignment(self) -> set[TopicPartition]:
         return set(self.consumer.assignment())
@@ -152,3 +170,15 @@ class KafkaSource:
 
     def close(self) -> None:
         self.consumer.close(autocommit=False)
+
+
+def _release_parked(consumer: KafkaConsumer) -> None:
+    """Work around kafka-python 3.0.12, whose fetcher parks the records it holds for a partition
+    that gets paused, and puts them back after ``resume`` only while its in-line slot is
+    ``None``; but it leaves a drained batch in that slot (empty, not ``None``), and a parked
+    partition is never fetched again: the partition stalls for good after a pacing hold.
+    An empty slot is what the fetcher treats as free everywhere else, so it is freed here."""
+    fetcher = getattr(consumer, "_fetcher", None)
+    current = getattr(fetcher, "_next_partition_records", None)
+    if current is not None and not current and getattr(fetcher, "_paused_partition_records", None):
+        fetcher._next_partition_records = None

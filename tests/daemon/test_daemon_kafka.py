@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import time
 
@@ -43,10 +44,12 @@ def produce_cli(bootstrap: str, topics: Topics, limit: int, label_rate: float, d
     return json.loads(out.stdout)
 
 
-def produce_live(bootstrap: str, topics: Topics, limit: int, rate: float, delay_s: float) -> subprocess.Popen:
-    """The same with 20 % of labels, in the background; its summary JSON comes on stdout at the end."""
-    return subprocess.Popen(produce_args(bootstrap, topics, limit, 0.2, delay_s, rate), stdout=subprocess.PIPE,
-                            text=True)
+def produce_live(bootstrap: str, topics: Topics, limit: int, rate: float, delay_s: float,
+                 *extra: str) -> subprocess.Popen:
+    """The same with 20 % of labels, in the background (``extra``: more ``streamssl produce``
+    arguments); its summary JSON comes on stdout at the end."""
+    return subprocess.Popen([*produce_args(bootstrap, topics, limit, 0.2, delay_s, rate), *extra],
+                            stdout=subprocess.PIPE, text=True)
 
 
 BAD_EVENTS = [
@@ -334,3 +337,136 @@ def test_a_bounded_run_on_an_idle_stream_is_ready_then_stops_cleanly(kafka_broke
         daemon.kill()
     assert daemon.log_events("stopping")[0]["reason"] == "timeout"
     assert ckpt.decode((tmp_path / "state" / "daemon.ckpt").read_bytes())["counters"]["events_seen"] == 0
+
+
+def join_tally(checkpoint: Path) -> dict:
+    """A daemon's label-join tallies in its checkpoint: hits, misses by reason, labels still waiting."""
+    join = ckpt.decode(checkpoint.read_bytes())["join"]
+    return {"hits": join["hits"], "misses": dict(join["misses"]), "pending": len(json.loads(join["pending"]))}
+
+
+@pytest.mark.slow
+def test_a_second_daemon_joining_and_leaving_the_group_loses_nothing(kafka_broker, tmp_path):
+    """Daemon B joins A's group mid-stream, so the two split the partitions (two per topic,
+    partition i of both going to the same daemon), then leaves with SIGTERM; A takes its
+    partitions back and finishes the stream."""
+    bootstrap = kafka_broker.bootstrap
+    topics = Topics.unique("rebalance").create(bootstrap, partitions=2)
+    n, rate, delay_s = 3000, 100, 0.5
+    configs = {}
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        # A label whose event never comes is a miss after 5 s of event time (not 60), within the test;
+        # pacing on: a daemon taking over a partition may hold (pause) it, and must resume it.
+        configs[name] = write_config(tmp_path / name, bootstrap, topics, "rebalance", batch={"max_events": 100},
+                                     labels={"pending_ttl_s": 5.0, "max_lead_s": 30.0})
+    a = DaemonProcess(*configs["a"], tmp_path / "a.log")
+    b: DaemonProcess | None = None
+    producer = None
+    try:
+        wait_for(lambda: a.get("/readyz")[0] == 200, 60, "A to be ready", a)
+        producer = produce_live(bootstrap, topics, n, rate=rate, delay_s=delay_s)
+        wait_for(lambda: a.metric("streamssl_predictions_produced_total") >= 300, 60, "300 predictions from A", a)
+        b = DaemonProcess(*configs["b"], tmp_path / "b.log")
+        wait_for(lambda: b.metric("streamssl_predictions_produced_total") >= 200, 60, "200 predictions from B", b)
+        beside = a.metric("streamssl_predictions_produced_total") + 100
+        wait_for(lambda: a.metric("streamssl_predictions_produced_total") >= beside, 30, "A to go on beside B", a)
+        assert b.metric("streamssl_predictions_produced_total") >= 200  # the partitions really were split
+        b_holds = b.metric("streamssl_partition_holds_total")
+        assert b.stop(signal.SIGTERM) == 0
+        b_final = join_tally(tmp_path / "b" / "state" / "daemon.ckpt")
+        sent = json.loads(producer.communicate(timeout=120)[0])
+        wait_for(lambda: len({r.key for r in read_topic(bootstrap, topics.predictions, timeout_s=2)}) >= n, 60,
+                 "a prediction for every event", a)
+        wait_for(a.caught_up, 30, "A to read both topics to the end", a)
+
+        def labels_settled() -> bool:  # every label joined or missed (by A, or by B before it left)
+            a_tally = a.metric("streamssl_label_join_hits_total") + a.metric("streamssl_label_join_misses_total")
+            return a_tally + b_final["hits"] + sum(b_final["misses"].values()) >= sent["labels"]
+
+        wait_for(labels_settled, 30, "every label joined or missed", a)
+        a_holds = a.metric("streamssl_partition_holds_total")
+        assert a.stop(signal.SIGTERM) == 0
+    finally:
+        a.kill()
+        if b is not None:
+            b.kill()
+        if producer is not None and producer.poll() is None:
+            producer.kill()
+    (b_stopped,), (a_stopped,) = b.log_events("stopped"), a.log_events("stopped")
+    assert b_stopped["reason"] == "SIGTERM" and b_stopped["predictions"] >= 200
+    ids = Counter(json.loads(r.value)["id"] for r in read_topic(bootstrap, topics.predictions))
+    assert set(ids) == {str(i) for i in range(n)}  # every event has a prediction
+    duplicates = sum(ids.values()) - n
+    assert duplicates == a_stopped["predictions"] + b_stopped["predictions"] - n  # at-least-once: replays only
+
+    tallies = {"a": join_tally(tmp_path / "a" / "state" / "daemon.ckpt"), "b": b_final}
+    hits = sum(t["hits"] for t in tallies.values())
+    unknown = sum(t["misses"].get("unknown", 0) for t in tallies.values())
+    assert all(set(t["misses"]) <= {"unknown"} and t["pending"] == 0 for t in tallies.values())
+    assert hits + unknown >= sent["labels"]  # every label was joined or counted as a miss
+    # Known gap: a label is joined only by the daemon that read its event. At each handover of
+    # a partition (B joining, B leaving), the labels of the events its old owner read in the last
+    # label delay before the handover go to the new owner, which never saw those events: they are
+    # `unknown` misses there (about rate/2 * 20 % * delay_s = 5 per handover here). The bound
+    # allows a second of slack per handover; with the join state handed over, it would be 0.
+    gap_bound = 2 * rate / 2 * 0.2 * (delay_s + 1.0)
+    assert unknown <= gap_bound
+    print(f"\nrebalance over {n} events: A predicted {a_stopped['predictions']}, B {b_stopped['predictions']}, "
+          f"{duplicates} duplicates; {sent['labels']} labels: {tallies['a']['hits']} joined by A, "
+          f"{tallies['b']['hits']} by B, {unknown} lost at the handovers as unknown (A {tallies['a']['misses']}, "
+          f"B {tallies['b']['misses']}; bound {gap_bound:.0f}); partitions held {a_holds:.0f} times by A, "
+          f"{b_holds:.0f} by B")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bool(os.environ.get("STREAMSSL_TEST_KAFKA")), reason="cuts the way to its own local broker")
+def test_an_unreachable_broker_makes_the_daemon_unready_then_it_resumes_without_loss(tmp_path):
+    """Every connection to the broker is cut and new ones are refused for about 10 s, between
+    two live parts of a stream: the daemon is unready, alive, and then goes on in the same process."""
+    from streamssl.testing.broker import LocalBroker, TcpProxy, free_port
+
+    n = 1000
+    with LocalBroker(advertised_port=free_port()) as broker, TcpProxy(broker.port, broker.advertised_port) as proxy:
+        bootstrap = proxy.address  # the broker advertises the proxy: every client goes through it
+        topics = Topics.unique("outage").create(bootstrap)
+        config, port = write_config(tmp_path, bootstrap, topics, "outage", batch={"max_events": 100})
+        daemon = DaemonProcess(config, port, tmp_path / "daemon.log")
+        producer = None
+        try:
+            wait_for(lambda: daemon.get("/readyz")[0] == 200, 60, "the daemon to be ready", daemon)
+            producer = produce_live(bootstrap, topics, n, rate=200, delay_s=0.5)
+            first = json.loads(producer.communicate(timeout=60)[0])
+            cut_at = time.monotonic()
+            proxy.cut()  # connections closed, new ones refused
+            try:
+                wait_for(lambda: daemon.get("/readyz")[0] != 200, 30, "/readyz to report the outage", daemon)
+                status, body = daemon.get("/readyz")
+                assert daemon.get("/healthz")[0] == 200  # alive, only not ready: no restart wanted
+                time.sleep(max(0.0, 10 - (time.monotonic() - cut_at)))
+                assert daemon.get("/readyz")[0] != 200 and daemon.process.poll() is None
+            finally:
+                proxy.restore()
+            print(f"\nbroker unreachable: /readyz {status} {body.strip()}")
+            wait_for(lambda: daemon.get("/readyz")[0] == 200, 60, "/readyz after the broker came back", daemon)
+            producer = produce_live(bootstrap, topics, n, 200, 0.5, "--id-prefix", "b")
+            second = json.loads(producer.communicate(timeout=60)[0])
+            ids = {str(i) for i in range(n)} | {f"b{i}" for i in range(n)}
+            wait_for(lambda: {json.loads(r.value)["id"] for r in read_topic(bootstrap, topics.predictions,
+                                                                             timeout_s=2)} >= ids,
+                     60, "a prediction for every event of both parts", daemon)
+            labels = first["labels"] + second["labels"]
+            wait_for(lambda: daemon.metric("streamssl_label_join_hits_total") >= labels, 30, "every label", daemon)
+            assert daemon.metric("streamssl_label_join_misses_total", {"reason": "unknown"}) == 0
+            assert daemon.process.poll() is None  # the same process all along: it kept its state
+            assert daemon.stop(signal.SIGTERM) == 0
+        finally:
+            daemon.kill()
+            if producer is not None and producer.poll() is None:
+                producer.kill()
+        counts = Counter(json.loads(r.value)["id"] for r in read_topic(bootstrap, topics.predictions))
+        assert set(counts) == ids
+        assert daemon.log_events("restored") == []  # no restart happened
+        print(f"outage of 10 s between two parts of {n} events: {sum(counts.values()) - 2 * n} duplicate predictions, "
+              f"{labels} labels all joined")
+
