@@ -164,7 +164,8 @@ class LabelsConfig(_Section):
     while the pending buffer is over half full, and the events topic while the labels have a
     backlog and the events are read more than ``max_lead_s`` of record time ahead of them
     (``None``, the default: never; the 2M-event soak stalled on the labels with it at 30 s,
-    not understood yet); see :mod:`streamssl.daemon.pacing`.
+    through a kafka-python bug now worked around, and has not been rerun with it); see
+    :mod:`streamssl.daemon.pacing`.
     """
 
     id_field: str = "id"
