@@ -10,7 +10,9 @@ from typing import Any, Callable, Iterable
 import numpy as np
 from river import drift
 
-from .detectors import ChannelSpec
+from .detectors import DETECTORS, ChannelSpec
+
+DETECTOR_NAMES = {cls: name for name, cls in DETECTORS.items()}
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,7 @@ class Channel:
 
     @property
     def name(self) -> str:
-        return {"HDDMA": "HDDM_A", "HDDMW": "HDDM_W", "MMDTest": "MMD"}.get(
-            type(self.detector).__name__, type(self.detector).__name__)
+        return DETECTOR_NAMES.get(type(self.detector), type(self.detector).__name__)
 
 
 def default_channels(error_delta: float = 0.002, warning_delta: float = 0.01,

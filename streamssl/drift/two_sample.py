@@ -124,9 +124,9 @@ class MMDTest:
     def update_many(self, X: np.ndarray) -> bool:
         """Add rows (oldest first); ``True`` if this batch ended in a drift."""
         X = np.asarray(X, dtype=np.float64)
-        self._drift_detected = False
         if X.ndim != 2:
             raise ValueError(f"expected a 2-d array of rows, got shape {X.shape}")
+        detected, statistic = False, None
         i = 0
         while i < len(X):
             if self.threshold is None:
@@ -155,13 +155,12 @@ class MMDTest:
             self.statistic = float(((self._recent_sum / self.window - self._ref_map) ** 2).sum())
             self._over = self._over + 1 if self.statistic > self.threshold else 0
             if self._over >= self.patience:
-                statistic, rest = self.statistic, X[i:]
+                detected, statistic = True, self.statistic
                 self.refresh()  # the rows after the drift start the next reference
-                if len(rest):
-                    self.update_many(rest)
-                self.statistic, self._drift_detected = statistic, True
-                return True
-        return False
+        if detected:
+            self.statistic = statistic
+        self._drift_detected = detected
+        return detected
 
     # Plain-data state, for checkpoints.
     def __getstate__(self) -> dict:

@@ -11,7 +11,7 @@ import torch
 from river import base
 
 from ..device import resolve_device, to_tensor
-from ..drift.detectors import ChannelSpec
+from ..drift.detectors import VECTOR_SIGNALS, ChannelSpec
 from ..drift.monitor import ChannelSet, DriftEvent, DriftMonitor, default_channels
 from ..ssl.continual import ContinualEncoder
 from ..ssl import DEFAULT_OBJECTIVE, OBJECTIVE_NAMES
@@ -528,7 +528,7 @@ class StreamLearner(base.Classifier):
                 self.policy.pause(self.n_seen)
                 if self.ssl is not None and self.drift_lr_boost != 1.0:
                     self.ssl.boost(self.drift_lr_boost, max(1, self.drift_cooldown // self.ssl.every))
-                if event.signal not in ("features", "embedding"):
+                if event.signal not in VECTOR_SIGNALS:  # a two-sample test that fired takes a new reference itself
                     self.monitor.refresh()
             if self.challenger is None:
                 self.challenger = self._new_head()
