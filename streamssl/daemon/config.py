@@ -54,6 +54,11 @@ class KafkaConfig(_Section):
     labels_topic: str | None = None
     predictions_topic: str
     dead_letter_topic: str
+    # Where each daemon of the group writes, per partition, the window of records the next owner
+    # of that partition reads again to rebuild its waiting label-join state (see
+    # streamssl.sources.handover). Without it, labels for the events read by a partition's
+    # previous owner shortly before a rebalance are lost (counted as unknown misses).
+    handover_topic: str | None = None
     client_id: str = "streamssl"
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     session_timeout_ms: int = Field(10_000, ge=1000)
@@ -76,9 +81,10 @@ class KafkaConfig(_Section):
 
     @model_validator(mode="after")
     def _check(self) -> "KafkaConfig":
-        topics = [t for t in (self.events_topic, self.labels_topic, self.predictions_topic, self.dead_letter_topic) if t]
+        topics = [t for t in (self.events_topic, self.labels_topic, self.predictions_topic, self.dead_letter_topic,
+                              self.handover_topic) if t]
         if len(set(topics)) != len(topics):
-            raise ValueError("events, labels, predictions and dead-letter topics must all differ")
+            raise ValueError("events, labels, predictions, dead-letter and handover topics must all differ")
         if self.heartbeat_interval_ms >= self.session_timeout_ms:
             raise ValueError("heartbeat_interval_ms must be below session_timeout_ms")
         if self.security_protocol.startswith("SASL") and self.sasl_mechanism is None:

@@ -79,6 +79,8 @@ class Daemon:
         self.learner = self._new_learner()
         self.model_version = 0
         self.positions: dict[TopicPartition, int] = {}
+        self.replay: dict = {}  # handover windows being read (restored; the source's once running)
+        self.handover = None
         self.events_seen = 0  # event messages consumed, including dead-lettered ones
         self.labels_scored = 0
         self.labels_correct = 0
@@ -159,6 +161,10 @@ class Daemon:
         self.learner = StreamLearner.from_state_dict(state["learner"])
         self.join.load_state_dict(state["join"])
         self.positions = {TopicPartition(t, p): o for t, p, o in state["offsets"]}
+        from ..sources.handover import Window
+
+        self.replay = {TopicPartition(t, p): Window(start, end, None if only is None else tuple(only))
+                       for t, p, start, end, only in state.get("replay", [])}  # absent before 0.3
         c = state["counters"]
         self.model_version, self.events_seen = c["model_version"], c["events_seen"]
         self.labels_scored, self.labels_correct = c["labels_scored"], c["labels_correct"]
@@ -174,6 +180,8 @@ class Daemon:
             "kind": STATE_KIND, "version": STATE_VERSION, "n_features": self.decoder.n_features,
             "learner": copy.deepcopy(self.learner.state_dict()), "join": self.join.snapshot(),
             "offsets": [[tp.topic, tp.partition, off] for tp, off in sorted(self.positions.items())],
+            "replay": [[tp.topic, tp.partition, w.start, w.end, None if w.only is None else list(w.only)]
+                       for tp, w in sorted(self._replay().items())],
             "counters": {"model_version": self.model_version, "events_seen": self.events_seen,
                          "labels_scored": self.labels_scored, "labels_correct": self.labels_correct},
             "written_at": time.time(),
@@ -208,10 +216,13 @@ class Daemon:
             stack.callback(producer.close)
             self.predictions = PredictionSink(producer, k.predictions_topic)
             self.dead = DeadLetterSink(producer, k.dead_letter_topic, max_bytes)
+            from ..sources.handover import HandoverLog
             from ..sources.kafka import KafkaSource
 
+            self.handover = HandoverLog(k, producer, self.config.checkpoint.key()) if k.handover_topic else None
             topics = [k.events_topic] + ([k.labels_topic] if k.labels_topic else [])
-            self.source = KafkaSource(k, topics, self.positions, on_revoke=self._on_revoke)
+            self.source = KafkaSource(k, topics, self.positions, on_revoke=self._on_revoke, handover=self.handover,
+                                      replay=self.replay, on_lost=self._on_lost)
             stack.callback(self.source.close)
             self.log.info("started", extra={"fields": {
                 "topics": topics, "group_id": k.group_id, "bootstrap_servers": k.bootstrap_servers,
@@ -220,6 +231,9 @@ class Daemon:
             try:
                 while not self._stop.is_set():
                     records = self.source.poll(b.max_events, b.max_wait_ms)
+                    if self.source.taken_over:
+                        taken, self.source.taken_over = self.source.taken_over, []
+                        self.log.info("taken_over", extra={"fields": {"partitions": taken}})
                     if records:
                         self.process(records)
                     self._tick()
@@ -288,13 +302,18 @@ class Daemon:
         t0 = time.perf_counter()
         k = self.config.kafka
         now = time.time()
-        events, event_recs, labels, label_times = [], [], [], []
+        events, event_recs, labels, label_times, label_origins = [], [], [], [], []
+        handed: list = []
         for rec in records:
             tp = TopicPartition(rec.topic, rec.partition)
             self.positions[tp] = max(self.positions.get(tp, 0), rec.offset + 1)
             written = rec.timestamp / 1000 if rec.timestamp and rec.timestamp > 0 else now
             self.pacer.saw(tp, written)
-            if rec.topic == k.events_topic:
+            window = self.source.window_of(rec) if self.source is not None else None
+            if window is not None:
+                if window.holds(rec.offset):
+                    handed.append((rec, written))
+            elif rec.topic == k.events_topic:
                 self.events_seen += 1
                 try:
                     ts = rec.timestamp / 1000 if rec.timestamp and rec.timestamp > 0 else None
@@ -306,17 +325,23 @@ class Daemon:
                 try:
                     labels.append(self.label_decoder.decode(rec.value))
                     label_times.append(written)
+                    label_origins.append((f"{rec.topic}:{rec.partition}", rec.offset, False))
                 except DecodeError as exc:
                     self._dead_letter(rec, exc)
         clock = self.pacer.event_clock(self.source.lag(self.positions), now) if self.source is not None else now
+        if handed:
+            self._handed_over(handed, now, clock)
+        if self.source is not None and self.source.replay:
+            self.source.replay_done(self.positions)
         if events:
             # Kafka orders records within a partition only; the temporal context wants event
             # time, so a batch gathered from several partitions is put back in that order.
             if len(events) > 1 and all(e.timestamp is not None for e in events):
-                events.sort(key=lambda e: e.timestamp)
-            self._events(events, now, clock)
+                order = sorted(range(len(events)), key=lambda i: events[i].timestamp)
+                events, event_recs = [events[i] for i in order], [event_recs[i] for i in order]
+            self._events(events, event_recs, now, clock)
         if labels:
-            self._learn_late(self.join.add_labels(labels, now, label_times, clock))
+            self._learn_late(self.join.add_labels(labels, now, label_times, clock, label_origins))
         self._since_checkpoint += len(records)
         self.metrics.events.labels(kind="consumed").inc(len(event_recs))
         self.metrics.batch_size.observe(len(events))
@@ -327,7 +352,36 @@ class Daemon:
             self.metrics.accuracy.set(self.labels_correct / self.labels_scored)
         self._log_drifts()
 
-    def _events(self, events: list, now: float, clock: float) -> None:
+    def _handed_over(self, handed: list, now: float, clock: float) -> None:
+        """Records a partition's previous owner processed, read again to rebuild the waiting
+        label-join entries it had (see :mod:`streamssl.sources.handover`): events without an
+        inline label wait for their labels (no prediction is sent, nothing is learned), labels
+        wait for events the previous owner never read. Records that do not decode were
+        dead-lettered by the previous owner."""
+        k = self.config.kafka
+        ids, rows, labels, times, event_origins, label_origins = [], [], [], [], [], []
+        for rec, written in handed:
+            self.metrics.handover_records.labels(topic=rec.topic).inc()
+            origin = (f"{rec.topic}:{rec.partition}", rec.offset, True)
+            try:
+                if rec.topic == k.events_topic:
+                    e = self.decoder.decode(rec.value, f"{rec.topic}:{rec.partition}:{rec.offset}", None)
+                    if e.label is None:
+                        ids.append(e.id)
+                        rows.append(e.x)
+                        event_origins.append(origin)
+                else:
+                    labels.append(self.label_decoder.decode(rec.value))
+                    times.append(written)
+                    label_origins.append(origin)
+            except DecodeError:
+                continue
+        if ids:
+            self._learn_late(self.join.add_events(ids, np.stack(rows), [None] * len(ids), now, clock, event_origins))
+        if labels:
+            self._learn_late(self.join.add_labels(labels, now, times, clock, label_origins))
+
+    def _events(self, events: list, records: list, now: float, clock: float) -> None:
         X = np.stack([e.x for e in events])
         keys = [e.key for e in events] if self.config.events.key_field else None
         proba = self.learner.predict_proba_many(X, keys)
@@ -351,8 +405,9 @@ class Daemon:
         # Labels: inline ones, and those that were waiting for their event.
         y: list[Hashable | None] = [e.label for e in events]
         waiting = [i for i, v in enumerate(y) if v is None]
+        origins = [(f"{records[i].topic}:{records[i].partition}", records[i].offset, False) for i in waiting]
         early = self.join.add_events([events[i].id for i in waiting], X[waiting],
-                                     [predicted[i] for i in waiting], now, clock)
+                                     [predicted[i] for i in waiting], now, clock, origins)
         if early:
             found = {j.id: j.label for j in early}
             for i in waiting:
@@ -376,7 +431,8 @@ class Daemon:
         if not joined:
             return
         for j in joined:
-            self._score(j.predicted, j.label)
+            if not j.handed:  # a handed-over event's prediction was sent by its previous owner
+                self._score(j.predicted, j.label)
             if j.pseudo is not None:
                 self.metrics.pseudo_scored.labels(outcome="correct" if j.pseudo == j.label else "wrong").inc()
         self.learner.learn_late_labels(np.stack([j.x for j in joined]), [j.label for j in joined])
@@ -410,14 +466,16 @@ class Daemon:
         if self._writing is not None:
             self._finish_checkpoint(blocking_commit)
         t0 = time.perf_counter()
-        for sink in (self.predictions, self.dead):
+        positions = self._commit_offsets()
+        if self.handover is not None:  # sent before the flush below, which covers them
+            self.handover.write(self._handover_windows(positions))
+        for sink in (self.predictions, self.dead, self.handover):
             if sink is not None:
                 try:
                     sink.flush(self.config.kafka.request_timeout_ms / 1000 * 4)
                 except KafkaError as exc:
                     raise SinkError(f"{sink.topic}: {exc}") from None
         snapshot = self._snapshot()
-        positions = dict(self.positions)
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
         path, key = self.config.checkpoint.path, self.config.checkpoint.key()
@@ -439,6 +497,34 @@ class Daemon:
         seconds = time.perf_counter() - t0
         self.metrics.checkpoint_written(seconds)
         self.log.debug("checkpoint", extra={"fields": {"seconds": round(seconds, 4), "model_version": self.model_version}})
+
+    def _replay(self) -> dict:
+        return self.source.replay if self.source is not None else self.replay
+
+    def _commit_offsets(self) -> dict[TopicPartition, int]:
+        """The offsets to commit: the positions, or the end of a handover window still being
+        read (its records were processed by the previous owner)."""
+        replay = self._replay()
+        return {tp: max(off, replay[tp].end) if tp in replay else off for tp, off in self.positions.items()}
+
+    def _handover_windows(self, offsets: dict[TopicPartition, int]) -> dict:
+        """Per partition held, the handover window for whoever reads it next: the entries of it
+        still waiting in the label join, and what is left of a window being read."""
+        from ..sources.handover import Window
+
+        waiting, replay = self.join.waiting(), self._replay()
+        held = self.source.assignment() if self.source is not None else set()
+        return {tp: Window.of(waiting.get(f"{tp.topic}:{tp.partition}", []), self.positions[tp], end, replay.get(tp))
+                for tp, end in offsets.items() if tp in held}
+
+    def _on_lost(self, lost: set[TopicPartition]) -> None:
+        """Partitions gone to other daemons: with a handover topic, their next owner rebuilds
+        their waiting label-join entries, so this one forgets them (else they wait here,
+        most never to be joined)."""
+        if self.handover is not None:
+            dropped = self.join.drop_sources({f"{tp.topic}:{tp.partition}" for tp in lost})
+            self.log.info("handed_over", extra={"fields": {
+                "partitions": sorted(f"{t.topic}:{t.partition}" for t in lost), "entries": dropped}})
 
     def _commit_failed(self, exc: Exception) -> None:
         # The checkpoint holds the offsets: a restart resumes from there; the next commit catches up.

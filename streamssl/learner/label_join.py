@@ -20,6 +20,7 @@ class Joined:
     label: Hashable
     predicted: Hashable | None
     pseudo: Hashable | None = None
+    handed: bool = False  # the event was handed over by a partition's previous owner: its prediction is not ours
 
 
 class LabelJoin:
@@ -38,6 +39,15 @@ class LabelJoin:
     the caller, so the state survives a restart. A waiting event that the learner used as a
     pseudo-label is marked (:meth:`mark_pseudo`), so that its true label, when it comes, scores
     the pseudo-label.
+
+    Entries may carry an *origin*, ``(source, offset, handed)``: the partition and offset they
+    were read from, and whether they were *handed over* (read again by a partition's new owner
+    from where its previous owner's waiting entries began, see :mod:`streamssl.sources.handover`).
+    :meth:`waiting` gives, per source, the offsets of the entries still waiting. A handed-over label
+    joins only events its previous owner never read, and a handed-over event only labels it
+    never read: a pair both read by the previous owner was settled there (``handover["settled"]``);
+    a handed-over label left without its event is ``handover["unmatched"]``, not a miss (the
+    previous owner counted it, or its event was older than the window handed over).
 
     Examples
     --------
@@ -73,6 +83,7 @@ class LabelJoin:
         self.redelivered = 0
         self.misses: Counter[str] = Counter()
         self.evictions: Counter[str] = Counter()
+        self.handover: Counter[str] = Counter()
 
     def __len__(self) -> int:
         return len(self.events)
@@ -89,37 +100,47 @@ class LabelJoin:
         (``now`` if ``None``) has passed by more than ``pending_ttl_s``."""
         clock = now if clock is None else clock
         while self.events:
-            event_id, (t, _, _) = next(iter(self.events.items()))
+            event_id, (t, *_) = next(iter(self.events.items()))
             if now - t <= self.ttl_s:
                 break
             self.events.popitem(last=False)
             self.evictions["ttl"] += 1
             self._forget(event_id, "expired")
         while self.pending:
-            event_id, (t, _) = next(iter(self.pending.items()))
+            event_id, (t, *_) = next(iter(self.pending.items()))
             if clock - t <= self.pending_ttl_s:
                 break
-            self.pending.popitem(last=False)
+            self._lose(*self.pending.popitem(last=False))
+
+    def _lose(self, event_id: str, entry: tuple) -> None:
+        """A waiting label given up: a miss, or an unmatched handed-over label."""
+        if _handed(entry[2]):
+            self.handover["unmatched"] += 1
+        else:
             self.misses[self.gone.get(event_id, "unknown")] += 1
 
     def add_events(self, ids: list[str], X: np.ndarray, predicted: list[Hashable | None], now: float,
-                   clock: float | None = None) -> list[Joined]:
+                   clock: float | None = None, origins: list[tuple[str, int, bool]] | None = None) -> list[Joined]:
         """Keep these events for their labels; returns those whose label was already waiting
-        (``clock``: the event clock, see the class docstring)."""
+        (``clock``: the event clock; ``origins``: where each came from; see the class docstring)."""
         joined = []
         for i, event_id in enumerate(ids):
+            origin = None if origins is None else tuple(origins[i])
             early = self.pending.pop(event_id, None)
             if early is not None:
-                self.hits += 1
-                joined.append(Joined(event_id, X[i], early[1], predicted[i]))
                 self._forget(event_id, "duplicate")
+                if _handed(origin) and _handed(early[2]):
+                    self.handover["settled"] += 1
+                    continue
+                self.hits += 1
+                joined.append(Joined(event_id, X[i], early[1], predicted[i], handed=_handed(origin)))
                 continue
             if event_id in self.events:  # a redelivered event: the latest copy waits
                 del self.events[event_id]
                 self.pseudo.pop(event_id, None)
                 self.redelivered += 1
             self.gone.pop(event_id, None)
-            self.events[event_id] = (now, X[i].copy(), predicted[i])
+            self.events[event_id] = (now, X[i].copy(), predicted[i], origin)
         while len(self.events) > self.max_events:
             event_id, _ = self.events.popitem(last=False)
             self.evictions["capacity"] += 1
@@ -128,28 +149,66 @@ class LabelJoin:
         return joined
 
     def add_labels(self, labels: list[tuple[str, Hashable]], now: float, times: list[float] | None = None,
-                   clock: float | None = None) -> list[Joined]:
+                   clock: float | None = None, origins: list[tuple[str, int, bool]] | None = None) -> list[Joined]:
         """Match labels to waiting events; unmatched ones wait for their event (or are misses).
 
         ``times`` are the labels' own times (when they were written; ``now`` if ``None``),
-        against which the event ``clock`` expires them (see the class docstring)."""
+        against which the event ``clock`` expires them; ``origins``: where each came from
+        (see the class docstring)."""
         self.expire(now, clock)
         joined = []
         for i, (event_id, label) in enumerate(labels):
+            origin = None if origins is None else tuple(origins[i])
             entry = self.events.pop(event_id, None)
             if entry is not None:
-                self.hits += 1
-                joined.append(Joined(event_id, entry[1], label, entry[2], self.pseudo.get(event_id)))
+                pseudo = self.pseudo.get(event_id)
                 self._forget(event_id, "duplicate")
+                if _handed(origin) and _handed(entry[3]):
+                    self.handover["settled"] += 1
+                    continue
+                self.hits += 1
+                joined.append(Joined(event_id, entry[1], label, entry[2], pseudo, handed=_handed(entry[3])))
             elif event_id in self.gone or self.max_pending == 0:
-                self.misses[self.gone.get(event_id, "unknown")] += 1
+                if _handed(origin):
+                    self.handover["settled" if event_id in self.gone else "unmatched"] += 1
+                else:
+                    self.misses[self.gone.get(event_id, "unknown")] += 1
             else:
-                self.pending[event_id] = (now if times is None else times[i], label)
+                self.pending[event_id] = (now if times is None else times[i], label, origin)
                 self.pending.move_to_end(event_id)
                 while len(self.pending) > self.max_pending:
-                    lost, _ = self.pending.popitem(last=False)
-                    self.misses[self.gone.get(lost, "unknown")] += 1
+                    self._lose(*self.pending.popitem(last=False))
         return joined
+
+    def waiting(self) -> dict[str, list[int]]:
+        """Per source, the offsets of the entries still waiting (events and labels alike).
+
+        >>> join = LabelJoin()
+        >>> _ = join.add_events(["a", "b"], np.eye(2, dtype=np.float32), [0, 1], now=0.0,
+        ...                     origins=[("events:0", 7, False), ("events:0", 8, False)])
+        >>> _ = join.add_labels([("a", 0), ("z", 1)], now=1.0, origins=[("labels:0", 3, False), ("labels:0", 4, False)])
+        >>> join.waiting()
+        {'events:0': [8], 'labels:0': [4]}
+        """
+        out: dict[str, list[int]] = {}
+        for entries, at in ((self.events, 3), (self.pending, 2)):
+            for entry in entries.values():
+                origin = entry[at]
+                if origin is not None:
+                    out.setdefault(origin[0], []).append(origin[1])
+        return out
+
+    def drop_sources(self, sources: set[str]) -> int:
+        """Forget, without counting them as misses, the entries read from ``sources``
+        (partitions now owned by another reader, which is handed them over); returns how many."""
+        dropped = 0
+        for entries, at in ((self.events, 3), (self.pending, 2)):
+            gone = [k for k, entry in entries.items() if entry[at] is not None and entry[at][0] in sources]
+            for k in gone:
+                del entries[k]
+                self.pseudo.pop(k, None)
+            dropped += len(gone)
+        return dropped
 
     def mark_pseudo(self, ids: list[str], labels: list[Hashable]) -> None:
         """Remember that these waiting events were learned with these pseudo-labels."""
@@ -167,20 +226,22 @@ class LabelJoin:
         does the heavy work and may run in another thread while this join goes on."""
         return JoinSnapshot(list(self.events.items()), list(self.pending.items()), list(self.gone.items()),
                             self.hits, self.redelivered, dict(self.misses), dict(self.evictions),
-                            list(self.pseudo.items()))
+                            list(self.pseudo.items()), dict(self.handover))
 
     def load_state_dict(self, state: dict) -> None:
         self._reset()
         X = np.asarray(state["X"], dtype=np.float32)
-        ids, times, predicted = json.loads(state["events"])
-        self.events.update((k, (t, X[i], p)) for i, (k, t, p) in enumerate(zip(ids, times, predicted)))
-        self.pending.update((k, (t, y)) for k, t, y in json.loads(state["pending"]))
+        ids, times, predicted, *rest = json.loads(state["events"])
+        origins = [_origin(o) for o in rest[0]] if rest else [None] * len(ids)  # absent before 0.3
+        self.events.update((k, (t, X[i], p, o)) for i, (k, t, p, o) in enumerate(zip(ids, times, predicted, origins)))
+        self.pending.update((k, (t, y, _origin(o[0]) if o else None)) for k, t, y, *o in json.loads(state["pending"]))
         self.gone.update(zip(*json.loads(state["gone"])))
         self.hits = state["hits"]
         self.redelivered = state["redelivered"]
         self.misses.update(state["misses"])
         self.evictions.update(state["evictions"])
         self.pseudo.update((k, y) for k, y in json.loads(state.get("pseudo", "[]")))  # absent before 0.2
+        self.handover.update(state.get("handover", {}))
 
 
 @dataclass(frozen=True)
@@ -195,27 +256,38 @@ class JoinSnapshot:
     misses: dict
     evictions: dict
     pseudo: list
+    handover: dict
 
     def state_dict(self) -> dict:
         # Built in chunks so that a writer thread lets go of the GIL between them and the
         # thread serving events is never held up for long.
-        rows = [x for _, (_, x, _) in self.events]
+        rows = [e[1] for _, e in self.events]
         X = (np.concatenate([np.stack(rows[i:i + _CHUNK]) for i in range(0, len(rows), _CHUNK)])
              if rows else np.zeros((0, 0), dtype=np.float32))
         events = "[" + ",".join([_json_list([k for k, _ in self.events]), _json_list([e[0] for _, e in self.events]),
-                                 _json_list([e[2] for _, e in self.events])]) + "]"
+                                 _json_list([e[2] for _, e in self.events]),
+                                 _json_list([e[3] for _, e in self.events])]) + "]"
         gone = "[" + _json_list([k for k, _ in self.gone]) + "," + _json_list([v for _, v in self.gone]) + "]"
         return {
             "events": events, "X": X,
-            "pending": _json_list([[k, t, y] for k, (t, y) in self.pending]),
+            "pending": _json_list([[k, t, y, o] for k, (t, y, o) in self.pending]),
             "gone": gone,
             "hits": self.hits, "redelivered": self.redelivered,
             "misses": self.misses, "evictions": self.evictions,
             "pseudo": _json_list([[k, y] for k, y in self.pseudo]),
+            "handover": self.handover,
         }
 
 
 _CHUNK = 8192
+
+
+def _handed(origin: tuple | None) -> bool:
+    return origin is not None and bool(origin[2])
+
+
+def _origin(value: list | None) -> tuple[str, int, bool] | None:
+    return None if value is None else (str(value[0]), int(value[1]), bool(value[2]))
 
 
 def _json_list(items: list) -> str:

@@ -53,6 +53,12 @@ class DaemonMetrics(LearnerMetrics):
         self.label_evictions = Counter("streamssl_label_buffer_evictions",
                                        "Events dropped from the label-join buffer unlabelled, by cause.",
                                        ["cause"], registry=r)
+        self.handover_records = Counter("streamssl_handover_records",
+                                        "Records read again from a partition's handover window (its previous "
+                                        "owner's), to rebuild the label-join state.", ["topic"], registry=r)
+        self.label_handover = Counter("streamssl_label_join_handover",
+                                      "Handed-over labels: settled (joined or missed by the previous owner) or "
+                                      "unmatched (no event in the window handed over).", ["outcome"], registry=r)
         self.label_buffer = Gauge("streamssl_label_buffer_events", "Events waiting for their label.", registry=r)
         self.checkpoint_seconds = Histogram("streamssl_checkpoint_duration_seconds",
                                             "Time to flush outputs and write a checkpoint.", registry=r)
@@ -80,6 +86,8 @@ class DaemonMetrics(LearnerMetrics):
             self._advance(self.label_misses.labels(reason=reason), f"miss:{reason}", n)
         for cause, n in join.evictions.items():
             self._advance(self.label_evictions.labels(cause=cause), f"evict:{cause}", n)
+        for outcome, n in join.handover.items():
+            self._advance(self.label_handover.labels(outcome=outcome), f"handover:{outcome}", n)
         self.label_buffer.set(len(join))
 
     def _advance(self, counter, key: str, total: float) -> None:

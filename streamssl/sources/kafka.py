@@ -10,6 +10,7 @@ from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
 from ..daemon.config import KafkaConfig
+from .handover import HandoverLog, Window
 
 Offsets = dict[TopicPartition, int]
 
@@ -37,14 +38,28 @@ class KafkaSource:
     :meth:`poll` had gathered are dropped and the partition is rewound to the first of them:
     their next owner reads them, and that may be this consumer again (kafka-python keeps the
     fetch position of a partition assigned again in the same rebalance).
+
+    With a ``handover`` log, a partition new to this consumer (not restored from a checkpoint)
+    starts where its previous owner's handover window starts, and its records before the
+    window's end are handed over or skipped (:meth:`window_of`): see :mod:`streamssl.sources.handover`.
+    ``on_lost`` is told of the partitions that a rebalance took away for good (revoked and not
+    assigned back). ``replay`` (from a checkpoint): handover windows still being read.
     """
 
     def __init__(self, config: KafkaConfig, topics: list[str], start_offsets: Offsets | None = None,
-                 on_revoke: Callable[[set[TopicPartition]], None] | None = None) -> None:
+                 on_revoke: Callable[[set[TopicPartition]], None] | None = None,
+                 handover: HandoverLog | None = None, replay: dict[TopicPartition, Window] | None = None,
+                 on_lost: Callable[[set[TopicPartition]], None] | None = None) -> None:
         self.config = config
         self.topics = topics
         self.start_offsets = dict(start_offsets or {})
         self.on_revoke = on_revoke
+        self.on_lost = on_lost
+        self.handover = handover
+        self.replay: dict[TopicPartition, Window] = dict(replay or {})  # handover windows being read
+        self._owned: set[TopicPartition] = set()
+        self._fresh: set[TopicPartition] = set()
+        self.taken_over: list[dict] = []  # what each partition new to this consumer was handed (for the log)
         self.consumer = KafkaConsumer(
             group_id=config.group_id, enable_auto_commit=False, auto_offset_reset=config.auto_offset_reset,
             session_timeout_ms=config.session_timeout_ms, heartbeat_interval_ms=config.heartbeat_interval_ms,
@@ -60,6 +75,15 @@ class KafkaSource:
             offset = self.start_offsets.pop(tp, None)  # only on the first assignment after a restore
             if offset is not None:
                 self.consumer.seek(tp, offset)
+            elif tp not in self._owned:
+                self._fresh.add(tp)
+                self.replay.pop(tp, None)
+        lost, self._owned = self._owned - assigned, set(assigned)
+        self._fresh &= assigned
+        for tp in lost:
+            self.replay.pop(tp, None)
+        if lost and self.on_lost is not None:
+            self.on_lost(lost)
 
     def _revoked(self, revoked: set[TopicPartition]) -> None:
         self._just_revoked |= revoked
@@ -83,9 +107,52 @@ class KafkaSource:
                 gone, self._just_revoked = self._just_revoked, set()
                 self._rewind([r for r in out if TopicPartition(r.topic, r.partition) in gone])
                 out = [r for r in out if TopicPartition(r.topic, r.partition) not in gone]
+            if self._fresh:
+                moved = self._take_over()
+                out = [r for r in out if TopicPartition(r.topic, r.partition) not in moved]
             if left <= 0:
                 break
         return out
+
+    def _take_over(self) -> set[TopicPartition]:
+        """Start each partition new to this consumer at its handover window (if its previous
+        owner wrote one that is not stale); returns those moved back."""
+        fresh, self._fresh = self._fresh, set()
+        if self.handover is None:
+            return set()
+        windows = self.handover.read(fresh)
+        moved = set()
+        for tp in sorted(fresh):
+            window, committed = windows.get(tp), self.consumer.committed(tp)
+            if window is None or committed is None or window.end < committed:
+                outcome = "none" if window is None else "stale"
+            elif window.start >= window.end:
+                outcome = "empty"
+            else:
+                try:
+                    self.consumer.seek(tp, window.start)
+                    self.replay[tp] = window
+                    moved.add(tp)
+                    outcome = "replay"
+                except (ValueError, KeyError, AssertionError):  # revoked meanwhile
+                    outcome = "revoked"
+            self.taken_over.append({"partition": f"{tp.topic}:{tp.partition}", "committed": committed,
+                                    "window": None if window is None else [window.start, window.end],
+                                    "listed": None if window is None or window.only is None else len(window.only),
+                                    "outcome": outcome})
+        return moved
+
+    def window_of(self, record) -> Window | None:
+        """The handover window ``record`` falls in, if any: processed by its partition's previous
+        owner, it is read again only to rebuild the label-join state when the window
+        :meth:`~streamssl.sources.handover.Window.holds` it, and skipped otherwise."""
+        window = self.replay.get(TopicPartition(record.topic, record.partition))
+        return window if window is not None and record.offset < window.end else None
+
+    def replay_done(self, positions: Offsets) -> None:
+        """Forget the handover windows that ``positions`` (next to read) have got past."""
+        for tp in [tp for tp, w in self.replay.items() if positions.get(tp, -1) >= w.end]:
+            del self.replay[tp]
 
     def _rewind(self, dropped: list) -> None:
         """Seek each partition of the ``dropped`` records back to the first of them, where it is

@@ -235,17 +235,18 @@ class _Link:
 
 @dataclass(frozen=True)
 class Topics:
-    """The four topics of one daemon, named uniquely so tests can share a broker."""
+    """The topics of one daemon, named uniquely so tests can share a broker."""
 
     events: str
     labels: str
     predictions: str
     dead_letters: str
+    handover: str
 
     @classmethod
     def unique(cls, prefix: str = "t") -> "Topics":
         tag = f"{prefix}-{uuid.uuid4().hex[:8]}"
-        return cls(f"{tag}-events", f"{tag}-labels", f"{tag}-predictions", f"{tag}-dlq")
+        return cls(f"{tag}-events", f"{tag}-labels", f"{tag}-predictions", f"{tag}-dlq", f"{tag}-handover")
 
     def create(self, bootstrap: str, partitions: int = 2) -> "Topics":
         from kafka.admin import KafkaAdminClient, NewTopic
@@ -253,7 +254,8 @@ class Topics:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap)
         try:
             admin.create_topics([NewTopic(self.events, partitions, 1), NewTopic(self.labels, partitions, 1),
-                                 NewTopic(self.predictions, 1, 1), NewTopic(self.dead_letters, 1, 1)])
+                                 NewTopic(self.predictions, 1, 1), NewTopic(self.dead_letters, 1, 1),
+                                 NewTopic(self.handover, 1, 1)])
         finally:
             admin.close()
         return self

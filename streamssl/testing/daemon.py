@@ -26,7 +26,8 @@ def write_config(tmp_path: Path, bootstrap: str, topics: Topics, group: str, **s
     config = {
         "kafka": {"bootstrap_servers": bootstrap, "group_id": group, "events_topic": topics.events,
                   "labels_topic": topics.labels, "predictions_topic": topics.predictions,
-                  "dead_letter_topic": topics.dead_letters, "session_timeout_ms": 6000,
+                  "dead_letter_topic": topics.dead_letters, "handover_topic": topics.handover,
+                  "session_timeout_ms": 6000,
                   "heartbeat_interval_ms": 1000},
         "events": {"features": ELEC2_FEATURES},
         "checkpoint": {"path": str(tmp_path / "state" / "daemon.ckpt")},

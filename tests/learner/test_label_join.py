@@ -1,4 +1,6 @@
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streamssl.learner.label_join import LabelJoin
 from streamssl.state.serialize import dumps, loads
@@ -119,3 +121,101 @@ def test_a_join_state_from_before_pseudo_marks_still_loads():
     restored = LabelJoin()
     restored.load_state_dict(state)
     assert list(restored.events) == ["a"] and restored.pseudo == {}
+
+
+# -- handover: a partition's next owner rebuilds the waiting entries from the records again
+
+def _origins(source: str, offsets, handed: bool) -> list:
+    return [(source, o, handed) for o in offsets]
+
+
+def test_waiting_offsets_per_source_survive_a_restart():
+    join = LabelJoin()
+    join.add_events(["a", "b", "c"], rows(3), [0, 1, 0], now=0.0, origins=_origins("ev:0", [5, 6, 7], False))
+    join.add_labels([("a", 0), ("x", 1), ("y", 0)], now=1.0, origins=_origins("lb:0", [2, 3, 4], False))
+    assert join.waiting() == {"ev:0": [6, 7], "lb:0": [3, 4]}
+    restored = LabelJoin()
+    restored.load_state_dict(loads(dumps(join.state_dict())))
+    assert restored.waiting() == {"ev:0": [6, 7], "lb:0": [3, 4]}
+    assert restored.drop_sources({"lb:0"}) == 2 and restored.waiting() == {"ev:0": [6, 7]}
+    assert not restored.misses and not restored.pending
+
+
+def test_a_pair_both_read_by_the_previous_owner_is_settled_not_joined_again():
+    join = LabelJoin()
+    join.add_events(["a"], rows(1), [None], now=0.0, origins=_origins("ev:0", [0], True))
+    assert join.add_labels([("a", 1)], now=1.0, origins=_origins("lb:0", [0], True)) == []
+    assert join.handover == {"settled": 1} and join.hits == 0 and "a" not in join.events
+    join.add_labels([("b", 1)], now=1.0, origins=_origins("lb:0", [1], True))  # label first, then its event
+    assert join.add_events(["b"], rows(1), [None], now=2.0, origins=_origins("ev:0", [1], True)) == []
+    assert join.handover == {"settled": 2} and "b" not in join.events and not join.pending
+
+
+def test_a_handed_over_entry_joins_what_its_previous_owner_never_read():
+    join = LabelJoin()
+    join.add_events(["a"], rows(1), [None], now=0.0, origins=_origins("ev:0", [0], True))
+    (j,) = join.add_labels([("a", 1)], now=1.0, origins=_origins("lb:0", [9], False))
+    assert j.handed and j.predicted is None and join.hits == 1
+    join.add_labels([("b", 0)], now=1.0, origins=_origins("lb:0", [3], True))
+    (j,) = join.add_events(["b"], rows(1), ["p"], now=2.0, origins=_origins("ev:0", [5], False))
+    assert not j.handed and j.predicted == "p" and join.hits == 2 and not join.misses
+
+
+def test_a_handed_over_label_left_without_its_event_is_unmatched_not_a_miss():
+    join = LabelJoin(pending_ttl_s=5)
+    join.add_labels([("z", 1), ("w", 0)], now=0.0, origins=[("lb:0", 0, True), ("lb:0", 1, False)])
+    join.expire(now=100.0)
+    assert join.handover == {"unmatched": 1} and join.misses == {"unknown": 1}
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_a_partition_moving_at_any_point_loses_and_repeats_no_label(data):
+    """One partition pair: events at offsets 0..n-1, labels for some of them, each label
+    arriving at an arbitrary time relative to its event (before it too). The old owner reads
+    the two partitions up to an arbitrary point and hands over; the new owner reads the handed
+    windows (in either order) and then the rest: every label is joined exactly once. When the
+    windows list what was waiting, nothing is left over either; when they are too long to list
+    (every record in them handed over), labels the old owner had settled may be left waiting
+    at the new one, to expire as unmatched, never as misses."""
+    from streamssl.sources.handover import Window
+
+    n = data.draw(st.integers(5, 40), label="events")
+    labelled = data.draw(st.lists(st.booleans(), min_size=n, max_size=n), label="labelled")
+    arrivals = {i: i + data.draw(st.floats(-10, 10), label=f"delay{i}") for i in range(n) if labelled[i]}
+    labels = sorted(arrivals, key=arrivals.get)  # labels partition order: by arrival
+    records = sorted([(float(i), "event", i) for i in range(n)] +
+                     [(arrivals[i], "label", pos) for pos, i in enumerate(labels)])
+    cut = data.draw(st.integers(0, len(records)), label="cut")
+    listed = data.draw(st.booleans(), label="listed")
+    x = rows(1)
+
+    def feed(join: LabelJoin, kind: str, offset: int, handed: bool) -> None:
+        if kind == "event":
+            join.add_events([f"e{offset}"], x, [None], now=0.0, origins=[("event", offset, handed)])
+        else:
+            join.add_labels([(f"e{labels[offset]}", 1)], now=0.0, origins=[("label", offset, handed)])
+
+    old = LabelJoin(pending_ttl_s=1e9)
+    for _, kind, offset in records[:cut]:
+        feed(old, kind, offset, False)
+    waiting = old.waiting()
+    windows = {}
+    for kind in ("event", "label"):
+        window = Window.of(waiting.get(kind, []), sum(r[1] == kind for r in records[:cut]))
+        windows[kind] = window if listed else Window(window.start, window.end)
+    old.drop_sources({"event", "label"})
+
+    new = LabelJoin(pending_ttl_s=1e9)
+    for kind in (["label", "event"] if data.draw(st.booleans(), label="labels first") else ["event", "label"]):
+        for offset in range(windows[kind].start, windows[kind].end):
+            if windows[kind].holds(offset):
+                feed(new, kind, offset, True)
+    for _, kind, offset in records[cut:]:
+        if offset >= windows[kind].end:
+            feed(new, kind, offset, False)
+    assert old.hits + new.hits == len(labels)
+    assert not old.misses and not new.misses
+    assert all(entry[2][2] for entry in new.pending.values())  # only handed-over labels may be left
+    if listed:
+        assert not new.pending and not new.handover
