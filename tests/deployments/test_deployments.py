@@ -140,11 +140,12 @@ def test_compose_agrees_with_the_daemon_config(compose):
     assert str(PurePosixPath(cfg.checkpoint.path).parent) in mounted
     assert daemon["ports"] == [f"{cfg.http.port}:{cfg.http.port}"]
     assert cfg.http.host == "0.0.0.0"
-    # The topic job creates exactly the daemon's four topics, on the broker the daemon uses.
+    # The topic job creates exactly the daemon's topics, on the broker the daemon uses.
     script = services["topics"]["command"][0]
     created = re.search(r"for topic in ([^;]+);", script).group(1).split()
     k = cfg.kafka
-    assert sorted(created) == sorted([k.events_topic, k.labels_topic, k.predictions_topic, k.dead_letter_topic])
+    assert sorted(created) == sorted([k.events_topic, k.labels_topic, k.predictions_topic, k.dead_letter_topic,
+                                      k.handover_topic])
     assert f"--bootstrap-server {k.bootstrap_servers}" in script
     # The producer feeds those topics on that broker.
     args = services["produce"]["command"]
