@@ -169,8 +169,8 @@ class LabelsConfig(_Section):
     ``pending_ttl_s`` past the label's own record time. The daemon holds the labels topic back
     while the pending buffer is over half full, and the events topic while the labels have a
     backlog and the events are read more than ``max_lead_s`` of record time ahead of them
-    (``None``, the default: never; the 2M-event soak stalled on the labels with it at 30 s,
-    through a kafka-python bug now worked around, and has not been rerun with it); see
+    (``None``, the default: never; the 2M-event soak with it at 30 s joins every label but never
+    needed to hold the events); see
     :mod:`streamssl.daemon.pacing`.
     """
 

@@ -81,6 +81,7 @@ class Daemon:
         self.positions: dict[TopicPartition, int] = {}
         self.replay: dict = {}  # handover windows being read (restored; the source's once running)
         self.handover = None
+        self._lag_shown: set[TopicPartition] = set()  # partitions with a consumer_lag sample
         self.events_seen = 0  # event messages consumed, including dead-lettered ones
         self.labels_scored = 0
         self.labels_correct = 0
@@ -133,7 +134,9 @@ class Daemon:
             self._load(state)
             self.log.info("restored", extra={"fields": {
                 "path": str(p), "model_version": self.model_version, "events_seen": self.events_seen,
-                "offsets": {f"{tp.topic}:{tp.partition}": off for tp, off in self.positions.items()}}})
+                "offsets": {f"{tp.topic}:{tp.partition}": off for tp, off in self.positions.items()},
+                "label_join": {"waiting_events": len(self.join), "waiting_labels": len(self.join.pending),
+                               "hits": self.join.hits, "misses": dict(self.join.misses)}}})
             return True
         if errors:
             raise ckpt.CheckpointError("no usable checkpoint: " + "; ".join(errors))
@@ -256,7 +259,8 @@ class Daemon:
         self._loop_at = time.monotonic()
         now = time.time()
         lag = self.source.lag(self.positions)
-        self.join.expire(now, self.pacer.event_clock(lag, now))
+        if lag:  # with nothing assigned (between rebalances, before the first) the events read reach nowhere yet
+            self.join.expire(now, self.pacer.event_clock(lag, now))
         self.metrics.sync_join(self.join)
         if self._writing is not None and self._writing[0].done():
             self._finish_checkpoint()
@@ -268,6 +272,9 @@ class Daemon:
         for tp, n in lag.items():
             if n is not None:
                 self.metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(n)
+        for tp in self._lag_shown - set(lag):  # gone to another consumer: no stale lag left behind
+            self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
+        self._lag_shown = {tp for tp, n in lag.items() if n is not None} | (self._lag_shown & set(lag))
         hold = self.pacer.decide(lag, len(self.join.pending), now)
         for tp in hold - self.source.held():
             self.metrics.partition_holds.labels(topic=tp.topic).inc()
@@ -518,10 +525,13 @@ class Daemon:
                 for tp, end in offsets.items() if tp in held}
 
     def _on_lost(self, lost: set[TopicPartition]) -> None:
-        """Partitions gone to other daemons: with a handover topic, their next owner rebuilds
-        their waiting label-join entries, so this one forgets them (else they wait here,
-        most never to be joined)."""
+        """Partitions gone to other daemons, or whose checkpointed state another has moved on
+        from: with a handover topic, their owner rebuilds their waiting label-join entries from
+        the handover, so this one forgets them (else they wait here, most never to be joined)."""
         if self.handover is not None:
+            for tp in lost:
+                self.positions.pop(tp, None)
+            self.pacer.forget(lost)
             dropped = self.join.drop_sources({f"{tp.topic}:{tp.partition}" for tp in lost})
             self.log.info("handed_over", extra={"fields": {
                 "partitions": sorted(f"{t.topic}:{t.partition}" for t in lost), "entries": dropped}})

@@ -42,8 +42,9 @@ class KafkaSource:
     With a ``handover`` log, a partition new to this consumer (not restored from a checkpoint)
     starts where its previous owner's handover window starts, and its records before the
     window's end are handed over or skipped (:meth:`window_of`): see :mod:`streamssl.sources.handover`.
-    ``on_lost`` is told of the partitions that a rebalance took away for good (revoked and not
-    assigned back). ``replay`` (from a checkpoint): handover windows still being read.
+    ``on_lost`` is told of the partitions whose state here no longer holds: taken away for good
+    by a rebalance (revoked and not assigned back), or restored from the checkpoint but moved on
+    by another owner since (then taken over like new ones). ``replay`` (from a checkpoint): handover windows still being read.
     """
 
     def __init__(self, config: KafkaConfig, topics: list[str], start_offsets: Offsets | None = None,
@@ -59,6 +60,7 @@ class KafkaSource:
         self.replay: dict[TopicPartition, Window] = dict(replay or {})  # handover windows being read
         self._owned: set[TopicPartition] = set()
         self._fresh: set[TopicPartition] = set()
+        self._restored: Offsets = {}  # partitions just started from the checkpoint's offsets
         self.taken_over: list[dict] = []  # what each partition new to this consumer was handed (for the log)
         self.consumer = KafkaConsumer(
             group_id=config.group_id, enable_auto_commit=False, auto_offset_reset=config.auto_offset_reset,
@@ -75,10 +77,16 @@ class KafkaSource:
             offset = self.start_offsets.pop(tp, None)  # only on the first assignment after a restore
             if offset is not None:
                 self.consumer.seek(tp, offset)
+                self._restored[tp] = offset
             elif tp not in self._owned:
                 self._fresh.add(tp)
                 self.replay.pop(tp, None)
         lost, self._owned = self._owned - assigned, set(assigned)
+        if self.handover is not None and self.start_offsets:
+            # Restored partitions another consumer holds now: their state here is stale (the
+            # handover brings it back up to date should they come back).
+            lost |= set(self.start_offsets)
+            self.start_offsets.clear()
         self._fresh &= assigned
         for tp in lost:
             self.replay.pop(tp, None)
@@ -107,7 +115,7 @@ class KafkaSource:
                 gone, self._just_revoked = self._just_revoked, set()
                 self._rewind([r for r in out if TopicPartition(r.topic, r.partition) in gone])
                 out = [r for r in out if TopicPartition(r.topic, r.partition) not in gone]
-            if self._fresh:
+            if self._fresh or self._restored:
                 moved = self._take_over()
                 out = [r for r in out if TopicPartition(r.topic, r.partition) not in moved]
             if left <= 0:
@@ -118,22 +126,40 @@ class KafkaSource:
         """Start each partition new to this consumer at its handover window (if its previous
         owner wrote one that is not stale); returns those moved back."""
         fresh, self._fresh = self._fresh, set()
+        restored, self._restored = self._restored, {}
         if self.handover is None:
+            return set()
+        # A partition restored from this consumer's checkpoint that another owner has moved on
+        # since (its commit is past the checkpoint's offset) is taken over like a new one.
+        stale = {tp for tp, offset in restored.items()
+                 if tp in self._owned and (self.consumer.committed(tp) or 0) > offset}
+        if stale:
+            for tp in stale:
+                self.replay.pop(tp, None)
+            if self.on_lost is not None:
+                self.on_lost(stale)
+            fresh |= stale
+        if not fresh:
             return set()
         windows = self.handover.read(fresh)
         moved = set()
         for tp in sorted(fresh):
             window, committed = windows.get(tp), self.consumer.committed(tp)
+            start = None  # where to read from, if not from the group's committed offset
             if window is None or committed is None or window.end < committed:
                 outcome = "none" if window is None else "stale"
+                if tp in stale and committed is not None:
+                    start = committed  # not from this consumer's outdated checkpoint
             elif window.start >= window.end:
-                outcome = "empty"
+                outcome, start = "empty", window.end
             else:
+                outcome, start = "replay", window.start
+            if start is not None:
                 try:
-                    self.consumer.seek(tp, window.start)
-                    self.replay[tp] = window
+                    self.consumer.seek(tp, start)
                     moved.add(tp)
-                    outcome = "replay"
+                    if outcome == "replay":
+                        self.replay[tp] = window
                 except (ValueError, KeyError, AssertionError):  # revoked meanwhile
                     outcome = "revoked"
             self.taken_over.append({"partition": f"{tp.topic}:{tp.partition}", "committed": committed,

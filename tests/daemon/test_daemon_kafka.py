@@ -427,6 +427,68 @@ def test_a_second_daemon_joining_and_leaving_the_group_loses_nothing(kafka_broke
 
 
 @pytest.mark.slow
+def test_a_daemon_killed_and_restarted_takes_its_partitions_back_without_redoing_or_losing(kafka_broker, tmp_path):
+    """A rolling restart gone wrong: A is SIGKILLed while B shares the group, B takes all the
+    partitions once A's session expires, then A comes back with its (now stale) checkpoint and
+    gets its partitions back. A sees that the group's commit has moved past its checkpoint and
+    takes them over from B's handover window: it predicts again only what it did itself after its
+    last checkpoint, not what B did meanwhile, and every label is joined exactly once."""
+    bootstrap = kafka_broker.bootstrap
+    topics = Topics.unique("restart").create(bootstrap, partitions=2)
+    n, rate, delay_s, every_s = 4000, 100, 0.5, 2.0
+    configs = {}
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        configs[name] = write_config(tmp_path / name, bootstrap, topics, "restart", batch={"max_events": 100},
+                                     labels={"pending_ttl_s": 5.0}, checkpoint={"every_s": every_s})
+    a = DaemonProcess(*configs["a"], tmp_path / "a.log")
+    b = a2 = producer = None
+    try:
+        wait_for(lambda: a.get("/readyz")[0] == 200, 60, "A to be ready", a)
+        producer = produce_live(bootstrap, topics, n, rate=rate, delay_s=delay_s)
+        wait_for(lambda: a.metric("streamssl_predictions_produced_total") >= 300, 60, "300 predictions from A", a)
+        b = DaemonProcess(*configs["b"], tmp_path / "b.log")
+        wait_for(lambda: b.metric("streamssl_predictions_produced_total") >= 100, 60, "100 predictions from B", b)
+        wait_for(lambda: (tmp_path / "a" / "state" / "daemon.ckpt").exists(), 30, "a checkpoint from A", a)
+        assert a.stop(signal.SIGKILL) == -signal.SIGKILL
+        wait_for(lambda: len(b.log_events("taken_over")) >= 2, 60, "B to take A's partitions", b)
+        b_before = b.metric("streamssl_predictions_produced_total")
+        wait_for(lambda: b.metric("streamssl_predictions_produced_total") >= b_before + 100, 30, "B to go on", b)
+        a2 = DaemonProcess(*configs["a"], tmp_path / "a2.log")
+        wait_for(lambda: a2.log_events("taken_over"), 60, "A to take its partitions back", a2)
+        sent = json.loads(producer.communicate(timeout=120)[0])
+        wait_for(lambda: len({r.key for r in read_topic(bootstrap, topics.predictions, timeout_s=2)}) >= n, 60,
+                 "a prediction for every event", a2)
+        wait_for(lambda: a2.caught_up() and b.caught_up(), 30, "both to read their partitions to the end", a2)
+
+        def labels_settled() -> bool:
+            tally = sum(d.metric("streamssl_label_join_hits_total") + d.metric("streamssl_label_join_misses_total")
+                        for d in (a2, b))
+            return tally >= sent["labels"]
+
+        wait_for(labels_settled, 30, "every label joined or missed", a2)
+        assert a2.stop(signal.SIGTERM) == 0 and b.stop(signal.SIGTERM) == 0
+    finally:
+        for proc in (a, b, a2):
+            if proc is not None:
+                proc.kill()
+        if producer is not None and producer.poll() is None:
+            producer.kill()
+    taken = [p for e in a2.log_events("taken_over") for p in e["partitions"]]
+    assert {p["outcome"] for p in taken} <= {"replay", "empty"} and len(taken) >= 2, taken  # stale, taken over
+    ids = Counter(json.loads(r.value)["id"] for r in read_topic(bootstrap, topics.predictions))
+    assert set(ids) == {str(i) for i in range(n)}
+    duplicates = sum(ids.values()) - n
+    # Only what A predicted after its last checkpoint before the kill (B redid it): not B's work since.
+    assert duplicates <= rate * (every_s + 2.0), duplicates
+    tallies = {name: join_tally(tmp_path / name / "state" / "daemon.ckpt") for name in ("a", "b")}
+    assert sum(t["hits"] for t in tallies.values()) == sent["labels"], tallies
+    assert not any(t["misses"] for t in tallies.values()), tallies
+    print(f"\nkilled and restarted: {duplicates} duplicates over {n} events; {sent['labels']} labels joined "
+          f"(A {tallies['a']['hits']}, B {tallies['b']['hits']}); A took back {taken}")
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(bool(os.environ.get("STREAMSSL_TEST_KAFKA")), reason="cuts the way to its own local broker")
 def test_an_unreachable_broker_makes_the_daemon_unready_then_it_resumes_without_loss(tmp_path):
     """Every connection to the broker is cut and new ones are refused for about 10 s, between
