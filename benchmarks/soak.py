@@ -59,6 +59,8 @@ def main() -> None:
     ap.add_argument("--label-rate", type=float, default=0.05)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "soak")
     ap.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds")
+    ap.add_argument("--max-lead-s", type=float, default=None,
+                    help="labels.max_lead_s for the daemon (default: the config's default)")
     ap.add_argument("--report-only", action="store_true", help="recompute the figures and the plot from OUT/soak.json")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -75,7 +77,8 @@ def main() -> None:
         tmp = Path(tmp)
         topics = Topics.unique("soak").create(broker.bootstrap, partitions=1)
         config, port = write_config(tmp, broker.bootstrap, topics, "soak", events={"features": features},
-                                    batch={"max_events": 1024, "max_wait_ms": 50})
+                                    batch={"max_events": 1024, "max_wait_ms": 50},
+                                    **({"labels": {"max_lead_s": args.max_lead_s}} if args.max_lead_s else {}))
         daemon = DaemonProcess(config, port, tmp / "daemon.log")
         sent: dict = {}
 
@@ -126,7 +129,7 @@ def main() -> None:
         "dead_letters": dead, "label_buffer_events": buffer_events, "label_join_hits": hits,
         "label_join_misses": misses, "label_buffer_evictions": evictions, "duplicate_events": duplicates,
         "partition_holds": {"events": holds[topics.events], "labels": holds[topics.labels]},
-        "exit_code": code,
+        "exit_code": code, "max_lead_s": args.max_lead_s,
         "machine": f"{platform.machine()}, {platform.python_version()}",
     }
     write(result, samples, args)
