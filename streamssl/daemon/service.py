@@ -79,7 +79,7 @@ class Daemon:
         self.learner = self._new_learner()
         self.model_version = 0
         self.positions: dict[TopicPartition, int] = {}
-        self.replay: dict = {}  # handover windows being read (restored; the source's once running)
+        self.replay: dict = {}  # handover windows being read, by partition (shared with the source)
         self.handover = None
         self._lag_shown: set[TopicPartition] = set()  # partitions with a consumer_lag sample
         self.events_seen = 0  # event messages consumed, including dead-lettered ones
@@ -184,7 +184,7 @@ class Daemon:
             "learner": copy.deepcopy(self.learner.state_dict()), "join": self.join.snapshot(),
             "offsets": [[tp.topic, tp.partition, off] for tp, off in sorted(self.positions.items())],
             "replay": [[tp.topic, tp.partition, w.start, w.end, None if w.only is None else list(w.only)]
-                       for tp, w in sorted(self._replay().items())],
+                       for tp, w in sorted(self.replay.items())],
             "counters": {"model_version": self.model_version, "events_seen": self.events_seen,
                          "labels_scored": self.labels_scored, "labels_correct": self.labels_correct},
             "written_at": time.time(),
@@ -316,7 +316,7 @@ class Daemon:
             self.positions[tp] = max(self.positions.get(tp, 0), rec.offset + 1)
             written = rec.timestamp / 1000 if rec.timestamp and rec.timestamp > 0 else now
             self.pacer.saw(tp, written)
-            window = self.source.window_of(rec) if self.source is not None else None
+            window = self.source.window_of(tp, rec.offset) if self.replay and self.source is not None else None
             if window is not None:
                 if window.holds(rec.offset):
                     handed.append((rec, written))
@@ -332,13 +332,13 @@ class Daemon:
                 try:
                     labels.append(self.label_decoder.decode(rec.value))
                     label_times.append(written)
-                    label_origins.append((f"{rec.topic}:{rec.partition}", rec.offset, False))
+                    label_origins.append((_name(tp), rec.offset, False))
                 except DecodeError as exc:
                     self._dead_letter(rec, exc)
         clock = self.pacer.event_clock(self.source.lag(self.positions), now) if self.source is not None else now
         if handed:
             self._handed_over(handed, now, clock)
-        if self.source is not None and self.source.replay:
+        if self.replay and self.source is not None:
             self.source.replay_done(self.positions)
         if events:
             # Kafka orders records within a partition only; the temporal context wants event
@@ -369,7 +369,7 @@ class Daemon:
         ids, rows, labels, times, event_origins, label_origins = [], [], [], [], [], []
         for rec, written in handed:
             self.metrics.handover_records.labels(topic=rec.topic).inc()
-            origin = (f"{rec.topic}:{rec.partition}", rec.offset, True)
+            origin = (_name(TopicPartition(rec.topic, rec.partition)), rec.offset, True)
             try:
                 if rec.topic == k.events_topic:
                     e = self.decoder.decode(rec.value, f"{rec.topic}:{rec.partition}:{rec.offset}", None)
@@ -412,7 +412,8 @@ class Daemon:
         # Labels: inline ones, and those that were waiting for their event.
         y: list[Hashable | None] = [e.label for e in events]
         waiting = [i for i, v in enumerate(y) if v is None]
-        origins = [(f"{records[i].topic}:{records[i].partition}", records[i].offset, False) for i in waiting]
+        origins = [(_name(TopicPartition(records[i].topic, records[i].partition)), records[i].offset, False)
+                   for i in waiting]
         early = self.join.add_events([events[i].id for i in waiting], X[waiting],
                                      [predicted[i] for i in waiting], now, clock, origins)
         if early:
@@ -505,23 +506,19 @@ class Daemon:
         self.metrics.checkpoint_written(seconds)
         self.log.debug("checkpoint", extra={"fields": {"seconds": round(seconds, 4), "model_version": self.model_version}})
 
-    def _replay(self) -> dict:
-        return self.source.replay if self.source is not None else self.replay
-
     def _commit_offsets(self) -> dict[TopicPartition, int]:
         """The offsets to commit: the positions, or the end of a handover window still being
         read (its records were processed by the previous owner)."""
-        replay = self._replay()
-        return {tp: max(off, replay[tp].end) if tp in replay else off for tp, off in self.positions.items()}
+        return {tp: max(off, self.replay[tp].end) if tp in self.replay else off for tp, off in self.positions.items()}
 
     def _handover_windows(self, offsets: dict[TopicPartition, int]) -> dict:
         """Per partition held, the handover window for whoever reads it next: the entries of it
         still waiting in the label join, and what is left of a window being read."""
         from ..sources.handover import Window
 
-        waiting, replay = self.join.waiting(), self._replay()
+        waiting = self.join.waiting()
         held = self.source.assignment() if self.source is not None else set()
-        return {tp: Window.of(waiting.get(f"{tp.topic}:{tp.partition}", []), self.positions[tp], end, replay.get(tp))
+        return {tp: Window.of(waiting.get(_name(tp), []), self.positions[tp], end, self.replay.get(tp))
                 for tp, end in offsets.items() if tp in held}
 
     def _on_lost(self, lost: set[TopicPartition]) -> None:
@@ -532,9 +529,8 @@ class Daemon:
             for tp in lost:
                 self.positions.pop(tp, None)
             self.pacer.forget(lost)
-            dropped = self.join.drop_sources({f"{tp.topic}:{tp.partition}" for tp in lost})
-            self.log.info("handed_over", extra={"fields": {
-                "partitions": sorted(f"{t.topic}:{t.partition}" for t in lost), "entries": dropped}})
+            dropped = self.join.drop_sources({_name(tp) for tp in lost})
+            self.log.info("handed_over", extra={"fields": {"partitions": sorted(map(_name, lost)), "entries": dropped}})
 
     def _commit_failed(self, exc: Exception) -> None:
         # The checkpoint holds the offsets: a restart resumes from there; the next commit catches up.
@@ -558,6 +554,11 @@ class Daemon:
 def _build_state(snapshot: dict) -> dict:
     """The checkpoint's plain-data tree from :meth:`Daemon._snapshot` (the heavy part)."""
     return {**snapshot, "join": snapshot["join"].state_dict()}
+
+
+def _name(tp: TopicPartition) -> str:
+    """How a partition is named in logs and as a label-join source: ``topic:partition``."""
+    return f"{tp.topic}:{tp.partition}"
 
 
 def _jsonable(value: Any) -> Any:

@@ -67,18 +67,15 @@ class Window:
     def of(cls, waiting: list[int], position: int, end: int | None = None, pending: "Window | None" = None) -> "Window":
         """The window for the entries ``waiting`` (their offsets) read up to ``position``, plus,
         from ``pending`` (a window still being read), its part from ``position`` on."""
-        listed: list[int] | None = list(waiting)
         end = position if end is None else end
+        listed: list[int] | None = list(waiting)
         if pending is not None and pending.end > position:
             end = max(end, pending.end)
-            rest = None if pending.only is None else [o for o in pending.only if o >= position]
-            listed = None if rest is None else listed + rest
-            if pending.only is None:
-                waiting = [*waiting, position]
-        start = min([*waiting, *(listed or []), position])
+            listed = None if pending.only is None else listed + [o for o in pending.only if o >= position]
         if listed is not None and len(listed) > cls.MAX_LISTED:
             listed = None
-        return cls(start, end, None if listed is None else tuple(sorted(set(listed))))
+        # Waiting offsets were read, so lie below ``position``; what is left of ``pending`` does not.
+        return cls(min([*waiting, position]), end, None if listed is None else tuple(sorted(set(listed))))
 
     def holds(self, offset: int) -> bool:
         """Whether the record at ``offset`` is one to hand over."""

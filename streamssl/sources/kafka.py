@@ -44,7 +44,9 @@ class KafkaSource:
     window's end are handed over or skipped (:meth:`window_of`): see :mod:`streamssl.sources.handover`.
     ``on_lost`` is told of the partitions whose state here no longer holds: taken away for good
     by a rebalance (revoked and not assigned back), or restored from the checkpoint but moved on
-    by another owner since (then taken over like new ones). ``replay`` (from a checkpoint): handover windows still being read.
+    by another owner since (then taken over like new ones). ``replay``: the handover windows
+    being read, by partition (restored from a checkpoint); the dict is kept and updated, shared
+    with the caller.
     """
 
     def __init__(self, config: KafkaConfig, topics: list[str], start_offsets: Offsets | None = None,
@@ -57,7 +59,7 @@ class KafkaSource:
         self.on_revoke = on_revoke
         self.on_lost = on_lost
         self.handover = handover
-        self.replay: dict[TopicPartition, Window] = dict(replay or {})  # handover windows being read
+        self.replay: dict[TopicPartition, Window] = replay if replay is not None else {}
         self._owned: set[TopicPartition] = set()
         self._fresh: set[TopicPartition] = set()
         self._restored: Offsets = {}  # partitions just started from the checkpoint's offsets
@@ -88,10 +90,15 @@ class KafkaSource:
             lost |= set(self.start_offsets)
             self.start_offsets.clear()
         self._fresh &= assigned
-        for tp in lost:
+        if lost:
+            self._lose(lost)
+
+    def _lose(self, tps: set[TopicPartition]) -> None:
+        """This consumer's state for ``tps`` no longer holds (see ``on_lost``)."""
+        for tp in tps:
             self.replay.pop(tp, None)
-        if lost and self.on_lost is not None:
-            self.on_lost(lost)
+        if self.on_lost is not None:
+            self.on_lost(tps)
 
     def _revoked(self, revoked: set[TopicPartition]) -> None:
         self._just_revoked |= revoked
@@ -129,27 +136,25 @@ class KafkaSource:
         restored, self._restored = self._restored, {}
         if self.handover is None:
             return set()
+        committed = {tp: self.consumer.committed(tp) for tp in fresh | set(restored) if tp in self._owned}
         # A partition restored from this consumer's checkpoint that another owner has moved on
         # since (its commit is past the checkpoint's offset) is taken over like a new one.
-        stale = {tp for tp, offset in restored.items()
-                 if tp in self._owned and (self.consumer.committed(tp) or 0) > offset}
+        stale = {tp for tp, offset in restored.items() if (committed.get(tp) or 0) > offset}
         if stale:
-            for tp in stale:
-                self.replay.pop(tp, None)
-            if self.on_lost is not None:
-                self.on_lost(stale)
+            self._lose(stale)
             fresh |= stale
         if not fresh:
             return set()
         windows = self.handover.read(fresh)
         moved = set()
         for tp in sorted(fresh):
-            window, committed = windows.get(tp), self.consumer.committed(tp)
+            window = windows.get(tp)
             start = None  # where to read from, if not from the group's committed offset
-            if window is None or committed is None or window.end < committed:
+            at = committed.get(tp)  # the group's committed offset
+            if window is None or at is None or window.end < at:
                 outcome = "none" if window is None else "stale"
-                if tp in stale and committed is not None:
-                    start = committed  # not from this consumer's outdated checkpoint
+                if tp in stale and at is not None:
+                    start = at  # not from this consumer's outdated checkpoint
             elif window.start >= window.end:
                 outcome, start = "empty", window.end
             else:
@@ -162,18 +167,18 @@ class KafkaSource:
                         self.replay[tp] = window
                 except (ValueError, KeyError, AssertionError):  # revoked meanwhile
                     outcome = "revoked"
-            self.taken_over.append({"partition": f"{tp.topic}:{tp.partition}", "committed": committed,
+            self.taken_over.append({"partition": f"{tp.topic}:{tp.partition}", "committed": at,
                                     "window": None if window is None else [window.start, window.end],
                                     "listed": None if window is None or window.only is None else len(window.only),
                                     "outcome": outcome})
         return moved
 
-    def window_of(self, record) -> Window | None:
-        """The handover window ``record`` falls in, if any: processed by its partition's previous
-        owner, it is read again only to rebuild the label-join state when the window
-        :meth:`~streamssl.sources.handover.Window.holds` it, and skipped otherwise."""
-        window = self.replay.get(TopicPartition(record.topic, record.partition))
-        return window if window is not None and record.offset < window.end else None
+    def window_of(self, tp: TopicPartition, offset: int) -> Window | None:
+        """The handover window the record at ``offset`` of ``tp`` falls in, if any: processed by
+        the partition's previous owner, it is read again only to rebuild the label-join state
+        when the window :meth:`~streamssl.sources.handover.Window.holds` it, and skipped otherwise."""
+        window = self.replay.get(tp)
+        return window if window is not None and offset < window.end else None
 
     def replay_done(self, positions: Offsets) -> None:
         """Forget the handover windows that ``positions`` (next to read) have got past."""
