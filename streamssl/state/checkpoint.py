@@ -34,6 +34,19 @@ def encode(state: object, key: bytes | None = None) -> bytes:
 
 def decode(data: bytes, key: bytes | None = None, device: torch.device | None = None, source: str = "checkpoint") -> object:
     """The state in checkpoint bytes, after checking format, checksum and (if ``key``) signature."""
+    payload, header = _checked(data, source)
+    if key is not None:
+        expected = hmac.new(key, payload, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, str(header.get("hmac_sha256", ""))):
+            raise CheckpointError(f"{source}: signature mismatch (unsigned or tampered file)")
+    try:
+        return serialize.loads(payload, device)
+    except serialize.UnsafeStateError as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
+
+
+def _checked(data: bytes, source: str) -> tuple[bytes, dict]:
+    """The payload and header of checkpoint bytes whose format and checksum hold."""
     if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 4:
         raise CheckpointError(f"{source}: not a streamssl checkpoint")
     (n,) = struct.unpack(">I", data[len(MAGIC): len(MAGIC) + 4])
@@ -49,19 +62,25 @@ def decode(data: bytes, key: bytes | None = None, device: torch.device | None = 
     payload = data[start + n:]
     if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
         raise CheckpointError(f"{source}: checksum mismatch (truncated or corrupted file)")
-    if key is not None:
-        expected = hmac.new(key, payload, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, str(header.get("hmac_sha256", ""))):
-            raise CheckpointError(f"{source}: signature mismatch (unsigned or tampered file)")
+    return payload, header
+
+
+def intact(path: str | os.PathLike) -> bool:
+    """Whether the file at ``path`` is a whole checkpoint (format and checksum hold; the
+    signature, which needs the key, is checked on loading)."""
     try:
-        return serialize.loads(payload, device)
-    except serialize.UnsafeStateError as exc:
-        raise CheckpointError(f"{source}: {exc}") from None
+        _checked(Path(path).read_bytes(), str(path))
+    except (OSError, CheckpointError):
+        return False
+    return True
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves either the old or the new file whole;
-    the previous file is kept as ``path.prev``."""
+    """Write ``data`` to ``path`` so that a crash leaves either the old or the new file whole.
+
+    The previous file becomes ``path.prev`` only if it is :func:`intact`: a damaged one (from
+    which a restore fell back to ``.prev``) is moved to ``path.damaged`` for inspection instead,
+    so the last good backup survives a second fault."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -70,7 +89,7 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     if path.exists():
-        os.replace(path, path.with_name(path.name + ".prev"))
+        os.replace(path, path.with_name(path.name + (".prev" if intact(path) else ".damaged")))
     os.replace(tmp, path)
     fd = os.open(path.parent, os.O_RDONLY)
     try:

@@ -60,6 +60,23 @@ def test_a_corrupted_checkpoint_falls_back_to_the_previous_one(tmp_path):
         daemon(tmp_path).restore()
 
 
+def test_a_second_fault_after_a_fallback_still_finds_the_last_good_checkpoint(tmp_path):
+    d = trained(tmp_path)
+    d.checkpoint(wait=True)  # version 3: the good one
+    d.model_version = 4
+    d.checkpoint(wait=True)
+    path = tmp_path / "d.ckpt"
+    path.write_bytes(path.read_bytes()[:-100])  # the newest is damaged
+    r = daemon(tmp_path)
+    assert r.restore() and r.model_version == 3  # from .prev
+    r.model_version = 5
+    r.checkpoint(wait=True)  # must not rotate the damaged file into .prev
+    assert (tmp_path / "d.ckpt.damaged").exists()
+    path.write_bytes(b"damaged again")
+    again = daemon(tmp_path)
+    assert again.restore() and again.model_version == 3
+
+
 def test_signed_checkpoints_refuse_unsigned_or_foreign_ones(tmp_path):
     trained(tmp_path, environ={"STREAMSSL_CHECKPOINT_HMAC_KEY": "k1"}).checkpoint(wait=True)
     assert daemon(tmp_path, environ={"STREAMSSL_CHECKPOINT_HMAC_KEY": "k1"}).restore()

@@ -15,7 +15,7 @@ import torch
 from streamssl.errors import StreamSSLError
 from streamssl.learner import StreamLearner
 from streamssl.state import checkpoint, serialize
-from streamssl.state.checkpoint import CheckpointError, decode, encode, load_learner, save_learner, write_atomic
+from streamssl.state.checkpoint import CheckpointError, decode, encode, intact, load_learner, save_learner, write_atomic
 from streamssl.state.serialize import UnsafeStateError
 
 KEY = b"a secret key for the checkpoints"
@@ -173,13 +173,27 @@ def test_second_save_keeps_the_previous_checkpoint_as_prev(tmp_path):
 
 def test_write_atomic_replaces_whole_files(tmp_path):
     path = tmp_path / "f.bin"
-    write_atomic(path, b"one")
+    one, two, three = (encode({"n": n}) for n in (1, 2, 3))
+    write_atomic(path, one)
     assert not path.with_name("f.bin.prev").exists()
-    write_atomic(path, b"two")
-    write_atomic(path, b"three")
-    assert path.read_bytes() == b"three"
-    assert path.with_name("f.bin.prev").read_bytes() == b"two"
+    write_atomic(path, two)
+    write_atomic(path, three)
+    assert path.read_bytes() == three
+    assert path.with_name("f.bin.prev").read_bytes() == two
     assert not path.with_name("f.bin.tmp").exists()
+
+
+def test_a_damaged_file_is_moved_aside_and_never_replaces_the_good_backup(tmp_path):
+    path, prev, damaged = tmp_path / "f.bin", tmp_path / "f.bin.prev", tmp_path / "f.bin.damaged"
+    write_atomic(path, encode({"n": 1}))
+    write_atomic(path, encode({"n": 2}))
+    path.write_bytes(path.read_bytes()[:-3])  # the newest is damaged (a restore falls back to .prev)
+    assert not intact(path) and intact(prev)
+    write_atomic(path, encode({"n": 3}))
+    assert decode(prev.read_bytes()) == {"n": 1}  # the good backup stays the backup
+    assert decode(path.read_bytes()) == {"n": 3} and not intact(damaged)
+    write_atomic(path, encode({"n": 4}))  # a whole file rotates as before
+    assert decode(prev.read_bytes()) == {"n": 3}
 
 
 # -- damaged files -----------------------------------------------------------------------
