@@ -70,6 +70,7 @@ class KafkaSource:
             max_poll_interval_ms=config.max_poll_interval_ms, fetch_max_wait_ms=config.fetch_max_wait_ms,
             **config.client_options(),
         )
+        _floor_fetch_wait(self.consumer, config.heartbeat_interval_ms / 10_000)
         self.consumer.subscribe(topics, listener=_Listener(self))
         self._just_revoked: set[TopicPartition] = set()
 
@@ -280,3 +281,16 @@ def _release_parked(consumer: KafkaConsumer) -> None:
     current = getattr(fetcher, "_next_partition_records", None)
     if current is not None and not current and getattr(fetcher, "_paused_partition_records", None):
         fetcher._next_partition_records = None
+
+
+def _floor_fetch_wait(consumer: KafkaConsumer, floor_s: float) -> None:
+    """Work around kafka-python 3.0.12, whose ``poll`` caps each wait for fetched records by
+    the time to the coordinator's next heartbeat: while a heartbeat goes unanswered (the
+    broker stalls) that time is 0, and ``poll`` spins for its whole timeout, adding a
+    callback to the stalled fetch on every turn. It used most of a core and grew RSS by
+    350 MB in 30 s (benchmarks/stall.py). Heartbeats are sent by kafka-python's own IO
+    thread, not by ``poll``, so waiting at least ``floor_s`` per turn delays none."""
+    coordinator = getattr(consumer, "_coordinator", None)
+    due = getattr(coordinator, "time_to_next_poll", None)
+    if due is not None:
+        coordinator.time_to_next_poll = lambda: max(due(), floor_s)
