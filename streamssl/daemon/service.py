@@ -190,6 +190,14 @@ class Daemon:
             "written_at": time.time(),
         }
 
+    def open_sinks(self):
+        """The producer, and the prediction and dead-letter sinks on it (returns the producer)."""
+        k, max_bytes = self.config.kafka, self.config.events.max_message_bytes
+        producer = make_producer(k, max_request_size=max(1 << 20, max_bytes + (64 << 10)))
+        self.predictions = PredictionSink(producer, k.predictions_topic)
+        self.dead = DeadLetterSink(producer, k.dead_letter_topic, max_bytes)
+        return producer
+
     # -------------------------------------------------------------- lifecycle
     def request_stop(self, reason: str = "requested") -> None:
         """Ask the loop to stop after the batch in hand (safe from signal handlers and threads)."""
@@ -214,11 +222,8 @@ class Daemon:
                 self.http = HealthServer(self.metrics.registry, self._alive, self.readiness, h.host, h.port).start()
                 stack.callback(self.http.stop)
             stack.enter_context(_stop_on_signals(self))
-            max_bytes = self.config.events.max_message_bytes
-            producer = make_producer(k, max_request_size=max(1 << 20, max_bytes + (64 << 10)))
+            producer = self.open_sinks()
             stack.callback(producer.close)
-            self.predictions = PredictionSink(producer, k.predictions_topic)
-            self.dead = DeadLetterSink(producer, k.dead_letter_topic, max_bytes)
             from ..sources.handover import HandoverLog
             from ..sources.kafka import KafkaSource
 

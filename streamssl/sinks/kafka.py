@@ -15,6 +15,17 @@ class SinkError(StreamSSLError):
     """Records could not be delivered to Kafka."""
 
 
+def utf8(text: str) -> bytes:
+    """``text`` as UTF-8; what UTF-8 cannot hold (a lone surrogate) is written as its
+    ``\\uXXXX`` escape. The decoders refuse such ids and labels; this keeps a sink from ever
+    raising on one that got through.
+
+    >>> utf8("id-" + chr(0xD800))
+    b'id-\\\\ud800'
+    """
+    return text.encode("utf-8", "backslashreplace")
+
+
 def make_producer(config: KafkaConfig, **extra: Any) -> KafkaProducer:
     """A producer that waits for all in-sync replicas and retries, with the config's security."""
     return KafkaProducer(acks="all", linger_ms=5, batch_size=256 << 10, retries=10, **config.client_options(),
@@ -57,7 +68,7 @@ class PredictionSink(KafkaSink):
             timestamp: float | None) -> None:
         record = {"id": event_id, "prediction": prediction, "confidence": round(float(confidence), 6),
                   "drift": bool(drift), "model_version": int(model_version), "timestamp": timestamp}
-        self._send(json.dumps(record, separators=(",", ":")).encode(), key=event_id.encode())
+        self._send(json.dumps(record, separators=(",", ":")).encode(), key=utf8(event_id))
 
 
 class DeadLetterSink(KafkaSink):
@@ -73,8 +84,8 @@ class DeadLetterSink(KafkaSink):
     def add(self, value: bytes | None, key: bytes | None, reason: str, detail: str, topic: str, partition: int,
             offset: int) -> None:
         value = value or b""
-        headers = [("streamssl-reason", reason.encode()), ("streamssl-detail", detail.encode()[:1000]),
-                   ("streamssl-topic", topic.encode()), ("streamssl-partition", str(partition).encode()),
+        headers = [("streamssl-reason", utf8(reason)), ("streamssl-detail", utf8(detail)[:1000]),
+                   ("streamssl-topic", utf8(topic)), ("streamssl-partition", str(partition).encode()),
                    ("streamssl-offset", str(offset).encode())]
         if len(value) > self.max_bytes:
             headers.append(("streamssl-truncated", str(len(value)).encode()))

@@ -68,22 +68,39 @@ def _loads(value: bytes | None, max_bytes: int) -> dict:
     return obj
 
 
+def _text(value: str, reason: str, what: str) -> str:
+    """``value`` if it has 1 to ``_MAX_ID_CHARS`` characters and is valid Unicode. JSON's
+    ``\\ud800`` escapes decode to lone surrogates, which no UTF-8 encoder (a Kafka key, a header,
+    a metric label) accepts: such a string is refused here, not by the sink that re-encodes it.
+
+    >>> _text("sur" + chr(0xD800), "bad_id", "id")
+    Traceback (most recent call last):
+    ...
+    streamssl.sources.decode.DecodeError: bad_id: id is not valid Unicode (a lone surrogate): 'sur\\ud800'
+    """
+    if not 0 < len(value) <= _MAX_ID_CHARS:
+        raise DecodeError(reason, f"{what} must have 1 to {_MAX_ID_CHARS} characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DecodeError(reason, f"{what} is not valid Unicode (a lone surrogate): {_short(value)}") from None
+    return value
+
+
 def _event_id(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise DecodeError("bad_id", f"id must be a string or an integer, got {_short(value)}")
-    text = str(value)
-    if not text or len(text) > _MAX_ID_CHARS:
-        raise DecodeError("bad_id", f"id must have 1 to {_MAX_ID_CHARS} characters")
-    return text
+    return _text(value if isinstance(value, str) else str(value), "bad_id", "id")
 
 
 def _label(value: Any) -> Hashable | None:
     """A class label: a string, an integer or a boolean; an integral float becomes an integer."""
     if value is None:
         return None
-    if isinstance(value, (bool, str)):
-        if isinstance(value, str) and not (0 < len(value) <= _MAX_ID_CHARS):
-            raise DecodeError("bad_label", f"label strings must have 1 to {_MAX_ID_CHARS} characters")
+    if isinstance(value, str):
+        return _text(value, "bad_label", "a label string")
+    if isinstance(value, bool):
         return value
     if isinstance(value, int):
         if len(str(value)) > _MAX_ID_CHARS:
@@ -147,10 +164,9 @@ class EventDecoder:
         key = None
         if c.key_field:
             value = obj.get(c.key_field)
-            if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value) \
-                    or len(str(value)) > _MAX_ID_CHARS:
+            if isinstance(value, bool) or not isinstance(value, (str, int)):
                 raise DecodeError("bad_key", f"{c.key_field}: expected a string or an integer, got {_short(value)}")
-            key = str(value)
+            key = _text(str(value), "bad_key", c.key_field)
         return Event(event_id, self._features(obj), ts, label, key)
 
     def _features(self, obj: dict) -> np.ndarray:

@@ -65,8 +65,14 @@ BAD_EVENTS = [
      b'"vicprice": 0, "vicdemand": 0, "transfer": 0, "surprise": 1}}', "extra_features"),
     (b'{"id": "bad-6", "pad": "' + b"x" * 5000 + b'"}', "oversized"),
     (b"", "empty"),
+    # Valid JSON that no UTF-8 encoder takes back (a lone surrogate): found crash-looping the daemon.
+    (b'{"id": "sur\\ud800", "features": {"date": 0, "day": 1, "period": 0, "nswprice": 0, "nswdemand": 0, '
+     b'"vicprice": 0, "vicdemand": 0, "transfer": 0}}', "bad_id"),
+    (b'{"id": "bad-7", "label": "\\udfff", "features": {"date": 0, "day": 1, "period": 0, "nswprice": 0, '
+     b'"nswdemand": 0, "vicprice": 0, "vicdemand": 0, "transfer": 0}}', "bad_label"),
 ]
-BAD_LABELS = [(b'{"label": 1}', "bad_id"), (b"labels are json", "undecodable")]
+BAD_LABELS = [(b'{"label": 1}', "bad_id"), (b"labels are json", "undecodable"),
+              (b'{"id": "\\ud800x", "label": 1}', "bad_id"), (b'{"id": "5", "label": "up\\udbff"}', "bad_label")]
 
 
 def test_stream_with_delayed_labels_and_bad_input_then_sigterm(kafka_broker, tmp_path):

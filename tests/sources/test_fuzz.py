@@ -26,10 +26,19 @@ ARRAY = EventDecoder(EventsConfig(layout="array", n_features=3, features_field="
 LABELS = LabelDecoder(LabelsConfig(), max_bytes=4096)
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
+# Any character, lone surrogates included (JSON's "\ud800" escapes decode to them, and no UTF-8
+# encoder takes them back: such an id crash-looped the daemon).
+CHARS = st.characters() | st.characters(categories=["Cs"])
+
+
+def text(**kw) -> st.SearchStrategy[str]:
+    return st.text(alphabet=CHARS, **kw)
+
+
 numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(min_value=-(10**400), max_value=10**400),
                     st.floats(min_value=-1e6, max_value=1e6))
-scalars = st.one_of(st.none(), st.booleans(), numbers, st.text(max_size=20))
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+scalars = st.one_of(st.none(), st.booleans(), numbers, text(max_size=20))
+json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text(max_size=8), inner,
                                                                                                 max_size=4), max_leaves=20)
 feature_values = st.one_of(numbers, scalars, json_values)
 
@@ -42,14 +51,14 @@ def event_like(draw) -> dict:
     features = {n: draw(feature_values) for n in names}
     obj = {}
     if draw(st.booleans()):
-        obj["id"] = draw(st.one_of(st.text(max_size=300), st.integers(), json_values))
+        obj["id"] = draw(st.one_of(text(max_size=300), st.integers(), json_values))
     if draw(st.booleans()):
         obj["features"] = features if draw(st.booleans()) else draw(json_values)
     if draw(st.booleans()):
         obj["timestamp"] = draw(st.one_of(numbers, scalars))
     if draw(st.booleans()):
         obj["label"] = draw(st.one_of(scalars, json_values))
-    for key in draw(st.lists(st.text(max_size=6), max_size=3)):
+    for key in draw(st.lists(text(max_size=6), max_size=3)):
         obj[key] = draw(scalars)
     items = list(obj.items())
     return dict(draw(st.permutations(items))) if items else obj
@@ -83,6 +92,9 @@ def check_event(decoder: EventDecoder, value: bytes | None) -> None:
     assert event.x.dtype == np.float32 and event.x.shape == (3,) and np.isfinite(event.x).all()
     assert event.timestamp is None or (math.isfinite(event.timestamp) and event.timestamp >= 0)
     assert event.label is None or isinstance(event.label, (str, int, bool))
+    for text_ in (event.id, event.key, event.label):
+        if isinstance(text_, str):
+            text_.encode("utf-8")  # what the sinks, logs and metrics re-encode
 
 
 @FUZZ
@@ -95,9 +107,19 @@ def test_the_event_decoder_returns_a_finite_event_or_a_reason(value):
 
 
 @FUZZ
-@given(st.builds(to_bytes, st.fixed_dictionaries({"id": st.text(min_size=1, max_size=10)},
+@given(st.builds(to_bytes, st.fixed_dictionaries(
+    {"id": st.one_of(text(min_size=1, max_size=10), st.integers()), "features": st.fixed_dictionaries(
+        {n: st.floats(-1e6, 1e6) for n in FEATURES})},
+    optional={"label": st.one_of(text(max_size=10), st.integers(), st.booleans())})))
+@example(b'{"id": "sur\\ud800", "features": {"a": 1, "b": 2, "c": 3}}')
+def test_strings_of_well_formed_events_can_be_encoded_again(value):
+    check_event(OBJECT, value)
+
+
+@FUZZ
+@given(st.builds(to_bytes, st.fixed_dictionaries({"id": text(min_size=1, max_size=10)},
                                                  optional={"x": st.lists(feature_values, max_size=5),
-                                                           "k": st.one_of(st.text(max_size=300), st.integers(),
+                                                           "k": st.one_of(text(max_size=300), st.integers(),
                                                                           json_values)})))
 def test_array_layout_and_entity_keys(value):
     check_event(ARRAY, value)
@@ -105,7 +127,7 @@ def test_array_layout_and_entity_keys(value):
 
 @FUZZ
 @given(st.one_of(messages, st.builds(to_bytes, st.fixed_dictionaries(
-    {}, optional={"id": st.one_of(st.text(max_size=300), st.integers(), json_values),
+    {}, optional={"id": st.one_of(text(max_size=300), st.integers(), json_values),
                   "label": st.one_of(scalars, json_values)}))))
 def test_the_label_decoder_returns_an_id_and_a_label_or_a_reason(value):
     try:
@@ -115,6 +137,7 @@ def test_the_label_decoder_returns_an_id_and_a_label_or_a_reason(value):
         return
     assert isinstance(event_id, str) and event_id
     assert isinstance(label, (str, int, bool))
+    event_id.encode("utf-8"), label.encode("utf-8") if isinstance(label, str) else None
 
 
 lines = st.one_of(
