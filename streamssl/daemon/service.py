@@ -242,6 +242,10 @@ class Daemon:
                     if self.source.taken_over:
                         taken, self.source.taken_over = self.source.taken_over, []
                         self.log.info("taken_over", extra={"fields": {"partitions": taken}})
+                    if self.source.unreadable:
+                        skipped, self.source.unreadable = self.source.unreadable, []
+                        for batch in skipped:
+                            self._unreadable(batch)
                     if records:
                         self.process(records)
                     self._tick()
@@ -461,6 +465,19 @@ class Daemon:
         self.dead.add(rec.value, rec.key, exc.reason, exc.detail, rec.topic, rec.partition, rec.offset)
         self._dead_log.warning("dead_letter", reason=exc.reason, detail=exc.detail, topic=rec.topic,
                                partition=rec.partition, offset=rec.offset)
+
+    def _unreadable(self, batch) -> None:
+        """A record batch the source skipped (see :class:`~streamssl.sources.kafka.Unreadable`):
+        its bytes go to the dead-letter topic, and the checkpoint commits past it."""
+        tp = batch.tp
+        self.positions[tp] = max(self.positions.get(tp, 0), batch.end)
+        self._since_checkpoint += batch.end - batch.start
+        self.metrics.dead_letters.labels(reason="unreadable_batch").inc()
+        self.dead.add(batch.raw, None, "unreadable_batch", batch.error, tp.topic, tp.partition, batch.start,
+                      last_offset=batch.end - 1)
+        self.log.error("unreadable_batch", extra={"fields": {
+            "partition": _name(tp), "first_offset": batch.start, "last_offset": batch.end - 1,
+            "records": batch.end - batch.start, "bytes": len(batch.raw), "error": batch.error}})
 
     def _log_drifts(self) -> None:
         total = sum(self.learner.monitor.counts.values())

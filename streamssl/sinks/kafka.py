@@ -74,7 +74,8 @@ class PredictionSink(KafkaSink):
 class DeadLetterSink(KafkaSink):
     """The original bytes of a rejected message, with why and where from in its headers:
     ``streamssl-reason``, ``streamssl-detail``, ``streamssl-topic``, ``streamssl-partition``,
-    ``streamssl-offset``. A message over ``max_bytes`` is cut to that size and says so in
+    ``streamssl-offset``; for a record batch that could not be read, its bytes as fetched, and
+    ``streamssl-last-offset``. A message over ``max_bytes`` is cut to that size and says so in
     ``streamssl-truncated`` (its original size)."""
 
     def __init__(self, producer: KafkaProducer, topic: str, max_bytes: int) -> None:
@@ -82,11 +83,13 @@ class DeadLetterSink(KafkaSink):
         self.max_bytes = max_bytes
 
     def add(self, value: bytes | None, key: bytes | None, reason: str, detail: str, topic: str, partition: int,
-            offset: int) -> None:
+            offset: int, last_offset: int | None = None) -> None:
         value = value or b""
         headers = [("streamssl-reason", utf8(reason)), ("streamssl-detail", utf8(detail)[:1000]),
                    ("streamssl-topic", utf8(topic)), ("streamssl-partition", str(partition).encode()),
                    ("streamssl-offset", str(offset).encode())]
+        if last_offset is not None:
+            headers.append(("streamssl-last-offset", str(last_offset).encode()))
         if len(value) > self.max_bytes:
             headers.append(("streamssl-truncated", str(len(value)).encode()))
             value = value[: self.max_bytes]

@@ -17,7 +17,8 @@ import numpy as np
 from ..daemon.config import EventsConfig, LabelsConfig
 from ..errors import StreamSSLError
 
-#: Every reason a message can be refused for; the metric label set stays bounded.
+#: Every reason a message can be refused for; the metric label set stays bounded. The daemon
+#: adds one of its own: ``unreadable_batch``, a record batch Kafka's client could not read.
 REASONS = ("oversized", "empty", "undecodable", "not_object", "bad_id", "bad_key", "missing_features",
            "extra_features", "wrong_type", "non_finite", "bad_timestamp", "bad_label")
 

@@ -4,15 +4,38 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.record import MemoryRecords
 
 from ..daemon.config import KafkaConfig
 from .handover import HandoverLog, Window
 
 Offsets = dict[TopicPartition, int]
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A record batch of ``tp`` that could not be read (a codec not installed, a corrupt frame,
+    a failed checksum): offsets ``start`` to ``end - 1`` are skipped, and ``raw`` holds the
+    batch's bytes as fetched (empty where they could not be delimited)."""
+
+    tp: TopicPartition
+    start: int
+    end: int
+    raw: bytes
+    error: str
+
+
+class _UnreadableBatch(Exception):
+    """Raised out of kafka-python's ``poll`` in place of the error that reading a batch raised."""
+
+    def __init__(self, tp: TopicPartition, offset: int, raw: bytes, cause: BaseException) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.tp, self.offset, self.raw = tp, offset, raw
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -64,6 +87,7 @@ class KafkaSource:
         self._fresh: set[TopicPartition] = set()
         self._restored: Offsets = {}  # partitions just started from the checkpoint's offsets
         self.taken_over: list[dict] = []  # what each partition new to this consumer was handed (for the log)
+        self.unreadable: list[Unreadable] = []  # batches skipped since the caller last took them
         self.consumer = KafkaConsumer(
             group_id=config.group_id, enable_auto_commit=False, auto_offset_reset=config.auto_offset_reset,
             session_timeout_ms=config.session_timeout_ms, heartbeat_interval_ms=config.heartbeat_interval_ms,
@@ -71,6 +95,7 @@ class KafkaSource:
             **config.client_options(),
         )
         _floor_fetch_wait(self.consumer, config.heartbeat_interval_ms / 10_000)
+        _tell_unreadable(self.consumer)
         self.consumer.subscribe(topics, listener=_Listener(self))
         self._just_revoked: set[TopicPartition] = set()
 
@@ -108,7 +133,9 @@ class KafkaSource:
 
     # -- reading
     def poll(self, max_records: int, max_wait_ms: int) -> list:
-        """Records in arrival order: up to ``max_records``, waiting at most ``max_wait_ms``."""
+        """Records in arrival order: up to ``max_records``, waiting at most ``max_wait_ms``.
+
+        A batch that cannot be read is skipped and added to :attr:`unreadable`."""
         deadline = time.monotonic() + max_wait_ms / 1000
         out: list = []
         while len(out) < max_records:
@@ -116,7 +143,11 @@ class KafkaSource:
             if left <= 0 and out:
                 break
             _release_parked(self.consumer)
-            batch = self.consumer.poll(timeout_ms=max(0, int(left * 1000)), max_records=max_records - len(out))
+            try:
+                batch = self.consumer.poll(timeout_ms=max(0, int(left * 1000)), max_records=max_records - len(out))
+            except _UnreadableBatch as exc:
+                self._skip(exc)
+                continue
             for records in batch.values():
                 out.extend(records)
             if self._just_revoked:
@@ -129,6 +160,26 @@ class KafkaSource:
             if left <= 0:
                 break
         return out
+
+    def _skip(self, exc: _UnreadableBatch) -> None:
+        """Move past the batch that holds ``exc.offset``, delimited by its header (read without
+        decompressing it); one offset at a time where even the header is unreadable."""
+        start, end, raw = exc.offset, exc.offset + 1, b""
+        try:
+            records = MemoryRecords(exc.raw)
+            while (batch := records.next_batch()) is not None:
+                following = getattr(batch, "next_offset", batch.base_offset + 1)
+                if following > exc.offset:
+                    start, end = min(batch.base_offset, exc.offset), following
+                    raw = bytes(getattr(batch, "_buffer", b""))
+                    break
+        except Exception:  # noqa: BLE001 -- a header too damaged to delimit the batch
+            pass
+        try:
+            self.consumer.seek(exc.tp, end)
+        except (ValueError, KeyError, AssertionError):  # no longer assigned: its next owner meets it
+            return
+        self.unreadable.append(Unreadable(exc.tp, max(start, exc.offset), end, raw, str(exc)))
 
     def _take_over(self) -> set[TopicPartition]:
         """Start each partition new to this consumer at its handover window (if its previous
@@ -294,3 +345,36 @@ def _floor_fetch_wait(consumer: KafkaConsumer, floor_s: float) -> None:
     due = getattr(coordinator, "time_to_next_poll", None)
     if due is not None:
         coordinator.time_to_next_poll = lambda: max(due(), floor_s)
+
+
+def _tell_unreadable(consumer: KafkaConsumer) -> None:
+    """Make an error reading a fetched batch (:class:`kafka.errors.UnsupportedCodecError`, a
+    failed checksum, a decompressor's own error) come out of ``poll`` as
+    :class:`_UnreadableBatch`, with the partition, the offset it stopped at and the fetched
+    bytes. kafka-python raises the bare error, which says neither, and raises it again on every
+    ``poll``: the partition (and a daemon that lets it out) is stuck. Records before the batch
+    are returned first, as kafka-python does."""
+    fetcher = getattr(consumer, "_fetcher", None)
+    parse = getattr(fetcher, "_parse_fetched_data", None)
+    if parse is None:
+        return
+
+    def parse_and_guard(completed_fetch):
+        part = parse(completed_fetch)
+        if part is None:
+            return part
+        take = part.take
+
+        def guarded_take(n=None):
+            try:
+                return take(n)
+            except _UnreadableBatch:
+                raise
+            except Exception as exc:  # noqa: BLE001 -- whatever the codec or the check raised
+                raise _UnreadableBatch(part.topic_partition, part.next_fetch_offset,
+                                       bytes(completed_fetch.partition_data.records or b""), exc) from exc
+
+        part.take = guarded_take
+        return part
+
+    fetcher._parse_fetched_data = parse_and_guard
