@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import itertools
 import logging
 import math
 import signal
@@ -50,6 +51,7 @@ from ..metrics.daemon import DaemonMetrics
 from ..sinks.kafka import DeadLetterSink, PredictionSink, SinkError, make_producer
 from ..sources.decode import DecodeError, EventDecoder, LabelDecoder
 from ..state import checkpoint as ckpt
+from ..state.progress import ProgressMark
 from . import logs
 from .config import DaemonConfig
 from .http import HealthServer
@@ -79,6 +81,9 @@ class Daemon:
         self.learner = self._new_learner()
         self.model_version = 0
         self.positions: dict[TopicPartition, int] = {}
+        path = config.checkpoint.path
+        self.progress = ProgressMark(path.with_name(path.name + ".progress"))
+        self._ahead: dict[TopicPartition, int] = {}  # offsets reached before a restart, past the checkpoint
         self.replay: dict = {}  # handover windows being read, by partition (shared with the source)
         self.handover = None
         self._lag_shown: set[TopicPartition] = set()  # partitions with a consumer_lag sample
@@ -99,6 +104,7 @@ class Daemon:
         self.http: HealthServer | None = None
         self._loop_at = time.monotonic()
         self._ready: tuple[bool, dict] = (False, {"reason": "starting"})
+        self.metrics.ready.set_function(lambda: 1.0 if self.readiness()[0] else 0.0)  # what /readyz says
 
     # ------------------------------------------------------------------ setup
     def _new_learner(self):
@@ -120,7 +126,16 @@ class Daemon:
         scratch.predict_proba_many(np.zeros((1, n), dtype=np.float32))
 
     def restore(self) -> bool:
-        """Load the last good checkpoint if there is one (falling back to ``.prev``)."""
+        """Load the last good checkpoint if there is one (falling back to ``.prev``), and note
+        how far the previous run got past it (records read again up to there are replays)."""
+        restored = self._restore()
+        self._ahead = {tp: off for tp, off in self.progress.read().items() if off > self.positions.get(tp, 0)}
+        if self._ahead:
+            self.log.info("replaying", extra={"fields": {"partitions": {
+                _name(tp): [self.positions.get(tp), off] for tp, off in sorted(self._ahead.items())}}})
+        return restored
+
+    def _restore(self) -> bool:
         path = self.config.checkpoint.path
         candidates = [p for p in (path, path.with_name(path.name + ".prev")) if p.exists()]
         errors = []
@@ -206,10 +221,17 @@ class Daemon:
         self._stop.set()
 
     def run(self, max_events: int | None = None, timeout_s: float | None = None) -> int:
-        """Consume until stopped; returns the exit status (0 after a clean stop)."""
-        k = self.config.kafka
-        started = time.monotonic()
+        """Consume until stopped; returns the exit status (0 after a clean stop).
+
+        A stop (signal, ``timeout_s``) is honoured at every moment, while restoring or waiting
+        for the broker included."""
         with ExitStack() as stack:
+            stack.enter_context(_stop_on_signals(self))
+            if timeout_s is not None:
+                timer = threading.Timer(timeout_s, self.request_stop, ("timeout",))
+                timer.daemon = True
+                timer.start()
+                stack.callback(timer.cancel)
             self.restore()
             self._warm_up()
             # Start-up objects (torch, river, the restored state) never die: keep them out of
@@ -219,21 +241,19 @@ class Daemon:
             stack.callback(self._writer.shutdown)
             if self.config.http.enabled:
                 h = self.config.http
-                self.http = HealthServer(self.metrics.registry, self._alive, self.readiness, h.host, h.port).start()
+                self.http = HealthServer(self.metrics.registry, self._alive, self.readiness, h.host, h.port,
+                                         h.timeout_s, h.max_connections, self.log).start()
                 stack.callback(self.http.stop)
-            stack.enter_context(_stop_on_signals(self))
-            producer = self.open_sinks()
+            connected = self._connect()
+            if connected is None:
+                self.log.info("stopped", extra={"fields": {"reason": self.stop_reason, "connected": False}})
+                return 0
+            producer, self.source = connected
             stack.callback(producer.close)
-            from ..sources.handover import HandoverLog
-            from ..sources.kafka import KafkaSource
-
-            self.handover = HandoverLog(k, producer, self.config.checkpoint.key()) if k.handover_topic else None
-            topics = [k.events_topic] + ([k.labels_topic] if k.labels_topic else [])
-            self.source = KafkaSource(k, topics, self.positions, on_revoke=self._on_revoke, handover=self.handover,
-                                      replay=self.replay, on_lost=self._on_lost)
             stack.callback(self.source.close)
+            k = self.config.kafka
             self.log.info("started", extra={"fields": {
-                "topics": topics, "group_id": k.group_id, "bootstrap_servers": k.bootstrap_servers,
+                "topics": self.source.topics, "group_id": k.group_id, "bootstrap_servers": k.bootstrap_servers,
                 "http_port": self.http.port if self.http else None, "checkpoint": str(self.config.checkpoint.path)}})
             b = self.config.batch
             try:
@@ -242,17 +262,18 @@ class Daemon:
                     if self.source.taken_over:
                         taken, self.source.taken_over = self.source.taken_over, []
                         self.log.info("taken_over", extra={"fields": {"partitions": taken}})
-                    if self.source.unreadable:
+                    skipped_any = bool(self.source.unreadable)
+                    if skipped_any:
                         skipped, self.source.unreadable = self.source.unreadable, []
                         for batch in skipped:
                             self._unreadable(batch)
                     if records:
                         self.process(records)
+                    if records or skipped_any:
+                        self.progress.write(self.positions)
                     self._tick()
                     if max_events is not None and self.events_seen >= max_events:
                         self.request_stop("max_events")
-                    if timeout_s is not None and time.monotonic() - started >= timeout_s:
-                        self.request_stop("timeout")
                 self.log.info("stopping", extra={"fields": {"reason": self.stop_reason}})
                 self.checkpoint(wait=True)
             except BaseException:
@@ -262,6 +283,73 @@ class Daemon:
             "reason": self.stop_reason, "events_seen": self.events_seen, "model_version": self.model_version,
             "predictions": self.predictions.sent, "dead_letters": self.dead.sent}})
         return 0
+
+    def _connect(self) -> tuple[Any, Any] | None:
+        """The producer (the sinks on it) and the source, once the broker answers. A failed
+        attempt is logged, says why on ``/readyz`` and is retried after a backoff (1 s,
+        doubling to 30 s); ``None`` when a stop comes first, at any moment of it."""
+        delay = 1.0
+        self._ready = (False, {"reason": "connecting to the broker"})
+        for attempt in itertools.count(1):
+            done = self._off_loop(self._open_kafka)
+            if done is None:
+                return None
+            ok, value = done
+            if ok:
+                return value
+            if not isinstance(value, KafkaError):
+                raise value
+            error = str(value) if str(value).startswith(type(value).__name__) else f"{type(value).__name__}: {value}"
+            self._ready = (False, {"reason": f"broker unavailable (attempt {attempt}): {error}"[:300]})
+            self.log.warning("broker_unavailable", extra={"fields": {
+                "attempt": attempt, "bootstrap_servers": self.config.kafka.bootstrap_servers, "error": error,
+                "retry_in_s": delay}})
+            retry_at = time.monotonic() + delay
+            while time.monotonic() < retry_at:
+                if self._idle(min(0.2, retry_at - time.monotonic())):
+                    return None
+            delay = min(30.0, 2 * delay)
+        return None
+
+    def _open_kafka(self) -> tuple[Any, Any]:
+        from ..sources.handover import HandoverLog
+        from ..sources.kafka import KafkaSource
+
+        k = self.config.kafka
+        producer = self.open_sinks()
+        try:
+            self.handover = HandoverLog(k, producer, self.config.checkpoint.key()) if k.handover_topic else None
+            topics = [k.events_topic] + ([k.labels_topic] if k.labels_topic else [])
+            source = KafkaSource(k, topics, self.positions, on_revoke=self._on_revoke, handover=self.handover,
+                                 replay=self.replay, on_lost=self._on_lost)
+        except BaseException:
+            producer.close(timeout=1)
+            raise
+        return producer, source
+
+    def _off_loop(self, fn) -> tuple[bool, Any] | None:
+        """``fn()`` on a thread of its own, as ``(True, result)`` or ``(False, exception)``;
+        ``None`` as soon as a stop is requested (the thread is left to finish, or not, alone).
+        Meanwhile the loop counts as alive: it is waiting, not stuck."""
+        out: list = []
+
+        def call() -> None:
+            try:
+                out.append((True, fn()))
+            except BaseException as exc:  # noqa: BLE001 -- handed to the caller
+                out.append((False, exc))
+
+        thread = threading.Thread(target=call, name="streamssl-connect", daemon=True)
+        thread.start()
+        while thread.is_alive():
+            if self._idle(0.2):
+                return None
+        return out[0]
+
+    def _idle(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for a stop (True if one came); the loop counts as alive."""
+        self._loop_at = time.monotonic()
+        return self._stop.wait(max(0.0, seconds))
 
     def _tick(self) -> None:
         """Per loop iteration: readiness, lag, and a checkpoint when one is due."""
@@ -298,7 +386,6 @@ class Daemon:
             self._ready = (False, {"reason": f"no heartbeat from the group coordinator for {heartbeat:.0f} s"})
         else:
             self._ready = (True, {"partitions": len(assigned)})
-        self.metrics.ready.set(1 if self._ready[0] else 0)
 
     def _alive(self) -> tuple[bool, dict]:
         idle = time.monotonic() - self._loop_at
@@ -320,6 +407,7 @@ class Daemon:
         now = time.time()
         events, event_recs, labels, label_times, label_origins = [], [], [], [], []
         handed: list = []
+        replayed = 0
         for rec in records:
             tp = TopicPartition(rec.topic, rec.partition)
             self.positions[tp] = max(self.positions.get(tp, 0), rec.offset + 1)
@@ -335,6 +423,7 @@ class Daemon:
                     ts = rec.timestamp / 1000 if rec.timestamp and rec.timestamp > 0 else None
                     events.append(self.decoder.decode(rec.value, f"{rec.topic}:{rec.partition}:{rec.offset}", ts))
                     event_recs.append(rec)
+                    replayed += bool(self._ahead) and rec.offset < self._ahead.get(tp, -1)
                 except DecodeError as exc:
                     self._dead_letter(rec, exc)
             else:
@@ -349,6 +438,9 @@ class Daemon:
             self._handed_over(handed, now, clock)
         if self.replay and self.source is not None:
             self.source.replay_done(self.positions)
+        if self._ahead:
+            self.metrics.duplicates.labels(cause="replayed").inc(replayed)
+            self._ahead = {tp: off for tp, off in self._ahead.items() if self.positions.get(tp, 0) < off}
         if events:
             # Kafka orders records within a partition only; the temporal context wants event
             # time, so a batch gathered from several partitions is put back in that order.
@@ -550,6 +642,7 @@ class Daemon:
         if self.handover is not None:
             for tp in lost:
                 self.positions.pop(tp, None)
+                self._ahead.pop(tp, None)
             self.pacer.forget(lost)
             dropped = self.join.drop_sources({_name(tp) for tp in lost})
             self.log.info("handed_over", extra={"fields": {"partitions": sorted(map(_name, lost)), "entries": dropped}})
@@ -568,6 +661,7 @@ class Daemon:
             self.checkpoint(wait=True, blocking_commit=False)
         for tp in revoked:
             self.positions.pop(tp, None)
+            self._ahead.pop(tp, None)
         self.pacer.forget(revoked)
         self.log.info("partitions_revoked", extra={"fields": {"partitions": sorted(f"{t.topic}:{t.partition}"
                                                                                    for t in revoked)}})

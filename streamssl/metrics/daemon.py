@@ -42,7 +42,9 @@ class DaemonMetrics(LearnerMetrics):
         self.predictions = Counter("streamssl_predictions_produced", "Predictions sent to the output topic.",
                                    registry=r)
         self.duplicates = Counter("streamssl_duplicate_events",
-                                  "Events whose id was already waiting for a label (redeliveries).", registry=r)
+                                  "Events predicted again: redelivered (the id was already waiting for a label) "
+                                  "or replayed (read again after a restart, past the last checkpoint).", ["cause"],
+                                  registry=r)
         self.dead_letters = Counter("streamssl_dead_letters", "Messages sent to the dead-letter topic, by reason.",
                                     ["reason"], registry=r)
         self.label_hits = Counter("streamssl_label_join_hits", "Labels joined to the event they belong to.",
@@ -81,7 +83,7 @@ class DaemonMetrics(LearnerMetrics):
     def sync_join(self, join) -> None:
         """Bring label-join counters up to date with a :class:`~streamssl.learner.label_join.LabelJoin`."""
         self._advance(self.label_hits, "hits", join.hits)
-        self._advance(self.duplicates, "redelivered", join.redelivered)
+        self._advance(self.duplicates.labels(cause="redelivered"), "redelivered", join.redelivered)
         for reason, n in join.misses.items():
             self._advance(self.label_misses.labels(reason=reason), f"miss:{reason}", n)
         for cause, n in join.evictions.items():

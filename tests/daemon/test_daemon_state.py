@@ -102,3 +102,13 @@ def test_a_background_write_saves_the_state_of_its_snapshot_not_what_came_after(
     r = daemon(tmp_path)
     r.restore()
     assert np.array_equal(r.learner.predict_proba_many(X), before) and list(r.join.events) == ["e1"]
+
+
+def test_the_ready_metric_is_what_readyz_answers(tmp_path):
+    d = daemon(tmp_path)
+    value = lambda: d.metrics.registry.get_sample_value("streamssl_ready")  # noqa: E731
+    assert d.readiness()[0] is False and value() == 0  # starting
+    d._ready = (True, {"partitions": 2})
+    assert d.readiness()[0] is True and value() == 1
+    d._loop_at -= 10 * d.config.http.stall_timeout_s  # the loop stalls: /readyz says so, and so does the metric
+    assert d.readiness()[0] is False and value() == 0
