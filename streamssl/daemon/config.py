@@ -198,12 +198,16 @@ class CheckpointConfig(_Section):
 
 
 class HttpConfig(_Section):
-    """The metrics and health server. Port 0 picks a free port (logged at start)."""
+    """The metrics and health server. Port 0 picks a free port (logged at start). Each
+    connection has ``timeout_s`` per read or write; beyond ``max_connections`` at once,
+    connections are closed unanswered."""
 
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(9108, ge=0, le=65535)
     stall_timeout_s: float = Field(30.0, gt=0)
+    timeout_s: float = Field(10.0, gt=0)
+    max_connections: int = Field(32, ge=1)
 
 
 class LearnerConfig(_Section):

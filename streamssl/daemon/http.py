@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
@@ -16,11 +18,15 @@ class HealthServer:
     """Serves the endpoints from a background thread.
 
     ``alive`` and ``ready`` return ``(ok, details)``; the endpoint answers 200 or 503 with the
-    details as JSON. ``port=0`` binds a free port (see :attr:`port`).
+    details as JSON. ``port=0`` binds a free port (see :attr:`port`). A connection gets
+    ``timeout_s`` to send its request and take the answer; at most ``max_connections`` are
+    served at once, and those beyond are closed at once and counted in :attr:`refused`. Errors
+    go to ``log`` as one JSON line each; a client that went away is not news.
     """
 
     def __init__(self, registry: CollectorRegistry, alive: Probe, ready: Probe, host: str = "127.0.0.1",
-                 port: int = 9108) -> None:
+                 port: int = 9108, timeout_s: float = 10.0, max_connections: int = 32,
+                 log: logging.Logger | None = None) -> None:
         routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {
             "/metrics": lambda: (200, CONTENT_TYPE_LATEST, generate_latest(registry)),
             "/healthz": lambda: _probe(alive),
@@ -28,6 +34,8 @@ class HealthServer:
         }
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = timeout_s  # per socket operation: a half-open connection is dropped
+
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 route = routes.get(self.path.split("?", 1)[0])
                 if route is None:
@@ -46,13 +54,17 @@ class HealthServer:
             def log_message(self, *args) -> None:  # scrapes are not news
                 pass
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
+        self.server = _BoundedServer((host, port), Handler, max_connections, log or logging.getLogger("streamssl"))
         self._thread = threading.Thread(target=self.server.serve_forever, name="streamssl-http", daemon=True)
 
     @property
     def port(self) -> int:
         return self.server.server_address[1]
+
+    @property
+    def refused(self) -> int:
+        """Connections closed unanswered because ``max_connections`` were being served."""
+        return self.server.refused
 
     def start(self) -> "HealthServer":
         self._thread.start()
@@ -61,6 +73,44 @@ class HealthServer:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """A thread per connection, at most ``max_connections`` threads; errors logged as JSON."""
+
+    daemon_threads = True
+
+    def __init__(self, address, handler, max_connections: int, log: logging.Logger) -> None:
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self.log = log
+        self.refused = 0
+        super().__init__(address, handler)
+
+    def process_request(self, request, client_address) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refused += 1
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request, client_address) -> None:
+        """socketserver prints a traceback to stderr here; a client that hung up or was too
+        slow is expected, anything else is one JSON log line."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return
+        self.log.warning("http_error", extra={"fields": {"client": client_address[0] if client_address else None,
+                                                          "error": f"{type(exc).__name__}: {exc}"}})
 
 
 def _probe(check: Probe) -> tuple[int, str, bytes]:

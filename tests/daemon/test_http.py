@@ -1,4 +1,8 @@
 import json
+import socket
+import struct
+import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -41,3 +45,58 @@ def test_a_failing_probe_answers_500_and_the_server_keeps_serving():
         assert get(server.port, "/readyz")[0] == 200
     finally:
         server.stop()
+
+
+def wait_until(condition, timeout_s: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_half_open_connections_are_bounded_and_time_out():
+    server = HealthServer(CollectorRegistry(), lambda: (True, {}), lambda: (True, {}), port=0, timeout_s=1.0,
+                          max_connections=4).start()
+    threads = threading.active_count()
+    sockets = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(50)]  # never send a request
+    try:
+        assert wait_until(lambda: server.refused > 0), "no connection was refused"
+        peak = 0
+        for _ in range(40):  # while the 50 are open and silent
+            peak = max(peak, threading.active_count() - threads)
+            time.sleep(0.05)
+        assert peak <= 4  # one thread per connection served, no more
+        assert wait_until(lambda: _answers(server.port))  # the silent ones time out and free their slots
+    finally:
+        for s in sockets:
+            s.close()
+        server.stop()
+
+
+def _answers(port: int) -> bool:
+    try:
+        return get(port, "/healthz")[0] == 200
+    except OSError:
+        return False
+
+
+def test_a_client_that_hangs_up_leaves_no_traceback_and_no_log(capfd, caplog):
+    def slow_alive():
+        time.sleep(0.3)  # the client is gone by the time the answer is written
+        return True, {}
+
+    server = HealthServer(CollectorRegistry(), slow_alive, lambda: (True, {}), port=0).start()
+    try:
+        for _ in range(5):
+            s = socket.create_connection(("127.0.0.1", server.port))
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # reset, not FIN
+            s.close()
+        time.sleep(1.0)
+        assert get(server.port, "/readyz")[0] == 200
+    finally:
+        server.stop()
+    assert "Traceback" not in capfd.readouterr().err
+    assert not [r for r in caplog.records if r.getMessage() == "http_error"]
