@@ -397,13 +397,13 @@ def test_prometheus_scrapes_a_running_daemon_and_loads_the_rules(kafka_broker, t
         return bool(result["data"]["result"]) and float(result["data"]["result"][0]["value"][1]) >= 500
 
     try:
-        wait_for(lambda: daemon.get("/readyz")[0] == 200, 60, "/readyz", daemon)
+        wait_for(lambda: daemon.get("/readyz")[0] == 200, 120, "/readyz", daemon)
         producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap)
         try:
             produce(bundled_sample(), producer, topics.events, topics.labels, 0.05, 0.0, limit=1000)
         finally:
             producer.close()
-        wait_for(learned, 60, "Prometheus to read streamssl_events_processed_total back", daemon)
+        wait_for(learned, 120, "Prometheus to read streamssl_events_processed_total back", daemon)
         up = api("query", query='up{job="streamssl"}')["data"]["result"]
         assert [r["value"][1] for r in up] == ["1"]
         groups = api("rules")["data"]["groups"]
