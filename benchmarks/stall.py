@@ -1,11 +1,13 @@
 """The daemon's memory and CPU while the broker stops answering (SIGSTOP), and after it resumes.
 
     python benchmarks/stall.py                      # idle daemon, 90 s stall
+    python benchmarks/stall.py --backlog 20000      # the stall begins while it works through a backlog
     python benchmarks/stall.py --events 20000 --stall-s 60 --json /tmp/stall.json
 
 A Tansu broker on loopback, ``--events`` events of the bundled Elec2 sample (5 % labels)
 produced and consumed first, then the broker is SIGSTOPped for ``--stall-s`` seconds and
-SIGCONTed. Every second the script reads the daemon's resident memory (VmRSS), its CPU time
+SIGCONTed; with ``--backlog N``, N more events are produced just before the stall, so that it
+comes while the daemon is busy (it finishes the backlog after the stall). Every second the script reads the daemon's resident memory (VmRSS), its CPU time
 (utime + stime from /proc/PID/stat) and whether ``/healthz`` answered within 2 s. It prints
 RSS before the stall (median of the last 10 s), the largest RSS during the stall and after it,
 the growth (target: at most +10 %), the cores used during the stall, and the health probes
@@ -48,6 +50,7 @@ def sample(pid: int) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=2000)
+    ap.add_argument("--backlog", type=int, default=0, help="events produced just before the stall")
     ap.add_argument("--stall-s", type=float, default=90.0)
     ap.add_argument("--before-s", type=float, default=20.0, help="seconds sampled before the stall")
     ap.add_argument("--after-s", type=float, default=30.0, help="seconds sampled after the broker resumes")
@@ -66,7 +69,6 @@ def main() -> None:
             wait_for(lambda: daemon.get("/readyz")[0] == 200, 120, "the daemon to be ready", daemon)
             producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=20)
             produce(bundled_sample(), producer, topics.events, topics.labels, label_rate=0.05, limit=args.events)
-            producer.close()
             wait_for(lambda: daemon.metric("streamssl_predictions_produced_total") >= args.events, 300,
                      "every event predicted", daemon)
             t0 = time.monotonic()
@@ -82,6 +84,9 @@ def main() -> None:
                     time.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
 
             record("before", args.before_s)
+            if args.backlog:
+                produce(bundled_sample(), producer, topics.events, topics.labels, label_rate=0.05,
+                        limit=args.backlog, id_prefix="b", repeat=args.backlog // 5000 + 1)
             broker.pause()
             try:
                 record("stall", args.stall_s)
@@ -89,6 +94,9 @@ def main() -> None:
                 broker.resume()
             record("after", args.after_s)
             wait_for(lambda: daemon.get("/readyz")[0] == 200, 120, "/readyz after the stall", daemon)
+            wait_for(lambda: daemon.metric("streamssl_predictions_produced_total") >= args.events + args.backlog, 300,
+                     "every event predicted after the stall", daemon)
+            producer.close()
             assert daemon.process.poll() is None, "the daemon exited"
             non_json = [line for line in daemon.log_text().splitlines() if line and not line.startswith("{")]
             daemon.stop()
@@ -104,7 +112,7 @@ def main() -> None:
     peak_after = max(s["rss_mib"] for s in after)
     cores = (stall[-1]["cpu_s"] - stall[0]["cpu_s"]) / max(1e-9, stall[-1]["t"] - stall[0]["t"])
     result = {
-        "events": args.events, "stall_s": args.stall_s, "rss_before_mib": base,
+        "events": args.events, "backlog": args.backlog, "stall_s": args.stall_s, "rss_before_mib": base,
         "rss_peak_stall_mib": peak_stall, "rss_peak_after_mib": peak_after,
         "growth_stall": round(peak_stall / base - 1, 4), "growth_after": round(peak_after / base - 1, 4),
         "cores_during_stall": round(cores, 3),

@@ -28,8 +28,23 @@ def utf8(text: str) -> bytes:
 
 def make_producer(config: KafkaConfig, **extra: Any) -> KafkaProducer:
     """A producer that waits for all in-sync replicas and retries, with the config's security."""
-    return KafkaProducer(acks="all", linger_ms=5, batch_size=256 << 10, retries=10, **config.client_options(),
-                         **extra)
+    producer = KafkaProducer(acks="all", linger_ms=5, batch_size=256 << 10, retries=10, **config.client_options(),
+                             **extra)
+    _no_busy_send(producer)
+    return producer
+
+
+def _no_busy_send(producer: KafkaProducer, floor_ms: float = 50.0) -> None:
+    """Work around kafka-python 3.0.12's sender thread, which waits for a broker that is not
+    ready to take a batch as long as ``connection_delay`` says: seconds, read as milliseconds,
+    and 0 while a connection is being set up. With batches waiting and the broker stalled past
+    its request timeout (reconnecting to a process that accepts but never answers), it spun a
+    full core (benchmarks/stall.py --backlog). Here the delay is given in the milliseconds the
+    sender reads, and at least ``floor_ms``: a connection that becomes ready wakes it anyway."""
+    client = getattr(getattr(producer, "_sender", None), "_client", None)
+    delay = getattr(client, "connection_delay", None)
+    if delay is not None:
+        client.connection_delay = lambda node_id: max(1000.0 * delay(node_id), floor_ms)
 
 
 class KafkaSink:
