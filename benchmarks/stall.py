@@ -37,16 +37,6 @@ from streamssl.testing.broker import LocalBroker, Topics  # noqa: E402
 from streamssl.testing.daemon import DaemonProcess, wait_for, write_config  # noqa: E402
 
 
-def sample(pid: int) -> tuple[float, float]:
-    """(RSS in MiB, CPU seconds used so far) of process ``pid``."""
-    rss = 0.0
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1]) / 1024
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return rss, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=2000)
@@ -77,7 +67,7 @@ def main() -> None:
                 end = time.monotonic() + seconds
                 while time.monotonic() < end:
                     tick = time.monotonic()
-                    rss, cpu = sample(daemon.process.pid)
+                    rss, cpu = daemon.usage()
                     status = daemon.get("/healthz")[0]
                     samples.append({"t": round(tick - t0, 2), "phase": phase, "rss_mib": round(rss, 1),
                                     "cpu_s": cpu, "healthz": status})

@@ -93,6 +93,15 @@ class DaemonProcess:
         return [sample.value for family in text_string_to_metric_families(body) for sample in family.samples
                 if sample.name == name and all(sample.labels.get(k) == v for k, v in (labels or {}).items())]
 
+    def usage(self) -> tuple[float, float]:
+        """(resident memory in MiB, CPU seconds used so far) of the daemon process."""
+        rss = 0.0
+        for line in open(f"/proc/{self.process.pid}/status"):
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) / 1024
+        fields = open(f"/proc/{self.process.pid}/stat").read().rsplit(")", 1)[1].split()
+        return rss, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
