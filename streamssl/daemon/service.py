@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import gc
-import itertools
 import logging
 import math
 import signal
@@ -290,7 +289,9 @@ class Daemon:
         doubling to 30 s); ``None`` when a stop comes first, at any moment of it."""
         delay = 1.0
         self._ready = (False, {"reason": "connecting to the broker"})
-        for attempt in itertools.count(1):
+        attempt = 0
+        while True:
+            attempt += 1
             done = self._off_loop(self._open_kafka)
             if done is None:
                 return None
@@ -309,9 +310,9 @@ class Daemon:
                 if self._idle(min(0.2, retry_at - time.monotonic())):
                     return None
             delay = min(30.0, 2 * delay)
-        return None
 
     def _open_kafka(self) -> tuple[Any, Any]:
+        """One attempt at the producer, the sinks, the handover log and the source."""
         from ..sources.handover import HandoverLog
         from ..sources.kafka import KafkaSource
 
