@@ -8,13 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..device import restore_generator
+from ..device import GeneratorPickling, restore_generator
 from ..ssl.encoder import mlp
 
 Featurize = Callable[[torch.Tensor], torch.Tensor]
 
 
-class OnlineMLPClassifier:
+class OnlineMLPClassifier(GeneratorPickling):
     """An MLP head learned online, with a FIFO replay of the last labelled rows.
 
     Each call to :meth:`learn` takes ``steps_per_row`` optimisation steps per unit of label

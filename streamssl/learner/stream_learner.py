@@ -332,8 +332,8 @@ class StreamLearner(base.Classifier):
         return torch.cat([self.ssl.embed(Z), Z], dim=1)
 
     def _vector(self, x: dict) -> np.ndarray:
-        if self.feature_names_ is None:
-            self.feature_names_ = list(x)
+        if self.feature_names_ is None:  # sorted: the order of a dict's keys means nothing
+            self.feature_names_ = sorted(x, key=str)
         fill = self.standardizer.mean if self.standardizer.mean is not None else np.zeros(len(self.feature_names_))
         return np.array([[float(x.get(k, fill[i])) for i, k in enumerate(self.feature_names_)]])
 
@@ -390,8 +390,8 @@ class StreamLearner(base.Classifier):
     def predict_proba_one(self, x: dict) -> dict[Hashable, float]:
         if self.head is None:
             return {}
-        proba = self.predict_proba_many(self._vector(x))[0]
-        return dict(zip(self.classes_, proba.tolist()))
+        proba = self.predict_proba_many(self._vector(x))[0].astype(np.float64)
+        return dict(zip(self.classes_, (proba / proba.sum()).tolist()))  # sums to 1 in float64 too
 
     # ---------------------------------------------------------------- learning
     def learn_one(self, x: dict, y: Hashable | None = None) -> None:

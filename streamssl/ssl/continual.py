@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..device import restore_generator, to_tensor
+from ..device import GeneratorPickling, restore_generator, to_tensor
 from . import DEFAULT_OBJECTIVE
 from .buffer import ReplayBuffer
 from .collapse import CollapseMonitor
@@ -13,7 +13,7 @@ from .encoder import MLPEncoder
 from .objectives import Objective, make_objective
 
 
-class ContinualEncoder:
+class ContinualEncoder(GeneratorPickling):
     """Trains an encoder with a self-supervised objective on a replay of the stream.
 
     Every ``every`` observed events, one optimisation step runs on ``batch_size`` events

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..device import GeneratorPickling
 from ..learner.temporal import TemporalContext
 from .encoder import mlp
 from .momentum import ema_update, frozen_copy
@@ -28,7 +29,7 @@ def next_latent_loss(predicted: torch.Tensor, target: torch.Tensor, variance_wei
     return (2 - 2 * cos).mean() + variance_weight * F.relu(1 - std).mean()
 
 
-class LearnedTemporalContext(TemporalContext):
+class LearnedTemporalContext(GeneratorPickling, TemporalContext):
     """Each event becomes ``[x_t, f(x_{t−W+1..t})]``: a learned embedding of the window of the last
     ``window`` events, no label used.
 
