@@ -26,7 +26,7 @@ from streamssl.sources.file import BadRecord, FileSource
 ELEC2 = shared_data("elec2.csv.gz")
 JSON_KEYS = {
     "events", "accuracy", "kappa", "events_per_second", "peak_rss_mb", "labels_used",
-    "pseudo_labels_accepted", "pseudo_label_precision", "drifts", "drift_events", "ssl",
+    "pseudo_labels_accepted", "pseudo_label_precision", "drifts", "drift_events", "ssl", "experts",
 }
 FAST = ["--quiet", "--no-ssl"]  # the encoder is exercised by the bundled-sample run
 

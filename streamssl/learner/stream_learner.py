@@ -250,6 +250,8 @@ class StreamLearner(base.Classifier):
         # Recent prequential correctness of each head on labelled events, for choosing one.
         self.head_scores: dict[str, deque] = {name: deque(maxlen=self.selection_window)
                                               for name in ("mlp", "raw", "memory")}
+        # The same, over every labelled event: [scored, correct] per head (for reports).
+        self.head_tally: dict[str, list[int]] = {name: [0, 0] for name in ("mlp", "raw", "memory")}
         self.ssl: ContinualEncoder | None = None
         self.head: OnlineMLPClassifier | None = None
         self.challenger: OnlineMLPClassifier | None = None
@@ -458,15 +460,13 @@ class StreamLearner(base.Classifier):
         challenger = self.challenger
         main_ok = self._proba(Z).argmax(1) == yt
         self._react(self.monitor.update("error", (~main_ok).float().tolist(), self.n_seen))
-        if self.memory_head is not None or self.raw_mlp is not None:
-            self.head_scores["mlp"].extend(main_ok.tolist())
+        self._score("mlp", main_ok.tolist())
         if self.memory_head is not None:
             raw = self._raw(Z)
-            self.head_scores["memory"].extend(
-                (self.memory_head.predict_proba(raw, len(self.classes_)).argmax(1) == yt).tolist())
+            self._score("memory", (self.memory_head.predict_proba(raw, len(self.classes_)).argmax(1) == yt).tolist())
             self.memory_head.add(raw, yt)
         if self.raw_mlp is not None:
-            self.head_scores["raw"].extend((self.raw_mlp.predict_proba(self._raw(Z)).argmax(1) == yt).tolist())
+            self._score("raw", (self.raw_mlp.predict_proba(self._raw(Z)).argmax(1) == yt).tolist())
             self.raw_mlp.learn(Z, yt, torch.ones(len(y), device=self._device), self._raw,
                                torch.ones(len(y), dtype=torch.bool, device=self._device), mass=float(len(y)))
         if challenger is not None and challenger is self.challenger:
@@ -485,6 +485,31 @@ class StreamLearner(base.Classifier):
             remember = torch.cat([remember, torch.zeros(len(yp), dtype=torch.bool, device=self._device)])
         self.head.learn(Z, yt, ones, self._featurize, remember, mass=float(len(y)))
         self.labels_used += len(y)
+
+    def _score(self, head: str, correct: list[bool]) -> None:
+        """A head's prequential outcomes on labelled events (before it learns them)."""
+        self.head_scores[head].extend(correct)
+        tally = self.head_tally[head]
+        tally[0] += len(correct)
+        tally[1] += sum(correct)
+
+    @property
+    def experts(self) -> dict[str, dict[str, float | None]]:
+        """Each head that exists: ``weight``, its share of the answers now (the selected head
+        answers alone: 1, the others 0), and ``accuracy``, prequential on every labelled event
+        (``None`` before the first).
+
+        >>> model = StreamLearner(seed=0)
+        >>> model.learn_many(np.eye(3), [0, 1, 1])
+        >>> sorted(model.experts), model.experts["mlp"]["weight"]
+        (['memory', 'mlp', 'raw'], 1.0)
+        """
+        heads = [("mlp", self.head), ("raw", self.raw_mlp), ("memory", self.memory_head)]
+        selected = self.selected_head
+        return {name: {"weight": float(name == selected),
+                       "accuracy": self.head_tally[name][1] / self.head_tally[name][0] if self.head_tally[name][0]
+                       else None}
+                for name, head in heads if head is not None}
 
     def _pseudo_weights(self, n: int) -> torch.Tensor:
         return torch.full((n,), self.pseudo_weight, device=self._device)
@@ -590,6 +615,7 @@ class StreamLearner(base.Classifier):
             "memory": None if self.memory_head is None else self.memory_head.state_dict(),
             "raw_head": None if self.raw_mlp is None else self.raw_mlp.state_dict(),
             "head_scores": {k: [bool(v) for v in q] for k, q in self.head_scores.items()},
+            "head_tally": {k: list(v) for k, v in self.head_tally.items()},
             "counters": {
                 "duel": list(self._duel), "heads_made": self._heads_made, "n_seen": self.n_seen,
                 "labels_used": self.labels_used, "swaps": self.swaps,
@@ -611,6 +637,7 @@ class StreamLearner(base.Classifier):
             model.raw_mlp.load_state_dict(state["raw_head"])
         for k, values in state["head_scores"].items():
             model.head_scores[k].extend(values)
+        model.head_tally.update({k: list(v) for k, v in state.get("head_tally", {}).items()})  # absent in older checkpoints
         model._encode_labels(state["classes"])
         model.standardizer.load_state_dict(state["standardizer"])
         model.policy.load_state_dict(state["policy"])

@@ -77,6 +77,7 @@ class ReplaySummary:
     drifts: list[int] = field(default_factory=list)  # positions of drift-level detections
     drift_events: list[dict] = field(default_factory=list)  # every detection, warnings too
     ssl_stats: Callable[[], dict | None] | None = None  # read when the summary is written
+    experts: Callable[[], dict | None] | None = None  # the model's members (StreamLearner.experts), likewise
 
     @property
     def accuracy(self) -> float:
@@ -113,6 +114,7 @@ class ReplaySummary:
             "drifts": list(self.drifts),
             "drift_events": [dict(e) for e in self.drift_events],
             "ssl": self.ssl_stats() if self.ssl_stats is not None else None,
+            "experts": self.experts() if self.experts is not None else None,
         }
 
 
@@ -154,7 +156,8 @@ def prequential(
         raise ValueError("label_delay must be >= 0")
     rng = np.random.default_rng(seed)
     pending: deque[tuple[int, np.ndarray, Hashable]] = deque()  # (revealed after event, x, y)
-    summary = ReplaySummary(ssl_stats=getattr(model, "ssl_stats", None))
+    summary = ReplaySummary(ssl_stats=getattr(model, "ssl_stats", None),
+                            experts=(lambda: model.experts) if hasattr(model, "experts") else None)
     last_event = None  # the newest drift event already reported
     for batch in batches:
         n = len(batch.y)

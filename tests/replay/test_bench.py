@@ -7,7 +7,7 @@ from streamssl.replay.bench import BenchSettings, ModelRun, _child, _curve_point
 from streamssl.replay.run import bundled_sample
 
 REPLAY_KEYS = {"events", "accuracy", "kappa", "events_per_second", "peak_rss_mb", "labels_used",
-               "pseudo_labels_accepted", "pseudo_label_precision", "drifts", "drift_events", "ssl"}
+               "pseudo_labels_accepted", "pseudo_label_precision", "drifts", "drift_events", "ssl", "experts"}
 
 
 def test_bench_command_writes_the_json_schema_and_a_plot(tmp_path, capsys):

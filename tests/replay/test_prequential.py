@@ -16,7 +16,7 @@ from streamssl.sources.file import Batch
 
 JSON_KEYS = {
     "events", "accuracy", "kappa", "events_per_second", "peak_rss_mb", "labels_used",
-    "pseudo_labels_accepted", "pseudo_label_precision", "drifts", "drift_events", "ssl",
+    "pseudo_labels_accepted", "pseudo_label_precision", "drifts", "drift_events", "ssl", "experts",
 }
 
 
@@ -445,3 +445,31 @@ def test_river_lr_peer_handles_more_than_two_classes():
     batches = [Batch(X[i:i + 50], y[i:i + 50].tolist(), np.arange(i, i + 50)) for i in range(0, 2000, 50)]
     *_, last = prequential(batches, peer, label_rate=1.0, seed=0)
     assert last.summary.accuracy > 0.8
+
+
+# -- the learner's members ----------------------------------------------------------------
+
+
+def test_experts_report_each_heads_prequential_accuracy_and_weight():
+    from streamssl.learner import StreamLearner
+
+    X, y = blobs(1200, seed=3)
+    batches = [Batch(X[i:i + 50], y[i:i + 50], np.arange(i, i + 50)) for i in range(0, 1200, 50)]
+    # One head alone answers every event, scored before it learns its labels: with every label
+    # revealed at once, its accuracy on labelled events is the replay's own (two warm-up events
+    # first, so that no event of the replay is predicted before a class is known), but for the
+    # standardiser, which has taken in the batch when the head is scored (no label involved).
+    model = StreamLearner(temporal=False, memory=False, raw_head=False, seed=0)
+    model.learn_many(X[:2] + 10, [0, 1])
+    n0, c0 = model.head_tally["mlp"]
+    alone = run(batches, model, label_rate=1.0).to_json()
+    assert set(alone["experts"]) == {"mlp"} and alone["experts"]["mlp"]["weight"] == 1.0
+    n, c = model.head_tally["mlp"]
+    assert n - n0 == 1200 and abs((c - c0) / 1200 - alone["accuracy"]) < 0.01
+    assert alone["experts"]["mlp"]["accuracy"] == c / n
+    experts = run(batches, StreamLearner(seed=0), label_rate=0.2, seed=1).to_json()["experts"]
+    assert set(experts) == {"mlp", "raw", "memory"}
+    assert sum(e["weight"] for e in experts.values()) == 1.0
+    assert all(0.7 < e["accuracy"] <= 1.0 for e in experts.values())
+    assert run(batches, RiverBatchAdapter(__import__("river").naive_bayes.GaussianNB(), ["a", "b", "c"]),
+               label_rate=0.2).to_json()["experts"] is None  # a peer has no members to report
