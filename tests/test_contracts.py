@@ -17,6 +17,7 @@ CONFIGS = {
     "default": {},
     "encoder+pseudo-labels": {"encoder": True, "pseudo_labels": True},
     "no temporal, no memory": {"temporal": False, "memory": False},
+    "trees": {"trees": True},
 }
 
 

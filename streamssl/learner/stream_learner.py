@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import deque
 from typing import Any, Hashable, Sequence
@@ -40,6 +41,10 @@ def build_learner(threshold: float = 0.99, device: str = "auto", seed: int = 0, 
         settings["objective"] = objective
         settings.setdefault("encoder", True)
     return StreamLearner(threshold=threshold, device=device, seed=seed, **settings)
+
+
+#: The heads, in the order that breaks ties of recent accuracy.
+HEADS = ("mlp", "raw", "memory", "tree")
 
 
 def _is_missing(label: Any) -> bool:
@@ -115,6 +120,11 @@ class StreamLearner(base.Classifier):
         The nearest-neighbour memory head: how many labelled events it keeps, how many vote.
     raw_head
         With the temporal context, also an MLP head on the event's own features.
+    trees
+        Also a head that splits: river's adaptive random forest (``ARFClassifier``, default
+        settings) on the same features as the MLP, before standardisation. Selected like the
+        other heads; it predicts every event only while selected, and learns and is scored on
+        labelled events only.
     selection_window
         Labelled events over which the heads' recent accuracy is compared.
     pseudo_source
@@ -178,6 +188,7 @@ class StreamLearner(base.Classifier):
         temporal_ssl: bool = False,
         memory: bool = True,
         raw_head: bool = True,
+        trees: bool = False,
         pseudo_source: str = "self",
         memory_size: int = 256,
         memory_k: int = 5,
@@ -221,6 +232,7 @@ class StreamLearner(base.Classifier):
         self.temporal_ssl = temporal_ssl
         self.memory = memory
         self.raw_head = raw_head
+        self.trees = trees
         if pseudo_source not in ("self", "memory"):
             raise ValueError(f"pseudo_source must be 'self' or 'memory', got {pseudo_source!r}")
         self.pseudo_source = pseudo_source
@@ -248,10 +260,10 @@ class StreamLearner(base.Classifier):
         self.memory_head = NearestNeighbourMemory(self.memory_size, self.memory_k) if self.memory else None
         self.raw_mlp: OnlineMLPClassifier | None = None  # built with the main head
         # Recent prequential correctness of each head on labelled events, for choosing one.
-        self.head_scores: dict[str, deque] = {name: deque(maxlen=self.selection_window)
-                                              for name in ("mlp", "raw", "memory")}
+        self.head_scores: dict[str, deque] = {name: deque(maxlen=self.selection_window) for name in HEADS}
         # The same, over every labelled event: [scored, correct] per head (for reports).
-        self.head_tally: dict[str, list[int]] = {name: [0, 0] for name in ("mlp", "raw", "memory")}
+        self.head_tally: dict[str, list[int]] = {name: [0, 0] for name in HEADS}
+        self.forest = None  # the tree head (river ARF), built with the others
         self.ssl: ContinualEncoder | None = None
         self.head: OnlineMLPClassifier | None = None
         self.challenger: OnlineMLPClassifier | None = None
@@ -284,6 +296,10 @@ class StreamLearner(base.Classifier):
                 steps_per_row=self.head_steps_per_label, max_steps=self.head_max_steps,
             )
             self.raw_mlp.add_classes(len(self.classes_))
+        if self.trees:
+            from river import forest
+
+            self.forest = forest.ARFClassifier(seed=self.seed)
 
     def _start(self, n_inputs: int) -> None:
         """Size everything for events of ``n_inputs`` features (the first event, or a restore)."""
@@ -356,7 +372,10 @@ class StreamLearner(base.Classifier):
         X = self._check(X)
         if self.head is None or not self.classes_:
             return np.zeros((len(X), len(self.classes_)))
-        Z = to_tensor(self.standardizer.transform(self._augment(X, "peek", keys)), self._device)
+        A = self._augment(X, "peek", keys)
+        if self.selected_head == "tree":
+            return self._forest_proba(A)
+        Z = to_tensor(self.standardizer.transform(A), self._device)
         return self._predict(Z).cpu().numpy().astype(np.float64)
 
     @property
@@ -365,7 +384,7 @@ class StreamLearner(base.Classifier):
         labelled events (``mlp`` on the full features, ``raw`` the MLP on the event's own
         features, ``memory`` the nearest-neighbour memory); the main MLP wins ties."""
         best, best_score = "mlp", -1.0
-        for name in ("mlp", "raw", "memory"):
+        for name in HEADS:
             scores = self.head_scores[name]
             if scores and sum(scores) / len(scores) > best_score:
                 best, best_score = name, sum(scores) / len(scores)
@@ -378,6 +397,16 @@ class StreamLearner(base.Classifier):
         if head == "raw":
             return self.raw_mlp.predict_proba(self._raw(Z))
         return self._proba(Z)
+
+    def _forest_proba(self, A: np.ndarray) -> np.ndarray:
+        """The tree head's probabilities for rows ``A`` (features with their context, not
+        standardised), columns in the order of ``classes_``; uniform where it knows nothing."""
+        out = np.zeros((len(A), len(self.classes_)))
+        for r, row in enumerate(A.tolist()):
+            for c, p in self.forest.predict_proba_one(dict(enumerate(row))).items():
+                out[r, c] = p
+        total = out.sum(axis=1, keepdims=True)
+        return np.where(total > 0, out / np.where(total > 0, total, 1.0), 1.0 / max(1, len(self.classes_)))
 
     def _proba(self, Z: torch.Tensor, head: OnlineMLPClassifier | None = None) -> torch.Tensor:
         return (head or self.head).predict_proba(self._featurize(Z))
@@ -435,7 +464,7 @@ class StreamLearner(base.Classifier):
         # together with them.
         pseudo = self._pseudo_label(Zt[~mask], np.flatnonzero(~labelled))
         if labelled.any():
-            self._learn_labelled(Zt[mask], [v for v, k in zip(y, labelled) if k], pseudo)
+            self._learn_labelled(Zt[mask], [v for v, k in zip(y, labelled) if k], pseudo, X[labelled])
         elif pseudo is not None:
             Zp, yp = pseudo
             self.head.learn(Zp, yp, self._pseudo_weights(len(yp)), self._featurize, mass=0.0)
@@ -448,11 +477,13 @@ class StreamLearner(base.Classifier):
             return
         if self.n_inputs_ is None:
             self._start(X.shape[1])
-        Z = self.standardizer.transform(self._augment(X[keep], "recall", None if keys is None else [keys[i] for i in keep]))
-        self._learn_labelled(to_tensor(Z, self._device), [y[i] for i in keep])
+        A = self._augment(X[keep], "recall", None if keys is None else [keys[i] for i in keep])
+        self._learn_labelled(to_tensor(self.standardizer.transform(A), self._device), [y[i] for i in keep], rows=A)
 
     def _learn_labelled(self, Z: torch.Tensor, labels: list[Hashable],
-                        pseudo: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+                        pseudo: tuple[torch.Tensor, torch.Tensor] | None = None, rows: np.ndarray | None = None) -> None:
+        """Learn labelled events ``Z`` (standardised; ``rows``: the same before standardisation,
+        for the tree head) and the pseudo-labels riding along."""
         y = self._encode_labels(labels)
         yt = torch.as_tensor(y, device=self._device)
         # Prequential error of the heads on these labels, before they learn them. A challenger
@@ -465,6 +496,10 @@ class StreamLearner(base.Classifier):
             raw = self._raw(Z)
             self._score("memory", (self.memory_head.predict_proba(raw, len(self.classes_)).argmax(1) == yt).tolist())
             self.memory_head.add(raw, yt)
+        if self.forest is not None and rows is not None:
+            self._score("tree", (self._forest_proba(rows).argmax(1) == y).tolist())
+            for row, label in zip(rows.tolist(), y.tolist()):
+                self.forest.learn_one(dict(enumerate(row)), label)
         if self.raw_mlp is not None:
             self._score("raw", (self.raw_mlp.predict_proba(self._raw(Z)).argmax(1) == yt).tolist())
             self.raw_mlp.learn(Z, yt, torch.ones(len(y), device=self._device), self._raw,
@@ -504,7 +539,7 @@ class StreamLearner(base.Classifier):
         >>> sorted(model.experts), model.experts["mlp"]["weight"]
         (['memory', 'mlp', 'raw'], 1.0)
         """
-        heads = [("mlp", self.head), ("raw", self.raw_mlp), ("memory", self.memory_head)]
+        heads = [("mlp", self.head), ("raw", self.raw_mlp), ("memory", self.memory_head), ("tree", self.forest)]
         selected = self.selected_head
         return {name: {"weight": float(name == selected),
                        "accuracy": self.head_tally[name][1] / self.head_tally[name][0] if self.head_tally[name][0]
@@ -614,6 +649,7 @@ class StreamLearner(base.Classifier):
             "context": None if self.context is None else self.context.state_dict(),
             "memory": None if self.memory_head is None else self.memory_head.state_dict(),
             "raw_head": None if self.raw_mlp is None else self.raw_mlp.state_dict(),
+            "forest": None if self.forest is None else copy.deepcopy(self.forest),
             "head_scores": {k: [bool(v) for v in q] for k, q in self.head_scores.items()},
             "head_tally": {k: list(v) for k, v in self.head_tally.items()},
             "counters": {
@@ -635,6 +671,8 @@ class StreamLearner(base.Classifier):
             model.memory_head.load_state_dict(state["memory"])
         if state["raw_head"] is not None:
             model.raw_mlp.load_state_dict(state["raw_head"])
+        if state.get("forest") is not None:
+            model.forest = copy.deepcopy(state["forest"])
         for k, values in state["head_scores"].items():
             model.head_scores[k].extend(values)
         model.head_tally.update({k: list(v) for k, v in state.get("head_tally", {}).items()})  # absent in older checkpoints

@@ -30,6 +30,7 @@ STREAMSSL_MODELS: dict[str, dict] = {
     "streamssl-pseudo": {"pseudo_labels": True},  # the MLP's own confident predictions
     "streamssl-cotrain": {"pseudo_labels": True, "pseudo_source": "memory"},  # the memory's, for the MLP
     "streamssl-ssl-pseudo": {"encoder": True, "pseudo_labels": True},
+    "streamssl-trees": {"trees": True},  # a fourth head that splits (river ARF on the same features)
     # Self-supervision over time: the learned context instead of the moving averages (one MLP head).
     "streamssl-temporal-ssl": {"temporal_ssl": True, "raw_head": False, "memory": False},
 }

@@ -1,11 +1,12 @@
 """Serialising learner state without ever unpickling arbitrary objects.
 
 A state is a tree of plain Python data, numpy arrays, torch tensors and river drift
-detectors. Tensors are turned into numpy arrays on the way out. Loading uses an
+detectors and trees. Tensors are turned into numpy arrays on the way out. Loading uses an
 unpickler that resolves only an allow-list of globals (numpy's array reconstruction,
-two containers from ``collections``, ``random.Random``, and classes defined in
-``river.drift``/``river.stats`` that are drift detectors or running statistics), never a
-dotted name; anything else in a file is refused.
+three containers from ``collections``, ``random.Random``, ``functools.partial`` over what
+is allowed, ``float`` and ``int``, and classes defined in river's ``drift``, ``stats``,
+``tree``, ``forest``, ``metrics`` and ``proba`` packages that are river estimators, running
+statistics, tree nodes or splitters), never a dotted name; anything else in a file is refused.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from ..errors import StreamSSLError
 _TENSOR = "__tensor__"
 
 _ALLOWED_GLOBALS = {
-    ("collections", "OrderedDict"), ("collections", "deque"), ("random", "Random"),
+    ("collections", "OrderedDict"), ("collections", "deque"), ("collections", "defaultdict"),
+    ("random", "Random"), ("functools", "partial"), ("builtins", "float"), ("builtins", "int"),
     ("river._river_rust.drift", "AdaptiveWindowing"), ("river._river_rust.stats", "RsEWMean"),
     ("numpy", "ndarray"), ("numpy", "dtype"),
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
@@ -64,13 +66,21 @@ def _from_plain(obj: Any, device: torch.device | None) -> Any:
     return obj
 
 
+_RIVER_STATE_MODULES = ("river.drift.", "river.stats.", "river.tree.", "river.forest.", "river.metrics.",
+                        "river.proba.")
+
+
 def _is_river_state_class(module: str, obj: Any) -> bool:
-    """River's drift detectors and running statistics, and nothing else from river."""
+    """River's estimators (drift detectors, trees, forests, metrics, distributions), running
+    statistics, and the nodes and splitters trees are made of; nothing else from river."""
     from river import base, stats
+    from river.tree.base import Branch, Leaf
+    from river.tree.splitter.base import Splitter
 
     if not isinstance(obj, type) or getattr(obj, "__module__", None) != module:
         return False
-    return issubclass(obj, (base.DriftDetector, base.BinaryDriftDetector, stats.base.Statistic))
+    return issubclass(obj, (base.Base, base.DriftDetector, base.BinaryDriftDetector, stats.base.Statistic, Branch,
+                            Leaf, Splitter))
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -80,7 +90,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
             raise refused
         if (module, name) in _ALLOWED_GLOBALS:
             return super().find_class(module, name)
-        if module.startswith(("river.drift.", "river.stats.")):
+        if module.startswith(_RIVER_STATE_MODULES):
             obj = super().find_class(module, name)
             if _is_river_state_class(module, obj):
                 return obj

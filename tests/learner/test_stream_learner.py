@@ -152,3 +152,23 @@ def test_state_dict_round_trip_gives_identical_predictions():
     for m in (model, restored):
         m.learn_many(X[:64], list(y[:64]))
     np.testing.assert_array_equal(model.predict_proba_many(X[:200]), restored.predict_proba_many(X[:200]))
+
+
+def test_the_tree_head_answers_where_splits_predict_better():
+    """A concept of thresholds on one feature (six alternating bands), 20 % labels: the forest
+    finds the bands, the MLP and the memory do not; the tree head is selected and answers."""
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0, 1, size=(4000, 3))
+    bands = (np.floor(X[:, 0] * 6) % 2).astype(int)
+    y = [int(v) if i % 5 == 0 else None for i, v in enumerate(bands)]
+    probe = rng.uniform(0, 1, size=(500, 3))
+    truth = (np.floor(probe[:, 0] * 6) % 2).astype(int)
+    accuracy = {}
+    for trees in (False, True):
+        model = StreamLearner(seed=0, trees=trees, temporal=False)
+        for i in range(0, 4000, 64):
+            model.learn_many(X[i:i + 64], y[i:i + 64])
+        accuracy[trees] = float((np.array(model.predict_many(probe)) == truth).mean())
+    assert "tree" not in StreamLearner(seed=0).experts
+    assert model.selected_head == "tree" and model.experts["tree"]["weight"] == 1.0
+    assert accuracy[True] > 0.85 and accuracy[True] > accuracy[False] + 0.1, accuracy

@@ -374,3 +374,28 @@ def test_state_tree_round_trips_through_serialize():
     assert isinstance(back["w"], torch.Tensor) and back["w"].tolist() == [0.0, 1.0, 2.0]
     np.testing.assert_array_equal(back["a"], np.arange(4))
     assert back["t"] == (1, "x") and back["l"] == [None, 2.5]
+
+
+def test_a_partial_over_a_refused_callable_is_refused(tmp_path):
+    """``functools.partial`` is allowed (river's trees keep ``partial(defaultdict, float)``),
+    but the callable inside it is resolved like any other global."""
+    import functools
+    import os
+
+    marker = tmp_path / "pwned"
+    with pytest.raises(UnsafeStateError, match="refusing to load posix.system"):
+        serialize.loads(pickle.dumps(functools.partial(os.system, f"touch {marker}")))
+    assert not marker.exists()
+    with pytest.raises(UnsafeStateError, match="refusing to load river.datasets"):
+        serialize.loads(pickle.dumps(__import__("river").datasets.Phishing()))  # river, but not a state type
+
+
+def test_a_river_forest_round_trips_through_the_restricted_loader():
+    from river import datasets, forest
+
+    model = forest.ARFClassifier(n_models=3, seed=0)
+    data = list(datasets.Phishing())[:300]
+    for x, y in data[:200]:
+        model.learn_one(x, y)
+    back = serialize.loads(serialize.dumps({"forest": model}))["forest"]
+    assert [back.predict_proba_one(x) for x, _ in data[200:]] == [model.predict_proba_one(x) for x, _ in data[200:]]
