@@ -260,9 +260,10 @@ class StreamLearner(base.Classifier):
         self.memory_head = NearestNeighbourMemory(self.memory_size, self.memory_k) if self.memory else None
         self.raw_mlp: OnlineMLPClassifier | None = None  # built with the main head
         # Recent prequential correctness of each head on labelled events, for choosing one.
-        self.head_scores: dict[str, deque] = {name: deque(maxlen=self.selection_window) for name in HEADS}
+        names = [name for name in HEADS if name != "tree" or self.trees]
+        self.head_scores: dict[str, deque] = {name: deque(maxlen=self.selection_window) for name in names}
         # The same, over every labelled event: [scored, correct] per head (for reports).
-        self.head_tally: dict[str, list[int]] = {name: [0, 0] for name in HEADS}
+        self.head_tally: dict[str, list[int]] = {name: [0, 0] for name in names}
         self.forest = None  # the tree head (river ARF), built with the others
         self.ssl: ContinualEncoder | None = None
         self.head: OnlineMLPClassifier | None = None
@@ -373,30 +374,30 @@ class StreamLearner(base.Classifier):
         if self.head is None or not self.classes_:
             return np.zeros((len(X), len(self.classes_)))
         A = self._augment(X, "peek", keys)
-        if self.selected_head == "tree":
+        head = self.selected_head
+        if head == "tree":
             return self._forest_proba(A)
         Z = to_tensor(self.standardizer.transform(A), self._device)
-        return self._predict(Z).cpu().numpy().astype(np.float64)
+        if head == "memory":
+            proba = self.memory_head.predict_proba(self._raw(Z), len(self.classes_))
+        elif head == "raw":
+            proba = self.raw_mlp.predict_proba(self._raw(Z))
+        else:
+            proba = self._proba(Z)
+        return proba.cpu().numpy().astype(np.float64)
 
     @property
     def selected_head(self) -> str:
         """The head that predicts: the one with the best recent prequential accuracy on
         labelled events (``mlp`` on the full features, ``raw`` the MLP on the event's own
-        features, ``memory`` the nearest-neighbour memory); the main MLP wins ties."""
+        features, ``memory`` the nearest-neighbour memory, ``tree`` the forest); earlier in
+        :data:`HEADS` wins ties."""
         best, best_score = "mlp", -1.0
         for name in HEADS:
-            scores = self.head_scores[name]
+            scores = self.head_scores.get(name)
             if scores and sum(scores) / len(scores) > best_score:
                 best, best_score = name, sum(scores) / len(scores)
         return best
-
-    def _predict(self, Z: torch.Tensor) -> torch.Tensor:
-        head = self.selected_head
-        if head == "memory":
-            return self.memory_head.predict_proba(self._raw(Z), len(self.classes_))
-        if head == "raw":
-            return self.raw_mlp.predict_proba(self._raw(Z))
-        return self._proba(Z)
 
     def _forest_proba(self, A: np.ndarray) -> np.ndarray:
         """The tree head's probabilities for rows ``A`` (features with their context, not
