@@ -268,7 +268,7 @@ class Daemon:
                             self._unreadable(batch)
                     if records:
                         self.process(records)
-                    if records or skipped_any:
+                    elif skipped_any:
                         self.progress.write(self.positions)
                     self._tick()
                     if max_events is not None and self.events_seen >= max_events:
@@ -434,6 +434,9 @@ class Daemon:
                     label_origins.append((_name(tp), rec.offset, False))
                 except DecodeError as exc:
                     self._dead_letter(rec, exc)
+        # How far this batch goes, on disk before any of its predictions is sent: a restart after
+        # a crash counts what it predicts again below it (never less than was sent).
+        self.progress.write(self.positions)
         clock = self.pacer.event_clock(self.source.lag(self.positions), now) if self.source is not None else now
         if handed:
             self._handed_over(handed, now, clock)

@@ -67,7 +67,7 @@ def test_a_broker_that_comes_up_late_is_waited_for_and_used(tmp_path):
             producer.close()
             wait_for(lambda: daemon.metric("streamssl_predictions_produced_total") >= 200, 150,
                      "every event predicted once the broker is up", daemon)
-            assert daemon.get("/readyz")[0] == 200
+            wait_for(lambda: daemon.get("/readyz")[0] == 200, 120, "/readyz once consuming", daemon)
             assert daemon.stop(signal.SIGTERM) == 0
     finally:
         daemon.kill()

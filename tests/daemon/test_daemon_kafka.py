@@ -200,8 +200,9 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(kafka_broker, tmp_path):
     duplicates = sum(ids.values()) - n
     assert duplicates >= 0  # at-least-once: the batches after the last checkpoint ran twice
     # The restarted daemon counts what it predicted again: everything the first had processed
-    # past its last checkpoint. Predictions the first had not yet delivered when it was killed
-    # (at most a batch or two) are counted but were never in the topic.
+    # past its last checkpoint (its mark is written before a batch's predictions are sent).
+    # Predictions the first had not yet delivered when it was killed (at most a batch or two)
+    # are counted but were never in the topic.
     assert second.log_events("replaying") or duplicates == 0
     assert duplicates <= counted <= duplicates + 200, (duplicates, counted)
     final = ckpt.decode(path.read_bytes())
