@@ -164,14 +164,13 @@ class KafkaSource:
     def _skip(self, exc: _UnreadableBatch) -> None:
         """Move past the batch that holds ``exc.offset``, delimited by its header (read without
         decompressing it); one offset at a time where even the header is unreadable."""
-        start, end, raw = exc.offset, exc.offset + 1, b""
+        end, raw = exc.offset + 1, b""
         try:
             records = MemoryRecords(exc.raw)
             while (batch := records.next_batch()) is not None:
                 following = getattr(batch, "next_offset", batch.base_offset + 1)
                 if following > exc.offset:
-                    start, end = min(batch.base_offset, exc.offset), following
-                    raw = bytes(getattr(batch, "_buffer", b""))
+                    end, raw = following, bytes(getattr(batch, "_buffer", b""))
                     break
         except Exception:  # noqa: BLE001 -- a header too damaged to delimit the batch
             pass
@@ -179,7 +178,7 @@ class KafkaSource:
             self.consumer.seek(exc.tp, end)
         except (ValueError, KeyError, AssertionError):  # no longer assigned: its next owner meets it
             return
-        self.unreadable.append(Unreadable(exc.tp, max(start, exc.offset), end, raw, str(exc)))
+        self.unreadable.append(Unreadable(exc.tp, exc.offset, end, raw, str(exc)))
 
     def _take_over(self) -> set[TopicPartition]:
         """Start each partition new to this consumer at its handover window (if its previous
