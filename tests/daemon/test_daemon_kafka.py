@@ -171,11 +171,13 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(kafka_broker, tmp_path):
         wait_for(lambda: first.get("/readyz")[0] == 200, 120, "the first daemon to be ready", first)
         # Events arrive live (1,000/s) with 20 % of labels 0.2 s later, during the crash too.
         producer = produce_live(bootstrap, topics, n, rate=1000, delay_s=0.2)
+        path = tmp_path / "state" / "daemon.ckpt"
+        # A checkpoint on disk first (its write runs on a thread, slow on a loaded machine).
         wait_for(lambda: first.metric("streamssl_predictions_produced_total") >= 1200
-                 and first.metric("streamssl_model_version") > 0, 120, "1,200 predictions from a learning model", first)
+                 and first.metric("streamssl_model_version") > 0 and path.exists(), 120,
+                 "1,200 predictions from a learning model and a checkpoint", first)
     finally:
         first.kill()  # SIGKILL: no final checkpoint
-    path = tmp_path / "state" / "daemon.ckpt"
     at_kill = ckpt.decode(path.read_bytes())  # whatever the moment, the file on disk loads
     assert at_kill["counters"]["model_version"] > 0
 
