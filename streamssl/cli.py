@@ -10,6 +10,11 @@ from pathlib import Path
 from .errors import InputError, StreamSSLError
 from .ssl import OBJECTIVE_NAMES
 
+DESCRIPTION = ("streamssl: learn online from a drifting event stream with few, late labels. "
+               "Replay or benchmark a recorded stream, or run the Kafka daemon.")
+#: The share of labels revealed when none is given: ``replay``, ``bench`` and ``produce`` alike.
+DEFAULT_LABEL_RATE = 0.05
+
 
 def _rate(text: str) -> float:
     value = float(text)
@@ -77,17 +82,49 @@ def add_learner_options(p: argparse.ArgumentParser) -> None:
                    "only contend with other processes)")
 
 
+def _columns(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("expected comma-separated column names")
+    return names
+
+
+def add_input_options(p: argparse.ArgumentParser) -> None:
+    """How a recorded file's columns are read (replay, bench, produce)."""
+    g = p.add_argument_group("columns")
+    g.add_argument("--label-column", default=None, metavar="NAME",
+                   help="the label column (default: a column named 'label', else the last CSV column)")
+    g.add_argument("--categorical", type=_columns, default=(), metavar="COLS",
+                   help="comma-separated columns to read as categories even if they look numeric "
+                   "(default: inferred: a column of text is categorical)")
+    g.add_argument("--drop-columns", type=_columns, default=(), metavar="COLS",
+                   help="comma-separated columns to ignore (ids, timestamps)")
+    g.add_argument("--key-column", default=None, metavar="COL",
+                   help="each event's entity: it gets its own temporal context, as the daemon's key_field")
+
+
+def file_options(args: argparse.Namespace):
+    from .sources.file import FileOptions
+
+    return FileOptions(args.label_column, args.categorical, args.drop_columns, args.key_column)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="streamssl", description=__doc__)
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="streamssl", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"streamssl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser(
         "replay", help="prequential test-then-train replay of a recorded stream",
-        description="Replay a recorded stream (CSV or JSONL, gzip or not; label = last CSV column or the "
-        "'label' field): each micro-batch is predicted, then learned. Without PATH, replays the "
-        "bundled sample (the first 5,000 events of Elec2).",
+        description="Replay a recorded stream (CSV with a header row, or JSONL; gzip or not): each micro-batch "
+        "is predicted, then learned. Columns of text are categorical, empty cells and NA are missing values "
+        "(imputed); the label is the column named 'label', else the last CSV column (--label-column). Without "
+        "PATH, replays the bundled sample (the first 5,000 events of Elec2).",
     )
     p.add_argument("path", nargs="?", type=Path, help="recorded stream (default: the bundled Elec2 sample)")
-    p.add_argument("--label-rate", type=_rate, default=1.0, help="fraction of events whose label is revealed (default 1.0)")
+    p.add_argument("--label-rate", type=_rate, default=DEFAULT_LABEL_RATE,
+                   help=f"fraction of events whose label is revealed (default {DEFAULT_LABEL_RATE})")
     p.add_argument("--label-delay", type=_natural, default=0, help="a label is revealed this many events later (default 0)")
     p.add_argument("--seed", type=int, default=0, help="seed of the label mask and the learner (default 0)")
     p.add_argument("--limit", type=_natural, default=None, help="stop after N events")
@@ -96,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port while running")
     p.add_argument("--dead-letter", type=Path, default=None, help="write rejected rows with their reason to FILE (JSON lines)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_input_options(p)
     add_learner_options(p)
 
     b = sub.add_parser(
@@ -104,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
         "as 'replay', with the same seeded label mask and delay, each model in a fresh process.",
     )
     b.add_argument("path", nargs="?", type=Path, help="recorded stream (default: the bundled Elec2 sample)")
-    b.add_argument("--label-rate", type=_rate, default=0.05, help="fraction of events whose label is revealed (default 0.05)")
+    b.add_argument("--label-rate", type=_rate, default=DEFAULT_LABEL_RATE,
+                   help=f"fraction of events whose label is revealed (default {DEFAULT_LABEL_RATE})")
     b.add_argument("--label-delay", type=_natural, default=0, help="a label is revealed this many events later (default 0)")
     b.add_argument("--seed", type=int, default=0, help="seed of the label mask and the learners (default 0)")
     b.add_argument("--models", default=None,
@@ -120,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", type=Path, default=None, help="write the results as JSON to FILE")
     b.add_argument("--plot", type=Path, default=None, help="draw accuracy over time for every model to FILE.png")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_input_options(b)
 
     r = sub.add_parser(
         "run", help="the daemon: consume events from Kafka, predict, learn from delayed labels",
@@ -143,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("path", nargs="?", type=Path, help="recorded stream (default: the bundled Elec2 sample)")
     q.add_argument("--topic", required=True, help="topic for the events")
     q.add_argument("--labels-topic", default=None, help="topic for the labels (default: send no labels)")
-    q.add_argument("--label-rate", type=_rate, default=0.05, help="share of events whose label is sent (default 0.05)")
+    q.add_argument("--label-rate", type=_rate, default=DEFAULT_LABEL_RATE,
+                   help=f"share of events whose label is sent (default {DEFAULT_LABEL_RATE})")
     q.add_argument("--label-delay-s", type=float, default=0.0, help="seconds between an event and its label (default 0)")
     q.add_argument("--rate", type=float, default=None, help="events per second (default: as fast as possible)")
     q.add_argument("--seed", type=int, default=0, help="seed of the label mask (default 0)")
@@ -157,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "else localhost:9092)")
     q.add_argument("--config", type=Path, default=None, help="take Kafka connection and security settings from this "
                    "daemon config")
+    add_input_options(q)
     return parser
 
 
@@ -218,7 +260,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise InputError(f"--metrics-port {args.metrics_port}: {exc.strerror or exc}") from None
     dead = DeadLetters(args.dead_letter, sys.stderr)
-    run = ReplayRun(path, model, args.label_rate, args.label_delay, args.seed, args.batch_size, args.limit, dead)
+    run = ReplayRun(path, model, args.label_rate, args.label_delay, args.seed, args.batch_size, args.limit, dead,
+                    file_options(args))
     total = count_records(path, args.limit)
     with progress_bar(err, total, disable=args.quiet) as (progress, task):
         scored = {"correct": 0, "wrong": 0}
@@ -239,7 +282,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
         summary = run.execute(on_batch)
     result = summary.to_json()
-    _stdout_console().print(summary_table(path, result, args, dead, model))
+    _stdout_console().print(summary_table(path, result, args, dead, model, run.columns))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0
@@ -266,7 +309,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _check_writable(args.json, "--json")
     _check_writable(args.plot, "--plot")
     settings = BenchSettings(args.label_rate, args.label_delay, args.seed, args.batch_size, args.limit,
-                             args.threads, args.window)
+                             args.threads, args.window, file_options(args))
     total = count_records(path, args.limit)
     err = Console(stderr=True)
     progress = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
@@ -285,6 +328,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     ok = [r for r in runs if r.error is None]
     if not ok:
         raise StreamSSLError(f"{path}: every model failed")
+    rejected = ok[0].result.get("rows_rejected") or {}
+    if rejected:
+        err.print(f"[yellow]warning:[/yellow] {sum(rejected.values()):,} rows rejected "
+                  f"({', '.join(f'{k}: {v}' for k, v in rejected.items())}); 'streamssl replay --dead-letter FILE' "
+                  "lists them")
     _stdout_console().print(bench_table(path, settings, ok))
     if args.json:
         args.json.write_text(json.dumps(bench_json(path, settings, runs), indent=2) + "\n")
@@ -351,7 +399,8 @@ def cmd_produce(args: argparse.Namespace) -> int:
     dead = DeadLetters(None, sys.stderr)
     try:
         summary = produce(path, producer, args.topic, args.labels_topic, args.label_rate, args.label_delay_s,
-                          args.rate, args.seed, args.limit, args.layout, args.id_prefix, args.repeat, on_bad=dead)
+                          args.rate, args.seed, args.limit, args.layout, args.id_prefix, args.repeat, on_bad=dead,
+                          options=file_options(args))
     finally:
         producer.close()
     print(json.dumps({"path": str(path), "topic": args.topic, "labels_topic": args.labels_topic,

@@ -27,6 +27,7 @@ ELEC2 = shared_data("elec2.csv.gz")
 JSON_KEYS = {
     "events", "accuracy", "kappa", "events_per_second", "peak_rss_mb", "labels_used",
     "pseudo_labels_accepted", "pseudo_label_precision", "drifts", "drift_events", "ssl", "experts",
+    "accuracy_after_first_batch", "majority_rate", "no_change_accuracy", "rows_rejected", "label_column",
 }
 FAST = ["--quiet", "--no-ssl"]  # the encoder is exercised by the bundled-sample run
 
@@ -125,7 +126,7 @@ def test_replay_of_real_elec2_beats_the_majority_class(capsys, tmp_path):
     if not ELEC2.exists():
         pytest.skip(f"{ELEC2} is not on this machine")
     limit = 3000
-    result, _, _ = replay_json(capsys, tmp_path, ELEC2, "--limit", limit, "--quiet")
+    result, _, _ = replay_json(capsys, tmp_path, ELEC2, "--limit", limit, "--label-rate", 1, "--quiet")
     labels = [v for batch in FileSource(ELEC2, batch_size=1000, limit=limit) for v in batch.y]
     majority = max(labels.count(c) for c in set(labels)) / len(labels)
     assert result["events"] == limit and result["labels_used"] == limit
@@ -160,7 +161,7 @@ def test_switching_the_encoder_and_pseudo_labels(capsys, tmp_path, monkeypatch):
 
 
 def test_delayed_labels_past_the_end_are_not_counted(capsys, tmp_path):
-    result, _, _ = replay_json(capsys, tmp_path, *FAST, "--limit", 500, "--label-delay", 100)
+    result, _, _ = replay_json(capsys, tmp_path, *FAST, "--limit", 500, "--label-delay", 100, "--label-rate", 1)
     assert result["labels_used"] == 400
 
 
@@ -171,7 +172,7 @@ def test_bad_rows_are_reported_skipped_and_dead_lettered(capsys, tmp_path):
     rows = good_rows(60)
     rows[1] = "4,x,6,1"              # line 3
     rows[3] = "1,2,0"                # line 5
-    rows[5] = "nan,1,2,1"            # line 7
+    rows[5] = "inf,1,2,1"            # line 7
     rows[40] = "1,2,3,4,5"           # line 42
     path = write_csv(tmp_path / "bad.csv", rows)
     dead = tmp_path / "dead.jsonl"
@@ -180,9 +181,9 @@ def test_bad_rows_are_reported_skipped_and_dead_lettered(capsys, tmp_path):
     assert result["events"] == 56
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
     assert warnings == [
-        f"warning: {path}:3: non-numeric value 'x' in column 'b'; row skipped",
+        f"warning: {path}:3: column 'b' is numeric, got 'x'; row skipped",
         f"warning: {path}:5: expected 4 columns, got 3; row skipped",
-        f"warning: {path}:7: NaN or infinite value in column 'a'; row skipped",
+        f"warning: {path}:7: column 'a': 'inf' is not a finite float32; row skipped",
         f"warning: {path}:42: expected 4 columns, got 5; row skipped",
     ]
     assert len(err.splitlines()) == 4 and "Traceback" not in err
@@ -190,12 +191,14 @@ def test_bad_rows_are_reported_skipped_and_dead_lettered(capsys, tmp_path):
 
     letters = [json.loads(line) for line in dead.read_text().splitlines()]
     assert [(d["path"], d["line"]) for d in letters] == [(str(path), n) for n in (3, 5, 7, 42)]
-    assert [d["raw"] for d in letters] == ["4,x,6,1", "1,2,0", "nan,1,2,1", "1,2,3,4,5"]
-    assert all(set(d) == {"path", "line", "reason", "raw"} and d["reason"] for d in letters)
+    assert [d["raw"] for d in letters] == ["4,x,6,1", "1,2,0", "inf,1,2,1", "1,2,3,4,5"]
+    assert [d["kind"] for d in letters] == ["wrong_type", "columns", "non_finite", "columns"]
+    assert all(set(d) == {"path", "line", "kind", "reason", "raw"} and d["reason"] for d in letters)
+    assert result["rows_rejected"] == {"wrong_type": 1, "columns": 2, "non_finite": 1}
 
 
 def test_only_the_first_ten_bad_rows_are_shown_but_all_are_counted(capsys, tmp_path):
-    rows = good_rows(30) + ["oops,1,2,0"] * 15
+    rows = good_rows(30) + ["inf,1,2,0"] * 15
     path = write_csv(tmp_path / "many_bad.csv", rows)
     dead = tmp_path / "dead.jsonl"
     result, out, err = replay_json(capsys, tmp_path, path, *FAST, "--dead-letter", dead)
@@ -221,7 +224,7 @@ def _directory(tmp_path):
 
 
 def _all_bad(tmp_path):
-    return write_csv(tmp_path / "all_bad.csv", ["1,x,3,0", "1,2,0", "inf,2,3,1"]), "no events to replay (3 rows rejected)"
+    return write_csv(tmp_path / "all_bad.csv", ["1,2,3", "1,2,0", "inf,2,3,1"]), "no events to replay (3 rows rejected)"
 
 
 def _missing(tmp_path):
@@ -457,15 +460,15 @@ def test_dead_letters_count_by_reason_and_show_a_few(tmp_path):
 
     stream = io.StringIO()
     dead = DeadLetters(tmp_path / "d.jsonl", stream, show=2)
-    for line, reason in [(2, "expected 3 columns, got 2"), (3, "non-numeric value 'x' in column 'a'"),
-                         (4, "non-numeric value 'y' in column 'b'")]:
-        dead(BadRecord("f.csv", line, reason, "raw"))
+    for line, reason, kind in [(2, "expected 3 columns, got 2", "columns"), (3, "column 'a' is numeric, got 'x'",
+                               "wrong_type"), (4, "column 'b' is numeric, got 'y'", "wrong_type")]:
+        dead(BadRecord("f.csv", line, reason, "raw", kind))
     dead.close()
     assert dead.count == 3
-    assert dead.by_reason == {"expected 3 columns, got 2": 1, "non-numeric value": 2}
+    assert dead.by_reason == {"columns": 1, "wrong_type": 2}
     assert stream.getvalue().splitlines() == [
         "warning: f.csv:2: expected 3 columns, got 2; row skipped",
-        "warning: f.csv:3: non-numeric value 'x' in column 'a'; row skipped",
+        "warning: f.csv:3: column 'a' is numeric, got 'x'; row skipped",
     ]
     assert len((tmp_path / "d.jsonl").read_text().splitlines()) == 3
 

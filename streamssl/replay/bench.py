@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..sources.file import FileOptions
 from ..ssl import OBJECTIVE_NAMES
 
 STREAMSSL_MODELS: dict[str, dict] = {
@@ -85,6 +86,7 @@ class BenchSettings:
     limit: int | None = None
     threads: int = 1
     window: int = 1000  # scored events per point of the accuracy curve
+    file: FileOptions = FileOptions()  # how the file's columns are read
 
 
 @dataclass
@@ -131,21 +133,22 @@ def run_model(name: str, path: str, settings: BenchSettings, send: Callable[[tup
     """Replay ``path`` with one model in this process, reporting progress through ``send``."""
     import torch
 
-    from ..sources.file import FileSource
     from .prequential import prequential
     from .run import DeadLetters
 
     torch.set_num_threads(settings.threads)
     run = ModelRun(name)
-    probe = FileSource(path, limit=1, on_bad=lambda bad: None)
+    probe = settings.file.source(path, limit=1, on_bad=lambda bad: None)
     next(iter(probe), None)
+
     def classes() -> list:
-        seen = {label for batch in FileSource(path, limit=settings.limit, on_bad=lambda bad: None)
+        seen = {label for batch in settings.file.source(path, limit=settings.limit, on_bad=lambda bad: None)
                 for label in batch.y if label is not None}
         return sorted(seen, key=lambda c: (str(type(c)), c))
 
     model = build_model(name, settings.seed, probe.feature_names, classes)
-    source = FileSource(path, batch_size=settings.batch_size, limit=settings.limit, on_bad=DeadLetters())
+    dead = DeadLetters()
+    source = settings.file.source(path, batch_size=settings.batch_size, limit=settings.limit, on_bad=dead)
     history: list[tuple[int, int, int]] = [(0, 0, 0)]
     summary = None
     for step in prequential(source, model, settings.label_rate, settings.label_delay, settings.seed):
@@ -156,7 +159,10 @@ def run_model(name: str, path: str, settings: BenchSettings, send: Callable[[tup
             run.curve.append(point)
         send(("progress", name, summary.events, summary.accuracy))
     if summary is None:
-        raise ValueError(f"{path}: no events to replay")
+        rejected = f" ({dead.count} rows rejected: {dead.by_reason})" if dead.count else ""
+        raise ValueError(f"{path}: no events to replay{rejected}")
+    summary.rows_rejected = dict(dead.by_reason)
+    summary.label_column = source.label_name
     run.result = summary.to_json()
     return run
 
@@ -211,9 +217,14 @@ def bench(
 
 
 def bench_json(path: str | Path, settings: BenchSettings, runs: list[ModelRun]) -> dict:
-    """The benchmark JSON: ``{"stream", "label_rate", "label_delay", "seed", "runs": [...]}``."""
+    """The benchmark JSON: ``{"stream", "label_rate", "label_delay", "seed", "label_column",
+    "rows_rejected", "runs": [...]}`` (the file's label column and rejected rows by reason are
+    the same for every model)."""
+    ok = [r for r in runs if r.error is None]
     return {
         "stream": Path(path).name, "label_rate": settings.label_rate, "label_delay": settings.label_delay,
-        "seed": settings.seed, "runs": [r.to_json() for r in runs if r.error is None],
+        "seed": settings.seed, "label_column": ok[0].result.get("label_column") if ok else None,
+        "rows_rejected": ok[0].result.get("rows_rejected", {}) if ok else {},
+        "runs": [r.to_json() for r in ok],
     }
 

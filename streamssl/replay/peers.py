@@ -165,14 +165,14 @@ class WithTemporalContext:
     def labels_used(self) -> int:
         return self.model.labels_used
 
-    def predict_proba_many(self, X: np.ndarray) -> np.ndarray:
-        return self.model.predict_proba_many(self.context.transform(X))
+    def predict_proba_many(self, X: np.ndarray, keys: Sequence[Hashable] | None = None) -> np.ndarray:
+        return self.model.predict_proba_many(self.context.transform(X, keys))
 
-    def learn_many(self, X: np.ndarray, y: list | None = None) -> None:
-        self.model.learn_many(self.context.update(X), y)
+    def learn_many(self, X: np.ndarray, y: list | None = None, keys: Sequence[Hashable] | None = None) -> None:
+        self.model.learn_many(self.context.update(X, keys), y)
 
-    def learn_late_labels(self, X: np.ndarray, y: list) -> None:
-        self.model.learn_late_labels(self.context.recall(X), y)
+    def learn_late_labels(self, X: np.ndarray, y: list, keys: Sequence[Hashable] | None = None) -> None:
+        self.model.learn_late_labels(self.context.recall(X, keys), y)
 
 
 def capymoa_available() -> bool:

@@ -11,15 +11,21 @@ Throughput (``events_per_second``) is steady-state: it is timed from the second 
 on, for every model alike, because the first one pays one-off start-up costs (building the
 model, torch's lazy imports on the first optimiser step: about a second here) that say
 nothing about a long-running stream. A stream of one batch is timed whole.
+
+Beside the accuracy, a summary gives what it should be read against: the majority-class rate
+and the no-change accuracy (each label predicted as the previous one) of the same scored
+events, and the accuracy without the first micro-batch (predicted before any label exists).
+Batches with ``keys`` give a model that takes them each event's entity.
 """
 
 from __future__ import annotations
 
+import inspect
 import resource
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Callable, Hashable, Iterable, Iterator, Protocol
+from typing import Any, Callable, Hashable, Iterable, Iterator, Protocol
 
 import numpy as np
 
@@ -78,6 +84,13 @@ class ReplaySummary:
     drift_events: list[dict] = field(default_factory=list)  # every detection, warnings too
     ssl_stats: Callable[[], dict | None] | None = None  # read when the summary is written
     experts: Callable[[], dict | None] | None = None  # the model's members (StreamLearner.experts), likewise
+    first_batch_scored: int = 0  # scored events of the first micro-batch, predicted before any label
+    first_batch_correct: int = 0
+    truths: Counter = field(default_factory=Counter)  # scored events by true label
+    no_change_correct: int = 0  # scored events whose label is the previous scored event's
+    previous_truth: Any = None
+    rows_rejected: dict[str, int] = field(default_factory=dict)  # filled in by the caller
+    label_column: str | None = None  # likewise
 
     @property
     def accuracy(self) -> float:
@@ -100,6 +113,22 @@ class ReplaySummary:
             return None
         return self.pseudo_labels_correct / self.pseudo_labels_scored
 
+    @property
+    def majority_rate(self) -> float:
+        """The share of the most frequent label among the scored events (in hindsight)."""
+        return max(self.truths.values()) / self.scored if self.scored else 0.0
+
+    @property
+    def no_change_accuracy(self) -> float:
+        """The accuracy of predicting each event's label as the previous event's (every label known)."""
+        return self.no_change_correct / self.scored if self.scored else 0.0
+
+    @property
+    def accuracy_after_first_batch(self) -> float:
+        """Accuracy without the first micro-batch, where no label has been seen yet."""
+        scored = self.scored - self.first_batch_scored
+        return (self.correct - self.first_batch_correct) / scored if scored else 0.0
+
     def to_json(self) -> dict:
         """The replay result with exactly the keys other tools read."""
         return {
@@ -115,6 +144,11 @@ class ReplaySummary:
             "drift_events": [dict(e) for e in self.drift_events],
             "ssl": self.ssl_stats() if self.ssl_stats is not None else None,
             "experts": self.experts() if self.experts is not None else None,
+            "accuracy_after_first_batch": self.accuracy_after_first_batch,
+            "majority_rate": self.majority_rate,
+            "no_change_accuracy": self.no_change_accuracy,
+            "rows_rejected": dict(self.rows_rejected),
+            "label_column": self.label_column,
         }
 
 
@@ -155,42 +189,46 @@ def prequential(
     if label_delay < 0:
         raise ValueError("label_delay must be >= 0")
     rng = np.random.default_rng(seed)
-    pending: deque[tuple[int, np.ndarray, Hashable]] = deque()  # (revealed after event, x, y)
+    pending: deque[tuple[int, np.ndarray, Hashable, Hashable]] = deque()  # (revealed after event, x, y, key)
     summary = ReplaySummary(ssl_stats=getattr(model, "ssl_stats", None),
                             experts=(lambda: model.experts) if hasattr(model, "experts") else None)
     last_event = None  # the newest drift event already reported
+    keyed = None  # whether the model is given each event's entity (batches with keys, a model that takes them)
     for batch in batches:
         n = len(batch.y)
         if n == 0:
             continue
+        if keyed is None:
+            keyed = getattr(batch, "keys", None) is not None and "keys" in inspect.signature(
+                model.predict_proba_many).parameters
         start = time.perf_counter()
         first = summary.events
-        proba = model.predict_proba_many(batch.X)
+        keys = {"keys": batch.keys} if keyed else {}
+        proba = model.predict_proba_many(batch.X, **keys)
         predicted = _labels(proba, model.classes_)
-        for truth, guess in zip(batch.y, predicted):
-            if truth is not None:
-                summary.scored += 1
-                summary.correct += guess == truth
-                summary.confusion[(truth, guess)] += 1
+        _score(summary, batch.y, predicted)
         revealed = (rng.random(n) < label_rate) & np.array([t is not None for t in batch.y])
         if label_delay == 0:
-            model.learn_many(batch.X, [t if r else None for t, r in zip(batch.y, revealed)])
+            model.learn_many(batch.X, [t if r else None for t, r in zip(batch.y, revealed)], **keys)
             summary.labels_used += int(revealed.sum())
         else:
-            model.learn_many(batch.X, None)
+            model.learn_many(batch.X, None, **keys)
             for i in np.flatnonzero(revealed):
-                pending.append((first + int(i) + label_delay, batch.X[i], batch.y[i]))
+                key = batch.keys[i] if keyed else None
+                pending.append((first + int(i) + label_delay, batch.X[i], batch.y[i], key))
         _score_pseudo_labels(model, batch.y, summary)
         last = first + n - 1
         due = []
         while pending and pending[0][0] <= last:
             due.append(pending.popleft())
         if due:
-            model.learn_late_labels(np.stack([d[1] for d in due]), [d[2] for d in due])
+            late = {"keys": [d[3] for d in due]} if keyed else {}
+            model.learn_late_labels(np.stack([d[1] for d in due]), [d[2] for d in due], **late)
             summary.labels_used += len(due)
         elapsed = time.perf_counter() - start
         if summary.events == 0:
             summary.first_batch_seconds = elapsed
+            summary.first_batch_scored, summary.first_batch_correct = summary.scored, summary.correct
         else:
             summary.seconds += elapsed
             summary.timed_events += n
@@ -220,6 +258,18 @@ def _labels(proba: np.ndarray, classes: list) -> list:
     if proba.shape[1] == 0:
         return [None] * len(proba)
     return [classes[i] for i in proba.argmax(axis=1)]
+
+
+def _score(summary: ReplaySummary, truths: list, predicted: list) -> None:
+    for truth, guess in zip(truths, predicted):
+        if truth is None:
+            continue
+        summary.scored += 1
+        summary.correct += guess == truth
+        summary.confusion[(truth, guess)] += 1
+        summary.truths[truth] += 1
+        summary.no_change_correct += truth == summary.previous_truth
+        summary.previous_truth = truth
 
 
 def _score_pseudo_labels(model: BatchModel, truth: list, summary: ReplaySummary) -> None:

@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..sources.file import BadRecord, FileSource
+from ..sources.file import BadRecord, FileOptions
 
 
 @dataclass
@@ -44,13 +44,15 @@ def event_message(event_id: str, x: np.ndarray, names: list[str], layout: str, t
 def produce(path: str | os.PathLike, producer, topic: str, labels_topic: str | None = None, label_rate: float = 0.0,
             label_delay_s: float = 0.0, rate: float | None = None, seed: int = 0, limit: int | None = None,
             layout: str = "object", id_prefix: str = "", repeat: int = 1, on_bad: Callable[[BadRecord], None] | None = None,
-            on_progress: Callable[[int], None] | None = None) -> ProduceSummary:
+            on_progress: Callable[[int], None] | None = None, options: FileOptions = FileOptions()) -> ProduceSummary:
     """Send every good record of ``path`` to ``topic`` as an event (ids ``{id_prefix}{row}``, row
     counted from 0 over good records) and, for a seeded ``label_rate`` share of them, its label
     as ``{"id", "label"}`` to ``labels_topic`` ``label_delay_s`` seconds later. ``rate`` caps
     events per second. The label mask is the one ``streamssl replay`` draws for the same seed.
     ``repeat`` sends the stream that many times over (ids keep counting, so they stay unique;
-    ``limit`` caps the total). Returns once every label is sent and the producer is flushed.
+    ``limit`` caps the total). ``options`` says how the file's columns are read; the features are
+    sent encoded (:mod:`streamssl.schema`) under the encoded names. Returns once every label is
+    sent and the producer is flushed.
     """
     summary = ProduceSummary()
     rng = np.random.default_rng(seed)
@@ -91,7 +93,7 @@ def produce(path: str | os.PathLike, producer, topic: str, labels_topic: str | N
 def _batches(path, repeat: int, limit: int | None, on_bad, summary: ProduceSummary):
     sent = 0
     for _ in range(repeat):
-        source = FileSource(path, batch_size=256, limit=None if limit is None else limit - sent, on_bad=on_bad)
+        source = options.source(path, batch_size=256, limit=None if limit is None else limit - sent, on_bad=on_bad)
         for batch in source:
             summary.feature_names = source.feature_names
             sent += len(batch.y)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from contextlib import contextmanager
+from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
@@ -31,19 +32,34 @@ def _drifts(positions: list[int], show: int = 8) -> str:
     return head + (f" … ({len(positions)} in all)" if len(positions) > show else "")
 
 
-def summary_table(path: Path, result: dict, args: argparse.Namespace, dead, learner=None) -> Table:
+def _schema(columns: list) -> str:
+    """E.g. ``8 numeric · 1 categorical · 2 with missing values``."""
+    kinds = Counter(c.kind for c in columns)
+    parts = [f"{kinds[k]} {k}" for k in ("numeric", "categorical", "boolean") if kinds[k]]
+    missing = sum(1 for c in columns if c.nullable)
+    return " · ".join(parts + ([f"{missing} with missing values"] if missing else [])) or "-"
+
+
+def summary_table(path: Path, result: dict, args: argparse.Namespace, dead, learner=None,
+                  columns: list | None = None) -> Table:
     """The end-of-run table of a replay."""
-    table = Table(title=f"streamssl replay · {path.name}", show_header=False, title_justify="left", min_width=48)
+    table = Table(title=f"streamssl replay · {path.name}", show_header=False, title_justify="left", min_width=48,
+                  caption="kappa: 0 = chance at these label frequencies, 1 = all right",
+                  caption_justify="left")
     table.add_column("what", style="bold")
     table.add_column("value", justify="right")
     precision = result["pseudo_label_precision"]
     rows = [
         ("events", f"{result['events']:,}"),
         ("rows rejected", f"{dead.count:,}" + (f" ({', '.join(f'{k}: {v}' for k, v in dead.by_reason.items())})" if dead.count else "")),
+        ("label column", str(result.get("label_column"))),
+        ("feature columns", _schema(columns or [])),
         ("label rate · delay", f"{args.label_rate:g} · {args.label_delay}"),
         ("SSL encoder · pseudo-labels", "n/a" if learner is None else
          f"{learner.objective if learner.encoder else 'off'} · {'on' if learner.pseudo_labels else 'off'}"),
         ("accuracy", f"{result['accuracy']:.4f}"),
+        ("  without the first batch (no label yet)", f"{result['accuracy_after_first_batch']:.4f}"),
+        ("  majority class · no-change (all labels)", f"{result['majority_rate']:.4f} · {result['no_change_accuracy']:.4f}"),
         ("Cohen's kappa", f"{result['kappa']:.4f}"),
         ("events/s (steady state)", f"{result['events_per_second']:,.0f}"),
         ("peak RSS", f"{result['peak_rss_mb']:,.0f} MiB"),

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 from ..errors import InputError
-from ..sources.file import BadRecord, FileSource, open_maybe_gzip
+from ..sources.file import BadRecord, FileOptions, open_maybe_gzip
 from .prequential import BatchResult, ReplaySummary, prequential
 
 BUNDLED_SAMPLE = "elec2_sample.csv.gz"
@@ -45,10 +45,10 @@ class DeadLetters:
 
     def __call__(self, bad: BadRecord) -> None:
         self.count += 1
-        kind = bad.reason.split(" '")[0].split(":")[0]
-        self.by_reason[kind] = self.by_reason.get(kind, 0) + 1
+        self.by_reason[bad.kind] = self.by_reason.get(bad.kind, 0) + 1
         if self._file is not None:
-            self._file.write(json.dumps({"path": bad.path, "line": bad.line, "reason": bad.reason, "raw": bad.raw}) + "\n")
+            self._file.write(json.dumps({"path": bad.path, "line": bad.line, "kind": bad.kind, "reason": bad.reason,
+                                         "raw": bad.raw}) + "\n")
         if self.stream is not None and self.count <= self.show:
             self.stream.write(f"warning: {bad.path}:{bad.line}: {bad.reason}; row skipped\n")
 
@@ -69,9 +69,11 @@ class ReplayRun:
     batch_size: int = 64
     limit: int | None = None
     dead_letters: DeadLetters = field(default_factory=DeadLetters)
+    options: FileOptions = field(default_factory=FileOptions)
+    columns: list = field(default_factory=list, init=False)  # the file's schema, once executed
 
     def execute(self, on_batch: Callable[[BatchResult], None] | None = None) -> ReplaySummary:
-        source = FileSource(self.path, batch_size=self.batch_size, limit=self.limit, on_bad=self.dead_letters)
+        source = self.options.source(self.path, batch_size=self.batch_size, limit=self.limit, on_bad=self.dead_letters)
         summary = ReplaySummary()
         try:
             for result in prequential(source, self.model, self.label_rate, self.label_delay, self.seed):
@@ -80,6 +82,9 @@ class ReplayRun:
                     on_batch(result)
         finally:
             self.dead_letters.close()
+        summary.rows_rejected = dict(self.dead_letters.by_reason)
+        summary.label_column = source.label_name
+        self.columns = source.columns
         if summary.events == 0:
             rejected = f" ({self.dead_letters.count} rows rejected)" if self.dead_letters.count else ""
             raise InputError(f"{self.path}: no events to replay{rejected}")

@@ -7,7 +7,8 @@ from streamssl.replay.bench import BenchSettings, ModelRun, _child, _curve_point
 from streamssl.replay.run import bundled_sample
 
 REPLAY_KEYS = {"events", "accuracy", "kappa", "events_per_second", "peak_rss_mb", "labels_used",
-               "pseudo_labels_accepted", "pseudo_label_precision", "drifts", "drift_events", "ssl", "experts"}
+               "pseudo_labels_accepted", "pseudo_label_precision", "drifts", "drift_events", "ssl", "experts",
+               "accuracy_after_first_batch", "majority_rate", "no_change_accuracy", "rows_rejected", "label_column"}
 
 
 def test_bench_command_writes_the_json_schema_and_a_plot(tmp_path, capsys):
@@ -17,7 +18,7 @@ def test_bench_command_writes_the_json_schema_and_a_plot(tmp_path, capsys):
                      "--plot", str(png), "--quiet"])
     assert code == 0
     doc = json.loads(out.read_text())
-    assert set(doc) == {"stream", "label_rate", "label_delay", "seed", "runs"}
+    assert set(doc) == {"stream", "label_rate", "label_delay", "seed", "label_column", "rows_rejected", "runs"}
     assert (doc["stream"], doc["label_rate"], doc["label_delay"], doc["seed"]) == ("elec2_sample.csv.gz", 0.1, 0, 0)
     # --peer-features both (the default): each peer on raw features and on streamssl's context stage
     assert [r["model"] for r in doc["runs"]] == ["streamssl", "streamssl-pseudo", "river-nb", "river-nb+context",

@@ -87,7 +87,7 @@ def test_csv_blank_lines_crlf_and_bom(tmp_path):
 def test_csv_header_only_yields_nothing(tmp_path):
     source = FileSource(write(tmp_path / "s.csv", "a,b,label\n\n"))
     assert list(source) == []
-    assert source.feature_names == ["a", "b"]
+    assert source.feature_names == ["a", "a=missing", "b", "b=missing"]  # no value seen: could be missing
     assert source.rows_read == 0
 
 
@@ -123,49 +123,111 @@ def test_csv_bad_records_are_counted_reported_and_skipped(tmp_path):
         "1,2\n"  # 3 too few columns
         "1,2,3,4\n"  # 4 too many columns
         "\n"  # 5 blank: not a record
-        "abc,2,1\n"  # 6 non-numeric
-        "1,nan,1\n"  # 7 NaN
-        "inf,1,1\n"  # 8 infinite
-        "1,-Infinity,1\n"  # 9 infinite
-        "1,,1\n"  # 10 empty feature
-        "3,4,1\n"  # 11 good
+        "abc,2,1\n"  # 6 text in a numeric column (a is numeric: 90 % of its values are numbers)
+        "inf,1,1\n"  # 7 infinite
+        "1,-Infinity,1\n"  # 8 infinite
+        "1,\"2,1\n"  # 9 malformed quoting
+        + "5,6,1\n" * 12  # 10-21 good
     )
     source, bad = collecting(tmp_path, "s.csv", text, batch_size=10)
     X, y, lines, _ = read_all(source)
-    np.testing.assert_array_equal(X, [[1, 2], [3, 4]])
-    assert y == [0, 1]
-    assert lines == [2, 11]
-    assert source.bad_records == 7 and source.rows_read == 2
-    assert [(b.line, b.reason) for b in bad] == [
-        (3, "expected 3 columns, got 2"),
-        (4, "expected 3 columns, got 4"),
-        (6, "non-numeric value 'abc' in column 'a'"),
-        (7, "NaN or infinite value in column 'b'"),
-        (8, "NaN or infinite value in column 'a'"),
-        (9, "NaN or infinite value in column 'b'"),
-        (10, "empty value in column 'b'"),
+    np.testing.assert_array_equal(X, [[1, 2]] + [[5, 6]] * 12)
+    assert y == [0] + [1] * 12
+    assert lines == [2] + list(range(10, 22))
+    assert source.bad_records == 6 and source.rows_read == 13
+    assert [(b.line, b.kind, b.reason) for b in bad] == [
+        (3, "columns", "expected 3 columns, got 2"),
+        (4, "columns", "expected 3 columns, got 4"),
+        (6, "wrong_type", "column 'a' is numeric, got 'abc'"),
+        (7, "non_finite", "column 'a': 'inf' is not a finite float32"),
+        (8, "non_finite", "column 'b': '-Infinity' is not a finite float32"),
+        (9, "columns", "expected 3 columns, got 2"),
     ]
     assert all(b.path == str(tmp_path / "s.csv") for b in bad)
     assert bad[0].raw == "1,2" and bad[2].raw == "abc,2,1"
 
 
+def test_csv_missing_values_are_imputed_with_an_indicator(tmp_path):
+    text = "a,b,label\n1,10,0\n3,,1\n,NA,0\n5,?,1\n"
+    X, y, lines, _ = read_all(FileSource(write(tmp_path / "m.csv", text)))
+    assert lines == [2, 3, 4, 5] and y == [0, 1, 0, 1]
+    # a: 1, 3, (mean of 1 and 3), 5; b: 10 then imputed with its mean 10
+    np.testing.assert_array_equal(X, [[1, 0, 10, 0], [3, 0, 10, 1], [2, 1, 10, 1], [5, 0, 10, 1]])
+
+
+def test_csv_categorical_and_boolean_columns(tmp_path):
+    rows = ["red,true,1,0", "blue,False,2,1", "red,yes,3,0", ",no,4,1", "green,,5,0"]
+    source = FileSource(write(tmp_path / "c.csv", "colour,flag,n,label\n" + "\n".join(rows) + "\n"))
+    X, _, _, _ = read_all(source)
+    assert [(c.name, c.kind, c.nullable) for c in source.columns] == [
+        ("colour", "categorical", True), ("flag", "boolean", True), ("n", "numeric", False)]
+    colour = X[:, :32]
+    assert colour.sum(axis=1).tolist() == [1, 1, 1, 0, 1]  # one-hot; missing: all zero
+    assert (colour[0] == colour[2]).all() and not (colour[0] == colour[1]).all()
+    np.testing.assert_array_equal(X[:, 32:], [[1, 0, 1], [0, 0, 2], [1, 0, 3], [0, 0, 4], [0.5, 1, 5]])
+
+
+def test_csv_categorical_option_forces_a_numeric_looking_column(tmp_path):
+    text = "zip,x,label\n1000,1,0\n2000,2,1\n"
+    source = FileSource(write(tmp_path / "z.csv", text), categorical=["zip"])
+    read_all(source)
+    assert source.columns[0].kind == "categorical" and source.feature_names[-1] == "x"
+
+
+def test_csv_label_column_by_name_default_and_option(tmp_path):
+    path = write(tmp_path / "l.csv", "Label,a,b\nUP,1,2\nDOWN,3,4\n")
+    source = FileSource(path)
+    _, y, _, _ = read_all(source)
+    assert source.label_name == "Label" and y == ["UP", "DOWN"] and source.feature_names == ["a", "b"]
+    source = FileSource(path, label_column="b", drop_columns=["Label"])
+    X, y, _, _ = read_all(source)
+    assert source.label_name == "b" and y == [2, 4] and X.tolist() == [[1], [3]]
+    last = FileSource(write(tmp_path / "n.csv", "a,b,target\n1,2,x\n"))
+    assert read_all(last)[1] == ["x"] and last.label_name == "target"
+
+
+def test_csv_key_column(tmp_path):
+    source = FileSource(write(tmp_path / "k.csv", "host,a,label\nh1,1,0\nh2,2,1\n"), key_column="host")
+    _, _, _, batches = read_all(source)
+    assert batches[0].keys == ["h1", "h2"] and source.feature_names == ["a"]
+
+
+@pytest.mark.parametrize("option", [{"label_column": "nope"}, {"drop_columns": ["nope"]}, {"key_column": "nope"},
+                                    {"categorical": ["nope"]}])
+def test_csv_unknown_column_in_an_option_raises(tmp_path, option):
+    with pytest.raises(InputError, match="no column 'nope' in the header"):
+        list(FileSource(write(tmp_path / "s.csv", "a,b,label\n1,2,3\n"), **option))
+
+
+def test_csv_without_a_header_raises(tmp_path):
+    with pytest.raises(InputError, match="line 1: the first row is numbers .* add a header row"):
+        list(FileSource(write(tmp_path / "s.csv", "1,2,0\n3,4,1\n")))
+
+
+def test_csv_all_missing_column(tmp_path):
+    source = FileSource(write(tmp_path / "s.csv", "a,b,label\n1,,0\n2,NA,1\n"))
+    X, _, _, _ = read_all(source)
+    assert source.feature_names == ["a", "b", "b=missing"]
+    np.testing.assert_array_equal(X, [[1, 0, 1], [2, 0, 1]])
+
+
 def test_bad_records_counted_without_callback(tmp_path):
-    source = FileSource(write(tmp_path / "s.csv", "a,label\nx,1\n2,1\n"))
+    source = FileSource(write(tmp_path / "s.csv", "a,label\ninf,1\n2,1\n"))
     _, y, lines, _ = read_all(source)
     assert lines == [3] and source.bad_records == 1
 
 
 def test_bad_record_raw_is_truncated(tmp_path):
-    long = "a,label\n" + "z" * 5000 + ",1\n"
+    long = "a,label\n" + "1,0\n" * 10 + "z" * 5000 + ",1\n"
     source, bad = collecting(tmp_path, "s.csv", long)
-    assert list(source) == []
-    assert bad[0].line == 2
-    assert bad[0].reason.startswith("non-numeric value 'zzz") and len(bad[0].reason) < 100
+    assert len(read_all(source)[1]) == 10
+    assert bad[0].line == 12
+    assert bad[0].reason.startswith("column 'a' is numeric, got 'zzz") and len(bad[0].reason) < 100
     assert bad[0].raw == ("z" * 5000)[:1000]
 
 
 def test_bad_records_before_first_good_row(tmp_path):
-    source, bad = collecting(tmp_path, "s.csv", "a,label\nq,1\nq,1\n1,1\n")
+    source, bad = collecting(tmp_path, "s.csv", "a,label\ninf,1\n-inf,1\n1,1\n")
     _, _, lines, _ = read_all(source)
     assert lines == [4]
     assert [b.line for b in bad] == [2, 3]
@@ -243,43 +305,40 @@ def test_jsonl_label_parsing(tmp_path, label, expected):
 def test_jsonl_flat_bad_records(tmp_path):
     records = [
         "",  # 1 blank
-        {"a": 1, "b": 2, "label": 0},  # 2 good, fixes the schema
-        "{not json",  # 3
-        "[1, 2]",  # 4 not an object
-        {"a": 1, "label": 1},  # 5 missing b
+        {"a": 1, "b": 2, "label": 0},  # 2 good; the first two records fix the schema
+        {"a": 3, "b": 4, "label": 1},  # 3 good
+        "{not json",  # 4
+        "[1, 2]",  # 5 not an object
         {"a": 1, "b": 2, "z": 3},  # 6 extra z
-        {"a": "abc", "b": 2},  # 7 string
-        {"a": True, "b": 2},  # 8 bool
+        {"a": "abc", "b": 2},  # 7 string in a numeric column
+        {"a": True, "b": 2},  # 8 bool in a numeric column
         {"a": [1], "b": 2},  # 9 nested
-        {"a": None, "b": 2},  # 10 null
-        '{"a": NaN, "b": 2}',  # 11 NaN
-        '{"a": 1, "b": -Infinity}',  # 12 infinite
-        {"a": 1, "b": 2, "label": [1]},  # 13 bad label
-        {"b": 4, "a": 3, "label": 1},  # 14 good, reordered
-        "   ",  # 15 blank
-        '"just a string"',  # 16 not an object
+        '{"a": 1, "b": -Infinity}',  # 10 infinite
+        {"a": 1, "b": 2, "label": [1]},  # 11 bad label
+        {"b": 4, "a": 3, "label": 1},  # 12 good, reordered
+        "   ",  # 13 blank
+        '"just a string"',  # 14 not an object
+        {"a": 5, "label": 0},  # 15 good: b is missing (imputed; no indicator, none was missing at first)
+        '{"a": NaN, "b": null}',  # 16 good: both missing
     ]
     source, bad = collecting(tmp_path, "s.jsonl", "\n".join(
         r if isinstance(r, str) else json.dumps(r) for r in records
-    ) + "\n")
+    ) + "\n", infer_rows=2)
     X, y, lines, _ = read_all(source)
-    np.testing.assert_array_equal(X, [[1, 2], [3, 4]])
-    assert y == [0, 1] and lines == [2, 14]
-    reasons = {b.line: b.reason for b in bad}
-    assert sorted(reasons) == [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 16]
-    assert source.bad_records == 12
-    assert reasons[3].startswith("invalid JSON")
-    assert reasons[4] == "expected a JSON object, got array"
-    assert reasons[5] == "missing feature 'b'"
-    assert reasons[6] == "unexpected field 'z'"
-    assert reasons[7] == "non-numeric value 'abc' in feature 'a'"
-    assert "boolean" in reasons[8] and "'a'" in reasons[8]
-    assert "array" in reasons[9] and "'a'" in reasons[9]
-    assert "null" in reasons[10] and "'a'" in reasons[10]
-    assert reasons[11] == "NaN or infinite value in feature 'a'"
-    assert reasons[12] == "NaN or infinite value in feature 'b'"
-    assert reasons[13].startswith("label must be")
-    assert reasons[16] == "expected a JSON object, got string"
+    np.testing.assert_array_equal(X, [[1, 2], [3, 4], [3, 4], [5, 10 / 3], [3, 10 / 3]])
+    assert y == [0, 1, 1, 0, None] and lines == [2, 3, 12, 15, 16]
+    reasons = {b.line: (b.kind, b.reason) for b in bad}
+    assert sorted(reasons) == [4, 5, 6, 7, 8, 9, 10, 11, 14]
+    assert source.bad_records == 9
+    assert reasons[4][0] == "invalid_json" and reasons[4][1].startswith("invalid JSON")
+    assert reasons[5] == ("not_object", "expected a JSON object, got array")
+    assert reasons[6] == ("unexpected_field", "unexpected field 'z'")
+    assert reasons[7] == ("wrong_type", "column 'a' is numeric, got 'abc'")
+    assert reasons[8] == ("wrong_type", "column 'a' is numeric, got True")
+    assert reasons[9] == ("wrong_type", "expected a value in feature 'a', got array")
+    assert reasons[10] == ("non_finite", "column 'b': -inf is not a finite float32")
+    assert reasons[11][0] == "bad_label" and reasons[11][1].startswith("label must be")
+    assert reasons[14] == ("not_object", "expected a JSON object, got string")
     assert bad[0].raw == "{not json"
 
 
@@ -289,48 +348,45 @@ def test_jsonl_features_list_and_object_bad_records(tmp_path):
         {"features": [1, 2, 3]},  # 2 wrong length
         {"features": {"x0": 1, "x1": 2}},  # 3 wrong type
         {"label": 1},  # 4 no features
-        {"features": [1, "2"]},  # 5 string
+        {"features": [1, "2"]},  # 5 string in a numeric column
+        {"features": [1, None]},  # 6 good: missing
     ]
-    source, bad = collecting(tmp_path, "l.jsonl", "\n".join(json.dumps(r) for r in lines_list))
+    source, bad = collecting(tmp_path, "l.jsonl", "\n".join(json.dumps(r) for r in lines_list), infer_rows=1)
     _, _, lines, _ = read_all(source)
-    assert lines == [1]
+    assert lines == [1, 6]
     assert [(b.line, b.reason) for b in bad] == [
         (2, "expected 2 features, got 3"),
         (3, "'features' must be an array, got object"),
         (4, "missing field 'features'"),
-        (5, "non-numeric value '2' in feature 'x1'"),
+        (5, "column 'x1' is numeric, got '2'"),
     ]
 
     lines_obj = [
         {"features": {"p": 1, "q": 2}},  # 1 good
-        {"features": {"p": 1}},  # 2 missing q
+        {"features": {"p": 1}},  # 2 good: q missing
         {"features": {"p": 1, "q": 2, "r": 3}},  # 3 extra r
         {"features": [1, 2]},  # 4 wrong type
     ]
-    source, bad = collecting(tmp_path, "o.jsonl", "\n".join(json.dumps(r) for r in lines_obj))
+    source, bad = collecting(tmp_path, "o.jsonl", "\n".join(json.dumps(r) for r in lines_obj), infer_rows=1)
     _, _, lines, _ = read_all(source)
-    assert lines == [1]
+    assert lines == [1, 2]
     assert [(b.line, b.reason) for b in bad] == [
-        (2, "missing feature 'q'"),
         (3, "unexpected feature 'r'"),
         (4, "'features' must be an object, got array"),
     ]
 
 
-def test_jsonl_schema_is_fixed_by_first_good_record(tmp_path):
-    records = ['{"a": "x", "b": 1}', {"c": 1, "d": 2}, {"a": 1, "b": 2}]
+def test_jsonl_schema_comes_from_the_first_rows(tmp_path):
+    records = ['{"a": "x", "b": 1}', {"c": True, "b": 2}, {"a": "y", "b": 2, "label": 1}]
     source, bad = collecting(tmp_path, "s.jsonl", "\n".join(
         r if isinstance(r, str) else json.dumps(r) for r in records
     ))
     with pytest.raises(InputError):
         source.feature_names
-    _, _, lines, _ = read_all(source)
-    assert source.feature_names == ["c", "d"]
-    assert lines == [2]
-    assert [(b.line, b.reason) for b in bad] == [
-        (1, "non-numeric value 'x' in feature 'a'"),
-        (3, "missing feature 'c'"),
-    ]
+    _, y, lines, _ = read_all(source)
+    assert [(c.name, c.kind, c.nullable) for c in source.columns] == [
+        ("a", "categorical", True), ("b", "numeric", False), ("c", "boolean", True)]
+    assert lines == [1, 2, 3] and y == [None, None, 1] and bad == []
 
 
 # -- gzip detection, batching, limit -----------------------------------------------------
@@ -387,7 +443,7 @@ def test_limit(tmp_path, limit, batch_size, sizes):
 
 
 def test_limit_counts_good_rows_and_stops_reading(tmp_path):
-    text = "a,label\n1,0\nbad,0\n2,0\n3,0\nbad,0\n"
+    text = "a,label\n1,0\ninf,0\n2,0\n3,0\ninf,0\n"
     source, bad = collecting(tmp_path, "s.csv", text, limit=3)
     X, _, lines, _ = read_all(source)
     assert lines == [2, 4, 5]
@@ -407,7 +463,7 @@ def test_limit_stops_before_a_damaged_tail(tmp_path):
 
 
 def test_iterating_again_starts_over(tmp_path):
-    source, bad = collecting(tmp_path, "s.csv", "a,label\n1,0\nx,0\n2,1\n", batch_size=1)
+    source, bad = collecting(tmp_path, "s.csv", "a,label\n1,0\ninf,0\n2,1\n", batch_size=1)
     first = read_all(source)
     assert source.rows_read == 2 and source.bad_records == 1
     second = read_all(source)
