@@ -166,7 +166,7 @@ class FeatureEncoder:
         The running mean used for imputation weighs about the last ``window`` observed values.
     """
 
-    def __init__(self, columns: Sequence[Column], window: int = 1000) -> None:
+    def __init__(self, columns: Sequence[Column], window: int = 16) -> None:
         self.columns = list(columns)
         self.window = window
         names = [c.name for c in self.columns]

@@ -488,3 +488,58 @@ def test_jsonl_gzip_stream_with_string_labels_unlabelled_events_and_delay(capsys
     # 1800 events have a label; about 20 % of them are revealed, those due after the end are not.
     assert 300 < result["labels_used"] < 420
     assert result["accuracy"] > 0.85
+
+
+# -- events as they come: categories, missing cells, the label anywhere -------------------
+
+
+def messy_sample(path: Path, n: int, missing: float = 0.1, seed: int = 0) -> Path:
+    """The bundled sample with its label first (as words), the day as text and a share of the
+    other cells empty or NA."""
+    rng = np.random.default_rng(seed)
+    days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    source = FileSource(bundled_sample(), batch_size=n, limit=n)
+    lines = []
+    for batch in source:
+        names = source.feature_names
+        for x, y in zip(batch.X, batch.y):
+            cells = []
+            for name, v in zip(names, x.tolist()):
+                if name == "day":
+                    cells.append(days[int(v) - 1])
+                else:
+                    cells.append(("", "NA")[int(rng.random() < 0.5)] if rng.random() < missing else f"{v:g}")
+            lines.append(",".join(["up" if y == 1 else "down", *cells]))
+    path.write_text("\n".join(["label," + ",".join(names), *lines]) + "\n")
+    return path
+
+
+def test_a_messy_csv_replays_every_row(capsys, tmp_path):
+    path = messy_sample(tmp_path / "messy.csv", 3000)
+    result, out, err = replay_json(capsys, tmp_path, path, *FAST, "--label-column", "label")
+    assert result["events"] == 3000 and result["rows_rejected"] == {} and result["label_column"] == "label"
+    assert "warning" not in err
+    assert re.search(r"feature columns\s*│\s*7 numeric · 1 categorical · 7 with missing values", out), out
+    assert result["accuracy_after_first_batch"] > result["majority_rate"] + 0.1  # it learns from them
+    default, _, _ = replay_json(capsys, tmp_path, path, *FAST)  # 'label' is found by its name
+    assert default["label_column"] == "label" and default["accuracy"] == result["accuracy"]
+
+
+def test_the_label_column_is_said_and_an_unknown_one_is_an_error(capsys, tmp_path):
+    path = write_csv(tmp_path / "first.csv", ["0,1,2,3", "1,4,5,6"], header="y,a,b,c")
+    result, out, _ = replay_json(capsys, tmp_path, path, *FAST, "--label-column", "y")
+    assert result["label_column"] == "y" and result["events"] == 2
+    code, _, err = replay(capsys, path, *FAST, "--label-column", "nope")
+    assert code == 2 and "no column 'nope' in the header" in error_lines(err)[0]
+
+
+def test_version():
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0
+
+
+def test_help_has_no_restructured_text_markup(capsys):
+    parser = cli.build_parser()
+    texts = [parser.format_help()] + [a.format_help() for a in parser._subparsers._group_actions[0].choices.values()]
+    assert not any("``" in t or ":class:" in t for t in texts)

@@ -32,6 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from ..errors import InputError
+from ..schema import Column
 from ..ssl import DEFAULT_OBJECTIVE, OBJECTIVE_NAMES
 
 ENV_PREFIX = "STREAMSSL_"
@@ -118,17 +119,34 @@ class BatchConfig(_Section):
     max_wait_ms: int = Field(200, ge=1)
 
 
+class FeatureSpec(_Section):
+    """One feature of ``events.features`` given with its type (a plain name is numeric):
+    ``{name: country, type: categorical}``. ``nullable`` gives a numeric or boolean feature a
+    missingness indicator; ``buckets`` is a categorical feature's number of hash slots."""
+
+    name: str
+    type: Literal["numeric", "categorical", "boolean"] = "numeric"
+    nullable: bool = False
+    buckets: int = Field(32, ge=1, le=4096)
+
+    def column(self) -> Column:
+        return Column(self.name, self.type, self.nullable, self.buckets)
+
+
+
 class EventsConfig(_Section):
     """How an event message (a JSON object) maps to a feature vector.
 
-    ``layout: object`` reads ``features`` as an object ``{name: number}`` with exactly the names
-    listed in ``features`` (order as listed); ``layout: array`` reads a list of ``n_features``
-    numbers. ``features_field: null`` with ``layout: object`` reads the features from the top
-    level of the message (every key but id, timestamp and label).
+    ``layout: object`` reads ``features`` as an object ``{name: value}`` with the names listed
+    in ``features`` (order as listed); ``layout: array`` reads a list of ``n_features`` values.
+    ``features_field: null`` with ``layout: object`` reads the features from the top level of
+    the message (every key but id, key, timestamp and label). A feature is a name (numeric) or
+    a :class:`FeatureSpec` with its type: numeric, categorical (strings, hashed) or boolean.
+    A missing value (``null``, NaN, an absent key) is imputed (see :mod:`streamssl.schema`).
     """
 
     layout: Literal["object", "array"] = "object"
-    features: list[str] | None = None
+    features: list[str | FeatureSpec] | None = None
     n_features: int | None = Field(None, ge=1)
     features_field: str | None = "features"
     id_field: str | None = "id"
@@ -145,15 +163,29 @@ class EventsConfig(_Section):
             data = {**data, "n_features": len(data["features"])}
         return data
 
+    @property
+    def feature_names(self) -> list[str] | None:
+        """The names listed in ``features`` (``None`` when none are)."""
+        if self.features is None:
+            return None
+        return [f if isinstance(f, str) else f.name for f in self.features]
+
+    def columns(self) -> list[Column]:
+        """The schema: one column per feature (``[0]``, ``[1]``, ... for an unnamed array)."""
+        if self.features:
+            return [Column(f) if isinstance(f, str) else f.column() for f in self.features]
+        return [Column(f"[{i}]") for i in range(self.n_features or 0)]
+
     @model_validator(mode="after")
     def _check(self) -> "EventsConfig":
+        names = self.feature_names
         if self.layout == "object":
-            if not self.features:
+            if not names:
                 raise ValueError("layout 'object' needs the list of feature names (features)")
-            if len(set(self.features)) != len(self.features):
+            if len(set(names)) != len(names):
                 raise ValueError("feature names must be unique")
-            if self.n_features != len(self.features):
-                raise ValueError(f"n_features {self.n_features} but {len(self.features)} feature names")
+            if self.n_features != len(names):
+                raise ValueError(f"n_features {self.n_features} but {len(names)} feature names")
         elif self.n_features is None:
             raise ValueError("layout 'array' needs n_features")
         elif self.features_field is None:

@@ -177,6 +177,11 @@ class Daemon:
 
         self.learner = StreamLearner.from_state_dict(state["learner"])
         self.join.load_state_dict(state["join"])
+        if "encoder" in state:  # the imputation statistics (absent from older checkpoints)
+            try:
+                self.decoder.encoder.load_state_dict(state["encoder"])
+            except ValueError as exc:
+                self.log.warning("imputation_reset", extra={"fields": {"error": str(exc)}})
         self.positions = {TopicPartition(t, p): o for t, p, o in state["offsets"]}
         from ..sources.handover import Window
 
@@ -196,6 +201,7 @@ class Daemon:
         return {
             "kind": STATE_KIND, "version": STATE_VERSION, "n_features": self.decoder.n_features,
             "learner": copy.deepcopy(self.learner.state_dict()), "join": self.join.snapshot(),
+            "encoder": self.decoder.encoder.state_dict(),
             "offsets": [[tp.topic, tp.partition, off] for tp, off in sorted(self.positions.items())],
             "replay": [[tp.topic, tp.partition, w.start, w.end, None if w.only is None else list(w.only)]
                        for tp, w in sorted(self.replay.items())],

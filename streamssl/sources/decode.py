@@ -16,6 +16,7 @@ import numpy as np
 
 from ..daemon.config import EventsConfig, LabelsConfig
 from ..errors import StreamSSLError
+from ..schema import EncodeError, FeatureEncoder
 
 #: Every reason a message can be refused for; the metric label set stays bounded. The daemon
 #: adds one of its own: ``unreadable_batch``, a record batch Kafka's client could not read.
@@ -23,7 +24,6 @@ REASONS = ("oversized", "empty", "undecodable", "not_object", "bad_id", "bad_key
            "extra_features", "wrong_type", "non_finite", "bad_timestamp", "bad_label")
 
 _MAX_ID_CHARS = 256
-_F32_MAX = 3.4e38
 
 
 class DecodeError(StreamSSLError):
@@ -112,42 +112,36 @@ def _label(value: Any) -> Hashable | None:
     raise DecodeError("bad_label", f"a label must be a string, an integer or a boolean, got {_short(value)}")
 
 
-def _number(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise DecodeError("wrong_type", f"feature {name}: expected a number, got {_short(value)}")
-    try:
-        number = float(value)
-    except OverflowError:  # an integer beyond float range
-        raise DecodeError("non_finite", f"feature {name}: {_short(value)} is out of range") from None
-    if not math.isfinite(number) or abs(number) > _F32_MAX:  # must fit float32
-        raise DecodeError("non_finite", f"feature {name}: {_short(value)} is not a finite float32")
-    return number
-
-
 class EventDecoder:
-    """Turns event messages into :class:`Event` s as the config describes.
+    """Turns event messages into :class:`Event` s as the config describes; the features are
+    encoded by the config's schema (:mod:`streamssl.schema`), missing values imputed.
 
     Examples
     --------
-    >>> d = EventDecoder(EventsConfig(features=["a", "b"]))
-    >>> e = d.decode(b'{"id": "e1", "features": {"b": 2, "a": 1.5}, "timestamp": 1700000000}')
+    >>> d = EventDecoder(EventsConfig(features=["a", "b", {"name": "os", "type": "categorical", "buckets": 2}]))
+    >>> e = d.decode(b'{"id": "e1", "features": {"b": 2, "a": 1.5, "os": "linux"}, "timestamp": 1700000000}')
     >>> e.id, e.x.tolist(), e.timestamp, e.label
-    ('e1', [1.5, 2.0], 1700000000.0, None)
-    >>> d.decode(b'{"id": "e2", "features": {"a": 1, "b": NaN}}')
+    ('e1', [1.5, 2.0, 0.0, 1.0], 1700000000.0, None)
+    >>> d.decode(b'{"id": "e2", "features": {"a": 3, "b": NaN}}').x.tolist()  # b and os missing
+    [3.0, 2.0, 0.0, 0.0]
+    >>> d.decode(b'{"id": "e3", "features": {"a": 1, "b": Infinity}}')
     Traceback (most recent call last):
     ...
-    streamssl.sources.decode.DecodeError: non_finite: feature b: nan is not a finite float32
+    streamssl.sources.decode.DecodeError: non_finite: column 'b': inf is not a finite float32
     """
 
     def __init__(self, config: EventsConfig) -> None:
         self.config = config
-        self._names = config.features or [f"[{i}]" for i in range(config.n_features or 0)]
+        self.encoder = FeatureEncoder(config.columns())
+        self._names = [c.name for c in self.encoder.columns]
+        self._known = set(self._names)
         self._reserved = {f for f in (config.id_field, config.key_field, config.timestamp_field, config.label_field)
                           if f}
 
     @property
     def n_features(self) -> int:
-        return len(self._names)
+        """The width of an encoded event (what the learner sees)."""
+        return self.encoder.width
 
     def decode(self, value: bytes | None, fallback_id: str = "", fallback_ts: float | None = None) -> Event:
         """The event in ``value``; ``fallback_id``/``fallback_ts`` stand in for absent fields."""
@@ -181,36 +175,25 @@ class EventDecoder:
         if c.layout == "array":
             if not isinstance(raw, list):
                 raise DecodeError("wrong_type", f"{c.features_field}: expected an array, got {type(raw).__name__}")
-            if len(raw) < self.n_features:
-                raise DecodeError("missing_features", f"{len(raw)} features, expected {self.n_features}")
-            if len(raw) > self.n_features and c.extra_features == "reject":
-                raise DecodeError("extra_features", f"{len(raw)} features, expected {self.n_features}")
-            values = raw[: self.n_features]
-            names = self._names
+            if len(raw) < len(self._names):
+                raise DecodeError("missing_features", f"{len(raw)} features, expected {len(self._names)}")
+            if len(raw) > len(self._names) and c.extra_features == "reject":
+                raise DecodeError("extra_features", f"{len(raw)} features, expected {len(self._names)}")
+            values = raw[: len(self._names)]
         else:
             if not isinstance(raw, dict):
                 raise DecodeError("wrong_type", f"{c.features_field}: expected an object, got {type(raw).__name__}")
-            missing = [n for n in self._names if n not in raw]
-            if missing:
-                raise DecodeError("missing_features", f"missing {', '.join(_short(n, 30) for n in missing[:5])}"
-                                  + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
-            if c.extra_features == "reject" and len(raw) > len(self._names):
-                extra = [k for k in raw if k not in set(self._names)]
+            if c.extra_features == "reject" and any(k not in self._known for k in raw):
+                extra = [k for k in raw if k not in self._known]
                 raise DecodeError("extra_features", f"unexpected {', '.join(_short(n, 30) for n in extra[:5])}")
-            values = [raw[n] for n in self._names]
-            names = self._names
-        return _vector(values, names)
-
-
-def _vector(values: list, names: list[str]) -> np.ndarray:
-    """float32 features; the common case (plain, finite numbers) is checked without numpy, which
-    costs more than the check on vectors this small."""
-    try:
-        if all((type(v) is float or type(v) is int) and -_F32_MAX <= v <= _F32_MAX for v in values):
-            return np.array(values, dtype=np.float32)  # NaN fails the range test above
-    except OverflowError:  # an integer beyond float range: the per-value check says which
-        pass
-    return np.asarray([_number(v, n) for v, n in zip(values, names)], dtype=np.float32)
+            values = [raw.get(n) for n in self._names]  # an absent key is a missing value
+        for name, value in zip(self._names, values):
+            if isinstance(value, (list, dict)):
+                raise DecodeError("wrong_type", f"feature {name}: expected a value, got {_short(value)}")
+        try:
+            return self.encoder.encode(values).astype(np.float32)
+        except EncodeError as exc:
+            raise DecodeError(exc.reason, exc.detail) from None
 
 
 def _timestamp(value: Any) -> float:

@@ -16,6 +16,7 @@ import math
 import os
 import re
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from collections.abc import Sequence
@@ -39,6 +40,7 @@ _INT_TOKEN = re.compile(r"[+-]?\d+(?:\.0*)?", re.ASCII)
 # What a damaged gzip stream or badly encoded text raises while being read.
 _READ_ERRORS = (OSError, EOFError, zlib.error, UnicodeDecodeError)
 _MISSING = object()
+_SAMPLE_CELLS = 2_000_000  # the most values held to infer the schema
 
 
 @dataclass(frozen=True)
@@ -283,7 +285,7 @@ class FileSource:
         with self._open_text() as stream:
             lines = self._numbered_lines(stream)
             rows = self._csv_rows(lines) if self._format == "csv" else self._json_rows(lines)
-            sample = list(itertools.islice(rows, self.infer_rows))
+            sample = self._sample(rows)
             self._infer(sample)
             yield None  # primed: __iter__ has done its eager part
             if self.limit == 0:
@@ -357,6 +359,15 @@ class FileSource:
         if not self._columns_in:
             raise InputError(f"{self._name}: no feature columns {where} (label column {self._label!r})")
 
+    def _sample(self, rows: Iterator[tuple]) -> list:
+        """The first ``infer_rows`` rows, or fewer for a wide file: at most ``_SAMPLE_CELLS``
+        values are held (a 40,000-column corpus is sampled on its first 50 rows)."""
+        first = next(rows, None)  # reads the header first: the width is known after it
+        if first is None:
+            return []
+        budget = max(1, _SAMPLE_CELLS // max(1, len(self._columns_in)))
+        return [first, *itertools.islice(rows, min(self.infer_rows, budget) - 1)]
+
     def _infer(self, sample: list) -> None:
         if not self._columns_in:
             if self._format == "csv":  # pragma: no cover - the header is read before any row
@@ -425,7 +436,7 @@ class FileSource:
                 f"{self._name}, line {lineno}: the first row is numbers ({_short(text)}), not a header; "
                 "add a header row naming the columns"
             )
-        duplicates = sorted({name for name in names if names.count(name) > 1})
+        duplicates = sorted(name for name, n in Counter(names).items() if n > 1)
         if duplicates:
             raise InputError(
                 f"{self._name}, line {lineno}: duplicate column name(s) in the header: "
@@ -463,7 +474,7 @@ class FileSource:
         good = [obj for _, _, obj in head if isinstance(obj, dict)]
         if good:
             self._json_schema(good)
-        elif head or self._format != "jsonl":
+        else:
             self._label = self.label_column or "label"
         for lineno, text, obj in itertools.chain(head, objects):
             if not isinstance(obj, dict):

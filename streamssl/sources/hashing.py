@@ -29,8 +29,8 @@ def bucket_of(n_columns: int, dims: int) -> np.ndarray:
 
 def hash_csv(src: str | os.PathLike, dst: str | os.PathLike, dims: int = 1024) -> Path:
     """Write ``dst`` (gzip CSV): ``dims`` hashed feature columns ``h0..`` and the source's last
-    column as ``label``. Rows that do not parse as numbers are written unchanged in width
-    (all-NaN features), so the replay reader still reports them by line.
+    column as ``label``. Rows that do not parse as numbers are written unchanged in width with
+    the text ``malformed`` as their features, so the replay reader still rejects them by line.
 
     >>> import tempfile
     >>> d = tempfile.mkdtemp()
@@ -54,9 +54,9 @@ def hash_csv(src: str | os.PathLike, dst: str | os.PathLike, dims: int = 1024) -
             except ValueError:
                 values = np.zeros(0)
             if len(values) != n_features:
-                folded = np.full(dims, np.nan)
-            else:
-                folded = np.bincount(buckets, weights=values, minlength=dims)
+                out.write(",".join(["malformed"] * dims) + f",{label.strip()}\n")
+                continue
+            folded = np.bincount(buckets, weights=values, minlength=dims)
             out.write(",".join(f"{v:g}" for v in folded) + f",{label.strip()}\n")
     os.replace(tmp, dst)
     return dst

@@ -57,7 +57,7 @@ BAD_EVENTS = [
     (b'{"id": "bad-1", "features": {"date": 0}', "undecodable"),
     (b"[1, 2, 3]", "not_object"),
     (b'{"id": "bad-2"}', "missing_features"),
-    (b'{"id": "bad-3", "features": {"date": 0, "day": 1, "period": 0, "nswprice": NaN, "nswdemand": 0, '
+    (b'{"id": "bad-3", "features": {"date": 0, "day": 1, "period": 0, "nswprice": Infinity, "nswdemand": 0, '
      b'"vicprice": 0, "vicdemand": 0, "transfer": 0}}', "non_finite"),
     (b'{"id": "bad-4", "features": {"date": "x", "day": 1, "period": 0, "nswprice": 0, "nswdemand": 0, '
      b'"vicprice": 0, "vicdemand": 0, "transfer": 0}}', "wrong_type"),

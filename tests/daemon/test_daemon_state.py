@@ -44,6 +44,17 @@ def test_a_checkpoint_restores_learner_join_offsets_and_counters(tmp_path):
     assert daemon(tmp_path.joinpath("elsewhere")).restore() is False  # nothing to restore: a fresh start
 
 
+def test_a_checkpoint_keeps_the_imputation_statistics(tmp_path):
+    d = trained(tmp_path)
+    for i, a in enumerate((1.0, 3.0, 5.0)):
+        d.decoder.decode(f'{{"id": "x{i}", "features": {{"a": {a}, "b": 1, "c": 2}}}}'.encode())
+    d.checkpoint(wait=True)
+    r = daemon(tmp_path)
+    assert r.restore() is True
+    missing = b'{"id": "y", "features": {"b": 1, "c": null}}'
+    assert r.decoder.decode(missing).x.tolist() == d.decoder.decode(missing).x.tolist() == [3.0, 1.0, 2.0]
+
+
 def test_a_corrupted_checkpoint_falls_back_to_the_previous_one(tmp_path):
     d = trained(tmp_path)
     d.checkpoint(wait=True)

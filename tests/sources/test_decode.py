@@ -52,14 +52,11 @@ def test_top_level_features_when_features_field_is_null():
     ({"id": True, "features": {"a": 1, "b": 2}}, "bad_id"),
     ({"id": "", "features": {"a": 1, "b": 2}}, "bad_id"),
     ({"id": 1}, "missing_features"),
-    ({"id": 1, "features": {"a": 1}}, "missing_features"),
     ({"id": 1, "features": {"a": 1, "b": 2, "c": 3}}, "extra_features"),
     ({"id": 1, "features": [1, 2]}, "wrong_type"),
     ({"id": 1, "features": {"a": "1", "b": 2}}, "wrong_type"),
     ({"id": 1, "features": {"a": True, "b": 2}}, "wrong_type"),
-    ({"id": 1, "features": {"a": None, "b": 2}}, "wrong_type"),
     ({"id": 1, "features": {"a": [1], "b": 2}}, "wrong_type"),
-    (b'{"id": 1, "features": {"a": NaN, "b": 2}}', "non_finite"),
     (b'{"id": 1, "features": {"a": Infinity, "b": 2}}', "non_finite"),
     ({"id": 1, "features": {"a": 1e300, "b": 2}}, "non_finite"),  # beyond float32
     ({"id": 1, "features": {"a": 10 ** 400, "b": 2}}, "non_finite"),
@@ -80,6 +77,31 @@ def test_every_bad_object_message_has_its_reason(payload, expected):
 ])
 def test_every_bad_array_message_has_its_reason(payload, expected):
     assert reason(EventDecoder(ARR), payload) == expected
+
+
+def test_missing_values_are_imputed_not_refused():
+    d = EventDecoder(OBJ)
+    assert ok(d, {"id": 1, "features": {"a": 2, "b": 4}}).x.tolist() == [2.0, 4.0]
+    assert ok(d, {"id": 2, "features": {"a": 4, "b": None}}).x.tolist() == [4.0, 4.0]  # b: its mean
+    assert ok(d, b'{"id": 3, "features": {"a": NaN}}').x.tolist() == [3.0, 4.0]  # NaN and an absent key
+    nullable = EventDecoder(EventsConfig(features=[{"name": "a", "nullable": True}, "b"]))
+    assert nullable.n_features == 3
+    assert ok(nullable, {"id": 1, "features": {"b": 1}}).x.tolist() == [0.0, 1.0, 1.0]
+
+
+def test_categorical_and_boolean_features():
+    d = EventDecoder(EventsConfig(features=[{"name": "os", "type": "categorical", "buckets": 8},
+                                            {"name": "vip", "type": "boolean"}, "n"]))
+    assert d.n_features == 10
+    linux = ok(d, {"id": 1, "features": {"os": "linux", "vip": True, "n": 3}}).x
+    assert linux[:8].sum() == 1 and linux[8:].tolist() == [1.0, 3.0]
+    unseen = ok(d, {"id": 2, "features": {"os": "plan9", "vip": False, "n": 1}}).x
+    assert unseen[:8].sum() == 1 and unseen[8:].tolist() == [0.0, 1.0]
+    assert ok(d, {"id": 3, "features": {"os": 7, "n": 1}}).x[:8].sum() == 1  # a number is a category too
+    assert ok(d, {"id": 4, "features": {"os": None, "vip": None, "n": 1}}).x[:9].tolist() == [0.0] * 8 + [0.5]
+    assert reason(d, {"id": 5, "features": {"os": "x", "vip": "maybe", "n": 1}}) == "wrong_type"
+    assert reason(d, {"id": 6, "features": {"os": ["x"], "vip": True, "n": 1}}) == "wrong_type"
+    assert reason(d, {"id": 7, "features": {"os": "x", "vip": True, "n": "1"}}) == "wrong_type"
 
 
 def test_deeply_nested_json_is_refused_not_raised():

@@ -25,9 +25,9 @@ def test_folding_keeps_totals_and_is_the_same_everywhere(tmp_path):
 
 def test_a_malformed_row_stays_visible_to_the_reader(tmp_path):
     src = tmp_path / "wide.csv"
-    src.write_text("a,b,c,label\n1,0,1,1\n1,x,1,0\n0,1,0,1\n")
+    src.write_text("a,b,c,label\n" + "1,0,1,1\n1,x,1,0\n" + "0,1,0,1\n" * 10)
     out = hash_csv(src, tmp_path / "f.csv.gz", dims=2)
     bad = []
     rows = sum(len(b.y) for b in FileSource(out, on_bad=bad.append))
-    assert rows == 2 and len(bad) == 1 and bad[0].line == 3 and "NaN" in bad[0].reason
+    assert rows == 11 and len(bad) == 1 and bad[0].line == 3 and "'malformed'" in bad[0].reason
     assert gzip.open(out, "rt").readline().strip() == "h0,h1,label"
