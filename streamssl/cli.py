@@ -155,7 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--limit", type=_natural, default=None, help="stop after N events")
     b.add_argument("--batch-size", type=_positive, default=64, help="micro-batch size (default 64)")
     b.add_argument("--threads", type=_positive, default=1, help="torch CPU threads per model (default 1)")
-    b.add_argument("--window", type=_positive, default=1000, help="scored events per point of the plotted accuracy (default 1000)")
+    b.add_argument("--window", type=_positive, default=None,
+                   help="scored events per point of the plotted accuracy (default: a twentieth of the stream, "
+                   "50 to 1000)")
     b.add_argument("--json", type=Path, default=None, help="write the results as JSON to FILE")
     b.add_argument("--plot", type=Path, default=None, help="draw accuracy over time for every model to FILE.png")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -308,9 +310,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise InputError(f"unknown model(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(available_models())}")
     _check_writable(args.json, "--json")
     _check_writable(args.plot, "--plot")
-    settings = BenchSettings(args.label_rate, args.label_delay, args.seed, args.batch_size, args.limit,
-                             args.threads, args.window, file_options(args))
+    from .replay.plot import default_window
+
     total = count_records(path, args.limit)
+    settings = BenchSettings(args.label_rate, args.label_delay, args.seed, args.batch_size, args.limit,
+                             args.threads, args.window or default_window(total), file_options(args))
     err = Console(stderr=True)
     progress = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("accuracy {task.fields[accuracy]:.3f}"), TimeRemainingColumn(),

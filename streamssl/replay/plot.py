@@ -7,11 +7,46 @@ from typing import Sequence
 
 from .bench import ModelRun
 
-# One colour per model family: streamssl in blues, peers in other hues, the baseline in grey.
-_COLOURS = {"streamssl": "#1f4e9c", "streamssl-ssl": "#4f83d1", "streamssl-pseudo": "#82a9e6",
-            "streamssl-ssl-pseudo": "#9ec0f0", "streamssl-no-ssl": "#2e6bbf", "streamssl-no-pseudo": "#3f79c9",
-            "river-arf": "#d1495b", "river-hat": "#edae49", "river-lr": "#00798c", "river-nb": "#8e5cb0",
+# streamssl in blues (the default darkest), each peer its own hue; a peer given streamssl's
+# temporal context ("+context") keeps its peer's hue, dashed; the baseline is grey.
+_COLOURS = {"streamssl": "#1f4e9c", "river-arf": "#d1495b", "river-hat": "#edae49", "river-lr": "#00798c",
+            "river-nb": "#8e5cb0", "river-sgt": "#6a994e", "capymoa-arf": "#a0522d", "capymoa-sleade": "#bc6c25",
             "no-change": "#8c8c8c"}
+_BLUES = ["#4f83d1", "#82a9e6", "#2e6bbf", "#9ec0f0", "#163a75", "#5fa8d3", "#3d5a80", "#98c1d9"]
+_OTHERS = ["#e76f51", "#2a9d8f", "#f4a261", "#264653", "#b5838d", "#606c38", "#9b2226", "#7209b7"]
+
+
+def model_styles(models: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """``{model: (colour, line style)}``: distinct colours for distinct models.
+
+    >>> styles = model_styles(["streamssl", "streamssl-trees", "river-arf", "river-arf+context", "other"])
+    >>> styles["river-arf+context"] == (styles["river-arf"][0], "--"), len({c for c, _ in styles.values()})
+    (True, 4)
+    """
+    from .peers import CONTEXT_SUFFIX
+
+    styles: dict[str, tuple[str, str]] = {}
+    blues, others = iter(_BLUES), iter(_OTHERS)
+    for model in models:
+        base = model.removesuffix(CONTEXT_SUFFIX)
+        if base in styles or base in _COLOURS:
+            colour = styles[base][0] if base in styles else _COLOURS[base]
+        elif base.startswith("streamssl"):
+            colour = next(blues, "#4f83d1")
+        else:
+            colour = next(others, "#555555")
+        styles.setdefault(base, (colour, "-"))
+        styles[model] = (colour, "--" if model != base else "-")
+    return {m: styles[m] for m in models}
+
+
+def default_window(events: int | None) -> int:
+    """Scored events per point of the accuracy curve: a twentieth of the stream, 50 to 1,000.
+
+    >>> default_window(1500), default_window(45312), default_window(None)
+    (75, 1000, 1000)
+    """
+    return 1000 if events is None else max(50, min(1000, events // 20))
 
 
 def accuracy_plot(runs: Sequence[ModelRun], path: str | Path, title: str, window: int,
@@ -27,13 +62,17 @@ def accuracy_plot(runs: Sequence[ModelRun], path: str | Path, title: str, window
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(12.5, 5.5), dpi=110)
+    styles = model_styles([r.model for r in runs])
+    lowest = 1.0
     for run in runs:
         if not run.curve:
             continue
         xs, ys = zip(*run.curve)
+        lowest = min(lowest, *ys)
         main = run.model == "streamssl"
+        colour, style = styles[run.model]
         ax.plot(xs, ys, label=f"{run.model}  ({run.result.get('accuracy', float('nan')):.3f})",
-                color=_COLOURS.get(run.model), linewidth=2.4 if main else 1.2, alpha=1.0 if main else 0.85,
+                color=colour, linestyle=style, linewidth=2.4 if main else 1.2, alpha=1.0 if main else 0.85,
                 zorder=3 if main else 2)
     for x in known_drifts:
         ax.axvline(x, color="black", linestyle="--", linewidth=0.8, alpha=0.6)
@@ -43,7 +82,7 @@ def accuracy_plot(runs: Sequence[ModelRun], path: str | Path, title: str, window
                 color=_COLOURS["streamssl"], markersize=7, label="drift detected (streamssl)", clip_on=False)
     ax.set_xlabel("event")
     ax.set_ylabel(f"accuracy over the last {window:,} scored events")
-    ax.set_ylim(0.0, 1.02)
+    ax.set_ylim(max(0.0, lowest - 0.05), 1.02)  # fitted to the curves, not to 0
     ax.set_title(title, loc="left")
     ax.grid(alpha=0.25)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
