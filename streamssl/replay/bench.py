@@ -23,7 +23,7 @@ STREAMSSL_MODELS: dict[str, dict] = {
     "streamssl-no-temporal": {"temporal": False},  # no temporal context stage (so no raw-feature head either)
     "streamssl-no-memory": {"memory": False},  # no nearest-neighbour memory head
     "streamssl-no-selection": {"raw_head": False, "memory": False},  # one MLP head, on the temporal features
-    "streamssl-baseline": {"temporal": False, "memory": False},  # one MLP on the raw features (the 0.1 default)
+    "streamssl-baseline": {"temporal": False, "memory": False},  # one MLP on the raw features (the default of release 0.1)
     "streamssl-no-ssl": {"encoder": False},
     "streamssl-no-pseudo": {"pseudo_labels": False},
     # The mechanisms switched on (they did not win the tables):

@@ -66,7 +66,7 @@ def produce(path: str | os.PathLike, producer, topic: str, labels_topic: str | N
                           key=event_id.encode())
             summary.labels += 1
 
-    for batch in _batches(path, repeat, limit, on_bad, summary):
+    for batch in _batches(path, repeat, limit, on_bad, summary, options):
         names = summary.feature_names
         reveal = rng.random(len(batch.y)) < label_rate
         for x, y, show in zip(batch.X, batch.y, reveal):
@@ -90,7 +90,7 @@ def produce(path: str | os.PathLike, producer, topic: str, labels_topic: str | N
     return summary
 
 
-def _batches(path, repeat: int, limit: int | None, on_bad, summary: ProduceSummary):
+def _batches(path, repeat: int, limit: int | None, on_bad, summary: ProduceSummary, options: FileOptions):
     sent = 0
     for _ in range(repeat):
         source = options.source(path, batch_size=256, limit=None if limit is None else limit - sent, on_bad=on_bad)

@@ -23,6 +23,18 @@ def test_defaults_and_derived_width():
     assert cfg.http.host == "127.0.0.1"  # not exposed beyond the host unless asked
 
 
+def test_features_may_carry_a_type():
+    typed = BASE.replace("features: [a, b, c]", "features: [a, {name: b, type: categorical, buckets: 4}, "
+                                                  "{name: c, type: boolean, nullable: true}]")
+    cfg = load_config_text(typed, environ={})
+    assert cfg.events.n_features == 3 and cfg.events.feature_names == ["a", "b", "c"]
+    assert [(c.kind, c.width) for c in cfg.events.columns()] == [("numeric", 1), ("categorical", 4), ("boolean", 2)]
+    with pytest.raises(ConfigError, match="type"):
+        load_config_text(BASE.replace("features: [a, b, c]", "features: [{name: a, type: text}]"), environ={})
+    with pytest.raises(ConfigError, match="unique"):
+        load_config_text(BASE.replace("features: [a, b, c]", "features: [a, {name: a, type: boolean}]"), environ={})
+
+
 def test_environment_overrides_the_file_with_typed_values():
     cfg = load_config_text(BASE, environ={
         "STREAMSSL_KAFKA_BOOTSTRAP_SERVERS": "k1:9093,k2:9093", "STREAMSSL_KAFKA_GROUP_ID": "123",
