@@ -45,6 +45,11 @@ def build_learner(threshold: float = 0.99, device: str = "auto", seed: int = 0, 
 
 #: The heads, in the order that breaks ties of recent accuracy.
 HEADS = ("mlp", "raw", "memory", "tree")
+COMBINERS = ("select", "ewa")
+#: The ``ewa`` combiner: each error of a head on a labelled event multiplies its weight by
+#: exp(-EWA_RATE); after each labelled event a share EWA_SHARE of the weight is spread evenly
+#: again (fixed share), so a head that was poor can come back after a drift.
+EWA_RATE, EWA_SHARE = 0.5, 0.02
 
 
 def _is_missing(label: Any) -> bool:
@@ -127,6 +132,12 @@ class StreamLearner(base.Classifier):
         labelled events only.
     selection_window
         Labelled events over which the heads' recent accuracy is compared.
+    combiner
+        How the heads answer: ``"select"``, the head with the best accuracy over the last
+        ``selection_window`` labelled events answers alone; ``"ewa"``, every head's
+        probabilities averaged with exponentially weighted weights on its 0/1 errors with a
+        fixed share (:data:`EWA_RATE`, :data:`EWA_SHARE`; heads under 0.1 % of the weight are
+        not asked).
     pseudo_source
         Where pseudo-labels come from: ``"self"`` (the MLP) or ``"memory"`` (co-training).
     device
@@ -193,6 +204,7 @@ class StreamLearner(base.Classifier):
         memory_size: int = 256,
         memory_k: int = 5,
         selection_window: int = 50,
+        combiner: str = "select",
         device: str = "auto",
         seed: int = 0,
     ) -> None:
@@ -239,6 +251,9 @@ class StreamLearner(base.Classifier):
         self.memory_size = memory_size
         self.memory_k = memory_k
         self.selection_window = selection_window
+        if combiner not in COMBINERS:
+            raise ValueError(f"combiner must be one of {', '.join(COMBINERS)}, got {combiner!r}")
+        self.combiner = combiner
         self.device = device
         self.seed = seed
         self._reset()
@@ -264,6 +279,8 @@ class StreamLearner(base.Classifier):
         self.head_scores: dict[str, deque] = {name: deque(maxlen=self.selection_window) for name in names}
         # The same, over every labelled event: [scored, correct] per head (for reports).
         self.head_tally: dict[str, list[int]] = {name: [0, 0] for name in names}
+        self.head_logw: dict[str, float] = {name: 0.0 for name in names}  # the ewa combiner's log-weights
+        self._outcomes: dict[str, list[bool]] = {}  # the heads' outcomes on the labelled batch in hand
         self.forest = None  # the tree head (river ARF), built with the others
         self.ssl: ContinualEncoder | None = None
         self.head: OnlineMLPClassifier | None = None
@@ -374,6 +391,8 @@ class StreamLearner(base.Classifier):
         if self.head is None or not self.classes_:
             return np.zeros((len(X), len(self.classes_)))
         A = self._augment(X, "peek", keys)
+        if self.combiner == "ewa":
+            return self._mixture_proba(A)
         head = self.selected_head
         if head == "tree":
             return self._forest_proba(A)
@@ -385,6 +404,47 @@ class StreamLearner(base.Classifier):
         else:
             proba = self._proba(Z)
         return proba.cpu().numpy().astype(np.float64)
+
+    def _mixture_proba(self, A: np.ndarray) -> np.ndarray:
+        """The ``ewa`` combiner: the heads' probabilities averaged by their weights."""
+        Z = to_tensor(self.standardizer.transform(A), self._device)
+        out = np.zeros((len(A), len(self.classes_)))
+        for name, weight in self.head_weights.items():
+            if weight < 1e-3:
+                continue
+            if name == "tree":
+                proba = self._forest_proba(A)
+            else:
+                head = {"mlp": None, "raw": self.raw_mlp, "memory": self.memory_head}[name]
+                tensor = (self._proba(Z) if head is None else head.predict_proba(self._raw(Z), len(self.classes_))
+                          if name == "memory" else head.predict_proba(self._raw(Z)))
+                proba = tensor.cpu().numpy().astype(np.float64)
+            out += weight * proba
+        return out / out.sum(axis=1, keepdims=True).clip(min=1e-12)
+
+    @property
+    def head_weights(self) -> dict[str, float]:
+        """The ``ewa`` combiner's weight of each head (summing to 1)."""
+        names = list(self.head_logw)
+        logw = np.array([self.head_logw[n] for n in names])
+        w = np.exp(logw - logw.max())
+        return dict(zip(names, (w / w.sum()).tolist()))
+
+    def _ewa_round(self, outcomes: dict[str, list[bool]]) -> None:
+        """The ``ewa`` weights after the heads' outcomes on a batch of labelled events, event by
+        event: each error multiplies a head's weight by exp(-EWA_RATE), then EWA_SHARE of the
+        weight is spread evenly (fixed share)."""
+        names = list(self.head_logw)
+        w = np.array([self.head_logw[n] for n in names])
+        w = np.exp(w - w.max())
+        w /= w.sum()
+        steps = max((len(v) for v in outcomes.values()), default=0)
+        errors = np.array([[not ok for ok in outcomes.get(n, [True] * steps)] for n in names], dtype=np.float64)
+        decay = np.exp(-EWA_RATE * errors)
+        for t in range(steps):
+            w *= decay[:, t]
+            w = (1.0 - EWA_SHARE) * w / w.sum() + EWA_SHARE / len(names)
+        self.head_logw = dict(zip(names, np.log(w).tolist()))
 
     @property
     def selected_head(self) -> str:
@@ -490,6 +550,7 @@ class StreamLearner(base.Classifier):
         # Prequential error of the heads on these labels, before they learn them. A challenger
         # born from this very update is not scored on labels it has never had a chance at.
         challenger = self.challenger
+        self._outcomes = {}
         main_ok = self._proba(Z).argmax(1) == yt
         self._react(self.monitor.update("error", (~main_ok).float().tolist(), self.n_seen))
         self._score("mlp", main_ok.tolist())
@@ -503,6 +564,9 @@ class StreamLearner(base.Classifier):
                 self.forest.learn_one(dict(enumerate(row)), label)
         if self.raw_mlp is not None:
             self._score("raw", (self.raw_mlp.predict_proba(self._raw(Z)).argmax(1) == yt).tolist())
+        if self.combiner == "ewa":
+            self._ewa_round(self._outcomes)
+        if self.raw_mlp is not None:
             self.raw_mlp.learn(Z, yt, torch.ones(len(y), device=self._device), self._raw,
                                torch.ones(len(y), dtype=torch.bool, device=self._device), mass=float(len(y)))
         if challenger is not None and challenger is self.challenger:
@@ -528,6 +592,7 @@ class StreamLearner(base.Classifier):
         tally = self.head_tally[head]
         tally[0] += len(correct)
         tally[1] += sum(correct)
+        self._outcomes[head] = correct
 
     @property
     def experts(self) -> dict[str, dict[str, float | None]]:
@@ -542,7 +607,8 @@ class StreamLearner(base.Classifier):
         """
         heads = [("mlp", self.head), ("raw", self.raw_mlp), ("memory", self.memory_head), ("tree", self.forest)]
         selected = self.selected_head
-        return {name: {"weight": float(name == selected),
+        weights = self.head_weights if self.combiner == "ewa" else {name: float(name == selected) for name in HEADS}
+        return {name: {"weight": weights[name],
                        "accuracy": self.head_tally[name][1] / self.head_tally[name][0] if self.head_tally[name][0]
                        else None}
                 for name, head in heads if head is not None}
@@ -653,6 +719,7 @@ class StreamLearner(base.Classifier):
             "forest": None if self.forest is None else copy.deepcopy(self.forest),
             "head_scores": {k: [bool(v) for v in q] for k, q in self.head_scores.items()},
             "head_tally": {k: list(v) for k, v in self.head_tally.items()},
+            "head_logw": dict(self.head_logw),
             "counters": {
                 "duel": list(self._duel), "heads_made": self._heads_made, "n_seen": self.n_seen,
                 "labels_used": self.labels_used, "swaps": self.swaps,
@@ -677,6 +744,7 @@ class StreamLearner(base.Classifier):
         for k, values in state["head_scores"].items():
             model.head_scores[k].extend(values)
         model.head_tally.update({k: list(v) for k, v in state.get("head_tally", {}).items()})  # absent in older checkpoints
+        model.head_logw.update(state.get("head_logw", {}))
         model._encode_labels(state["classes"])
         model.standardizer.load_state_dict(state["standardizer"])
         model.policy.load_state_dict(state["policy"])

@@ -172,3 +172,25 @@ def test_the_tree_head_answers_where_splits_predict_better():
     assert "tree" not in StreamLearner(seed=0).experts
     assert model.selected_head == "tree" and model.experts["tree"]["weight"] == 1.0
     assert accuracy[True] > 0.85 and accuracy[True] > accuracy[False] + 0.1, accuracy
+
+
+def test_the_ewa_combiner_weighs_heads_by_their_errors():
+    from streamssl.learner.stream_learner import EWA_SHARE
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1200, 3))
+    y = (X[:, 0] > 0).astype(int).tolist()
+    model = StreamLearner(seed=0, combiner="ewa")
+    for i in range(0, 1200, 60):
+        model.learn_many(X[i:i + 60], y[i:i + 60])
+    weights = model.head_weights
+    assert abs(sum(weights.values()) - 1) < 1e-9 and min(weights.values()) >= EWA_SHARE / len(weights) / 2
+    experts = model.experts
+    best = max(experts, key=lambda h: experts[h]["accuracy"])
+    assert weights[best] == max(weights.values())  # the most accurate head carries the most weight
+    assert {h: e["weight"] for h, e in experts.items()} == weights
+    proba = model.predict_proba_many(X[:50])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert (np.array(model.classes_)[proba.argmax(axis=1)] == np.array(y[:50])).mean() > 0.9
+    with pytest.raises(ValueError, match="combiner"):
+        StreamLearner(combiner="vote")

@@ -474,3 +474,39 @@ def test_experts_report_each_heads_prequential_accuracy_and_weight():
     assert all(0.7 < e["accuracy"] <= 1.0 for e in experts.values())
     assert run(batches, RiverBatchAdapter(__import__("river").naive_bayes.GaussianNB(), ["a", "b", "c"]),
                label_rate=0.2).to_json()["experts"] is None  # a peer has no members to report
+
+
+class KeyedModel(RecordingModel):
+    """Takes each event's entity, as StreamLearner does."""
+
+    def predict_proba_many(self, X: np.ndarray, keys=None) -> np.ndarray:
+        self.log.append(("predict-keys", list(keys), None))
+        return super().predict_proba_many(X)
+
+    def learn_many(self, X: np.ndarray, y: list | None = None, keys=None) -> None:
+        self.log.append(("learn-keys", list(keys), None))
+        super().learn_many(X, y)
+
+    def learn_late_labels(self, X: np.ndarray, y: list, keys=None) -> None:
+        self.log.append(("late-keys", list(keys), None))
+        super().learn_late_labels(X, y)
+
+
+def test_keys_reach_a_model_that_takes_them_late_labels_included():
+    batches = [Batch(b.X, b.y, b.lines, [f"k{int(i) % 3}" for i in b.X[:, 0]]) for b in stream(labels(40), 8)]
+    model = KeyedModel()
+    run(batches, model, label_rate=1.0, label_delay=5)
+    assert [ids for ids, _ in model.calls("predict-keys")][0] == ["k0", "k1", "k2", "k0", "k1", "k2", "k0", "k1"]
+    late = [(ids, keys) for (ids, _), (keys, _) in zip(model.calls("late"), model.calls("late-keys"))]
+    assert late and all(keys == [f"k{i % 3}" for i in ids] for ids, keys in late)
+    plain = RecordingModel()  # a model without keys (a river peer) is given none
+    run(batches, plain, label_rate=1.0)
+    assert plain.calls("predict")
+
+
+def test_the_summary_reads_accuracy_against_its_baselines():
+    y = [0, 0, 1, 1, 1, 1, 0, 1]
+    summary = run(stream(y, 4, predicted=[1] * 8), RecordingModel(), label_rate=1.0)
+    assert summary.majority_rate == 5 / 8 and summary.accuracy == 5 / 8
+    assert summary.no_change_accuracy == 4 / 8  # 0→0, 1→1, 1→1, 1→1 (the first event has none before it)
+    assert summary.accuracy_after_first_batch == 3 / 4
