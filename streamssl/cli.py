@@ -75,6 +75,9 @@ def add_learner_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--drift-response", action=argparse.BooleanOptionalAction, default=None,
                    help="respond to drifts: background head, pseudo-label pause, encoder learning-rate boost, "
                    "fresh two-sample reference (default: on); off, drifts are only reported")
+    g.add_argument("--combiner", choices=["ewa", "select"], default=None,
+                   help="how the heads answer: ewa, averaged by weights on their recent errors (default); select, "
+                   "the most accurate of the last 50 labels alone")
     g.add_argument("--threshold", type=_threshold, default=0.99, help="confidence a pseudo-label needs (default 0.99)")
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     g.add_argument("--threads", type=_positive, default=1,
@@ -227,7 +230,7 @@ def make_learner(args: argparse.Namespace):
     return build_learner(args.threshold, args.device, args.seed, args.threads, args.objective, encoder=args.ssl,
                          pseudo_labels=args.pseudo, temporal=args.temporal, memory=args.memory,
                          drift_channels=None if args.drift is None else tuple(args.drift),
-                         drift_response=args.drift_response)
+                         drift_response=args.drift_response, combiner=args.combiner)
 
 
 def _stdout_console():

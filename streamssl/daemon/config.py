@@ -253,6 +253,7 @@ class LearnerConfig(_Section):
     memory: bool | None = None  # the nearest-neighbour memory head
     drift_channels: list[str] | None = None  # e.g. [error:ADWIN, features:MMD]; see streamssl.drift.detectors
     drift_response: bool | None = None  # respond to drifts (default) or only report them
+    combiner: Literal["ewa", "select"] | None = None  # how the heads answer (default ewa)
     threshold: float = Field(0.99, gt=0, le=1)
     device: str = "auto"
     threads: int = Field(1, ge=1)

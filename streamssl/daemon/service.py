@@ -114,7 +114,7 @@ class Daemon:
                              objective_params=dict(lc.objective_params) or None,
                              pseudo_labels=lc.pseudo_labels, temporal=lc.temporal, memory=lc.memory,
                              drift_channels=None if lc.drift_channels is None else tuple(lc.drift_channels),
-                             drift_response=lc.drift_response)
+                             drift_response=lc.drift_response, combiner=lc.combiner)
 
     def _warm_up(self) -> None:
         """One learning step on a scratch learner, so that torch's lazy imports (a second or

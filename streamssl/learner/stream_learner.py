@@ -26,8 +26,8 @@ from .temporal import TemporalContext
 def build_learner(threshold: float = 0.99, device: str = "auto", seed: int = 0, threads: int = 1,
                   objective: str | None = None, **switches: bool | None) -> "StreamLearner":
     """A :class:`StreamLearner` from user-facing settings: torch gets ``threads`` CPU threads, and
-    a switch left ``None`` (``encoder``, ``pseudo_labels``, ``temporal``, ``memory``) keeps its
-    default. Naming an ``objective`` switches the encoder on unless ``encoder=False`` is given.
+    a switch left ``None`` (``encoder``, ``pseudo_labels``, ``temporal``, ``memory``,
+    ``combiner``) keeps its default. Naming an ``objective`` switches the encoder on unless ``encoder=False`` is given.
 
     >>> build_learner(seed=1, encoder=None, memory=False).memory
     False
@@ -133,11 +133,11 @@ class StreamLearner(base.Classifier):
     selection_window
         Labelled events over which the heads' recent accuracy is compared.
     combiner
-        How the heads answer: ``"select"``, the head with the best accuracy over the last
-        ``selection_window`` labelled events answers alone; ``"ewa"``, every head's
-        probabilities averaged with exponentially weighted weights on its 0/1 errors with a
-        fixed share (:data:`EWA_RATE`, :data:`EWA_SHARE`; heads under 0.1 % of the weight are
-        not asked).
+        How the heads answer: ``"ewa"`` (the default), every head's probabilities averaged
+        with exponentially weighted weights on its 0/1 errors with a fixed share
+        (:data:`EWA_RATE`, :data:`EWA_SHARE`; heads under 0.1 % of the weight are not asked);
+        ``"select"``, the head with the best accuracy over the last ``selection_window``
+        labelled events answers alone (the default before; ``benchmarks/results/ewa``).
     pseudo_source
         Where pseudo-labels come from: ``"self"`` (the MLP) or ``"memory"`` (co-training).
     device
@@ -204,7 +204,7 @@ class StreamLearner(base.Classifier):
         memory_size: int = 256,
         memory_k: int = 5,
         selection_window: int = 50,
-        combiner: str = "select",
+        combiner: str = "ewa",
         device: str = "auto",
         seed: int = 0,
     ) -> None:
@@ -279,7 +279,9 @@ class StreamLearner(base.Classifier):
         self.head_scores: dict[str, deque] = {name: deque(maxlen=self.selection_window) for name in names}
         # The same, over every labelled event: [scored, correct] per head (for reports).
         self.head_tally: dict[str, list[int]] = {name: [0, 0] for name in names}
-        self.head_logw: dict[str, float] = {name: 0.0 for name in names}  # the ewa combiner's log-weights
+        # The ewa combiner's log-weights, one per head that exists.
+        built = {"mlp": True, "raw": self.temporal and self.raw_head, "memory": self.memory, "tree": self.trees}
+        self.head_logw: dict[str, float] = {name: 0.0 for name in HEADS if built[name]}
         self._outcomes: dict[str, list[bool]] = {}  # the heads' outcomes on the labelled batch in hand
         self.forest = None  # the tree head (river ARF), built with the others
         self.ssl: ContinualEncoder | None = None
@@ -438,8 +440,13 @@ class StreamLearner(base.Classifier):
         w = np.array([self.head_logw[n] for n in names])
         w = np.exp(w - w.max())
         w /= w.sum()
-        steps = max((len(v) for v in outcomes.values()), default=0)
-        errors = np.array([[not ok for ok in outcomes.get(n, [True] * steps)] for n in names], dtype=np.float64)
+        scored = [n for n in names if n in outcomes]
+        if not scored:
+            return
+        errors = np.array([[not ok for ok in outcomes[n]] for n in scored], dtype=np.float64)
+        # A head not scored this time (the forest without its raw rows) is charged the others' mean error.
+        errors = np.stack([errors[scored.index(n)] if n in outcomes else errors.mean(axis=0) for n in names])
+        steps = errors.shape[1]
         decay = np.exp(-EWA_RATE * errors)
         for t in range(steps):
             w *= decay[:, t]
@@ -596,14 +603,19 @@ class StreamLearner(base.Classifier):
 
     @property
     def experts(self) -> dict[str, dict[str, float | None]]:
-        """Each head that exists: ``weight``, its share of the answers now (the selected head
-        answers alone: 1, the others 0), and ``accuracy``, prequential on every labelled event
-        (``None`` before the first).
+        """Each head that exists: ``weight``, its share of the answers now (its ``ewa`` weight;
+        with ``select``, 1 for the selected head and 0 for the others), and ``accuracy``,
+        prequential on every labelled event (``None`` before the first).
 
         >>> model = StreamLearner(seed=0)
         >>> model.learn_many(np.eye(3), [0, 1, 1])
-        >>> sorted(model.experts), model.experts["mlp"]["weight"]
+        >>> experts = model.experts
+        >>> sorted(experts), round(sum(e["weight"] for e in experts.values()), 6)
         (['memory', 'mlp', 'raw'], 1.0)
+        >>> select = StreamLearner(seed=0, combiner="select")
+        >>> select.learn_many(np.eye(3), [0, 1, 1])
+        >>> sorted(e["weight"] for e in select.experts.values())  # one head answers alone
+        [0.0, 0.0, 1.0]
         """
         heads = [("mlp", self.head), ("raw", self.raw_mlp), ("memory", self.memory_head), ("tree", self.forest)]
         selected = self.selected_head
@@ -744,7 +756,7 @@ class StreamLearner(base.Classifier):
         for k, values in state["head_scores"].items():
             model.head_scores[k].extend(values)
         model.head_tally.update({k: list(v) for k, v in state.get("head_tally", {}).items()})  # absent in older checkpoints
-        model.head_logw.update(state.get("head_logw", {}))
+        model.head_logw.update({k: v for k, v in state.get("head_logw", {}).items() if k in model.head_logw})
         model._encode_labels(state["classes"])
         model.standardizer.load_state_dict(state["standardizer"])
         model.policy.load_state_dict(state["policy"])

@@ -33,7 +33,7 @@ STREAMSSL_MODELS: dict[str, dict] = {
     "streamssl-ssl-pseudo": {"encoder": True, "pseudo_labels": True},
     "streamssl-trees": {"trees": True},  # a fourth head that splits (river ARF on the same features)
     "streamssl-ewa": {"combiner": "ewa"},  # heads averaged by weights on their 0/1 errors, fixed share
-    "streamssl-trees-ewa": {"trees": True, "combiner": "ewa"},
+    "streamssl-select": {"combiner": "select"},  # the head with the best recent accuracy answers alone
     # Self-supervision over time: the learned context instead of the moving averages (one MLP head).
     "streamssl-temporal-ssl": {"temporal_ssl": True, "raw_head": False, "memory": False},
 }

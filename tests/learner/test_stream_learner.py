@@ -156,7 +156,7 @@ def test_state_dict_round_trip_gives_identical_predictions():
 
 def test_the_tree_head_answers_where_splits_predict_better():
     """A concept of thresholds on one feature (six alternating bands), 20 % labels: the forest
-    finds the bands, the MLP and the memory do not; the tree head is selected and answers."""
+    finds the bands, the MLP and the memory do not; the tree head carries most of the weight."""
     rng = np.random.default_rng(0)
     X = rng.uniform(0, 1, size=(4000, 3))
     bands = (np.floor(X[:, 0] * 6) % 2).astype(int)
@@ -170,7 +170,8 @@ def test_the_tree_head_answers_where_splits_predict_better():
             model.learn_many(X[i:i + 64], y[i:i + 64])
         accuracy[trees] = float((np.array(model.predict_many(probe)) == truth).mean())
     assert "tree" not in StreamLearner(seed=0).experts
-    assert model.selected_head == "tree" and model.experts["tree"]["weight"] == 1.0
+    weights = model.head_weights
+    assert max(weights, key=weights.get) == "tree" and model.experts["tree"]["weight"] == weights["tree"] > 0.5
     assert accuracy[True] > 0.85 and accuracy[True] > accuracy[False] + 0.1, accuracy
 
 
