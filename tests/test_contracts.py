@@ -18,7 +18,7 @@ CONFIGS = {
     "encoder+pseudo-labels": {"encoder": True, "pseudo_labels": True},
     "no temporal, no memory": {"temporal": False, "memory": False},
     "trees": {"trees": True},
-    "ewa combiner with trees": {"trees": True, "combiner": "ewa"},
+    "select combiner": {"combiner": "select"},  # the default is ewa
 }
 
 
