@@ -44,7 +44,7 @@ import numpy as np
 
 from .errors import StreamSSLError
 
-__all__ = ["Column", "EncodeError", "FeatureEncoder", "KINDS", "infer_kind", "is_missing"]
+__all__ = ["Column", "EncodeError", "FeatureEncoder", "KINDS", "infer_kind", "is_missing", "is_number"]
 
 KINDS = ("numeric", "categorical", "boolean")
 #: Text read as a missing value (compared stripped and lower-cased).
@@ -119,7 +119,12 @@ def is_missing(value: Any) -> bool:
     return isinstance(value, str) and value.strip().lower() in MISSING_TOKENS
 
 
-def _is_number_token(token: str) -> bool:
+def is_number(token: str) -> bool:
+    """Whether text reads as a number (``float`` accepts it).
+
+    >>> is_number(" 1e3 "), is_number("inf"), is_number(""), is_number("one")
+    (True, True, False, False)
+    """
     try:
         float(token)
     except ValueError:
@@ -145,7 +150,7 @@ def infer_kind(values: Sequence[Any]) -> tuple[str, bool]:
     if all(isinstance(v, bool) or (isinstance(v, str) and v.strip().lower() in _TRUE | _FALSE) for v in present):
         return "boolean", nullable
     numbers = sum(1 for v in present if (not isinstance(v, bool) and isinstance(v, (int, float)))
-                  or (isinstance(v, str) and _is_number_token(v)))
+                  or (isinstance(v, str) and is_number(v)))
     return ("numeric" if numbers >= NUMERIC_SHARE * len(present) else "categorical"), nullable
 
 
@@ -215,6 +220,8 @@ class FeatureEncoder:
                         out[at + 1] = 1.0
                 continue
             if column.kind == "categorical":
+                if isinstance(value, (list, dict)):
+                    raise EncodeError("wrong_type", f"column {column.name!r} is categorical, got {_short(value)}")
                 out[at + _bucket(value, column.buckets)] = 1.0
                 continue
             number = self._number(column, value, text) if column.kind == "numeric" else self._boolean(column, value)

@@ -410,18 +410,17 @@ class StreamLearner(base.Classifier):
     def _mixture_proba(self, A: np.ndarray) -> np.ndarray:
         """The ``ewa`` combiner: the heads' probabilities averaged by their weights."""
         Z = to_tensor(self.standardizer.transform(A), self._device)
+        heads = {
+            "mlp": lambda: self._proba(Z),
+            "raw": lambda: self.raw_mlp.predict_proba(self._raw(Z)),
+            "memory": lambda: self.memory_head.predict_proba(self._raw(Z), len(self.classes_)),
+            "tree": lambda: self._forest_proba(A),
+        }
         out = np.zeros((len(A), len(self.classes_)))
         for name, weight in self.head_weights.items():
-            if weight < 1e-3:
-                continue
-            if name == "tree":
-                proba = self._forest_proba(A)
-            else:
-                head = {"mlp": None, "raw": self.raw_mlp, "memory": self.memory_head}[name]
-                tensor = (self._proba(Z) if head is None else head.predict_proba(self._raw(Z), len(self.classes_))
-                          if name == "memory" else head.predict_proba(self._raw(Z)))
-                proba = tensor.cpu().numpy().astype(np.float64)
-            out += weight * proba
+            if weight >= 1e-3:
+                proba = heads[name]()
+                out += weight * (proba if isinstance(proba, np.ndarray) else proba.cpu().numpy().astype(np.float64))
         return out / out.sum(axis=1, keepdims=True).clip(min=1e-12)
 
     @property

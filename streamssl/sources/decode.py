@@ -187,9 +187,6 @@ class EventDecoder:
                 extra = [k for k in raw if k not in self._known]
                 raise DecodeError("extra_features", f"unexpected {', '.join(_short(n, 30) for n in extra[:5])}")
             values = [raw.get(n) for n in self._names]  # an absent key is a missing value
-        for name, value in zip(self._names, values):
-            if isinstance(value, (list, dict)):
-                raise DecodeError("wrong_type", f"feature {name}: expected a value, got {_short(value)}")
         try:
             return self.encoder.encode(values).astype(np.float32)
         except EncodeError as exc:

@@ -25,12 +25,11 @@ from typing import IO, Any, Union, cast
 import numpy as np
 
 from streamssl.errors import InputError
-from streamssl.schema import Column, EncodeError, FeatureEncoder, infer_kind, is_missing
+from streamssl.schema import Column, EncodeError, FeatureEncoder, infer_kind, is_missing, is_number
 
 __all__ = ["BadRecord", "Batch", "FileOptions", "FileSource"]
 
 _Label = Union[int, str, None]
-_Row = tuple[int, str, list, Any]  # (line number, text, raw feature values, label value or the _BadRow)
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _RAW_LIMIT = 1000
@@ -431,7 +430,7 @@ class FileSource:
                 f"{self._name}, line {lineno}: the header needs at least one feature column "
                 f"and a label column, got {len(names)} column"
             )
-        if all(_is_number(name) for name in names):
+        if all(is_number(name) for name in names):
             raise InputError(
                 f"{self._name}, line {lineno}: the first row is numbers ({_short(text)}), not a header; "
                 "add a header row naming the columns"
@@ -530,20 +529,12 @@ class FileSource:
     def _json_values(self, obj: dict) -> list:
         names = self._columns_in
         if self._layout == "list":
-            values = obj.get("features", _MISSING)
-            if values is _MISSING:
-                raise _BadRow("missing field 'features'", "features")
-            if not isinstance(values, list):
-                raise _BadRow(f"'features' must be an array, got {_json_type(values)}", "features")
+            values = _features_field(obj, list)
             if len(values) != len(names):
                 raise _BadRow(f"expected {len(names)} features, got {len(values)}", "features")
             return values
         if self._layout == "object":
-            source = obj.get("features", _MISSING)
-            if source is _MISSING:
-                raise _BadRow("missing field 'features'", "features")
-            if not isinstance(source, dict):
-                raise _BadRow(f"'features' must be an object, got {_json_type(source)}", "features")
+            source = _features_field(obj, dict)
             known, noun = set(names), "feature"
         else:
             source = obj
@@ -598,12 +589,15 @@ def _detect_format(name: str) -> str:
     )
 
 
-def _is_number(token: str) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return bool(token.strip())
+def _features_field(obj: dict, kind: type) -> Any:
+    """The record's ``features`` field, which must be a ``kind`` (list or dict)."""
+    value = obj.get("features", _MISSING)
+    if value is _MISSING:
+        raise _BadRow("missing field 'features'", "features")
+    if not isinstance(value, kind):
+        raise _BadRow(f"'features' must be {'an array' if kind is list else 'an object'}, got {_json_type(value)}",
+                      "features")
+    return value
 
 
 def _json_key(obj: dict, name: str | None) -> str | None:
