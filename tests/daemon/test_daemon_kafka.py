@@ -268,7 +268,9 @@ def test_repeated_seeded_sigkills_lose_no_event_and_no_label(kafka_broker, tmp_p
 
                 def far_enough() -> bool:  # the seeded number of predictions, or all there is once the stream ended
                     done = daemon.metric("streamssl_predictions_produced_total")
-                    return done >= target or (done > 0 and producer.poll() is not None and daemon.caught_up())
+                    # and a first checkpoint on disk: a kill before any was written leaves nothing to load
+                    return path.exists() and (
+                        done >= target or (done > 0 and producer.poll() is not None and daemon.caught_up()))
 
                 wait_for(far_enough, 120, f"run {run} to send {target} predictions", daemon)
                 time.sleep(rng.uniform(0.0, 0.3))
