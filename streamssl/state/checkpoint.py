@@ -88,8 +88,12 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-    if path.exists():
-        os.replace(path, path.with_name(path.name + (".prev" if intact(path) else ".damaged")))
+    if path.exists():  # a hard link, then the rename over it: the path never goes missing
+        keep = path.with_name(path.name + (".prev" if intact(path) else ".damaged"))
+        link = path.with_name(path.name + ".link")
+        link.unlink(missing_ok=True)
+        os.link(path, link)
+        os.replace(link, keep)
     os.replace(tmp, path)
     fd = os.open(path.parent, os.O_RDONLY)
     try:
