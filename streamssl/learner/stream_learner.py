@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import math
-from collections import deque
 from typing import Any, Hashable, Sequence
 
 import numpy as np
@@ -17,6 +16,7 @@ from ..drift.monitor import ChannelSet, DriftEvent, DriftMonitor, default_channe
 from ..ssl.continual import ContinualEncoder
 from ..ssl import DEFAULT_OBJECTIVE, OBJECTIVE_NAMES
 from .classifier import OnlineMLPClassifier
+from .combine import COMBINERS, EWA, Select
 from .memory import NearestNeighbourMemory
 from .pseudo import PseudoLabelPolicy
 from .standardize import OnlineStandardizer
@@ -45,11 +45,6 @@ def build_learner(threshold: float = 0.99, device: str = "auto", seed: int = 0, 
 
 #: The heads, in the order that breaks ties of recent accuracy.
 HEADS = ("mlp", "raw", "memory", "tree")
-COMBINERS = ("select", "ewa")
-#: The ``ewa`` combiner: each error of a head on a labelled event multiplies its weight by
-#: exp(-EWA_RATE); after each labelled event a share EWA_SHARE of the weight is spread evenly
-#: again (fixed share), so a head that was poor can come back after a drift.
-EWA_RATE, EWA_SHARE = 0.5, 0.02
 
 
 def _is_missing(label: Any) -> bool:
@@ -133,11 +128,11 @@ class StreamLearner(base.Classifier):
     selection_window
         Labelled events over which the heads' recent accuracy is compared.
     combiner
-        How the heads answer: ``"ewa"`` (the default), every head's probabilities averaged
-        with exponentially weighted weights on its 0/1 errors with a fixed share
-        (:data:`EWA_RATE`, :data:`EWA_SHARE`; heads under 0.1 % of the weight are not asked);
-        ``"select"``, the head with the best accuracy over the last ``selection_window``
-        labelled events answers alone (the default before; ``benchmarks/results/ewa``).
+        How the heads answer (:mod:`streamssl.learner.combine`): ``"ewa"`` (the default), every
+        head's probabilities averaged with exponentially weighted weights on its 0/1 errors
+        with a fixed share (:class:`~streamssl.learner.combine.EWA`); ``"select"``, the head with
+        the best accuracy over the last ``selection_window`` labelled events answers alone (the
+        default before; ``benchmarks/results/ewa``).
     pseudo_source
         Where pseudo-labels come from: ``"self"`` (the MLP) or ``"memory"`` (co-training).
     device
@@ -274,14 +269,12 @@ class StreamLearner(base.Classifier):
         self.context = TemporalContext(self.temporal_spans) if self.temporal else None
         self.memory_head = NearestNeighbourMemory(self.memory_size, self.memory_k) if self.memory else None
         self.raw_mlp: OnlineMLPClassifier | None = None  # built with the main head
-        # Recent prequential correctness of each head on labelled events, for choosing one.
-        names = [name for name in HEADS if name != "tree" or self.trees]
-        self.head_scores: dict[str, deque] = {name: deque(maxlen=self.selection_window) for name in names}
-        # The same, over every labelled event: [scored, correct] per head (for reports).
-        self.head_tally: dict[str, list[int]] = {name: [0, 0] for name in names}
-        # The ewa combiner's log-weights, one per head that exists.
         built = {"mlp": True, "raw": self.temporal and self.raw_head, "memory": self.memory, "tree": self.trees}
-        self.head_logw: dict[str, float] = {name: 0.0 for name in HEADS if built[name]}
+        names = [name for name in HEADS if built[name]]
+        # How the heads answer together, learned from their prequential outcomes on labelled events.
+        self.mix: EWA | Select = EWA(names) if self.combiner == "ewa" else Select(names, self.selection_window)
+        # Each head's prequential outcomes over every labelled event: [scored, correct] (for reports).
+        self.head_tally: dict[str, list[int]] = {name: [0, 0] for name in names}
         self._outcomes: dict[str, list[bool]] = {}  # the heads' outcomes on the labelled batch in hand
         self.forest = None  # the tree head (river ARF), built with the others
         self.ssl: ContinualEncoder | None = None
@@ -393,12 +386,13 @@ class StreamLearner(base.Classifier):
         if self.head is None or not self.classes_:
             return np.zeros((len(X), len(self.classes_)))
         A = self._augment(X, "peek", keys)
-        if self.combiner == "ewa":
-            return self._mixture_proba(A)
-        head = self.selected_head
+        Z = to_tensor(self.standardizer.transform(A), self._device)
+        return self.mix.combine({name: self._head_proba(name, A, Z) for name in self.mix.asked()})
+
+    def _head_proba(self, head: str, A: np.ndarray, Z: torch.Tensor) -> np.ndarray:
+        """One head's probabilities for rows ``A`` (``Z``: the same standardised)."""
         if head == "tree":
             return self._forest_proba(A)
-        Z = to_tensor(self.standardizer.transform(A), self._device)
         if head == "memory":
             proba = self.memory_head.predict_proba(self._raw(Z), len(self.classes_))
         elif head == "raw":
@@ -407,63 +401,18 @@ class StreamLearner(base.Classifier):
             proba = self._proba(Z)
         return proba.cpu().numpy().astype(np.float64)
 
-    def _mixture_proba(self, A: np.ndarray) -> np.ndarray:
-        """The ``ewa`` combiner: the heads' probabilities averaged by their weights."""
-        Z = to_tensor(self.standardizer.transform(A), self._device)
-        heads = {
-            "mlp": lambda: self._proba(Z),
-            "raw": lambda: self.raw_mlp.predict_proba(self._raw(Z)),
-            "memory": lambda: self.memory_head.predict_proba(self._raw(Z), len(self.classes_)),
-            "tree": lambda: self._forest_proba(A),
-        }
-        out = np.zeros((len(A), len(self.classes_)))
-        for name, weight in self.head_weights.items():
-            if weight >= 1e-3:
-                proba = heads[name]()
-                out += weight * (proba if isinstance(proba, np.ndarray) else proba.cpu().numpy().astype(np.float64))
-        return out / out.sum(axis=1, keepdims=True).clip(min=1e-12)
-
     @property
     def head_weights(self) -> dict[str, float]:
-        """The ``ewa`` combiner's weight of each head (summing to 1)."""
-        names = list(self.head_logw)
-        logw = np.array([self.head_logw[n] for n in names])
-        w = np.exp(logw - logw.max())
-        return dict(zip(names, (w / w.sum()).tolist()))
-
-    def _ewa_round(self, outcomes: dict[str, list[bool]]) -> None:
-        """The ``ewa`` weights after the heads' outcomes on a batch of labelled events, event by
-        event: each error multiplies a head's weight by exp(-EWA_RATE), then EWA_SHARE of the
-        weight is spread evenly (fixed share)."""
-        names = list(self.head_logw)
-        w = np.array([self.head_logw[n] for n in names])
-        w = np.exp(w - w.max())
-        w /= w.sum()
-        scored = [n for n in names if n in outcomes]
-        if not scored:
-            return
-        errors = np.array([[not ok for ok in outcomes[n]] for n in scored], dtype=np.float64)
-        # A head not scored this time (the forest without its raw rows) is charged the others' mean error.
-        errors = np.stack([errors[scored.index(n)] if n in outcomes else errors.mean(axis=0) for n in names])
-        steps = errors.shape[1]
-        decay = np.exp(-EWA_RATE * errors)
-        for t in range(steps):
-            w *= decay[:, t]
-            w = (1.0 - EWA_SHARE) * w / w.sum() + EWA_SHARE / len(names)
-        self.head_logw = dict(zip(names, np.log(w).tolist()))
+        """Each head's share of the answers now (the combiner's weights, summing to 1)."""
+        return self.mix.weights
 
     @property
     def selected_head(self) -> str:
-        """The head that predicts: the one with the best recent prequential accuracy on
-        labelled events (``mlp`` on the full features, ``raw`` the MLP on the event's own
-        features, ``memory`` the nearest-neighbour memory, ``tree`` the forest); earlier in
-        :data:`HEADS` wins ties."""
-        best, best_score = "mlp", -1.0
-        for name in HEADS:
-            scores = self.head_scores.get(name)
-            if scores and sum(scores) / len(scores) > best_score:
-                best, best_score = name, sum(scores) / len(scores)
-        return best
+        """The head with the largest share of the answers (with ``select``, the one that
+        answers alone: ``mlp`` on the full features, ``raw`` the MLP on the event's own
+        features, ``memory`` the nearest-neighbour memory, ``tree`` the forest)."""
+        weights = self.mix.weights
+        return max(weights, key=weights.get)
 
     def _forest_proba(self, A: np.ndarray) -> np.ndarray:
         """The tree head's probabilities for rows ``A`` (features with their context, not
@@ -570,8 +519,7 @@ class StreamLearner(base.Classifier):
                 self.forest.learn_one(dict(enumerate(row)), label)
         if self.raw_mlp is not None:
             self._score("raw", (self.raw_mlp.predict_proba(self._raw(Z)).argmax(1) == yt).tolist())
-        if self.combiner == "ewa":
-            self._ewa_round(self._outcomes)
+        self.mix.update(self._outcomes)
         if self.raw_mlp is not None:
             self.raw_mlp.learn(Z, yt, torch.ones(len(y), device=self._device), self._raw,
                                torch.ones(len(y), dtype=torch.bool, device=self._device), mass=float(len(y)))
@@ -594,7 +542,6 @@ class StreamLearner(base.Classifier):
 
     def _score(self, head: str, correct: list[bool]) -> None:
         """A head's prequential outcomes on labelled events (before it learns them)."""
-        self.head_scores[head].extend(correct)
         tally = self.head_tally[head]
         tally[0] += len(correct)
         tally[1] += sum(correct)
@@ -616,13 +563,10 @@ class StreamLearner(base.Classifier):
         >>> sorted(e["weight"] for e in select.experts.values())  # one head answers alone
         [0.0, 0.0, 1.0]
         """
-        heads = [("mlp", self.head), ("raw", self.raw_mlp), ("memory", self.memory_head), ("tree", self.forest)]
-        selected = self.selected_head
-        weights = self.head_weights if self.combiner == "ewa" else {name: float(name == selected) for name in HEADS}
-        return {name: {"weight": weights[name],
+        return {name: {"weight": weight,
                        "accuracy": self.head_tally[name][1] / self.head_tally[name][0] if self.head_tally[name][0]
                        else None}
-                for name, head in heads if head is not None}
+                for name, weight in self.mix.weights.items()}
 
     def _pseudo_weights(self, n: int) -> torch.Tensor:
         return torch.full((n,), self.pseudo_weight, device=self._device)
@@ -728,9 +672,8 @@ class StreamLearner(base.Classifier):
             "memory": None if self.memory_head is None else self.memory_head.state_dict(),
             "raw_head": None if self.raw_mlp is None else self.raw_mlp.state_dict(),
             "forest": None if self.forest is None else copy.deepcopy(self.forest),
-            "head_scores": {k: [bool(v) for v in q] for k, q in self.head_scores.items()},
+            "combiner": self.mix.state_dict(),
             "head_tally": {k: list(v) for k, v in self.head_tally.items()},
-            "head_logw": dict(self.head_logw),
             "counters": {
                 "duel": list(self._duel), "heads_made": self._heads_made, "n_seen": self.n_seen,
                 "labels_used": self.labels_used, "swaps": self.swaps,
@@ -752,10 +695,13 @@ class StreamLearner(base.Classifier):
             model.raw_mlp.load_state_dict(state["raw_head"])
         if state.get("forest") is not None:
             model.forest = copy.deepcopy(state["forest"])
-        for k, values in state["head_scores"].items():
-            model.head_scores[k].extend(values)
         model.head_tally.update({k: list(v) for k, v in state.get("head_tally", {}).items()})  # absent in older checkpoints
-        model.head_logw.update({k: v for k, v in state.get("head_logw", {}).items() if k in model.head_logw})
+        if "combiner" in state:
+            model.mix.load_state_dict(state["combiner"])
+        elif isinstance(model.mix, EWA):  # checkpoints before streamssl.learner.combine
+            model.mix.load_state_dict({"logw": state.get("head_logw", {})})
+        else:
+            model.mix.load_state_dict({"scores": state["head_scores"]})
         model._encode_labels(state["classes"])
         model.standardizer.load_state_dict(state["standardizer"])
         model.policy.load_state_dict(state["policy"])

@@ -60,10 +60,10 @@ def test_the_memory_head_is_chosen_where_few_labels_per_class_favour_it():
 
 def test_selection_keeps_the_better_head_on_each_kind_of_stream():
     X, y = random_walk_above_its_average(seed=1)
-    model = StreamLearner(seed=0)
+    model = StreamLearner(seed=0, combiner="select")
     prequential_accuracy(model, X, y)
     assert model.selected_head == "mlp"  # the head with the temporal context
-    scores = {k: sum(v) / len(v) for k, v in model.head_scores.items()}
+    scores = {k: sum(v) / len(v) for k, v in model.mix.scores.items()}
     assert scores["mlp"] > scores["raw"] + 0.2
 
 

@@ -176,8 +176,6 @@ def test_the_tree_head_answers_where_splits_predict_better():
 
 
 def test_the_ewa_combiner_weighs_heads_by_their_errors():
-    from streamssl.learner.stream_learner import EWA_SHARE
-
     rng = np.random.default_rng(0)
     X = rng.normal(size=(1200, 3))
     y = (X[:, 0] > 0).astype(int).tolist()
@@ -185,7 +183,7 @@ def test_the_ewa_combiner_weighs_heads_by_their_errors():
     for i in range(0, 1200, 60):
         model.learn_many(X[i:i + 60], y[i:i + 60])
     weights = model.head_weights
-    assert abs(sum(weights.values()) - 1) < 1e-9 and min(weights.values()) >= EWA_SHARE / len(weights) / 2
+    assert abs(sum(weights.values()) - 1) < 1e-9 and min(weights.values()) >= model.mix.share / len(weights) / 2
     experts = model.experts
     best = max(experts, key=lambda h: experts[h]["accuracy"])
     assert weights[best] == max(weights.values())  # the most accurate head carries the most weight
