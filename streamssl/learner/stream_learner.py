@@ -20,6 +20,7 @@ from .combine import COMBINERS, EWA, Select
 from .memory import NearestNeighbourMemory
 from .pseudo import PseudoLabelPolicy
 from .standardize import OnlineStandardizer
+from .trees import forest_proba
 from .temporal import TemporalContext
 
 
@@ -417,12 +418,7 @@ class StreamLearner(base.Classifier):
     def _forest_proba(self, A: np.ndarray) -> np.ndarray:
         """The tree head's probabilities for rows ``A`` (features with their context, not
         standardised), columns in the order of ``classes_``; uniform where it knows nothing."""
-        out = np.zeros((len(A), len(self.classes_)))
-        for r, row in enumerate(A.tolist()):
-            for c, p in self.forest.predict_proba_one(dict(enumerate(row))).items():
-                out[r, c] = p
-        total = out.sum(axis=1, keepdims=True)
-        return np.where(total > 0, out / np.where(total > 0, total, 1.0), 1.0 / max(1, len(self.classes_)))
+        return forest_proba(self.forest, A, len(self.classes_))
 
     def _proba(self, Z: torch.Tensor, head: OnlineMLPClassifier | None = None) -> torch.Tensor:
         return (head or self.head).predict_proba(self._featurize(Z))

@@ -1,0 +1,47 @@
+"""The batched forest prediction gives river's own numbers, for every leaf kind and many classes."""
+
+import numpy as np
+import pytest
+from river import forest
+
+from streamssl.learner import trees
+from streamssl.learner.trees import forest_proba
+
+
+def river_proba(arf, X, n_classes):
+    out = np.zeros((len(X), n_classes))
+    for r, row in enumerate(X.tolist()):
+        for c, p in arf.predict_proba_one(dict(enumerate(row))).items():
+            out[r, c] = p
+    total = out.sum(axis=1, keepdims=True)
+    return np.where(total > 0, out / np.where(total > 0, total, 1), 1 / n_classes)
+
+
+def learned_forest(leaf_prediction, n_classes, n=1500, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 5))
+    y = (np.digitize(X[:, 0] + 0.5 * X[:, 1], np.linspace(-1.5, 1.5, n_classes - 1))).astype(int)
+    arf = forest.ARFClassifier(seed=seed, leaf_prediction=leaf_prediction, grace_period=30)
+    for row, label in zip(X.tolist(), y.tolist()):
+        arf.learn_one(dict(enumerate(row)), label)
+    return arf, rng.normal(size=(400, 5)) * 1.5
+
+
+@pytest.mark.parametrize("leaf_prediction", ["mc", "nb", "nba"])
+@pytest.mark.parametrize("n_classes", [2, 5])
+def test_the_batched_forest_matches_river_row_by_row(leaf_prediction, n_classes):
+    arf, probe = learned_forest(leaf_prediction, n_classes)
+    assert any(tree._root is not None and tree._root.n_leaves > 1 for tree in arf)  # trees that split
+    np.testing.assert_allclose(forest_proba(arf, probe, n_classes), river_proba(arf, probe, n_classes), atol=1e-9)
+
+
+def test_a_forest_that_knows_nothing_is_uniform_and_an_unknown_part_falls_back_to_river(monkeypatch):
+    arf = forest.ARFClassifier(seed=0)
+    np.testing.assert_allclose(forest_proba(arf, np.zeros((3, 2)), 4), 0.25)
+    arf, probe = learned_forest("nba", 3)
+
+    def unsupported(*args):
+        raise trees.Unsupported("a branch kind this module does not know")
+
+    monkeypatch.setattr(trees, "tree_proba", unsupported)
+    np.testing.assert_allclose(forest_proba(arf, probe, 3), river_proba(arf, probe, 3), atol=1e-12)
