@@ -13,12 +13,12 @@ from river import checks
 from streamssl.learner import StreamLearner
 from streamssl.state.checkpoint import decode, encode
 
-CONFIGS = {
+CONFIGS = {  # the default, then each other part switched in turn (without the tree head, whose cost is river's)
     "default": {},
-    "encoder+pseudo-labels": {"encoder": True, "pseudo_labels": True},
-    "no temporal, no memory": {"temporal": False, "memory": False},
-    "trees": {"trees": True},
-    "select combiner": {"combiner": "select"},  # the default is ewa
+    "no trees": {"trees": False},
+    "encoder+pseudo-labels": {"encoder": True, "pseudo_labels": True, "trees": False},
+    "no temporal, no memory": {"temporal": False, "memory": False, "trees": False},
+    "select combiner": {"combiner": "select", "trees": False},  # the default is ewa
 }
 
 

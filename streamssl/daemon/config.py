@@ -251,6 +251,7 @@ class LearnerConfig(_Section):
     pseudo_labels: bool | None = None
     temporal: bool | None = None  # the temporal context stage
     memory: bool | None = None  # the nearest-neighbour memory head
+    trees: bool | None = None  # the tree head, river's adaptive random forest (default on)
     drift_channels: list[str] | None = None  # e.g. [error:ADWIN, features:MMD]; see streamssl.drift.detectors
     drift_response: bool | None = None  # respond to drifts (default) or only report them
     combiner: Literal["ewa", "select"] | None = None  # how the heads answer (default ewa)

@@ -113,7 +113,7 @@ class Daemon:
         return build_learner(lc.threshold, lc.device, lc.seed, lc.threads, lc.objective, encoder=lc.ssl,
                              objective_params=dict(lc.objective_params) or None,
                              pseudo_labels=lc.pseudo_labels, temporal=lc.temporal, memory=lc.memory,
-                             drift_channels=None if lc.drift_channels is None else tuple(lc.drift_channels),
+                             trees=lc.trees, drift_channels=None if lc.drift_channels is None else tuple(lc.drift_channels),
                              drift_response=lc.drift_response, combiner=lc.combiner)
 
     def _warm_up(self) -> None:
