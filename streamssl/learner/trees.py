@@ -17,6 +17,7 @@ both paths against each other.
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 from river.tree.nodes.branch import NumericBinaryBranch
@@ -89,6 +90,58 @@ def tree_proba(tree, A: np.ndarray, n_classes: int) -> np.ndarray:
     return out
 
 
+class _LeafVote:
+    """A leaf's prediction as arrays: class columns, and either fixed probabilities (majority
+    class) or the naive-Bayes terms (log prior plus, per feature, a Gaussian's mean and
+    -1/(2 variance)), so that every row reaching the leaf is answered at once."""
+
+    __slots__ = ("version", "classes", "fixed", "features", "const", "mean", "scale")
+
+    def __init__(self, leaf, naive_bayes: bool, version: tuple) -> None:
+        self.version = version
+        stats = leaf.stats
+        total = sum(stats.values())
+        self.classes = np.fromiter(stats, dtype=np.int64, count=len(stats))
+        self.fixed = None if naive_bayes else np.array([w / total for w in stats.values()])
+        if not naive_bayes:
+            return
+        features = list(leaf.splitters)
+        self.features = np.array(features, dtype=np.int64)
+        self.const = np.zeros(len(stats))  # river gives a class of weight 0 a log-vote of 0
+        self.mean = np.zeros((len(stats), len(features)))
+        self.scale = np.zeros((len(stats), len(features)))  # 0: the feature does not vote for the class
+        for j, (c, w) in enumerate(stats.items()):
+            if w <= 0:
+                continue
+            self.const[j] = math.log(w / total)
+            for f, splitter in enumerate(leaf.splitters.values()):
+                if not isinstance(splitter, GaussianSplitter):
+                    raise Unsupported(type(splitter).__name__)
+                estimator = splitter._att_dist_per_class.get(c)
+                if estimator is None:
+                    continue
+                var = estimator._var
+                n = var.mean.n
+                variance = var._S / (n - var.ddof) if n > var.ddof else 0.0
+                if variance <= 0.0:
+                    continue
+                self.mean[j, f] = var.mean._mean
+                self.scale[j, f] = -0.5 / variance
+                self.const[j] -= _HALF_LOG_TAU + 0.5 * math.log(variance)
+
+    def proba(self, A: np.ndarray) -> np.ndarray:
+        if self.fixed is not None:
+            return np.broadcast_to(self.fixed, (len(A), len(self.fixed)))
+        d = A[:, self.features][:, None, :] - self.mean[None]
+        votes = self.const + (d * d * self.scale).sum(axis=2)
+        proba = np.exp(votes - votes.max(axis=1, keepdims=True))
+        return proba / proba.sum(axis=1, keepdims=True)
+
+
+#: Each leaf's arrays, rebuilt when the leaf has learned (its total weight moved).
+_VOTES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 def _leaf_proba(leaf, tree, A: np.ndarray, out: np.ndarray, rows: np.ndarray) -> None:
     """Write ``leaf.prediction`` for rows ``A`` into ``out[rows]``, as river's leaf kinds decide."""
     if isinstance(leaf, LeafNaiveBayesAdaptive):
@@ -103,33 +156,8 @@ def _leaf_proba(leaf, tree, A: np.ndarray, out: np.ndarray, rows: np.ndarray) ->
     total = sum(stats.values()) if stats else 0.0
     if not stats or total == 0:
         return  # river: no vote, the tree's zeros stand
-    if not naive_bayes:
-        for c, w in stats.items():
-            out[rows, c] = w / total
-        return
-    classes = list(stats)
-    votes = np.zeros((len(A), len(classes)))
-    for j, c in enumerate(classes):
-        if stats[c] <= 0:
-            continue  # river gives such a class a log-vote of 0
-        votes[:, j] = math.log(stats[c] / total)
-        for feature, splitter in leaf.splitters.items():
-            if not isinstance(splitter, GaussianSplitter):
-                raise Unsupported(type(splitter).__name__)
-            estimator = splitter._att_dist_per_class.get(c)
-            if estimator is None:
-                continue
-            var = estimator._var
-            n = var.mean.n
-            if n <= var.ddof:
-                continue
-            variance = var._S / (n - var.ddof)
-            if variance <= 0.0:
-                continue
-            votes[:, j] += (A[:, feature] - var.mean._mean) ** 2 / (-2.0 * variance) - _HALF_LOG_TAU \
-                - 0.5 * math.log(variance)
-    top = votes.max(axis=1, keepdims=True)
-    proba = np.exp(votes - top)
-    proba /= proba.sum(axis=1, keepdims=True)
-    for j, c in enumerate(classes):
-        out[rows, c] = proba[:, j]
+    version = (naive_bayes, total, len(stats), len(leaf.splitters or ()))
+    vote = _VOTES.get(leaf)
+    if vote is None or vote.version != version:
+        vote = _VOTES[leaf] = _LeafVote(leaf, naive_bayes, version)
+    out[rows[:, None], vote.classes[None, :]] = vote.proba(A)
