@@ -92,10 +92,10 @@ def tree_proba(tree, A: np.ndarray, n_classes: int) -> np.ndarray:
 
 class _LeafVote:
     """A leaf's prediction as arrays: class columns, and either fixed probabilities (majority
-    class) or the naive-Bayes terms (log prior plus, per feature, a Gaussian's mean and
-    -1/(2 variance)), so that every row reaching the leaf is answered at once."""
+    class) or the naive-Bayes terms (log prior; per class and feature a Gaussian's mean,
+    -2 variance and log-density constant), so that every row reaching the leaf is answered at once."""
 
-    __slots__ = ("version", "classes", "fixed", "features", "const", "mean", "scale")
+    __slots__ = ("version", "classes", "fixed", "features", "prior", "mean", "neg2var", "lognorm", "valid")
 
     def __init__(self, leaf, naive_bayes: bool, version: tuple) -> None:
         self.version = version
@@ -106,14 +106,15 @@ class _LeafVote:
         if not naive_bayes:
             return
         features = list(leaf.splitters)
+        shape = (len(stats), len(features))
         self.features = np.array(features, dtype=np.int64)
-        self.const = np.zeros(len(stats))  # river gives a class of weight 0 a log-vote of 0
-        self.mean = np.zeros((len(stats), len(features)))
-        self.scale = np.zeros((len(stats), len(features)))  # 0: the feature does not vote for the class
+        self.prior = np.zeros(len(stats))  # river gives a class of weight 0 a log-vote of 0
+        self.mean, self.neg2var, self.lognorm = np.zeros(shape), np.ones(shape), np.zeros(shape)
+        self.valid = np.zeros(shape, dtype=bool)  # the feature votes for the class
         for j, (c, w) in enumerate(stats.items()):
             if w <= 0:
                 continue
-            self.const[j] = math.log(w / total)
+            self.prior[j] = math.log(w / total)
             for f, splitter in enumerate(leaf.splitters.values()):
                 if not isinstance(splitter, GaussianSplitter):
                     raise Unsupported(type(splitter).__name__)
@@ -125,15 +126,19 @@ class _LeafVote:
                 variance = var._S / (n - var.ddof) if n > var.ddof else 0.0
                 if variance <= 0.0:
                     continue
+                self.valid[j, f] = True
                 self.mean[j, f] = var.mean._mean
-                self.scale[j, f] = -0.5 / variance
-                self.const[j] -= _HALF_LOG_TAU + 0.5 * math.log(variance)
+                self.neg2var[j, f] = -2.0 * variance
+                self.lognorm[j, f] = -_HALF_LOG_TAU - 0.5 * math.log(variance)
 
     def proba(self, A: np.ndarray) -> np.ndarray:
         if self.fixed is not None:
             return np.broadcast_to(self.fixed, (len(A), len(self.fixed)))
         d = A[:, self.features][:, None, :] - self.mean[None]
-        votes = self.const + (d * d * self.scale).sum(axis=2)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            terms = d * d / self.neg2var + self.lognorm
+        # As river: a log-density of -inf (a tiny variance far from the mean) is left out.
+        votes = self.prior + np.where(self.valid & (terms > -np.inf), terms, 0.0).sum(axis=2)
         proba = np.exp(votes - votes.max(axis=1, keepdims=True))
         return proba / proba.sum(axis=1, keepdims=True)
 

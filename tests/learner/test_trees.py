@@ -45,3 +45,20 @@ def test_a_forest_that_knows_nothing_is_uniform_and_an_unknown_part_falls_back_t
 
     monkeypatch.setattr(trees, "tree_proba", unsupported)
     np.testing.assert_allclose(forest_proba(arf, probe, 3), river_proba(arf, probe, 3), atol=1e-12)
+
+
+def test_a_log_density_that_underflows_is_left_out_as_river_does():
+    # A feature almost constant within the classes (variance ~1e-300) and a probe far from it:
+    # its log-density is -inf, which river skips rather than letting it decide the vote.
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(1500, 3))
+    X[:, 2] = rng.normal(size=1500) * 1e-150
+    y = (X[:, 0] > 0).astype(int)
+    arf = forest.ARFClassifier(seed=1, leaf_prediction="nb", grace_period=30)
+    for row, label in zip(X.tolist(), y.tolist()):
+        arf.learn_one(dict(enumerate(row)), label)
+    probe = rng.normal(size=(200, 3))
+    probe[::2, 2] = 1e5
+    fast = forest_proba(arf, probe, 2)
+    assert np.isfinite(fast).all()
+    np.testing.assert_allclose(fast, river_proba(arf, probe, 2), atol=1e-9)
