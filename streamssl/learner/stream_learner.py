@@ -13,6 +13,7 @@ from river import base
 from ..device import resolve_device, to_tensor
 from ..drift.detectors import VECTOR_SIGNALS, ChannelSpec
 from ..drift.monitor import ChannelSet, DriftEvent, DriftMonitor, default_channels
+from ..state import serialize
 from ..ssl.continual import ContinualEncoder
 from ..ssl import DEFAULT_OBJECTIVE, OBJECTIVE_NAMES
 from .classifier import OnlineMLPClassifier
@@ -670,7 +671,9 @@ class StreamLearner(base.Classifier):
             "context": None if self.context is None else self.context.state_dict(),
             "memory": None if self.memory_head is None else self.memory_head.state_dict(),
             "raw_head": None if self.raw_mlp is None else self.raw_mlp.state_dict(),
-            "forest": None if self.forest is None else copy.deepcopy(self.forest),
+            # Pickled here (C speed, and bytes need no copy when a checkpoint snapshots the
+            # state); river's forest deep-copied in Python was a daemon checkpoint's main cost.
+            "forest": None if self.forest is None else serialize.dumps(self.forest),
             "combiner": self.mix.state_dict(),
             "head_tally": {k: list(v) for k, v in self.head_tally.items()},
             "counters": {
@@ -692,8 +695,11 @@ class StreamLearner(base.Classifier):
             model.memory_head.load_state_dict(state["memory"])
         if state["raw_head"] is not None:
             model.raw_mlp.load_state_dict(state["raw_head"])
-        if state.get("forest") is not None:
-            model.forest = copy.deepcopy(state["forest"])
+        forest = state.get("forest")
+        if isinstance(forest, bytes):  # through the restricted loader, like the whole checkpoint
+            model.forest = serialize.loads(forest)
+        elif forest is not None:  # checkpoints before: the forest object itself
+            model.forest = copy.deepcopy(forest)
         model.head_tally.update({k: list(v) for k, v in state.get("head_tally", {}).items()})  # absent in older checkpoints
         if "combiner" in state:
             model.mix.load_state_dict(state["combiner"])
