@@ -99,6 +99,7 @@ class ModelRun:
     model: str
     result: dict = field(default_factory=dict)
     curve: list[tuple[int, float]] = field(default_factory=list)  # (event index, windowed accuracy)
+    weights: list[tuple[int, dict[str, float]]] = field(default_factory=list)  # (event index, member weights)
     error: str | None = None
 
     def to_json(self) -> dict:
@@ -160,6 +161,8 @@ def run_model(name: str, path: str, settings: BenchSettings, send: Callable[[tup
         point = _curve_point(history, settings.window)
         if point is not None and (not run.curve or point[0] - run.curve[-1][0] >= settings.window // 4):
             run.curve.append(point)
+            if hasattr(model, "experts"):  # the members' shares of the answers at the same moments
+                run.weights.append((point[0], {name: e["weight"] for name, e in model.experts.items()}))
         send(("progress", name, summary.events, summary.accuracy))
     if summary is None:
         rejected = f" ({dead.count} rows rejected: {dead.by_reason})" if dead.count else ""
@@ -215,7 +218,8 @@ def bench(
             elif message[0] == "done":
                 done = message[1]
         proc.join()
-        runs.append(ModelRun(**{**done, "curve": [tuple(p) for p in done["curve"]]}))
+        runs.append(ModelRun(**{**done, "curve": [tuple(p) for p in done["curve"]],
+                                 "weights": [tuple(p) for p in done.get("weights", [])]}))
     return runs
 
 

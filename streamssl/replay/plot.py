@@ -54,14 +54,21 @@ def accuracy_plot(runs: Sequence[ModelRun], path: str | Path, title: str, window
     """Write a PNG of each model's accuracy over a sliding window of ``window`` scored events.
 
     Drifts detected by ``streamssl`` (the default model) are short ticks at the top; drift points
-    known for the stream are dashed vertical lines.
+    known for the stream are dashed vertical lines. Below, when a streamssl model ran, a panel
+    shows how its members shared the answers over time (their combiner weights).
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(12.5, 5.5), dpi=110)
+    mixed = next((r for r in sorted(runs, key=lambda r: r.model != "streamssl") if r.weights), None)
+    if mixed is None:
+        fig, ax = plt.subplots(figsize=(12.5, 5.5), dpi=110)
+    else:
+        fig, (ax, wax) = plt.subplots(2, 1, figsize=(12.5, 7.5), dpi=110, sharex=True,
+                                      gridspec_kw={"height_ratios": [3, 1.2]})
+        weights_panel(wax, mixed)
     styles = model_styles([r.model for r in runs])
     lowest = 1.0
     for run in runs:
@@ -80,7 +87,7 @@ def accuracy_plot(runs: Sequence[ModelRun], path: str | Path, title: str, window
     if default is not None and default.result.get("drifts"):
         ax.plot(default.result["drifts"], [1.0] * len(default.result["drifts"]), marker="v", linestyle="none",
                 color=_COLOURS["streamssl"], markersize=7, label="drift detected (streamssl)", clip_on=False)
-    ax.set_xlabel("event")
+    (ax if mixed is None else wax).set_xlabel("event")
     ax.set_ylabel(f"accuracy over the last {window:,} scored events")
     ax.set_ylim(max(0.0, lowest - 0.05), 1.02)  # fitted to the curves, not to 0
     ax.set_title(title, loc="left")
@@ -93,3 +100,20 @@ def accuracy_plot(runs: Sequence[ModelRun], path: str | Path, title: str, window
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+#: A colour per member of the streamssl learner, the same in every plot.
+_MEMBER_COLOURS = {"mlp": "#1f4e9c", "raw": "#82a9e6", "memory": "#2a9d8f", "tree": "#6a994e", "linear": "#f4a261"}
+
+
+def weights_panel(ax, run: ModelRun) -> None:
+    """Stacked areas of ``run``'s member weights over time (each point sums to 1)."""
+    xs = [x for x, _ in run.weights]
+    names = list(dict.fromkeys(name for _, w in run.weights for name in w))
+    ax.stackplot(xs, [[w.get(name, 0.0) for _, w in run.weights] for name in names], labels=names,
+                 colors=[_MEMBER_COLOURS.get(n, "#8c8c8c") for n in names], alpha=0.85)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel(f"{run.model}:\nmembers' weights", fontsize=9)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)

@@ -43,6 +43,31 @@ def test_each_model_gets_a_curve_of_windowed_accuracy():
         xs = [x for x, _ in run.curve]
         assert xs == sorted(xs) and xs[0] >= 500 and xs[-1] <= 2000
         assert all(0.0 <= acc <= 1.0 for _, acc in run.curve)
+    # The learner's members' shares of the answers, at the curve's own points; a peer has none.
+    weights = by["streamssl"].weights
+    assert [x for x, _ in weights] == [x for x, _ in by["streamssl"].curve] and by["no-change"].weights == []
+    assert all(set(w) == {"mlp", "raw", "memory", "tree"} and abs(sum(w.values()) - 1) < 1e-9 for _, w in weights)
+    assert len({tuple(sorted(w.items())) for _, w in weights}) > 1  # they move as the members are scored
+
+
+def test_the_plot_has_a_panel_of_the_members_weights_when_streamssl_ran(tmp_path):
+    from streamssl.replay.plot import accuracy_plot
+
+    curve = [(100 * i, 0.5 + 0.01 * i) for i in range(1, 9)]
+    weights = [(x, {"mlp": 0.5, "tree": 0.5 - 0.05 * i, "memory": 0.05 * i}) for i, (x, _) in enumerate(curve)]
+    runs = [ModelRun("streamssl", {"accuracy": 0.55}, curve, weights), ModelRun("no-change", {"accuracy": 0.5}, curve)]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
+    accuracy_plot(runs, tmp_path / "with.png", "t", 100)
+    accuracy_plot(runs[1:], tmp_path / "without.png", "t", 100)
+    assert plt.get_fignums() == before  # closed after saving
+    from PIL import Image
+
+    assert Image.open(tmp_path / "with.png").size[1] > Image.open(tmp_path / "without.png").size[1]
 
 
 def test_unknown_models_are_refused_before_anything_runs(capsys):
