@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any, Hashable, Sequence
 
@@ -13,15 +12,14 @@ from river import base
 from ..device import resolve_device, to_tensor
 from ..drift.detectors import VECTOR_SIGNALS, ChannelSpec
 from ..drift.monitor import ChannelSet, DriftEvent, DriftMonitor, default_channels
-from ..state import serialize
 from ..ssl.continual import ContinualEncoder
 from ..ssl import DEFAULT_OBJECTIVE, OBJECTIVE_NAMES
 from .classifier import OnlineMLPClassifier
 from .combine import COMBINERS, EWA, Select
+from .members import Batch, Member, MemoryMember, OwnFeaturesMLP, RiverMember
 from .memory import NearestNeighbourMemory
 from .pseudo import PseudoLabelPolicy
 from .standardize import OnlineStandardizer
-from .trees import forest_proba
 from .temporal import TemporalContext
 
 
@@ -45,7 +43,7 @@ def build_learner(threshold: float = 0.99, device: str = "auto", seed: int = 0, 
     return StreamLearner(threshold=threshold, device=device, seed=seed, **settings)
 
 
-#: The heads, in the order that breaks ties of recent accuracy.
+#: The built-in heads, in the order that breaks ties of recent accuracy (plugged members follow).
 HEADS = ("mlp", "raw", "memory", "tree")
 
 
@@ -130,6 +128,11 @@ class StreamLearner(base.Classifier):
         micro-batch at once (:func:`~streamssl.learner.trees.forest_proba`). It costs about
         half the learner's events/s at 5 % labels (river's ARF learning each label in Python);
         ``trees=False`` for the faster learner without it.
+    members
+        More members by name: any river classifiers (a fresh clone of each learns on the same
+        features as the tree head, :class:`~streamssl.learner.members.RiverMember`), weighed
+        by the combiner beside the built-in heads, e.g.
+        ``{"lr": linear_model.LogisticRegression()}``. River learns them label by label in Python.
     selection_window
         Labelled events over which the heads' recent accuracy is compared.
     combiner
@@ -200,6 +203,7 @@ class StreamLearner(base.Classifier):
         memory: bool = True,
         raw_head: bool = True,
         trees: bool = True,
+        members: dict[str, base.Classifier] | None = None,
         pseudo_source: str = "self",
         memory_size: int = 256,
         memory_k: int = 5,
@@ -245,6 +249,10 @@ class StreamLearner(base.Classifier):
         self.memory = memory
         self.raw_head = raw_head
         self.trees = trees
+        clash = sorted(set(members or {}) & set(HEADS))
+        if clash:
+            raise ValueError(f"members: {', '.join(clash)} is the name of a built-in head")
+        self.members = members
         if pseudo_source not in ("self", "memory"):
             raise ValueError(f"pseudo_source must be 'self' or 'memory', got {pseudo_source!r}")
         self.pseudo_source = pseudo_source
@@ -272,16 +280,15 @@ class StreamLearner(base.Classifier):
         self.n_features_: int | None = None  # what the heads see (with the temporal context)
         self.n_inputs_: int | None = None  # what an event has
         self.context = TemporalContext(self.temporal_spans) if self.temporal else None
-        self.memory_head = NearestNeighbourMemory(self.memory_size, self.memory_k) if self.memory else None
-        self.raw_mlp: OnlineMLPClassifier | None = None  # built with the main head
+        # The heads beside the main MLP, by name, built with it (_build).
+        self.heads: dict[str, Member] = {}
         built = {"mlp": True, "raw": self.temporal and self.raw_head, "memory": self.memory, "tree": self.trees}
-        names = [name for name in HEADS if built[name]]
+        names = [name for name in HEADS if built[name]] + list(self.members or {})
         # How the heads answer together, learned from their prequential outcomes on labelled events.
         self.mix: EWA | Select = EWA(names) if self.combiner == "ewa" else Select(names, self.selection_window)
         # Each head's prequential outcomes over every labelled event: [scored, correct] (for reports).
         self.head_tally: dict[str, list[int]] = {name: [0, 0] for name in names}
         self._outcomes: dict[str, list[bool]] = {}  # the heads' outcomes on the labelled batch in hand
-        self.forest = None  # the tree head (river ARF), built with the others
         self.ssl: ContinualEncoder | None = None
         self.head: OnlineMLPClassifier | None = None
         self.challenger: OnlineMLPClassifier | None = None
@@ -307,17 +314,21 @@ class StreamLearner(base.Classifier):
                 objective=self.objective, objective_params=self.objective_params,
             )
         self.head = self._new_head()
-        if self.raw_head and self.context is not None:
-            self.raw_mlp = OnlineMLPClassifier(
+        if "raw" in self.mix.members:
+            self.heads["raw"] = OwnFeaturesMLP(OnlineMLPClassifier(
                 self.n_inputs_, self.head_hidden, self.head_lr, self.head_replay, steps=self.head_steps,
                 device=self._device, seed=self.seed + 104729, row_width=self.n_features_,
                 steps_per_row=self.head_steps_per_label, max_steps=self.head_max_steps,
-            )
-            self.raw_mlp.add_classes(len(self.classes_))
+            ))
+            self.heads["raw"].add_classes(len(self.classes_))
+        if self.memory:
+            self.heads["memory"] = MemoryMember(NearestNeighbourMemory(self.memory_size, self.memory_k))
         if self.trees:
             from river import forest
 
-            self.forest = forest.ARFClassifier(seed=self.seed)
+            self.heads["tree"] = RiverMember(forest.ARFClassifier(seed=self.seed))
+        for name, model in (self.members or {}).items():
+            self.heads[name] = RiverMember(model.clone())
 
     def _start(self, n_inputs: int) -> None:
         """Size everything for events of ``n_inputs`` features (the first event, or a restore)."""
@@ -378,8 +389,8 @@ class StreamLearner(base.Classifier):
             if label not in self._class_index:
                 self._class_index[label] = len(self.classes_)
                 self.classes_.append(label)
-        for head in (self.head, self.challenger, self.raw_mlp):
-            if head is not None:
+        for head in (self.head, self.challenger, *self.heads.values()):
+            if hasattr(head, "add_classes"):
                 head.add_classes(len(self.classes_))
         return np.array([self._class_index[label] for label in labels], dtype=np.int64)
 
@@ -391,20 +402,17 @@ class StreamLearner(base.Classifier):
         if self.head is None or not self.classes_:
             return np.zeros((len(X), len(self.classes_)))
         A = self._augment(X, "peek", keys)
-        Z = to_tensor(self.standardizer.transform(A), self._device)
-        return self.mix.combine({name: self._head_proba(name, A, Z) for name in self.mix.asked()})
+        batch = self._batch(A, to_tensor(self.standardizer.transform(A), self._device))
+        return self.mix.combine({name: self._head_proba(name, batch) for name in self.mix.asked()})
 
-    def _head_proba(self, head: str, A: np.ndarray, Z: torch.Tensor) -> np.ndarray:
-        """One head's probabilities for rows ``A`` (``Z``: the same standardised)."""
-        if head == "tree":
-            return self._forest_proba(A)
-        if head == "memory":
-            proba = self.memory_head.predict_proba(self._raw(Z), len(self.classes_))
-        elif head == "raw":
-            proba = self.raw_mlp.predict_proba(self._raw(Z))
-        else:
-            proba = self._proba(Z)
-        return proba.cpu().numpy().astype(np.float64)
+    def _batch(self, A: np.ndarray, Z: torch.Tensor) -> Batch:
+        return Batch(A, Z, self.n_inputs_)
+
+    def _head_proba(self, head: str, batch: Batch) -> np.ndarray:
+        """One head's probabilities for ``batch``."""
+        if head == "mlp":
+            return self._proba(batch.Z).cpu().numpy().astype(np.float64)
+        return self.heads[head].proba(batch, len(self.classes_))
 
     @property
     def head_weights(self) -> dict[str, float]:
@@ -415,14 +423,10 @@ class StreamLearner(base.Classifier):
     def selected_head(self) -> str:
         """The head with the largest share of the answers (with ``select``, the one that
         answers alone: ``mlp`` on the full features, ``raw`` the MLP on the event's own
-        features, ``memory`` the nearest-neighbour memory, ``tree`` the forest)."""
+        features, ``memory`` the nearest-neighbour memory, ``tree`` the forest, or a plugged
+        member's name)."""
         weights = self.mix.weights
         return max(weights, key=weights.get)
-
-    def _forest_proba(self, A: np.ndarray) -> np.ndarray:
-        """The tree head's probabilities for rows ``A`` (features with their context, not
-        standardised), columns in the order of ``classes_``; uniform where it knows nothing."""
-        return forest_proba(self.forest, A, len(self.classes_))
 
     def _proba(self, Z: torch.Tensor, head: OnlineMLPClassifier | None = None) -> torch.Tensor:
         return (head or self.head).predict_proba(self._featurize(Z))
@@ -480,7 +484,7 @@ class StreamLearner(base.Classifier):
         # together with them.
         pseudo = self._pseudo_label(Zt[~mask], np.flatnonzero(~labelled))
         if labelled.any():
-            self._learn_labelled(Zt[mask], [v for v, k in zip(y, labelled) if k], pseudo, X[labelled])
+            self._learn_labelled(Zt[mask], [v for v, k in zip(y, labelled) if k], pseudo, rows=X[labelled])
         elif pseudo is not None:
             Zp, yp = pseudo
             self.head.learn(Zp, yp, self._pseudo_weights(len(yp)), self._featurize, mass=0.0)
@@ -497,9 +501,9 @@ class StreamLearner(base.Classifier):
         self._learn_labelled(to_tensor(self.standardizer.transform(A), self._device), [y[i] for i in keep], rows=A)
 
     def _learn_labelled(self, Z: torch.Tensor, labels: list[Hashable],
-                        pseudo: tuple[torch.Tensor, torch.Tensor] | None = None, rows: np.ndarray | None = None) -> None:
-        """Learn labelled events ``Z`` (standardised; ``rows``: the same before standardisation,
-        for the tree head) and the pseudo-labels riding along."""
+                        pseudo: tuple[torch.Tensor, torch.Tensor] | None = None, *, rows: np.ndarray) -> None:
+        """Learn labelled events ``Z`` (standardised; ``rows``: the same before standardisation)
+        and the pseudo-labels riding along."""
         y = self._encode_labels(labels)
         yt = torch.as_tensor(y, device=self._device)
         # Prequential error of the heads on these labels, before they learn them. A challenger
@@ -509,20 +513,11 @@ class StreamLearner(base.Classifier):
         main_ok = self._proba(Z).argmax(1) == yt
         self._react(self.monitor.update("error", (~main_ok).float().tolist(), self.n_seen))
         self._score("mlp", main_ok.tolist())
-        if self.memory_head is not None:
-            raw = self._raw(Z)
-            self._score("memory", (self.memory_head.predict_proba(raw, len(self.classes_)).argmax(1) == yt).tolist())
-            self.memory_head.add(raw, yt)
-        if self.forest is not None and rows is not None:
-            self._score("tree", (self._forest_proba(rows).argmax(1) == y).tolist())
-            for row, label in zip(rows.tolist(), y.tolist()):
-                self.forest.learn_one(dict(enumerate(row)), label)
-        if self.raw_mlp is not None:
-            self._score("raw", (self.raw_mlp.predict_proba(self._raw(Z)).argmax(1) == yt).tolist())
+        batch = self._batch(rows, Z)
+        for name, member in self.heads.items():  # each scored on the labels before it learns them
+            self._score(name, (member.proba(batch, len(self.classes_)).argmax(1) == y).tolist())
+            member.learn(batch, y)
         self.mix.update(self._outcomes)
-        if self.raw_mlp is not None:
-            self.raw_mlp.learn(Z, yt, torch.ones(len(y), device=self._device), self._raw,
-                               torch.ones(len(y), dtype=torch.bool, device=self._device), mass=float(len(y)))
         if challenger is not None and challenger is self.challenger:
             self._duel_round(main_ok, self._proba(Z, challenger).argmax(1) == yt)
         self.policy.observe_labels(y, len(self.classes_))
@@ -586,9 +581,10 @@ class StreamLearner(base.Classifier):
             return None
         if self.pseudo_source == "memory":
             # Co-training: the memory, another learner over another view, labels for the MLP.
-            if self.memory_head is None or len(self.memory_head) < self.memory_k:
+            memory = self.heads.get("memory")
+            if memory is None or len(memory.memory) < self.memory_k:
                 return None
-            proba = self.memory_head.predict_proba(self._raw(Z), len(self.classes_))
+            proba = memory.memory.predict_proba(self._raw(Z), len(self.classes_))
         rows, labels = self.policy.select(proba.cpu().numpy(), self.n_seen)
         if len(rows) == 0:
             return None
@@ -669,11 +665,7 @@ class StreamLearner(base.Classifier):
             "challenger": None if self.challenger is None else self.challenger.state_dict(),
             "n_inputs": self.n_inputs_,
             "context": None if self.context is None else self.context.state_dict(),
-            "memory": None if self.memory_head is None else self.memory_head.state_dict(),
-            "raw_head": None if self.raw_mlp is None else self.raw_mlp.state_dict(),
-            # Pickled here (C speed, and bytes need no copy when a checkpoint snapshots the
-            # state); river's forest deep-copied in Python was a daemon checkpoint's main cost.
-            "forest": None if self.forest is None else serialize.dumps(self.forest),
+            "members": {name: member.state_dict() for name, member in self.heads.items()},
             "combiner": self.mix.state_dict(),
             "head_tally": {k: list(v) for k, v in self.head_tally.items()},
             "counters": {
@@ -691,15 +683,12 @@ class StreamLearner(base.Classifier):
         model.feature_names_ = state["feature_names"]
         if state["context"] is not None:
             model.context.load_state_dict(state["context"])
-        if state["memory"] is not None:
-            model.memory_head.load_state_dict(state["memory"])
-        if state["raw_head"] is not None:
-            model.raw_mlp.load_state_dict(state["raw_head"])
-        forest = state.get("forest")
-        if isinstance(forest, bytes):  # through the restricted loader, like the whole checkpoint
-            model.forest = serialize.loads(forest)
-        elif forest is not None:  # checkpoints before: the forest object itself
-            model.forest = copy.deepcopy(forest)
+        # Checkpoints before streamssl.learner.members kept the heads under their own keys.
+        members = state.get("members") or {"memory": state.get("memory"), "raw": state.get("raw_head"),
+                                           "tree": state.get("forest")}
+        for name, member_state in members.items():
+            if member_state is not None and name in model.heads:
+                model.heads[name].load_state_dict(member_state)
         model.head_tally.update({k: list(v) for k, v in state.get("head_tally", {}).items()})  # absent in older checkpoints
         if "combiner" in state:
             model.mix.load_state_dict(state["combiner"])

@@ -1,12 +1,13 @@
 """Serialising learner state without ever unpickling arbitrary objects.
 
 A state is a tree of plain Python data, numpy arrays, torch tensors and river drift
-detectors and trees. Tensors are turned into numpy arrays on the way out. Loading uses an
+detectors, trees and linear models. Tensors are turned into numpy arrays on the way out. Loading uses an
 unpickler that resolves only an allow-list of globals (numpy's array reconstruction,
 three containers from ``collections``, ``random.Random``, ``functools.partial`` over what
 is allowed, ``float`` and ``int``, and classes defined in river's ``drift``, ``stats``,
-``tree``, ``forest``, ``metrics`` and ``proba`` packages that are river estimators, running
-statistics, tree nodes or splitters), never a dotted name; anything else in a file is refused.
+``tree``, ``forest``, ``metrics``, ``proba``, ``linear_model``, ``optim`` and ``multiclass``
+packages that are river estimators, running statistics, tree nodes or splitters, and river's
+``VectorDict`` of weights), never a dotted name; anything else in a file is refused.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ _ALLOWED_GLOBALS = {
     ("collections", "OrderedDict"), ("collections", "deque"), ("collections", "defaultdict"),
     ("random", "Random"), ("functools", "partial"), ("builtins", "float"), ("builtins", "int"),
     ("river._river_rust.drift", "AdaptiveWindowing"), ("river._river_rust.stats", "RsEWMean"),
+    ("river._river_rust.vectordict", "VectorDict"),  # a linear model's weights: numbers by feature
     ("numpy", "ndarray"), ("numpy", "dtype"),
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
@@ -67,11 +69,12 @@ def _from_plain(obj: Any, device: torch.device | None) -> Any:
 
 
 _RIVER_STATE_MODULES = ("river.drift.", "river.stats.", "river.tree.", "river.forest.", "river.metrics.",
-                        "river.proba.")
+                        "river.proba.", "river.linear_model.", "river.optim.", "river.multiclass.")
 
 
 def _is_river_state_class(module: str, obj: Any) -> bool:
-    """River's estimators (drift detectors, trees, forests, metrics, distributions), running
+    """River's estimators (drift detectors, trees, forests, linear models and their optimisers,
+    one-vs-rest wrappers, metrics, distributions), running
     statistics, and the nodes and splitters trees are made of; nothing else from river."""
     from river import base, stats
     from river.tree.base import Branch, Leaf

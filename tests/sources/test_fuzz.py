@@ -185,7 +185,7 @@ def test_the_learner_stays_finite_on_any_finite_events_and_any_labels(rows, batc
         model.learn_late_labels(X[i:i + 1], ["late-unseen-class"])
         proba = model.predict_proba_many(X[i:i + batch])
         assert np.isfinite(proba).all()
-    for head in (model.head, model.raw_mlp, model.challenger):
+    for head in (model.head, model.heads["raw"].mlp, model.challenger):
         if head is not None:
             for name, tensor in head.net.state_dict().items():
                 assert torch.isfinite(tensor).all(), name

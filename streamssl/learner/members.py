@@ -1,0 +1,172 @@
+"""Members: the learners beside the main MLP head of a :class:`StreamLearner`, behind one interface.
+
+Every member sees the same micro-batch (:class:`Batch`: the features with their temporal
+context, raw and standardised), gives class probabilities for it, and learns its labelled
+events (labels as class indices ``0..n_classes-1``, in the order the learner met them). The
+combiner (:mod:`streamssl.learner.combine`) weighs them by their prequential outcomes. Any
+river classifier can be a member (:class:`RiverMember`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from river import base
+
+from ..state import serialize
+from .classifier import OnlineMLPClassifier
+from .memory import NearestNeighbourMemory
+from .trees import forest_proba
+
+
+@dataclass
+class Batch:
+    """One micro-batch as the members see it.
+
+    ``rows`` are the features with their temporal context before standardisation, ``Z`` the
+    same standardised (a tensor on the learner's device); the event's own features are the
+    first ``n_inputs`` columns.
+    """
+
+    rows: np.ndarray
+    Z: torch.Tensor
+    n_inputs: int
+
+    @property
+    def own(self) -> torch.Tensor:
+        """The event's own standardised features, without the temporal context."""
+        return self.Z[:, : self.n_inputs]
+
+
+class Member(Protocol):
+    """What the learner asks of a member."""
+
+    def proba(self, batch: Batch, n_classes: int) -> np.ndarray:
+        """Class probabilities, shape ``(len(batch.rows), n_classes)``, float64."""
+
+    def learn(self, batch: Batch, y: np.ndarray) -> None:
+        """Learn labelled events ``batch`` with class indices ``y``."""
+
+    def state_dict(self) -> Any: ...
+
+    def load_state_dict(self, state: Any) -> None: ...
+
+
+def _numpy(proba: torch.Tensor) -> np.ndarray:
+    return proba.detach().cpu().numpy().astype(np.float64)
+
+
+class OwnFeaturesMLP:
+    """An MLP on the event's own standardised features, for streams where the past is noise.
+
+    >>> member = OwnFeaturesMLP(OnlineMLPClassifier(2, 8, 3e-3, 16, row_width=4, seed=0))
+    >>> batch = Batch(np.zeros((3, 4)), torch.zeros(3, 4), n_inputs=2)
+    >>> member.add_classes(2); member.learn(batch, np.array([0, 1, 1]))
+    >>> member.proba(batch, 2).shape
+    (3, 2)
+    """
+
+    def __init__(self, mlp: OnlineMLPClassifier) -> None:
+        self.mlp = mlp
+
+    def add_classes(self, n_classes: int) -> None:
+        self.mlp.add_classes(n_classes)
+
+    def proba(self, batch: Batch, n_classes: int) -> np.ndarray:
+        return _numpy(self.mlp.predict_proba(batch.own))
+
+    def learn(self, batch: Batch, y: np.ndarray) -> None:
+        n, device = len(y), batch.Z.device
+        own = batch.n_inputs
+        self.mlp.learn(batch.Z, torch.as_tensor(y, device=device), torch.ones(n, device=device),
+                       lambda Z: Z[:, :own], torch.ones(n, dtype=torch.bool, device=device), mass=float(n))
+
+    def state_dict(self) -> dict:
+        return self.mlp.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mlp.load_state_dict(state)
+
+
+class MemoryMember:
+    """The nearest-neighbour memory over the last labelled events' own features (for many
+    classes with few labels each, and right after a change).
+
+    >>> member = MemoryMember(NearestNeighbourMemory(capacity=8, k=1))
+    >>> batch = Batch(np.eye(2), torch.eye(2), n_inputs=2)
+    >>> member.learn(batch, np.array([0, 1]))
+    >>> member.proba(batch, 2).argmax(1).tolist()
+    [0, 1]
+    """
+
+    def __init__(self, memory: NearestNeighbourMemory) -> None:
+        self.memory = memory
+
+    def proba(self, batch: Batch, n_classes: int) -> np.ndarray:
+        return _numpy(self.memory.predict_proba(batch.own, n_classes))
+
+    def learn(self, batch: Batch, y: np.ndarray) -> None:
+        self.memory.add(batch.own, torch.as_tensor(y, device=batch.Z.device))
+
+    def state_dict(self) -> dict:
+        return self.memory.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.memory.load_state_dict(state)
+
+
+class RiverMember:
+    """Any river classifier, on the features with their temporal context (not standardised:
+    a tree's thresholds are then in the units of the data), one ``learn_one`` per label.
+
+    River's adaptive random forest predicts a micro-batch at once
+    (:func:`~streamssl.learner.trees.forest_proba`); other classifiers row by row. Rows are
+    normalised, uniform where the classifier knows nothing yet. Its state is pickled bytes,
+    loaded back through the restricted loader (:mod:`streamssl.state.serialize`), which builds
+    river's trees, forests, linear models and naive Bayes, not other classes.
+
+    >>> from river import linear_model
+    >>> member = RiverMember(linear_model.LogisticRegression())
+    >>> batch = Batch(np.array([[0.0, 1.0], [1.0, 0.0]]), torch.zeros(2, 2), n_inputs=2)
+    >>> member.proba(batch, 2).tolist()  # nothing learned yet
+    [[0.5, 0.5], [0.5, 0.5]]
+    >>> for _ in range(20):
+    ...     member.learn(batch, np.array([0, 1]))
+    >>> member.proba(batch, 2).argmax(1).tolist()
+    [0, 1]
+    """
+
+    def __init__(self, model: base.Classifier) -> None:
+        self.model = model
+
+    def proba(self, batch: Batch, n_classes: int) -> np.ndarray:
+        from river import forest
+
+        if isinstance(self.model, forest.ARFClassifier):
+            return forest_proba(self.model, batch.rows, n_classes)
+        out = np.zeros((len(batch.rows), n_classes))
+        for r, row in enumerate(np.asarray(batch.rows, dtype=np.float64).tolist()):
+            for c, p in self.model.predict_proba_one(dict(enumerate(row))).items():
+                if isinstance(c, (int, np.integer)) and 0 <= c < n_classes:  # bool too: 0/1 models answer False/True
+                    out[r, int(c)] = p
+        total = out.sum(axis=1, keepdims=True)
+        return np.where(total > 0, out / np.where(total > 0, total, 1.0), 1.0 / max(1, n_classes))
+
+    def learn(self, batch: Batch, y: np.ndarray) -> None:
+        for row, label in zip(np.asarray(batch.rows, dtype=np.float64).tolist(), y.tolist()):
+            self.model.learn_one(dict(enumerate(row)), label)
+
+    def state_dict(self) -> bytes:
+        # Pickled here (C speed, and bytes need no copy when a checkpoint snapshots the state);
+        # river's forest deep-copied in Python was a daemon checkpoint's main cost.
+        return serialize.dumps(self.model)
+
+    def load_state_dict(self, state: bytes | base.Classifier) -> None:
+        import copy
+
+        # Bytes through the restricted loader, like the whole checkpoint; checkpoints before
+        # held the object itself.
+        self.model = serialize.loads(state) if isinstance(state, bytes) else copy.deepcopy(state)

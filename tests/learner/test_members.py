@@ -1,0 +1,60 @@
+"""Members behind one interface, and river classifiers plugged into the learner as members."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from river import linear_model, multiclass
+
+from streamssl.learner import StreamLearner
+from streamssl.state import checkpoint
+
+
+def _stream(n: int = 600, seed: int = 0) -> tuple[np.ndarray, list]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3))
+    y = [int(a + 0.5 * b > 0) if i % 5 == 0 else None for i, (a, b, _) in enumerate(X)]
+    return X, y
+
+
+def test_a_plugged_river_classifier_is_scored_before_it_learns_like_the_same_model_alone():
+    """Its prequential accuracy in ``experts`` is that of a twin learning the same labels alone,
+    each micro-batch predicted before it is learned; the prototype passed in stays unlearned."""
+    X, y = _stream()
+    prototype = linear_model.LogisticRegression()
+    model = StreamLearner(temporal=False, trees=False, members={"lr": prototype}, seed=0)
+    twin, scored, correct = linear_model.LogisticRegression(), 0, 0
+    for i in range(0, len(X), 50):
+        rows, labels = X[i:i + 50], y[i:i + 50]
+        model.learn_many(rows, labels)
+        labelled = [(r, v) for r, v in zip(rows, labels) if v is not None]
+        for r, v in labelled:
+            proba = twin.predict_proba_one(dict(enumerate(r.tolist())))
+            guess = max(proba, key=proba.get) if proba else None
+            scored, correct = scored + 1, correct + (guess is not None and int(guess) == v)
+        for r, v in labelled:
+            twin.learn_one(dict(enumerate(r.tolist())), v)
+    experts = model.experts
+    assert set(experts) == {"mlp", "memory", "lr"}
+    assert experts["lr"]["accuracy"] == pytest.approx(correct / scored)
+    assert experts["lr"]["accuracy"] > 0.8  # it did learn the linear concept
+    assert sum(e["weight"] for e in experts.values()) == pytest.approx(1.0)
+    assert dict(prototype.weights) == {}
+
+
+def test_plugged_members_go_through_the_restricted_checkpoint_loader(tmp_path):
+    X, y = _stream(400, seed=1)
+    model = StreamLearner(members={"lr": multiclass.OneVsRestClassifier(linear_model.LogisticRegression())}, seed=0)
+    model.learn_many(X[:300], y[:300])
+    path = tmp_path / "learner.ckpt"
+    checkpoint.save_learner(model, path)
+    restored = checkpoint.load_learner(path, device="cpu")
+    np.testing.assert_array_equal(restored.predict_proba_many(X[300:]), model.predict_proba_many(X[300:]))
+    model.learn_many(X[300:], y[300:])
+    restored.learn_many(X[300:], y[300:])
+    assert restored.experts == model.experts
+
+
+def test_a_member_may_not_take_a_built_in_heads_name():
+    with pytest.raises(ValueError, match="tree"):
+        StreamLearner(members={"tree": linear_model.LogisticRegression()})
