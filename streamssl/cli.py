@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .errors import InputError, StreamSSLError
+from .learner.switches import add_switches, switch_settings
 from .ssl import OBJECTIVE_NAMES
 
 DESCRIPTION = ("streamssl: learn online from a drifting event stream with few, late labels. "
@@ -44,43 +45,13 @@ def _positive(text: str) -> int:
     return value
 
 
-def _drift_channel(text: str) -> str:
-    from .drift.detectors import ChannelSpec
-
-    try:
-        return str(ChannelSpec.parse(text))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def add_learner_options(p: argparse.ArgumentParser) -> None:
     """Switches of the learner's mechanisms, shared by the commands that build one."""
     g = p.add_argument_group("learner")
-    g.add_argument("--ssl", action=argparse.BooleanOptionalAction, default=None,
-                   help="use the self-supervised encoder (default: the learner's default)")
+    add_switches(g)  # --ssl, --pseudo, --temporal, --memory, --trees, --drift, --drift-response, --combiner
     g.add_argument("--objective", choices=OBJECTIVE_NAMES, default=None,
                    help="the encoder's self-supervised objective (default: infonce); naming one turns the "
                    "encoder on unless --no-ssl is given")
-    g.add_argument("--pseudo", action=argparse.BooleanOptionalAction, default=None,
-                   help="learn from guarded pseudo-labels (default: the learner's default)")
-    g.add_argument("--temporal", action=argparse.BooleanOptionalAction, default=None,
-                   help="the temporal context stage: each event with its differences from moving averages of the "
-                   "past (default: on)")
-    g.add_argument("--memory", action=argparse.BooleanOptionalAction, default=None,
-                   help="the nearest-neighbour memory head, chosen when it predicts better (default: on)")
-    g.add_argument("--trees", action=argparse.BooleanOptionalAction, default=None,
-                   help="the tree head, river's adaptive random forest on the same features (default: on; "
-                   "--no-trees for about twice the events/s at 5 %% labels)")
-    g.add_argument("--drift", action="append", type=_drift_channel, default=None, metavar="SIGNAL:DETECTOR[:K=V...]",
-                   help="a drift channel: a detector watching a signal, e.g. error:ADWIN, confidence:PageHinkley:"
-                   "threshold=1, features:MMD; repeat for several (default: ADWIN on the error and on the "
-                   "confidence). Signals: error, confidence, entropy, ssl_loss, features, embedding")
-    g.add_argument("--drift-response", action=argparse.BooleanOptionalAction, default=None,
-                   help="respond to drifts: background head, pseudo-label pause, encoder learning-rate boost, "
-                   "fresh two-sample reference (default: on); off, drifts are only reported")
-    g.add_argument("--combiner", choices=["ewa", "select"], default=None,
-                   help="how the heads answer: ewa, averaged by weights on their recent errors (default); select, "
-                   "the most accurate of the last 50 labels alone")
     g.add_argument("--threshold", type=_threshold, default=0.99, help="confidence a pseudo-label needs (default 0.99)")
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     g.add_argument("--threads", type=_positive, default=1,
@@ -230,10 +201,8 @@ def make_learner(args: argparse.Namespace):
     from .learner import build_learner
 
     _check_device(args.device)
-    return build_learner(args.threshold, args.device, args.seed, args.threads, args.objective, encoder=args.ssl,
-                         pseudo_labels=args.pseudo, temporal=args.temporal, memory=args.memory,
-                         trees=args.trees, drift_channels=None if args.drift is None else tuple(args.drift),
-                         drift_response=args.drift_response, combiner=args.combiner)
+    return build_learner(args.threshold, args.device, args.seed, args.threads, args.objective,
+                         **switch_settings(vars(args), "flag"))
 
 
 def _stdout_console():

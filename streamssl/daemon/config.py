@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model, model_validator
 
 from ..errors import InputError
+from ..learner.switches import SWITCHES
 from ..schema import Column
 from ..ssl import DEFAULT_OBJECTIVE, OBJECTIVE_NAMES
 
@@ -242,29 +243,18 @@ class HttpConfig(_Section):
     max_connections: int = Field(32, ge=1)
 
 
-class LearnerConfig(_Section):
-    """The learner's switches, as on ``streamssl replay``."""
+class _LearnerSettings(_Section):
+    """The learner's settings beside its switches (which :data:`LearnerConfig` adds)."""
 
-    ssl: bool | None = None
     objective: Literal[OBJECTIVE_NAMES] | None = None  # naming one turns the encoder on unless ssl: false
     objective_params: dict[str, bool | int | float | list[float]] = {}  # its settings, e.g. {temperature: 0.1}
-    pseudo_labels: bool | None = None
-    temporal: bool | None = None  # the temporal context stage
-    memory: bool | None = None  # the nearest-neighbour memory head
-    # The tree head (river's adaptive random forest). Off in the daemon, on in the library and
-    # replay: it adds 0.4-1.3 points of mean accuracy on the suite, but river learns each label
-    # in Python and the daemon's sustained rate falls from ~17.5k to ~3.8k events/s (README).
-    trees: bool = False
-    drift_channels: list[str] | None = None  # e.g. [error:ADWIN, features:MMD]; see streamssl.drift.detectors
-    drift_response: bool | None = None  # respond to drifts (default) or only report them
-    combiner: Literal["ewa", "select"] | None = None  # how the heads answer (default ewa)
     threshold: float = Field(0.99, gt=0, le=1)
     device: str = "auto"
     threads: int = Field(1, ge=1)
     seed: int = 0
 
     @model_validator(mode="after")
-    def _check_drift_channels(self) -> "LearnerConfig":
+    def _check_drift_channels(self) -> "_LearnerSettings":
         from ..drift.detectors import ChannelSpec
 
         for text in self.drift_channels or []:
@@ -272,7 +262,7 @@ class LearnerConfig(_Section):
         return self
 
     @model_validator(mode="after")
-    def _check_objective_params(self) -> "LearnerConfig":
+    def _check_objective_params(self) -> "_LearnerSettings":
         if self.objective_params:
             import inspect
 
@@ -285,6 +275,21 @@ class LearnerConfig(_Section):
                 raise ValueError(f"objective_params: {name} has no setting {', '.join(unknown)} "
                                  f"(its settings: {', '.join(sorted(known))})")
         return self
+
+
+# The tree head (river's adaptive random forest) is off in the daemon, on in the library and
+# replay: it adds 0.4-1.3 points of mean accuracy on the suite, but river learns each label in
+# Python and the daemon's sustained rate falls from ~8k to ~3.8k events/s (README).
+_DAEMON_DEFAULTS = {"trees": False}
+
+LearnerConfig = create_model(
+    "LearnerConfig", __base__=_LearnerSettings, __module__=__name__,
+    __doc__="""The learner: its switches, one field per :data:`streamssl.learner.switches.SWITCHES` (the keys
+    ``ssl``, ``pseudo_labels``, ``temporal``, ``memory``, ``trees``, ``drift_channels``, ``drift_response``,
+    ``combiner``; ``null`` keeps the learner's default; the flags of ``streamssl replay`` come from the
+    same declaration), and its settings.""",
+    **{s.key: (s.config_type, _DAEMON_DEFAULTS.get(s.key)) for s in SWITCHES},
+)
 
 
 class DaemonConfig(_Section):

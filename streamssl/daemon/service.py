@@ -108,13 +108,11 @@ class Daemon:
     # ------------------------------------------------------------------ setup
     def _new_learner(self):
         from ..learner import build_learner
+        from ..learner.switches import switch_settings
 
         lc = self.config.learner
-        return build_learner(lc.threshold, lc.device, lc.seed, lc.threads, lc.objective, encoder=lc.ssl,
-                             objective_params=dict(lc.objective_params) or None,
-                             pseudo_labels=lc.pseudo_labels, temporal=lc.temporal, memory=lc.memory,
-                             trees=lc.trees, drift_channels=None if lc.drift_channels is None else tuple(lc.drift_channels),
-                             drift_response=lc.drift_response, combiner=lc.combiner)
+        return build_learner(lc.threshold, lc.device, lc.seed, lc.threads, lc.objective,
+                             objective_params=dict(lc.objective_params) or None, **switch_settings(dict(lc), "key"))
 
     def _warm_up(self) -> None:
         """One learning step on a scratch learner, so that torch's lazy imports (a second or

@@ -1,0 +1,106 @@
+"""The learner's switches, declared once.
+
+Each :class:`Switch` names the :class:`~streamssl.learner.StreamLearner` argument it sets, its
+flag on ``streamssl replay`` / ``bench`` (``--flag``; an on/off switch also has ``--no-flag``)
+and its key in the daemon's ``learner:`` config section. The CLI's flags
+(:func:`add_switches`), the daemon's config fields and both commands' learner
+(:func:`switch_settings` into :func:`~streamssl.learner.build_learner`) all come from
+:data:`SWITCHES`, so a new switch is one line here. Left unset (``None``), a switch keeps the
+learner's default.
+
+>>> import argparse
+>>> p = argparse.ArgumentParser(); add_switches(p)
+>>> args = p.parse_args(["--no-trees", "--combiner", "select"])
+>>> switch_settings(vars(args), "flag")
+{'encoder': None, 'pseudo_labels': None, 'temporal': None, 'memory': None, 'trees': False, 'drift_channels': None, 'drift_response': None, 'combiner': 'select'}
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping
+
+from .combine import COMBINERS
+
+
+def drift_channel(text: str) -> str:
+    """A drift channel spec in its normal form (``error:ADWIN``); ValueError says what is wrong."""
+    from ..drift.detectors import ChannelSpec
+
+    return str(ChannelSpec.parse(text))
+
+
+@dataclass(frozen=True)
+class Switch:
+    """One user-facing switch of the learner."""
+
+    argument: str  # the StreamLearner argument it sets
+    flag: str  # --flag on the CLI
+    key: str  # the key in the daemon's learner: section
+    help: str
+    choices: tuple[str, ...] | None = None  # None: on/off
+    repeated: bool = False  # a list of drift channel specs, --flag once per item
+
+    @property
+    def dest(self) -> str:
+        """Its attribute on parsed CLI arguments."""
+        return self.flag.replace("-", "_")
+
+    @property
+    def config_type(self) -> Any:
+        """Its type in the daemon's config (``None`` allowed: the learner's default)."""
+        if self.repeated:
+            return list[str] | None
+        if self.choices:
+            return Literal[self.choices] | None
+        return bool | None
+
+
+SWITCHES: tuple[Switch, ...] = (
+    Switch("encoder", "ssl", "ssl", "use the self-supervised encoder (default: off)"),
+    Switch("pseudo_labels", "pseudo", "pseudo_labels", "learn from guarded pseudo-labels (default: off)"),
+    Switch("temporal", "temporal", "temporal", "the temporal context stage: each event with its differences from "
+           "moving averages of the past (default: on)"),
+    Switch("memory", "memory", "memory", "the nearest-neighbour memory head (default: on)"),
+    Switch("trees", "trees", "trees", "the tree head, river's adaptive random forest on the same features (default: "
+           "on; --no-trees for about twice the events/s at 5 %% labels)"),
+    Switch("drift_channels", "drift", "drift_channels", "a drift channel: a detector watching a signal, e.g. "
+           "error:ADWIN, confidence:PageHinkley:threshold=1, features:MMD; repeat for several (default: ADWIN on the "
+           "error and on the confidence). Signals: error, confidence, entropy, ssl_loss, features, embedding",
+           repeated=True),
+    Switch("drift_response", "drift-response", "drift_response", "respond to drifts: background head, pseudo-label "
+           "pause, encoder learning-rate boost, fresh two-sample reference (default: on); off, drifts are only "
+           "reported"),
+    Switch("combiner", "combiner", "combiner", "how the heads answer: ewa, averaged by weights on their recent "
+           "errors (default); select, the most accurate of the last 50 labels alone", choices=tuple(COMBINERS)),
+)
+
+
+def _cli_drift_channel(text: str) -> str:
+    try:
+        return drift_channel(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_switches(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """One CLI flag per switch, each ``None`` unless given."""
+    for s in SWITCHES:
+        if s.repeated:
+            parser.add_argument(f"--{s.flag}", action="append", type=_cli_drift_channel, default=None,
+                                metavar="SIGNAL:DETECTOR[:K=V...]", help=s.help)
+        elif s.choices:
+            parser.add_argument(f"--{s.flag}", choices=s.choices, default=None, help=s.help)
+        else:
+            parser.add_argument(f"--{s.flag}", action=argparse.BooleanOptionalAction, default=None, help=s.help)
+
+
+def switch_settings(values: Mapping[str, Any], by: Literal["flag", "key"]) -> dict[str, Any]:
+    """The learner's arguments from parsed CLI arguments (``by="flag"``) or the daemon's
+    ``learner:`` section (``by="key"``), as a mapping."""
+    out = {}
+    for s in SWITCHES:
+        value = values.get(s.dest if by == "flag" else s.key)
+        out[s.argument] = tuple(value) if s.repeated and value is not None else value
+    return out
