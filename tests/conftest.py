@@ -4,6 +4,14 @@ import pytest
 import torch
 
 
+def pytest_collection_modifyitems(config, items):
+    """Every test that takes the broker, directly or through another fixture, carries the
+    ``kafka`` marker: ``pytest -m "not kafka"`` runs the rest without one."""
+    for item in items:
+        if "kafka_broker" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.kafka)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def one_torch_thread():
     """The networks are tiny; with more threads torch busy-waits against other processes

@@ -11,6 +11,8 @@ from conftest import shared_data
 
 ROOT = Path(__file__).resolve().parents[1]
 
+pytestmark = pytest.mark.slow  # whole benchmark runs: `pytest -m "not slow and not kafka"` leaves them out
+
 
 @pytest.mark.skipif(not shared_data("usenet1.csv.gz").exists(), reason="../shared/data is not beside the repository")
 def test_quick_suite_writes_a_report_with_tables_and_plots(tmp_path):

@@ -58,3 +58,15 @@ def test_plugged_members_go_through_the_restricted_checkpoint_loader(tmp_path):
 def test_a_member_may_not_take_a_built_in_heads_name():
     with pytest.raises(ValueError, match="tree"):
         StreamLearner(members={"tree": linear_model.LogisticRegression()})
+
+
+def test_checkpoints_from_before_members_load_their_heads():
+    """Before streamssl.learner.members the heads' states had keys of their own."""
+    X, y = _stream(300, seed=2)
+    model = StreamLearner(seed=0)
+    model.learn_many(X[:200], y[:200])
+    state = model.state_dict()
+    members = state.pop("members")
+    state.update(memory=members["memory"], raw_head=members["raw"], forest=members["tree"])
+    restored = StreamLearner.from_state_dict(state)
+    np.testing.assert_array_equal(restored.predict_proba_many(X[200:]), model.predict_proba_many(X[200:]))

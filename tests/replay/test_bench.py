@@ -6,6 +6,8 @@ from streamssl import cli
 from streamssl.replay.bench import BenchSettings, ModelRun, _child, _curve_point, available_models, bench
 from streamssl.replay.run import bundled_sample
 
+pytestmark = pytest.mark.slow  # whole benchmark runs: `pytest -m "not slow and not kafka"` leaves them out
+
 REPLAY_KEYS = {"events", "accuracy", "kappa", "events_per_second", "peak_rss_mb", "labels_used",
                "pseudo_labels_accepted", "pseudo_label_precision", "drifts", "drift_events", "ssl", "experts",
                "accuracy_after_first_batch", "majority_rate", "no_change_accuracy", "rows_rejected", "label_column"}
