@@ -19,6 +19,8 @@ def load(paths: list[str]) -> tuple[list[str], dict]:
     for path in paths:
         with open(path) as f:
             doc = json.load(f)
+        if not isinstance(doc, dict) or "runs" not in doc:  # e.g. the suite's passes.json beside them
+            continue
         for run in doc["runs"]:
             cell = table[(doc["stream"].removesuffix(".csv.gz"), doc["label_rate"])][run["model"]]
             cell["accuracy"].append(run["accuracy"])

@@ -20,7 +20,9 @@ class OnlineMLPClassifier(GeneratorPickling):
     Each call to :meth:`learn` takes ``steps_per_row`` optimisation steps per unit of label
     weight that arrived (at least ``steps``, at most ``max_steps``), each on the new rows plus
     ``replay_batch`` rows drawn from the replay: a label buys the same learning whether it comes
-    alone or in a crowd, so short label-scarce streams are not starved of updates. The replay keeps the *inputs* before
+    alone or in a crowd, so short label-scarce streams are not starved of updates. With
+    ``balanced``, replayed rows are drawn so that each class in the replay is as likely (a rare
+    class is rehearsed as often as a common one); otherwise uniformly. The replay keeps the *inputs* before
     featurisation, so rows are re-encoded with the current encoder at every step.
     Classes may appear at any time: the output layer grows (capacity doubles) and
     logits of unused slots are masked out.
@@ -51,11 +53,13 @@ class OnlineMLPClassifier(GeneratorPickling):
         row_width: int | None = None,
         steps_per_row: float = 2.0,
         max_steps: int = 16,
+        balanced: bool = False,
     ) -> None:
         self.n_inputs, self.hidden, self.lr = n_inputs, hidden, lr
         self.row_width = row_width or n_inputs
         self.replay, self.replay_batch, self.steps = replay, replay_batch, steps
         self.steps_per_row, self.max_steps = steps_per_row, max_steps
+        self.balanced = balanced  # replay rows drawn so that each class in the replay is as likely
         self.device, self.seed = device, seed
         self.n_classes = 0
         self._capacity = 2
@@ -117,10 +121,15 @@ class OnlineMLPClassifier(GeneratorPickling):
         # Steps scale with the label mass that arrived (pseudo-labels count by their weight).
         mass = float(weight.sum()) if mass is None else mass
         n_steps = min(self.max_steps, max(self.steps, round(mass * self.steps_per_row)))
+        chance = self.replay_chances() if n_replay and self.balanced else None
         for _ in range(n_steps):
             xs, ys, ws = Z, y, weight
             if n_replay:
-                idx = torch.randint(0, n_replay, (self.replay_batch,), generator=self.generator, device=self.device)
+                if chance is not None:
+                    idx = torch.multinomial(chance, self.replay_batch, replacement=True, generator=self.generator)
+                else:
+                    idx = torch.randint(0, n_replay, (self.replay_batch,), generator=self.generator,
+                                        device=self.device)
                 xs = torch.cat([Z, self._zbuf[idx]])
                 ys = torch.cat([y, self._ybuf[idx]])
                 ws = torch.cat([weight, torch.ones(len(idx), device=self.device)])
@@ -130,6 +139,15 @@ class OnlineMLPClassifier(GeneratorPickling):
             self.optimizer.step()
         if remember is not None and bool(remember.any()):
             self._remember(Z[remember], y[remember])
+
+    def replay_chances(self) -> torch.Tensor:
+        """Each stored row's chance to be drawn for replay: with ``balanced``, every class in the
+        replay has the same total chance, shared by its rows; otherwise every row the same."""
+        stored = self._ybuf[: min(self._stored, self.replay)]
+        if not self.balanced:
+            return torch.full((len(stored),), 1.0 / max(1, len(stored)), device=self.device)
+        per_row = 1.0 / torch.bincount(stored, minlength=self.n_classes).float()[stored]
+        return per_row / per_row.sum()
 
     def _remember(self, Z: torch.Tensor, y: torch.Tensor) -> None:
         Z, y = Z[-self.replay:], y[-self.replay:]

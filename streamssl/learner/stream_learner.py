@@ -92,6 +92,11 @@ class StreamLearner(base.Classifier):
         One encoder step per this many observed events (a batch of ``ssl_batch`` replayed events).
     head_hidden, head_lr, head_replay
         The MLP head: hidden units, Adam learning rate, labelled replay size.
+    balanced_replay
+        Draw the MLP heads' replay rows so that each class in the replay is as likely (rare
+        classes are rehearsed as often as common ones) rather than uniformly: +0.27 / +0.37
+        points of mean accuracy over the suite at 1 % / 5 % labels, better in 14 of 21 cells at
+        each rate (``benchmarks/results/balanced-replay``).
     head_steps, head_steps_per_label, head_max_steps
         Optimisation steps of the head per update: ``head_steps_per_label`` per unit of label
         weight that arrived, at least ``head_steps`` and at most ``head_max_steps``.
@@ -154,7 +159,7 @@ class StreamLearner(base.Classifier):
     >>> from river import datasets, evaluate, metrics
     >>> model = StreamLearner(seed=0)
     >>> evaluate.progressive_val_score(datasets.Phishing(), model, metrics.Accuracy())
-    Accuracy: 90.15%
+    Accuracy: 89.59%
 
     Micro-batches on numpy arrays, with ``None`` for unlabelled events:
 
@@ -182,6 +187,7 @@ class StreamLearner(base.Classifier):
         head_hidden: int = 64,
         head_lr: float = 3e-3,
         head_replay: int = 256,
+        balanced_replay: bool = True,
         head_steps: int = 1,
         head_steps_per_label: float = 2.0,
         head_max_steps: int = 16,
@@ -226,6 +232,7 @@ class StreamLearner(base.Classifier):
         self.head_hidden = head_hidden
         self.head_lr = head_lr
         self.head_replay = head_replay
+        self.balanced_replay = balanced_replay
         self.head_steps = head_steps
         self.head_steps_per_label = head_steps_per_label
         self.head_max_steps = head_max_steps
@@ -319,6 +326,7 @@ class StreamLearner(base.Classifier):
                 self.n_inputs_, self.head_hidden, self.head_lr, self.head_replay, steps=self.head_steps,
                 device=self._device, seed=self.seed + 104729, row_width=self.n_features_,
                 steps_per_row=self.head_steps_per_label, max_steps=self.head_max_steps,
+                balanced=self.balanced_replay,
             ))
             self.heads["raw"].add_classes(len(self.classes_))
         if self.memory:
@@ -349,6 +357,7 @@ class StreamLearner(base.Classifier):
             n_inputs, self.head_hidden, self.head_lr, self.head_replay, steps=self.head_steps,
             device=self._device, seed=self.seed + 7919 * self._heads_made, row_width=self.n_features_,
             steps_per_row=self.head_steps_per_label, max_steps=self.head_max_steps,
+            balanced=self.balanced_replay,
         )
         self._heads_made += 1
         head.add_classes(len(self.classes_))
@@ -677,7 +686,8 @@ class StreamLearner(base.Classifier):
     @classmethod
     def from_state_dict(cls, state: dict) -> "StreamLearner":
         """Rebuild a learner from :meth:`state_dict` (see :mod:`streamssl.state.checkpoint`)."""
-        model = cls(**state["params"])
+        # Checkpoints from before balanced replay keep the uniform replay they learned with.
+        model = cls(**{"balanced_replay": False, **state["params"]})
         if state["n_inputs"] is not None:
             model._start(state["n_inputs"])
         model.feature_names_ = state["feature_names"]

@@ -32,7 +32,8 @@ STREAMSSL_MODELS: dict[str, dict] = {
     "streamssl-cotrain": {"pseudo_labels": True, "pseudo_source": "memory"},  # the memory's, for the MLP
     "streamssl-ssl-pseudo": {"encoder": True, "pseudo_labels": True},
     "streamssl-trees": {"trees": True},  # the head that splits (river ARF on the same features), explicit
-    "streamssl-no-trees": {"trees": False},  # without it: the default before 2026-12-03
+    "streamssl-no-trees": {"trees": False},
+    "streamssl-uniform-replay": {"balanced_replay": False},  # replay drawn uniformly: the default before 2026-12-03  # without it: the default before 2026-12-03
     "streamssl-ewa": {"combiner": "ewa"},  # heads averaged by weights on their 0/1 errors, fixed share
     "streamssl-select": {"combiner": "select"},  # the head with the best recent accuracy answers alone
     # Self-supervision over time: the learned context instead of the moving averages (one MLP head).

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from streamssl.learner.classifier import OnlineMLPClassifier
@@ -52,3 +53,19 @@ def test_growth_does_not_depend_on_the_global_torch_rng():
         heads.append(head)
     for a, b in zip(heads[0].net.parameters(), heads[1].net.parameters()):
         assert torch.equal(a, b)
+
+
+def test_balanced_replay_rehearses_a_rare_class_as_often_as_a_common_one():
+    rows = torch.randn(256, 3)
+    labels = torch.tensor([1] * 16 + [0] * 240)
+    draws = {}
+    for balanced in (True, False):
+        head = OnlineMLPClassifier(3, replay=256, balanced=balanced, seed=0)
+        head.add_classes(2)
+        head.learn(rows, labels, torch.ones(256), remember=torch.ones(256, dtype=torch.bool))
+        chance = head.replay_chances()
+        assert float(chance.sum()) == pytest.approx(1.0)
+        idx = torch.multinomial(chance, 20_000, replacement=True, generator=torch.Generator().manual_seed(0))
+        draws[balanced] = float((head._ybuf[idx] == 1).float().mean())
+    assert draws[True] == pytest.approx(0.5, abs=0.02)
+    assert draws[False] == pytest.approx(16 / 256, abs=0.01)
