@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Hashable, Sequence
 
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 from river import base
 
-from ..device import resolve_device, to_tensor
+from ..device import resolve_device, to_tensor, torch_threads
 from ..drift.detectors import VECTOR_SIGNALS, ChannelSpec
 from ..drift.monitor import ChannelSet, DriftEvent, DriftMonitor, default_channels
 from ..ssl.continual import ContinualEncoder
@@ -40,7 +41,18 @@ def build_learner(threshold: float = 0.99, device: str = "auto", seed: int = 0, 
     if objective is not None:
         settings["objective"] = objective
         settings.setdefault("encoder", True)
-    return StreamLearner(threshold=threshold, device=device, seed=seed, **settings)
+    return StreamLearner(threshold=threshold, device=device, seed=seed, threads=threads, **settings)
+
+
+def _in_threads(method):
+    """Run a learner method with torch's CPU threads set to the learner's ``threads``."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with torch_threads(self.threads):
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 #: The built-in heads, in the order that breaks ties of recent accuracy (plugged members follow).
@@ -150,6 +162,12 @@ class StreamLearner(base.Classifier):
         Where pseudo-labels come from: ``"self"`` (the MLP) or ``"memory"`` (co-training).
     device
         ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``; chosen once.
+    threads
+        torch's CPU threads while the learner computes (set on entry to ``learn_many``,
+        ``predict_proba_many`` and ``learn_late_labels``, and the caller's setting restored on
+        return); ``None`` leaves torch's setting alone. One by default: the networks are small,
+        and more threads busy-wait against other processes on a shared machine (river's
+        ``progressive_val_score`` on Phishing next to two busy processes: see the README).
     seed
         Seeds every random choice, so a run repeats exactly on the same device.
 
@@ -216,6 +234,7 @@ class StreamLearner(base.Classifier):
         selection_window: int = 50,
         combiner: str = "ewa",
         device: str = "auto",
+        threads: int | None = 1,
         seed: int = 0,
     ) -> None:
         self.encoder = encoder
@@ -270,6 +289,9 @@ class StreamLearner(base.Classifier):
             raise ValueError(f"combiner must be one of {', '.join(COMBINERS)}, got {combiner!r}")
         self.combiner = combiner
         self.device = device
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be >= 1 or None, got {threads}")
+        self.threads = threads
         self.seed = seed
         self._reset()
 
@@ -404,6 +426,7 @@ class StreamLearner(base.Classifier):
         return np.array([self._class_index[label] for label in labels], dtype=np.int64)
 
     # -------------------------------------------------------------- predicting
+    @_in_threads
     def predict_proba_many(self, X: np.ndarray, keys: Sequence[Hashable] | None = None) -> np.ndarray:
         """Class probabilities, shape ``(n, len(classes_))``, columns in the order of ``classes_``
         (``keys``: each event's entity, for the temporal context)."""
@@ -457,6 +480,7 @@ class StreamLearner(base.Classifier):
     def learn_one(self, x: dict, y: Hashable | None = None) -> None:
         self.learn_many(self._vector(x), [y])
 
+    @_in_threads
     def learn_many(self, X: np.ndarray, y: Sequence[Hashable | None] | None = None,
                    keys: Sequence[Hashable] | None = None) -> None:
         """Learn from a micro-batch of new events; ``y[i]`` is ``None``/NaN when unlabelled
@@ -498,6 +522,7 @@ class StreamLearner(base.Classifier):
             Zp, yp = pseudo
             self.head.learn(Zp, yp, self._pseudo_weights(len(yp)), self._featurize, mass=0.0)
 
+    @_in_threads
     def learn_late_labels(self, X: np.ndarray, y: Sequence[Hashable], keys: Sequence[Hashable] | None = None) -> None:
         """Learn labels that arrived late for events already given to :meth:`learn_many`."""
         X = self._check(X)
