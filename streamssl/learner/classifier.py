@@ -60,6 +60,9 @@ class OnlineMLPClassifier(GeneratorPickling):
         self.replay, self.replay_batch, self.steps = replay, replay_batch, steps
         self.steps_per_row, self.max_steps = steps_per_row, max_steps
         self.balanced = balanced  # replay rows drawn so that each class in the replay is as likely
+        # Label mass to gather before learning (0: learn each call at once); rows wait in _pending.
+        self.group = 0.0
+        self._pending: tuple | None = None  # (Z, y, weight, remember, mass) not yet learned
         self.device, self.seed = device, seed
         self.n_classes = 0
         self._capacity = 2
@@ -113,13 +116,24 @@ class OnlineMLPClassifier(GeneratorPickling):
         """Train on rows ``Z`` with class indices ``y`` and per-row ``weight``, plus replay.
 
         ``mass`` is the label mass that pays for steps (default: ``weight.sum()``); rows flagged
-        in ``remember`` (true labels) join the replay afterwards.
+        in ``remember`` (true labels) join the replay afterwards. While less than ``group`` label
+        mass has gathered, rows wait and are learned with those of a later call.
         """
         featurize = featurize or (lambda x: x)
+        mass = float(weight.sum()) if mass is None else mass
+        if remember is None:
+            remember = torch.zeros(len(y), dtype=torch.bool, device=self.device)
+        if self._pending is not None:  # rows that waited are learned with these
+            pZ, py, pw, pr, pm = self._pending
+            Z, y, weight, remember, mass = (torch.cat([pZ, Z]), torch.cat([py, y]), torch.cat([pw, weight]),
+                                            torch.cat([pr, remember]), pm + mass)
+            self._pending = None
+        if mass < self.group:
+            self._pending = (Z, y, weight, remember, mass)
+            return
         n_replay = min(self._stored, self.replay)
         self.net.train()
         # Steps scale with the label mass that arrived (pseudo-labels count by their weight).
-        mass = float(weight.sum()) if mass is None else mass
         n_steps = min(self.max_steps, max(self.steps, round(mass * self.steps_per_row)))
         chance = self.replay_chances() if n_replay and self.balanced else None
         for _ in range(n_steps):
@@ -137,8 +151,19 @@ class OnlineMLPClassifier(GeneratorPickling):
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-        if remember is not None and bool(remember.any()):
+        if bool(remember.any()):
             self._remember(Z[remember], y[remember])
+
+    def flush(self, featurize: Featurize | None = None) -> None:
+        """Learn the rows waiting for their ``group`` to fill, if any, now."""
+        if self._pending is None:
+            return
+        group, self.group = self.group, 0.0
+        try:
+            Z, y, weight = (t[:0] for t in self._pending[:3])
+            self.learn(Z, y, weight, featurize, mass=0.0)
+        finally:
+            self.group = group
 
     def replay_chances(self) -> torch.Tensor:
         """Each stored row's chance to be drawn for replay: with ``balanced``, every class in the
@@ -160,6 +185,7 @@ class OnlineMLPClassifier(GeneratorPickling):
             "n_classes": self.n_classes, "capacity": self._capacity, "net": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
             "zbuf": self._zbuf, "ybuf": self._ybuf, "stored": self._stored,
+            "pending": None if self._pending is None else list(self._pending),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -170,3 +196,5 @@ class OnlineMLPClassifier(GeneratorPickling):
         restore_generator(self.generator, state["generator"])
         self._zbuf, self._ybuf = state["zbuf"].to(self.device), state["ybuf"].to(self.device)
         self._stored = state["stored"]
+        pending = state.get("pending")  # absent in checkpoints from before grouping
+        self._pending = None if pending is None else (*(t.to(self.device) for t in pending[:4]), float(pending[4]))

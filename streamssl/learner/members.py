@@ -84,6 +84,10 @@ class OwnFeaturesMLP:
         self.mlp.learn(batch.Z, torch.as_tensor(y, device=device), torch.ones(n, device=device),
                        lambda Z: Z[:, :own], torch.ones(n, dtype=torch.bool, device=device), mass=float(n))
 
+    def flush(self, n_inputs: int) -> None:
+        """Learn the rows waiting for their group (see :meth:`StreamLearner.learn_one`)."""
+        self.mlp.flush(lambda Z: Z[:, :n_inputs])
+
     def state_dict(self) -> dict:
         return self.mlp.state_dict()
 

@@ -32,6 +32,11 @@ class Unsupported(Exception):
     """A tree part the batched path does not know; the caller falls back to river per row."""
 
 
+#: Below this many rows river's own walk is faster (one row: 157 us against 611 us batched,
+#: four: 580 against 1,433, for a forest of 2,000 labels on 8 features): the per-event path.
+FEW_ROWS = 8
+
+
 def forest_proba(forest, A: np.ndarray, n_classes: int) -> np.ndarray:
     """Class probabilities of river ``forest`` (an ``ARFClassifier`` learned on rows
     ``dict(enumerate(row))`` with labels ``0..n_classes-1``) for every row of ``A``, shape
@@ -51,6 +56,8 @@ def forest_proba(forest, A: np.ndarray, n_classes: int) -> np.ndarray:
     A = np.asarray(A, dtype=np.float64)
     out = np.zeros((len(A), n_classes))
     try:
+        if len(A) < FEW_ROWS:
+            raise Unsupported("few rows")
         for i, tree in enumerate(forest):
             proba = tree_proba(tree, A, n_classes)
             weight = forest._metrics[i].get()

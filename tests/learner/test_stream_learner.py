@@ -3,8 +3,10 @@ import copy
 import numpy as np
 import pytest
 from river import datasets, evaluate, metrics
+import torch
 
 from streamssl.learner import StreamLearner
+from streamssl.state import serialize
 
 
 def two_concepts(n=6000, d=6, flip_at=3000, seed=0):
@@ -193,3 +195,40 @@ def test_the_ewa_combiner_weighs_heads_by_their_errors():
     assert (np.array(model.classes_)[proba.argmax(axis=1)] == np.array(y[:50])).mean() > 0.9
     with pytest.raises(ValueError, match="combiner"):
         StreamLearner(combiner="vote")
+
+
+def _params(head):
+    return [p.detach().clone() for p in head.net.parameters()]
+
+
+def test_learn_one_gives_the_mlp_heads_their_labels_once_every_one_batch_events():
+    """The memory learns each labelled event at once; the MLPs only when the group is full."""
+    rng = np.random.default_rng(0)
+    model = StreamLearner(seed=0, one_batch=4, trees=False)
+    changed, memory_sizes = [], []
+    for i in range(12):
+        x = dict(enumerate(rng.normal(size=3).tolist()))
+        before = _params(model.head) if model.head is not None else None
+        model.learn_one(x, int(x[0] > 0))
+        if before is not None:
+            changed.append(any(not torch.equal(a, b) for a, b in zip(before, _params(model.head))))
+        memory_sizes.append(len(model.heads["memory"].memory))
+    assert changed == [i % 4 == 3 for i in range(1, 12)]  # events 4, 8 and 12 (index 3, 7, 11)
+    assert memory_sizes == list(range(1, 13))
+
+
+def test_labels_waiting_in_a_group_survive_a_checkpoint_and_learn_many_learns_them(tmp_path):
+    rng = np.random.default_rng(1)
+    rows = [dict(enumerate(rng.normal(size=3).tolist())) for _ in range(40)]
+    model = StreamLearner(seed=0, one_batch=16)
+    for x in rows[:21]:  # five labels wait after the first group of 16
+        model.learn_one(x, int(x[0] > 0))
+    assert model.head._pending is not None and len(model.head._pending[1]) == 5
+    restored = StreamLearner.from_state_dict(serialize.loads(serialize.dumps(model.state_dict())))
+    for m in (model, restored):
+        for x in rows[21:30]:
+            m.learn_one(x, int(x[0] > 0))
+    X = np.array([[x[k] for k in range(3)] for x in rows[30:]])
+    np.testing.assert_array_equal(restored.predict_proba_many(X), model.predict_proba_many(X))
+    model.learn_many(X[:2], [None, None])  # a micro-batch learns what waits first, labelled or not
+    assert model.head._pending is None and model.heads["raw"].mlp._pending is None

@@ -33,6 +33,8 @@ def test_the_batched_forest_matches_river_row_by_row(leaf_prediction, n_classes)
     arf, probe = learned_forest(leaf_prediction, n_classes)
     assert any(tree._root is not None and tree._root.n_leaves > 1 for tree in arf)  # trees that split
     np.testing.assert_allclose(forest_proba(arf, probe, n_classes), river_proba(arf, probe, n_classes), atol=1e-9)
+    few = probe[:3]  # below FEW_ROWS: river's own walk, normalised the same way
+    np.testing.assert_allclose(forest_proba(arf, few, n_classes), river_proba(arf, few, n_classes), atol=1e-12)
 
 
 def test_a_forest_that_knows_nothing_is_uniform_and_an_unknown_part_falls_back_to_river(monkeypatch):
