@@ -255,10 +255,10 @@ class _LearnerSettings(_Section):
 
     @model_validator(mode="after")
     def _check_drift_channels(self) -> "_LearnerSettings":
-        from ..drift.detectors import ChannelSpec
+        from ..learner.switches import drift_channel
 
         for text in self.drift_channels or []:
-            ChannelSpec.parse(text)  # a ValueError says what is wrong
+            drift_channel(text)  # a ValueError says what is wrong
         return self
 
     @model_validator(mode="after")

@@ -70,7 +70,10 @@ class OwnFeaturesMLP:
     """
 
     def __init__(self, mlp: OnlineMLPClassifier) -> None:
-        self.mlp = mlp
+        self.mlp = mlp  # its inputs: the first mlp.n_inputs columns, the event's own features
+
+    def _own(self, Z: torch.Tensor) -> torch.Tensor:
+        return Z[:, : self.mlp.n_inputs]
 
     def add_classes(self, n_classes: int) -> None:
         self.mlp.add_classes(n_classes)
@@ -80,13 +83,12 @@ class OwnFeaturesMLP:
 
     def learn(self, batch: Batch, y: np.ndarray) -> None:
         n, device = len(y), batch.Z.device
-        own = batch.n_inputs
         self.mlp.learn(batch.Z, torch.as_tensor(y, device=device), torch.ones(n, device=device),
-                       lambda Z: Z[:, :own], torch.ones(n, dtype=torch.bool, device=device), mass=float(n))
+                       self._own, torch.ones(n, dtype=torch.bool, device=device), mass=float(n))
 
-    def flush(self, n_inputs: int) -> None:
+    def flush(self) -> None:
         """Learn the rows waiting for their group (see :meth:`StreamLearner.learn_one`)."""
-        self.mlp.flush(lambda Z: Z[:, :n_inputs])
+        self.mlp.flush(self._own)
 
     def state_dict(self) -> dict:
         return self.mlp.state_dict()

@@ -524,7 +524,7 @@ class StreamLearner(base.Classifier):
                 if mlp is not None:
                     mlp.flush(self._featurize)
             if "raw" in self.heads:
-                self.heads["raw"].flush(self.n_inputs_)
+                self.heads["raw"].flush()
 
     @_in_threads
     def learn_many(self, X: np.ndarray, y: Sequence[Hashable | None] | None = None,
