@@ -48,7 +48,7 @@ def _positive(text: str) -> int:
 def add_learner_options(p: argparse.ArgumentParser) -> None:
     """Switches of the learner's mechanisms, shared by the commands that build one."""
     g = p.add_argument_group("learner")
-    add_switches(g)  # --ssl, --pseudo, --temporal, --memory, --trees, --drift, --drift-response, --combiner
+    add_switches(g)  # --ssl, --pseudo, --temporal, --memory, --trees, --linear, --drift, --drift-response, --combiner
     g.add_argument("--objective", choices=OBJECTIVE_NAMES, default=None,
                    help="the encoder's self-supervised objective (default: infonce); naming one turns the "
                    "encoder on unless --no-ssl is given")

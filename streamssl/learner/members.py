@@ -18,6 +18,7 @@ from river import base
 
 from ..state import serialize
 from .classifier import OnlineMLPClassifier
+from .linear import OnlineLinear
 from .memory import NearestNeighbourMemory
 from .trees import forest_proba
 
@@ -95,6 +96,40 @@ class OwnFeaturesMLP:
 
     def load_state_dict(self, state: dict) -> None:
         self.mlp.load_state_dict(state)
+
+
+class LinearMember:
+    """Softmax regression (:class:`~streamssl.learner.linear.OnlineLinear`) on the event's own
+    standardised features (a linear model on the temporal context too was worse: spam at 1 %
+    labels, seed 0, 0.817 against 0.915 prequential accuracy on the labelled events).
+
+    >>> member = LinearMember(OnlineLinear(2))
+    >>> batch = Batch(np.zeros((2, 2)), torch.eye(2), n_inputs=2)
+    >>> member.add_classes(2); member.learn(batch, np.array([0, 1]))
+    >>> member.proba(batch, 2).argmax(1).tolist()
+    [0, 1]
+    """
+
+    def __init__(self, model: OnlineLinear) -> None:
+        self.model = model  # its inputs: the first model.n_inputs columns, the event's own features
+
+    def _inputs(self, batch: Batch) -> np.ndarray:
+        return batch.Z[:, : self.model.n_inputs].detach().cpu().numpy().astype(np.float64)
+
+    def add_classes(self, n_classes: int) -> None:
+        self.model.add_classes(n_classes)
+
+    def proba(self, batch: Batch, n_classes: int) -> np.ndarray:
+        return self.model.predict_proba(self._inputs(batch))
+
+    def learn(self, batch: Batch, y: np.ndarray) -> None:
+        self.model.learn(self._inputs(batch), y)
+
+    def state_dict(self) -> dict:
+        return self.model.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state)
 
 
 class MemoryMember:

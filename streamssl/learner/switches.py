@@ -12,7 +12,7 @@ learner's default.
 >>> p = argparse.ArgumentParser(); add_switches(p)
 >>> args = p.parse_args(["--no-trees", "--combiner", "select"])
 >>> switch_settings(vars(args), "flag")
-{'encoder': None, 'pseudo_labels': None, 'temporal': None, 'memory': None, 'trees': False, 'drift_channels': None, 'drift_response': None, 'combiner': 'select'}
+{'encoder': None, 'pseudo_labels': None, 'temporal': None, 'memory': None, 'trees': False, 'linear': None, 'drift_channels': None, 'drift_response': None, 'combiner': 'select'}
 """
 
 from __future__ import annotations
@@ -65,6 +65,8 @@ SWITCHES: tuple[Switch, ...] = (
     Switch("memory", "memory", "memory", "the nearest-neighbour memory head (default: on)"),
     Switch("trees", "trees", "trees", "the tree head, river's adaptive random forest on the same features (default: "
            "on; --no-trees for about twice the events/s at 5 %% labels)"),
+    Switch("linear", "linear", "linear", "the linear head, softmax regression on the event's own features learned "
+           "one SGD step per label (default: on)"),
     Switch("drift_channels", "drift", "drift_channels", "a drift channel: a detector watching a signal, e.g. "
            "error:ADWIN, confidence:PageHinkley:threshold=1, features:MMD; repeat for several (default: ADWIN on the "
            "error and on the confidence). Signals: error, confidence, entropy, ssl_loss, features, embedding",

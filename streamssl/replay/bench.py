@@ -33,6 +33,8 @@ STREAMSSL_MODELS: dict[str, dict] = {
     "streamssl-ssl-pseudo": {"encoder": True, "pseudo_labels": True},
     "streamssl-trees": {"trees": True},  # the head that splits (river ARF on the same features), explicit
     "streamssl-no-trees": {"trees": False},
+    "streamssl-linear": {"linear": True},  # the linear head (softmax regression on the own features), explicit
+    "streamssl-no-linear": {"linear": False},  # without it: the default before 2026-12-03
     "streamssl-uniform-replay": {"balanced_replay": False},  # replay drawn uniformly: the default before 2026-12-03  # without it: the default before 2026-12-03
     "streamssl-ewa": {"combiner": "ewa"},  # heads averaged by weights on their 0/1 errors, fixed share
     "streamssl-select": {"combiner": "select"},  # the head with the best recent accuracy answers alone

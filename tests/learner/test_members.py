@@ -22,7 +22,7 @@ def test_a_plugged_river_classifier_is_scored_before_it_learns_like_the_same_mod
     each micro-batch predicted before it is learned; the prototype passed in stays unlearned."""
     X, y = _stream()
     prototype = linear_model.LogisticRegression()
-    model = StreamLearner(temporal=False, trees=False, members={"lr": prototype}, seed=0)
+    model = StreamLearner(temporal=False, trees=False, linear=False, members={"lr": prototype}, seed=0)
     twin, scored, correct = linear_model.LogisticRegression(), 0, 0
     for i in range(0, len(X), 50):
         rows, labels = X[i:i + 50], y[i:i + 50]
@@ -63,10 +63,37 @@ def test_a_member_may_not_take_a_built_in_heads_name():
 def test_checkpoints_from_before_members_load_their_heads():
     """Before streamssl.learner.members the heads' states had keys of their own."""
     X, y = _stream(300, seed=2)
-    model = StreamLearner(seed=0)
+    model = StreamLearner(seed=0, linear=False)  # as they were then
     model.learn_many(X[:200], y[:200])
     state = model.state_dict()
     members = state.pop("members")
     state.update(memory=members["memory"], raw_head=members["raw"], forest=members["tree"])
     restored = StreamLearner.from_state_dict(state)
+    np.testing.assert_array_equal(restored.predict_proba_many(X[200:]), model.predict_proba_many(X[200:]))
+
+
+def test_the_linear_head_is_a_member_scored_and_checkpointed_like_the_others(tmp_path):
+    X, y = _stream(700, seed=3)
+    model = StreamLearner(seed=0)
+    for i in range(0, 600, 50):
+        model.learn_many(X[i:i + 50], y[i:i + 50])
+    assert model.experts["linear"]["accuracy"] > 0.8  # the concept is linear
+    path = tmp_path / "learner.ckpt"
+    checkpoint.save_learner(model, path)
+    restored = checkpoint.load_learner(path, device="cpu")
+    np.testing.assert_array_equal(restored.heads["linear"].model.W, model.heads["linear"].model.W)
+    model.learn_many(X[600:], y[600:])
+    restored.learn_many(X[600:], y[600:])
+    assert restored.experts == model.experts
+    assert "linear" not in StreamLearner(linear=False, seed=0).mix.members
+
+
+def test_checkpoints_from_before_the_linear_head_go_on_without_it():
+    X, y = _stream(300, seed=4)
+    model = StreamLearner(seed=0, linear=False)
+    model.learn_many(X[:200], y[:200])
+    state = model.state_dict()
+    del state["params"]["linear"]  # as saved before the switch existed
+    restored = StreamLearner.from_state_dict(state)
+    assert "linear" not in restored.heads
     np.testing.assert_array_equal(restored.predict_proba_many(X[200:]), model.predict_proba_many(X[200:]))

@@ -460,7 +460,7 @@ def test_experts_report_each_heads_prequential_accuracy_and_weight():
     # revealed at once, its accuracy on labelled events is the replay's own (two warm-up events
     # first, so that no event of the replay is predicted before a class is known), but for the
     # standardiser, which has taken in the batch when the head is scored (no label involved).
-    model = StreamLearner(temporal=False, memory=False, raw_head=False, trees=False, seed=0)
+    model = StreamLearner(temporal=False, memory=False, raw_head=False, trees=False, linear=False, seed=0)
     model.learn_many(X[:2] + 10, [0, 1])
     n0, c0 = model.head_tally["mlp"]
     alone = run(batches, model, label_rate=1.0).to_json()
@@ -469,8 +469,8 @@ def test_experts_report_each_heads_prequential_accuracy_and_weight():
     assert n - n0 == 1200 and abs((c - c0) / 1200 - alone["accuracy"]) < 0.01
     assert alone["experts"]["mlp"]["accuracy"] == c / n
     experts = run(batches, StreamLearner(seed=0), label_rate=0.2, seed=1).to_json()["experts"]
-    assert set(experts) == {"mlp", "raw", "memory", "tree"}
-    assert sum(e["weight"] for e in experts.values()) == 1.0
+    assert set(experts) == {"mlp", "raw", "memory", "tree", "linear"}
+    assert sum(e["weight"] for e in experts.values()) == pytest.approx(1.0)
     assert all(0.7 < e["accuracy"] <= 1.0 for e in experts.values())
     assert run(batches, RiverBatchAdapter(__import__("river").naive_bayes.GaussianNB(), ["a", "b", "c"]),
                label_rate=0.2).to_json()["experts"] is None  # a peer has no members to report
