@@ -48,7 +48,7 @@ def _positive(text: str) -> int:
 def add_learner_options(p: argparse.ArgumentParser) -> None:
     """Switches of the learner's mechanisms, shared by the commands that build one."""
     g = p.add_argument_group("learner")
-    add_switches(g)  # --ssl, --pseudo, --temporal, --memory, --trees, --linear, --drift, --drift-response, --combiner
+    add_switches(g)  # --ssl, --pseudo, --temporal, --memory, --trees, --linear, --calibrate, --drift, --drift-response, --combiner
     g.add_argument("--objective", choices=OBJECTIVE_NAMES, default=None,
                    help="the encoder's self-supervised objective (default: infonce); naming one turns the "
                    "encoder on unless --no-ssl is given")
@@ -250,8 +250,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 scored[outcome] = n
             metrics.events.labels(kind="labelled").inc(result.labelled)
             metrics.events.labels(kind="unlabelled").inc(result.size - result.labelled)
-            for c in result.confidence:
-                metrics.confidence.observe(float(c))
+            metrics.served(result.confidence)
             metrics.batch_seconds.observe(result.seconds)
             metrics.accuracy.set(result.summary.accuracy)
             metrics.sync_learner(model)

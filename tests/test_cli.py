@@ -28,6 +28,7 @@ JSON_KEYS = {
     "events", "accuracy", "kappa", "events_per_second", "peak_rss_mb", "labels_used",
     "pseudo_labels_accepted", "pseudo_label_precision", "drifts", "drift_events", "ssl", "experts",
     "accuracy_after_first_batch", "majority_rate", "no_change_accuracy", "rows_rejected", "label_column",
+    "calibration_error", "estimated_accuracy", "reliability",
 }
 FAST = ["--quiet", "--no-ssl"]  # the encoder is exercised by the bundled-sample run
 
@@ -361,6 +362,22 @@ def test_metrics_are_served_with_plausible_values(capsys, tmp_path):
     assert correct / (correct + wrong) == pytest.approx(result["pseudo_label_precision"])
     assert m["streamssl_prequential_accuracy_ratio"] == pytest.approx(result["accuracy"])
     assert 0.5 < result["accuracy"] <= 1.0
+    # Estimated without labels: the mean confidence of the last 1,000 predictions (later, so
+    # higher, than the replay's figure over every event); calibrated, the replay's estimate is
+    # close to its realised accuracy, and the learner's recent calibration error is small.
+    assert result["estimated_accuracy"] < m["streamssl_estimated_accuracy_ratio"] <= 1.0
+    assert abs(result["estimated_accuracy"] - result["accuracy"]) < 0.05
+    assert 0 < m["streamssl_calibration_error"] < 0.1
+
+
+def test_the_estimated_accuracy_is_the_mean_of_the_last_1000_served_confidences():
+    metrics = LearnerMetrics(CollectorRegistry())
+    metrics.served([0.2] * 500)
+    metrics.served(np.full(1000, 0.9))
+    assert metrics.registry.get_sample_value("streamssl_estimated_accuracy_ratio") == pytest.approx(0.9)
+    metrics.served([0.4] * 500)
+    assert metrics.registry.get_sample_value("streamssl_estimated_accuracy_ratio") == pytest.approx(0.65)
+    assert metrics.registry.get_sample_value("streamssl_prediction_confidence_count") == 2000
 
 
 def test_every_metric_is_prefixed_and_counters_end_in_total():

@@ -86,8 +86,15 @@ def build() -> dashboard.Dashboard:
 
     board = board.with_row(dashboard.Row("Learning"))
     board = board.with_panel(series(
-        "Prequential accuracy", "Accuracy of predictions made before their label arrived, over every label joined.",
-        [("streamssl_prequential_accuracy_ratio", "accuracy")], "percentunit", minimum=0))
+        "Prequential accuracy", "Realised: accuracy of predictions made before their label arrived, "
+        "over every label joined. Estimated: the mean calibrated confidence of the last 1,000 predictions, which "
+        "needs no label; the two lines should agree, and the estimate moves first.",
+        [("streamssl_prequential_accuracy_ratio", "realised (labels)"),
+         ("streamssl_estimated_accuracy_ratio", "estimated (no labels)")], "percentunit", minimum=0))
+    board = board.with_panel(series(
+        "Calibration error", "Expected calibration error (15 confidence bins) of the served answers over the last "
+        "1,000 labelled events: how far a confidence is from the accuracy it claims (0 = honest).",
+        [("streamssl_calibration_error", "ECE")], "percentunit", minimum=0))
     board = board.with_panel(
         heatmap.Panel().title("Confidence").description(
             "Distribution of the top class probability of each prediction, per minute.")

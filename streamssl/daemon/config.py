@@ -285,7 +285,7 @@ _DAEMON_DEFAULTS = {"trees": False}
 LearnerConfig = create_model(
     "LearnerConfig", __base__=_LearnerSettings, __module__=__name__,
     __doc__="""The learner: its switches, one field per :data:`streamssl.learner.switches.SWITCHES` (the keys
-    ``ssl``, ``pseudo_labels``, ``temporal``, ``memory``, ``trees``, ``linear``, ``drift_channels``, ``drift_response``,
+    ``ssl``, ``pseudo_labels``, ``temporal``, ``memory``, ``trees``, ``linear``, ``calibrate``, ``drift_channels``, ``drift_response``,
     ``combiner``; ``null`` keeps the learner's default; the flags of ``streamssl replay`` come from the
     same declaration), and its settings.""",
     **{s.key: (s.config_type, _DAEMON_DEFAULTS.get(s.key)) for s in SWITCHES},

@@ -516,8 +516,7 @@ class Daemon:
         for e in events:
             if e.timestamp is not None:
                 self.metrics.latency.observe(max(0.0, sent_at - e.timestamp))
-        for c in confidence.tolist():
-            self.metrics.confidence.observe(c)
+        self.metrics.served(confidence)
         # Labels: inline ones, and those that were waiting for their event.
         y: list[Hashable | None] = [e.label for e in events]
         waiting = [i for i, v in enumerate(y) if v is None]

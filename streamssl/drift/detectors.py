@@ -4,6 +4,8 @@ A channel spec reads ``signal:Detector[:name=value...]``, e.g. ``error:ADWIN``,
 ``confidence:PageHinkley:threshold=20``, ``features:MMD:window=300``. Signals:
 
 - ``error``: 0/1 error of labelled events, when their labels arrive (supervised);
+- ``residual``: ``correct - confidence`` of labelled events, the served (calibrated)
+  confidence: about 0 on average while the confidence means what it says (supervised);
 - ``confidence``: mean top-class probability of each micro-batch of unlabelled events;
 - ``entropy``: their mean predictive entropy, divided by its maximum ``log(classes)``;
 - ``ssl_loss``: the encoder's self-supervised loss, one value per training step;
@@ -12,8 +14,9 @@ A channel spec reads ``signal:Detector[:name=value...]``, e.g. ``error:ADWIN``,
   two-sample test).
 
 Scalar signals take river's ``ADWIN``, ``PageHinkley`` or ``KSWIN``; the 0/1 ``error`` also
-``DDM``, ``EDDM``, ``HDDM_A`` and ``HDDM_W``, which have a warning level; vector signals take
-``MMD`` (:class:`~streamssl.drift.two_sample.MMDTest`).
+``DDM``, ``EDDM``, ``HDDM_A`` and ``HDDM_W``, which have a warning level; the ``residual``
+also ``CUSUM`` (:class:`~streamssl.drift.cusum.CUSUM`, made for few labels); vector signals
+take ``MMD`` (:class:`~streamssl.drift.two_sample.MMDTest`).
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ from dataclasses import dataclass, field
 from river import drift
 from river.drift import binary
 
+from .cusum import CUSUM
 from .two_sample import MMDTest
 
-SIGNALS = ("error", "confidence", "entropy", "ssl_loss", "features", "embedding")
+SIGNALS = ("error", "residual", "confidence", "entropy", "ssl_loss", "features", "embedding")
 VECTOR_SIGNALS = ("features", "embedding")
 
 
@@ -64,10 +68,10 @@ class HDDM_W(binary.HDDMW):  # noqa: N801 - the name river's docs use
 DETECTORS: dict[str, type] = {
     "ADWIN": drift.ADWIN, "PageHinkley": PageHinkley, "KSWIN": drift.KSWIN,
     "DDM": binary.DDM, "EDDM": binary.EDDM, "HDDM_A": binary.HDDMA, "HDDM_W": HDDM_W,
-    "MMD": MMDTest,
+    "MMD": MMDTest, "CUSUM": CUSUM,
 }
 BINARY_DETECTORS = ("DDM", "EDDM", "HDDM_A", "HDDM_W")
-_DIRECTIONS = {"error": "up", "confidence": "down", "entropy": "up", "ssl_loss": "up"}
+_DIRECTIONS = {"error": "up", "residual": "down", "confidence": "down", "entropy": "up", "ssl_loss": "up"}
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,8 @@ class ChannelSpec:
                              "take MMD, and MMD only them")
         if self.detector in BINARY_DETECTORS and self.signal != "error":
             raise ValueError(f"{self.detector} reads a 0/1 stream: only the error signal")
+        if self.detector == "CUSUM" and self.signal != "residual":
+            raise ValueError("CUSUM reads correct - confidence of labelled events: only the residual signal")
         if self.direction not in ("up", "down", "both"):
             raise ValueError(f"direction must be up, down or both, got {self.direction!r}")
         try:

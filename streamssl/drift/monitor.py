@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 from river import drift
 
+from .cusum import CUSUM
 from .detectors import DETECTORS, ChannelSpec
 
 DETECTOR_NAMES = {cls: name for name, cls in DETECTORS.items()}
@@ -86,13 +87,16 @@ class Channel:
 
 def default_channels(error_delta: float = 0.002, warning_delta: float = 0.01,
                      unsupervised_delta: float = 0.002) -> list[Channel]:
-    """ADWIN on the 0/1 error of labelled events (a warning and a drift level, rises only), and
+    """ADWIN on the 0/1 error of labelled events (a warning and a drift level, rises only),
     ADWIN on the mean confidence of each micro-batch of unlabelled events (falls only; label-free,
-    every batch)."""
+    every batch), and the CUSUM on the calibrated residual of labelled events
+    (:class:`~streamssl.drift.cusum.CUSUM`: the one that sees a change of concept from 5 % of
+    the labels, benchmarks/DRIFT.md)."""
     return [
         Channel("error", "warning", drift.ADWIN(delta=warning_delta), "up"),
         Channel("error", "drift", drift.ADWIN(delta=error_delta), "up"),
         Channel("confidence", "drift", drift.ADWIN(delta=unsupervised_delta), "down"),
+        Channel("residual", "drift", CUSUM(), "down"),  # last: checkpoints from before load the others
     ]
 
 

@@ -12,7 +12,7 @@ learner's default.
 >>> p = argparse.ArgumentParser(); add_switches(p)
 >>> args = p.parse_args(["--no-trees", "--combiner", "select"])
 >>> switch_settings(vars(args), "flag")
-{'encoder': None, 'pseudo_labels': None, 'temporal': None, 'memory': None, 'trees': False, 'linear': None, 'drift_channels': None, 'drift_response': None, 'combiner': 'select'}
+{'encoder': None, 'pseudo_labels': None, 'temporal': None, 'memory': None, 'trees': False, 'linear': None, 'calibrate': None, 'drift_channels': None, 'drift_response': None, 'combiner': 'select'}
 """
 
 from __future__ import annotations
@@ -67,9 +67,11 @@ SWITCHES: tuple[Switch, ...] = (
            "on; --no-trees for about twice the events/s at 5 %% labels)"),
     Switch("linear", "linear", "linear", "the linear head, softmax regression on the event's own features learned "
            "one SGD step per label (default: on)"),
+    Switch("calibrate", "calibrate", "calibrate", "calibrate the served answer: one temperature refit on the last "
+           "128 labelled events, so a confidence of 0.9 is right about 90 %% of the time (default: on)"),
     Switch("drift_channels", "drift", "drift_channels", "a drift channel: a detector watching a signal, e.g. "
            "error:ADWIN, confidence:PageHinkley:threshold=1, features:MMD; repeat for several (default: ADWIN on the "
-           "error and on the confidence). Signals: error, confidence, entropy, ssl_loss, features, embedding",
+           "error and on the confidence, CUSUM on the residual). Signals: error, residual, confidence, entropy, ssl_loss, features, embedding; CUSUM reads the residual (correct - confidence)",
            repeated=True),
     Switch("drift_response", "drift-response", "drift_response", "respond to drifts: background head, pseudo-label "
            "pause, encoder learning-rate boost, fresh two-sample reference (default: on); off, drifts are only "

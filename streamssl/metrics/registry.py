@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections import Counter as TallyCounter
-from typing import Callable, Iterator
+from collections import Counter as TallyCounter, deque
+from typing import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -49,11 +49,28 @@ class LearnerMetrics:
         r.register(self._collapse)
         self.accuracy = Gauge("streamssl_prequential_accuracy_ratio",
                               "Accuracy of predictions made before learning, over scored events.", registry=r)
+        self.estimated_accuracy = Gauge(
+            "streamssl_estimated_accuracy_ratio", "Mean served confidence over the last 1,000 predictions: the "
+            "accuracy to expect, estimated without labels (the served answers are calibrated).", registry=r)
+        self.calibration_error = Gauge(
+            "streamssl_calibration_error", "Expected calibration error (15 confidence bins) of the served answers "
+            "over the last 1,000 labelled events, each answered before its label was learned.", registry=r)
+        self._recent_confidence: deque[float] = deque(maxlen=1000)
         self.batch_seconds = Histogram("streamssl_batch_processing_seconds",
                                        "Wall time to predict and learn one micro-batch.", registry=r)
         self._seen_rejections: TallyCounter[str] = TallyCounter()
         self._seen_drifts: TallyCounter[tuple[str, str, str]] = TallyCounter()
         self._seen_accepted = 0
+
+    def served(self, confidence: Iterable[float]) -> None:
+        """Predictions were served with these top-class probabilities: the confidence histogram
+        and the estimated accuracy (their recent mean) follow."""
+        values = [float(c) for c in confidence]
+        for c in values:
+            self.confidence.observe(c)
+        self._recent_confidence.extend(values)
+        if self._recent_confidence:
+            self.estimated_accuracy.set(sum(self._recent_confidence) / len(self._recent_confidence))
 
     def sync_learner(self, learner) -> None:
         """Bring counters up to date with a learner's own cumulative tallies."""
@@ -73,6 +90,9 @@ class LearnerMetrics:
                     self._seen_drifts[key] = n
             if monitor.events:
                 self.last_drift.set(monitor.events[-1].time)
+        ece = getattr(learner, "calibration_error", None)
+        if ece is not None:
+            self.calibration_error.set(ece)
         loss = getattr(learner, "ssl_loss", None)
         if loss is not None:
             self.ssl_loss.set(loss)

@@ -35,6 +35,7 @@ STREAMSSL_MODELS: dict[str, dict] = {
     "streamssl-no-trees": {"trees": False},
     "streamssl-linear": {"linear": True},  # the linear head (softmax regression on the own features), explicit
     "streamssl-no-linear": {"linear": False},  # without it: the default before 2026-12-03
+    "streamssl-uncalibrated": {"calibrate": False},  # the combined answer served as it is
     "streamssl-uniform-replay": {"balanced_replay": False},  # replay drawn uniformly: the default before 2026-12-03  # without it: the default before 2026-12-03
     "streamssl-ewa": {"combiner": "ewa"},  # heads averaged by weights on their 0/1 errors, fixed share
     "streamssl-select": {"combiner": "select"},  # the head with the best recent accuracy answers alone

@@ -54,8 +54,9 @@ def accuracy_plot(runs: Sequence[ModelRun], path: str | Path, title: str, window
     """Write a PNG of each model's accuracy over a sliding window of ``window`` scored events.
 
     Drifts detected by ``streamssl`` (the default model) are short ticks at the top; drift points
-    known for the stream are dashed vertical lines. Below, when a streamssl model ran, a panel
-    shows how its members shared the answers over time (their combiner weights).
+    known for the stream are dashed vertical lines. Beside it, each model's reliability diagram
+    (accuracy against served confidence, :func:`reliability_panel`). Below, when a streamssl
+    model ran, a panel shows how its members shared the answers over time (their combiner weights).
     """
     import matplotlib
 
@@ -63,13 +64,15 @@ def accuracy_plot(runs: Sequence[ModelRun], path: str | Path, title: str, window
     import matplotlib.pyplot as plt
 
     mixed = next((r for r in sorted(runs, key=lambda r: r.model != "streamssl") if r.weights), None)
-    if mixed is None:
-        fig, ax = plt.subplots(figsize=(12.5, 5.5), dpi=110)
-    else:
-        fig, (ax, wax) = plt.subplots(2, 1, figsize=(12.5, 7.5), dpi=110, sharex=True,
-                                      gridspec_kw={"height_ratios": [3, 1.2]})
-        weights_panel(wax, mixed)
+    fig = plt.figure(figsize=(15.5, 5.5 if mixed is None else 7.5), dpi=110)
+    grid = fig.add_gridspec(1 if mixed is None else 2, 2, width_ratios=[3, 1],
+                            height_ratios=None if mixed is None else [3, 1.2])
+    ax = fig.add_subplot(grid[0, 0])
     styles = model_styles([r.model for r in runs])
+    reliability_panel(fig.add_subplot(grid[0, 1]), runs, styles)
+    if mixed is not None:
+        wax = fig.add_subplot(grid[1, 0], sharex=ax)
+        weights_panel(wax, mixed)
     lowest = 1.0
     for run in runs:
         if not run.curve:
@@ -92,7 +95,7 @@ def accuracy_plot(runs: Sequence[ModelRun], path: str | Path, title: str, window
     ax.set_ylim(max(0.0, lowest - 0.05), 1.02)  # fitted to the curves, not to 0
     ax.set_title(title, loc="left")
     ax.grid(alpha=0.25)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    ax.legend(loc="lower left", fontsize=8, frameon=False)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     fig.tight_layout()
@@ -115,5 +118,31 @@ def weights_panel(ax, run: ModelRun) -> None:
     ax.set_ylim(0, 1)
     ax.set_ylabel(f"{run.model}:\nmembers' weights", fontsize=9)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+
+
+def reliability_panel(ax, runs: Sequence[ModelRun], styles: dict[str, tuple[str, str]]) -> None:
+    """Each model's reliability diagram: accuracy against mean served confidence per bin of
+    confidence (the replay JSON's ``reliability``), with its ECE; on the diagonal, a confidence
+    means what it says."""
+    ax.plot([0, 1], [0, 1], color="black", linewidth=0.8, alpha=0.5)
+    for run in runs:
+        bins = run.result.get("reliability") or []
+        if not bins:
+            continue
+        colour, style = styles[run.model]
+        ece = run.result.get("calibration_error")
+        ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker="o", markersize=3,
+                color=colour, linestyle=style, linewidth=2.0 if run.model == "streamssl" else 1.0,
+                label=f"{run.model}  (ECE {ece:.3f})" if ece is not None else run.model)
+    ax.set_xlim(0, 1.0)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("served confidence (15 bins)")
+    ax.set_ylabel("accuracy in the bin")
+    ax.set_title("reliability", loc="left", fontsize=10)
+    ax.grid(alpha=0.25)
+    if len(ax.get_lines()) > 1:
+        ax.legend(loc="upper left", fontsize=7, frameon=False)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)

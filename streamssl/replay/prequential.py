@@ -15,6 +15,9 @@ nothing about a long-running stream. A stream of one batch is timed whole.
 Beside the accuracy, a summary gives what it should be read against: the majority-class rate
 and the no-change accuracy (each label predicted as the previous one) of the same scored
 events, and the accuracy without the first micro-batch (predicted before any label exists).
+It also says how honest the served confidence was: the expected calibration error over every
+scored event (15 equal-width bins of the top probability) and the mean served confidence, the
+accuracy a user would estimate without any label.
 Batches with ``keys`` give a model that takes them each event's entity.
 """
 
@@ -29,6 +32,7 @@ from typing import Any, Callable, Hashable, Iterable, Iterator, Protocol
 
 import numpy as np
 
+from ..learner.calibration import Reliability
 from ..sources.file import Batch
 
 
@@ -89,6 +93,7 @@ class ReplaySummary:
     truths: Counter = field(default_factory=Counter)  # scored events by true label
     no_change_correct: int = 0  # scored events whose label is the previous scored event's
     previous_truth: Any = None
+    reliability: Reliability = field(default_factory=Reliability)  # served confidence against correctness
     rows_rejected: dict[str, int] = field(default_factory=dict)  # filled in by the caller
     label_column: str | None = None  # likewise
 
@@ -124,6 +129,16 @@ class ReplaySummary:
         return self.no_change_correct / self.scored if self.scored else 0.0
 
     @property
+    def calibration_error(self) -> float | None:
+        """Expected calibration error of the served confidence over every scored event."""
+        return self.reliability.calibration_error
+
+    @property
+    def estimated_accuracy(self) -> float | None:
+        """The mean served confidence over every scored event: the accuracy estimated without labels."""
+        return self.reliability.mean_confidence
+
+    @property
     def accuracy_after_first_batch(self) -> float:
         """Accuracy without the first micro-batch, where no label has been seen yet."""
         scored = self.scored - self.first_batch_scored
@@ -147,6 +162,9 @@ class ReplaySummary:
             "accuracy_after_first_batch": self.accuracy_after_first_batch,
             "majority_rate": self.majority_rate,
             "no_change_accuracy": self.no_change_accuracy,
+            "calibration_error": self.calibration_error,
+            "estimated_accuracy": self.estimated_accuracy,
+            "reliability": self.reliability.diagram(),
             "rows_rejected": dict(self.rows_rejected),
             "label_column": self.label_column,
         }
@@ -206,7 +224,8 @@ def prequential(
         keys = {"keys": batch.keys} if keyed else {}
         proba = model.predict_proba_many(batch.X, **keys)
         predicted = _labels(proba, model.classes_)
-        _score(summary, batch.y, predicted)
+        confidence = proba.max(axis=1) if proba.shape[1] else np.zeros(n)
+        _score(summary, batch.y, predicted, confidence)
         revealed = (rng.random(n) < label_rate) & np.array([t is not None for t in batch.y])
         if label_delay == 0:
             model.learn_many(batch.X, [t if r else None for t, r in zip(batch.y, revealed)], **keys)
@@ -240,7 +259,6 @@ def prequential(
                 {"position": e.position, "signal": e.signal, "detector": e.detector, "level": e.level,
                  "statistic": e.statistic} for e in fresh)
             last_event = fresh[-1]
-        confidence = proba.max(axis=1) if proba.shape[1] else np.zeros(n)
         yield BatchResult(n, int(revealed.sum()), confidence, time.perf_counter() - start, summary)
 
 
@@ -260,7 +278,9 @@ def _labels(proba: np.ndarray, classes: list) -> list:
     return [classes[i] for i in proba.argmax(axis=1)]
 
 
-def _score(summary: ReplaySummary, truths: list, predicted: list) -> None:
+def _score(summary: ReplaySummary, truths: list, predicted: list, confidence: np.ndarray) -> None:
+    scored = [i for i, truth in enumerate(truths) if truth is not None]
+    summary.reliability.add(confidence[scored], [predicted[i] == truths[i] for i in scored])
     for truth, guess in zip(truths, predicted):
         if truth is None:
             continue

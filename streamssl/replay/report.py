@@ -32,6 +32,10 @@ def _drifts(positions: list[int], show: int = 8) -> str:
     return head + (f" … ({len(positions)} in all)" if len(positions) > show else "")
 
 
+def _maybe(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def _schema(columns: list) -> str:
     """E.g. ``8 numeric · 1 categorical · 2 with missing values``."""
     kinds = Counter(c.kind for c in columns)
@@ -61,6 +65,8 @@ def summary_table(path: Path, result: dict, args: argparse.Namespace, dead, lear
         ("  without the first batch (no label yet)", f"{result['accuracy_after_first_batch']:.4f}"),
         ("  majority class · no-change (all labels)", f"{result['majority_rate']:.4f} · {result['no_change_accuracy']:.4f}"),
         ("Cohen's kappa", f"{result['kappa']:.4f}"),
+        ("estimated accuracy (no labels) · ECE", f"{_maybe(result.get('estimated_accuracy'))} · "
+                                                 f"{_maybe(result.get('calibration_error'))}"),
         ("events/s (steady state)", f"{result['events_per_second']:,.0f}"),
         ("peak RSS", f"{result['peak_rss_mb']:,.0f} MiB"),
         ("labels used", f"{result['labels_used']:,}"),
@@ -88,7 +94,7 @@ def bench_table(path: Path, settings, runs) -> Table:
     table = Table(title=f"streamssl bench · {path.name} · labels {settings.label_rate:g} · delay "
                   f"{settings.label_delay} · seed {settings.seed}", title_justify="left", padding=(0, 1))
     table.add_column("model", no_wrap=True)
-    for name in ("accuracy", "kappa", "events/s", "RSS MiB", "labels", "pseudo", "prec.", "drifts"):
+    for name in ("accuracy", "kappa", "est. acc.", "ECE", "events/s", "RSS MiB", "labels", "pseudo", "prec.", "drifts"):
         table.add_column(name, justify="right", no_wrap=True)
     best = max(r.result["accuracy"] for r in runs)
     for run in runs:
@@ -96,7 +102,8 @@ def bench_table(path: Path, settings, runs) -> Table:
         precision = r["pseudo_label_precision"]
         accuracy = f"{r['accuracy']:.4f}"
         table.add_row(run.model, f"[bold]{accuracy}[/bold]" if r["accuracy"] == best else accuracy,
-                      f"{r['kappa']:.4f}", f"{r['events_per_second']:,.0f}", f"{r['peak_rss_mb']:,.0f}",
+                      f"{r['kappa']:.4f}", _maybe(r.get("estimated_accuracy")), _maybe(r.get("calibration_error")),
+                      f"{r['events_per_second']:,.0f}", f"{r['peak_rss_mb']:,.0f}",
                       f"{r['labels_used']:,}", f"{r['pseudo_labels_accepted']:,}",
                       "-" if precision is None else f"{precision:.3f}", str(len(r["drifts"])))
     return table

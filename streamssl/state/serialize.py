@@ -35,7 +35,7 @@ _ALLOWED_GLOBALS = {
     ("numpy._core.numeric", "_frombuffer"), ("numpy.core.numeric", "_frombuffer"),
     # Our drift detectors: plain-data state by construction (see their __getstate__).
     ("streamssl.drift.detectors", "PageHinkley"), ("streamssl.drift.detectors", "HDDM_W"),
-    ("streamssl.drift.two_sample", "MMDTest"),
+    ("streamssl.drift.two_sample", "MMDTest"), ("streamssl.drift.cusum", "CUSUM"),
 }
 
 

@@ -326,7 +326,7 @@ def test_the_alerts_an_operator_needs_are_there():
     alerts = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
     assert alerts == {
         "StreamsslDriftDetected", "StreamsslPseudoLabelAcceptanceCollapsed", "StreamsslPseudoLabelAcceptanceExploded",
-        "StreamsslConfidenceDropping", "StreamsslEncoderCollapse", "StreamsslConsumerLagGrowing",
+        "StreamsslConfidenceDropping", "StreamsslEstimatedAccuracyDropping", "StreamsslEncoderCollapse", "StreamsslConsumerLagGrowing",
         "StreamsslNoEventsProcessed", "StreamsslNotReady", "StreamsslDeadLetterRateHigh", "StreamsslCheckpointTooOld"}
     tests = load(DEPLOY / "prometheus" / "tests" / "streamssl.test.yml")
     tested = {c["alertname"] for t in tests["tests"] for c in t["alert_rule_test"] if c["exp_alerts"]}
@@ -341,7 +341,10 @@ def test_the_committed_dashboard_is_what_the_generator_builds():
     board = json.loads((DEPLOY / "grafana" / "dashboards" / "streamssl.json").read_text())
     titles = {p["title"] for p in board["panels"]}
     assert {"Throughput", "Consumer lag", "Latency", "Prequential accuracy", "Confidence", "Pseudo-labels", "Drift",
-            "SSL loss", "Effective rank", "Dead letters"} <= titles
+            "SSL loss", "Effective rank", "Dead letters", "Calibration error"} <= titles
+    accuracy = next(p for p in board["panels"] if p["title"] == "Prequential accuracy")
+    assert {t["expr"] for t in accuracy["targets"]} == {  # realised against estimated, on one panel
+        "streamssl_prequential_accuracy_ratio", "streamssl_estimated_accuracy_ratio"}
     assert any(p["type"] == "heatmap" for p in board["panels"])
     assert board["annotations"]["list"][0]["name"] == "Drift"
 
@@ -408,7 +411,7 @@ def test_prometheus_scrapes_a_running_daemon_and_loads_the_rules(kafka_broker, t
         assert [r["value"][1] for r in up] == ["1"]
         groups = api("rules")["data"]["groups"]
         rules = [r for g in groups for r in g["rules"]]
-        assert len(rules) == 13 and all(r["health"] == "ok" for r in rules), rules
+        assert len(rules) == 14 and all(r["health"] == "ok" for r in rules), rules
     finally:
         prometheus.terminate()
         prometheus.wait(20)

@@ -10,17 +10,20 @@ from streamssl.state.serialize import dumps, loads
 
 ALL = ("error:ADWIN", "error:DDM:warm_start=200", "error:EDDM:alpha=0.8:beta=0.75:warm_start=200", "error:HDDM_A", "error:HDDM_W", "error:PageHinkley",
        "confidence:PageHinkley:threshold=1:min_instances=10", "confidence:KSWIN:seed=1:window_size=40:stat_size=15", "entropy:ADWIN", "ssl_loss:PageHinkley",
-       "features:MMD:reference=400:window=100", "embedding:MMD:reference=400:window=100")
+       "features:MMD:reference=400:window=100", "embedding:MMD:reference=400:window=100", "residual:CUSUM")
 
 
 def feed(monitor: DriftMonitor, seed: int, n_batches: int = 300, change_at: int | None = 200) -> list:
     """Every signal, in batches of 50 events; all of them change at batch ``change_at``."""
     rng = np.random.default_rng(seed)
+    labelled = np.random.default_rng(seed + 1000)  # the residual's own draws: the other signals as they were
     found = []
     for i in range(n_batches):
         after = change_at is not None and i >= change_at
         pos = (i + 1) * 50
         found += monitor.update("error", (rng.random(50) < (0.5 if after else 0.1)).astype(float), pos)
+        confidence = labelled.uniform(0.6, 1.0, 5)  # five labelled events, right as often as they claim, then half
+        found += monitor.update("residual", (labelled.random(5) < (0.5 if after else confidence)) - confidence, pos)
         found += monitor.update("confidence", [0.9 - 0.3 * after + rng.normal() * 0.01], pos)
         found += monitor.update("entropy", [0.1 + 0.3 * after + rng.normal() * 0.01], pos)
         found += monitor.update("ssl_loss", [1.0 + 2.0 * after + rng.normal() * 0.05], pos)
@@ -78,7 +81,7 @@ def test_specs_print_back_as_they_parse():
     for text in ALL + ("error:ADWIN:delta=0.01:direction=both",):
         spec = ChannelSpec.parse(text)
         assert ChannelSpec.parse(str(spec)) == spec
-    assert set(DETECTORS) == {"ADWIN", "PageHinkley", "KSWIN", "DDM", "EDDM", "HDDM_A", "HDDM_W", "MMD"}
+    assert set(DETECTORS) == {"ADWIN", "PageHinkley", "KSWIN", "DDM", "EDDM", "HDDM_A", "HDDM_W", "MMD", "CUSUM"}
 
 
 def test_the_mmd_threshold_holds_its_false_alarm_rate_on_an_autocorrelated_stationary_stream():

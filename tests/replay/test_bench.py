@@ -10,7 +10,8 @@ pytestmark = pytest.mark.slow  # whole benchmark runs: `pytest -m "not slow and 
 
 REPLAY_KEYS = {"events", "accuracy", "kappa", "events_per_second", "peak_rss_mb", "labels_used",
                "pseudo_labels_accepted", "pseudo_label_precision", "drifts", "drift_events", "ssl", "experts",
-               "accuracy_after_first_batch", "majority_rate", "no_change_accuracy", "rows_rejected", "label_column"}
+               "accuracy_after_first_batch", "majority_rate", "no_change_accuracy", "rows_rejected", "label_column",
+               "calibration_error", "estimated_accuracy", "reliability"}
 
 
 def test_bench_command_writes_the_json_schema_and_a_plot(tmp_path, capsys):
@@ -70,6 +71,25 @@ def test_the_plot_has_a_panel_of_the_members_weights_when_streamssl_ran(tmp_path
     from PIL import Image
 
     assert Image.open(tmp_path / "with.png").size[1] > Image.open(tmp_path / "without.png").size[1]
+
+
+def test_the_plot_has_each_models_reliability_diagram_with_its_ece():
+    from streamssl.replay.plot import model_styles, reliability_panel
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bins = [{"low": 0.6, "high": 0.7, "events": 10, "confidence": 0.65, "accuracy": 0.6},
+            {"low": 0.9, "high": 1.0, "events": 30, "confidence": 0.95, "accuracy": 0.9}]
+    runs = [ModelRun("streamssl", {"reliability": bins, "calibration_error": 0.05}),
+            ModelRun("no-change", {"reliability": []})]  # nothing scored: no line
+    fig, ax = plt.subplots()
+    reliability_panel(ax, runs, model_styles([r.model for r in runs]))
+    diagonal, line = ax.get_lines()
+    assert list(line.get_xdata()) == [0.65, 0.95] and list(line.get_ydata()) == [0.6, 0.9]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["streamssl  (ECE 0.050)"]
+    plt.close(fig)
 
 
 def test_unknown_models_are_refused_before_anything_runs(capsys):

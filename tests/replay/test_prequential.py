@@ -18,6 +18,7 @@ JSON_KEYS = {
     "events", "accuracy", "kappa", "events_per_second", "peak_rss_mb", "labels_used",
     "pseudo_labels_accepted", "pseudo_label_precision", "drifts", "drift_events", "ssl", "experts",
     "accuracy_after_first_batch", "majority_rate", "no_change_accuracy", "rows_rejected", "label_column",
+    "calibration_error", "estimated_accuracy", "reliability",
 }
 
 
