@@ -81,10 +81,17 @@ class DaemonProcess:
         """A sample's value from /metrics (0 when absent or the server is not up yet)."""
         return sum(self._samples(name, labels))
 
-    def caught_up(self) -> bool:
-        """Partitions are assigned and every one of them is read to its end (lag 0)."""
+    def caught_up(self, partitions: int | None = None) -> bool:
+        """Partitions are assigned and every one of them is read to its end (lag 0); with
+        ``partitions``, only once at least that many have a lag. A partition that no fetch has
+        reached yet has no lag sample (its end is unknown), so without the count a daemon that
+        has read its event partitions but not yet fetched a label partition looks caught up."""
         lags = self._samples("streamssl_consumer_lag")
-        return bool(lags) and sum(lags) == 0
+        return bool(lags) and sum(lags) == 0 and len(lags) >= (partitions or 0)
+
+    def partitions_known(self) -> int:
+        """Assigned partitions whose lag is known (a fetch has told their end)."""
+        return len(self._samples("streamssl_consumer_lag"))
 
     def _samples(self, name: str, labels: dict | None = None) -> list[float]:
         status, body = self.get("/metrics")

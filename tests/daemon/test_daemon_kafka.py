@@ -270,7 +270,7 @@ def test_repeated_seeded_sigkills_lose_no_event_and_no_label(kafka_broker, tmp_p
                     done = daemon.metric("streamssl_predictions_produced_total")
                     # and a first checkpoint on disk: a kill before any was written leaves nothing to load
                     return path.exists() and (
-                        done >= target or (done > 0 and producer.poll() is not None and daemon.caught_up()))
+                        done >= target or (done > 0 and producer.poll() is not None and daemon.caught_up(4)))
 
                 wait_for(far_enough, 120, f"run {run} to send {target} predictions", daemon)
                 time.sleep(rng.uniform(0.0, 0.3))
@@ -285,7 +285,8 @@ def test_repeated_seeded_sigkills_lose_no_event_and_no_label(kafka_broker, tmp_p
         try:
             wait_for(lambda: len({r.key for r in read_topic(bootstrap, topics.predictions, timeout_s=2)}) >= n, 120,
                      "a prediction for every event", last)
-            wait_for(last.caught_up, 120, "both topics consumed to the end", last)
+            # all four partitions (two topics of two): a label partition not fetched yet has no lag
+            wait_for(lambda: last.caught_up(4), 120, "both topics consumed to the end", last)
             assert last.stop(signal.SIGTERM) == 0
         finally:
             last.kill()
@@ -405,7 +406,7 @@ def test_a_second_daemon_joining_and_leaving_the_group_loses_nothing(kafka_broke
         sent = json.loads(producer.communicate(timeout=120)[0])
         wait_for(lambda: len({r.key for r in read_topic(bootstrap, topics.predictions, timeout_s=2)}) >= n, 120,
                  "a prediction for every event", a)
-        wait_for(a.caught_up, 120, "A to read both topics to the end", a)
+        wait_for(lambda: a.caught_up(4), 120, "A to read both topics to the end", a)
 
         def labels_settled() -> bool:  # every label joined or missed (by A, or by B up to its last checkpoint)
             a_tally = a.metric("streamssl_label_join_hits_total") + a.metric("streamssl_label_join_misses_total")
@@ -481,7 +482,8 @@ def test_a_daemon_killed_and_restarted_takes_its_partitions_back_without_redoing
         sent = json.loads(producer.communicate(timeout=120)[0])
         wait_for(lambda: len({r.key for r in read_topic(bootstrap, topics.predictions, timeout_s=2)}) >= n, 120,
                  "a prediction for every event", a2)
-        wait_for(lambda: a2.caught_up() and b.caught_up(), 120, "both to read their partitions to the end", a2)
+        wait_for(lambda: a2.caught_up() and b.caught_up() and a2.partitions_known() + b.partitions_known() >= 4, 120,
+                 "both to read their partitions to the end", a2)
 
         def labels_settled() -> bool:
             tally = sum(d.metric("streamssl_label_join_hits_total") + d.metric("streamssl_label_join_misses_total")
