@@ -111,10 +111,10 @@ class LinearMember:
     """
 
     def __init__(self, model: OnlineLinear) -> None:
-        self.model = model  # its inputs: the first model.n_inputs columns, the event's own features
+        self.model = model
 
     def _inputs(self, batch: Batch) -> np.ndarray:
-        return batch.Z[:, : self.model.n_inputs].detach().cpu().numpy().astype(np.float64)
+        return batch.own.detach().cpu().numpy().astype(np.float64)
 
     def add_classes(self, n_classes: int) -> None:
         self.model.add_classes(n_classes)

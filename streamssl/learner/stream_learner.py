@@ -483,7 +483,9 @@ class StreamLearner(base.Classifier):
 
     def _served(self, probas: dict[str, np.ndarray]) -> np.ndarray:
         """The answer from the heads' probabilities: combined, then calibrated."""
-        combined = self.mix.combine(probas)
+        return self._calibrated(self.mix.combine(probas))
+
+    def _calibrated(self, combined: np.ndarray) -> np.ndarray:
         return combined if self.calibrator is None else self.calibrator.apply(combined)
 
     def _batch(self, A: np.ndarray, Z: torch.Tensor) -> Batch:
@@ -642,7 +644,7 @@ class StreamLearner(base.Classifier):
         for member in self.heads.values():
             member.learn(batch, y)
         combined = self.mix.combine(probas)  # the answer as served, before anything learns
-        served = combined if self.calibrator is None else self.calibrator.apply(combined)
+        served = self._calibrated(combined)
         confidence, right = served.max(1), served.argmax(1) == y
         self._recent_served.extend(zip(confidence.tolist(), right.tolist()))
         if "residual" in self.monitor.signals:
