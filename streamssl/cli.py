@@ -324,7 +324,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .daemon import logs
-    from .daemon.config import load_config
+    from .config import load_config
     from .daemon.service import Daemon
 
     if args.timeout is not None and args.timeout <= 0:
@@ -343,7 +343,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _kafka_options(args: argparse.Namespace) -> dict:
     import os
 
-    from .daemon.config import load_config
+    from .config import load_config
 
     if args.config is not None:
         options = load_config(args.config).kafka.client_options()

@@ -7,7 +7,7 @@ One micro-batch goes through these steps (:meth:`Daemon.process`):
 2. predict every event and send one prediction per event;
 3. learn: events with an inline label (or whose label came before them) with ``learn_many``,
    labels that arrived for earlier events with ``learn_late_labels``; other events wait in
-   the :class:`~streamssl.learner.label_join.LabelJoin`.
+   the :class:`~streamssl.daemon.label_join.LabelJoin`.
 
 A checkpoint (:meth:`Daemon.checkpoint`) follows the order that makes the daemon lose nothing:
 
@@ -44,7 +44,7 @@ import numpy as np
 from kafka import TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 
-from ..learner.label_join import Joined, LabelJoin
+from .label_join import Joined, LabelJoin
 from .pacing import Pacer
 from ..metrics.daemon import DaemonMetrics
 from ..sinks.kafka import DeadLetterSink, PredictionSink, SinkError, make_producer
@@ -52,7 +52,7 @@ from ..sources.decode import DecodeError, EventDecoder, LabelDecoder
 from ..state import checkpoint as ckpt
 from ..state.progress import ProgressMark
 from . import logs
-from .config import DaemonConfig
+from ..config import DaemonConfig
 from .http import HealthServer
 
 STATE_KIND = "streamssl-daemon"

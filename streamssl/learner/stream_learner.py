@@ -19,6 +19,7 @@ from ..ssl import DEFAULT_OBJECTIVE, OBJECTIVE_NAMES
 from .calibration import Reliability, TemperatureCalibrator
 from .classifier import OnlineMLPClassifier
 from .combine import COMBINERS, EWA, Select
+from .learned_temporal import LearnedTemporalContext
 from .linear import OnlineLinear
 from .members import Batch, LinearMember, Member, MemoryMember, OwnFeaturesMLP, RiverMember
 from .memory import NearestNeighbourMemory
@@ -137,7 +138,7 @@ class StreamLearner(base.Classifier):
     temporal, temporal_spans
         The temporal context stage and the spans of its moving averages.
     temporal_ssl
-        Learn the temporal context instead (:class:`~streamssl.ssl.temporal.LearnedTemporalContext`:
+        Learn the temporal context instead (:class:`~streamssl.learner.learned_temporal.LearnedTemporalContext`:
         an embedding of the last 16 events trained to predict the next one's latent).
     memory, memory_size, memory_k
         The nearest-neighbour memory head: how many labelled events it keeps, how many vote.
@@ -408,8 +409,6 @@ class StreamLearner(base.Classifier):
         """Size everything for events of ``n_inputs`` features (the first event, or a restore)."""
         self.n_inputs_ = n_inputs
         if self.temporal and self.temporal_ssl:
-            from ..ssl.temporal import LearnedTemporalContext
-
             self.context = LearnedTemporalContext(n_inputs, seed=self.seed, device=self._device)
         self._build(self.context.n_outputs(n_inputs) if self.context is not None else n_inputs)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from kafka import KafkaProducer
 
-from ..daemon.config import KafkaConfig
+from ..config import KafkaConfig
 from ..errors import StreamSSLError
 
 

@@ -14,7 +14,7 @@ from typing import Any, Hashable
 
 import numpy as np
 
-from ..daemon.config import EventsConfig, LabelsConfig
+from ..config import EventsConfig, LabelsConfig
 from ..errors import StreamSSLError
 from ..schema import EncodeError, FeatureEncoder
 

@@ -11,7 +11,7 @@ from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.record import MemoryRecords
 
-from ..daemon.config import KafkaConfig
+from ..config import KafkaConfig
 from .handover import HandoverLog, Window
 
 Offsets = dict[TopicPartition, int]

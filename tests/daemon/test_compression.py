@@ -13,7 +13,7 @@ import kafka.record.default_records
 import pytest
 from kafka import KafkaProducer
 
-from streamssl.daemon.config import KafkaConfig
+from streamssl.config import KafkaConfig
 from streamssl.replay.produce import event_message
 from streamssl.replay.run import bundled_sample
 from streamssl.sources.file import FileSource

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from streamssl.daemon.config import ConfigError, load_config, load_config_text
+from streamssl.config import ConfigError, load_config, load_config_text
 
 BASE = """
 kafka:

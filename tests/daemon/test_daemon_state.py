@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from kafka import TopicPartition
 
-from streamssl.daemon.config import load_config_text
+from streamssl.config import load_config_text
 from streamssl.daemon.service import Daemon
 from streamssl.state.checkpoint import CheckpointError
 

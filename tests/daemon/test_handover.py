@@ -3,7 +3,7 @@ latest window its previous owner wrote, however far back, and nothing else."""
 
 from kafka import KafkaProducer, TopicPartition
 
-from streamssl.daemon.config import KafkaConfig
+from streamssl.config import KafkaConfig
 from streamssl.sinks.kafka import make_producer
 from streamssl.sources.handover import HandoverLog, Window
 from streamssl.testing.broker import Topics

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from kafka.consumer.fetcher import ConsumerRecord
 
-from streamssl.daemon.config import load_config_text
+from streamssl.config import load_config_text
 from streamssl.daemon.service import Daemon
 from streamssl.sources.decode import DecodeError
 from streamssl.testing.broker import Topics

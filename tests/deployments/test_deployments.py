@@ -20,7 +20,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from streamssl.daemon.config import DaemonConfig, load_config_text
+from streamssl.config import DaemonConfig, load_config_text
 from streamssl.metrics.daemon import DaemonMetrics
 
 ROOT = Path(__file__).resolve().parents[2]

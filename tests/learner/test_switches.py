@@ -8,7 +8,7 @@ import inspect
 import pytest
 
 from streamssl.cli import build_parser, make_learner
-from streamssl.daemon.config import LearnerConfig
+from streamssl.config import LearnerConfig
 from streamssl.learner import StreamLearner, build_learner
 from streamssl.learner.switches import SWITCHES, switch_settings
 

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from streamssl.daemon.config import EventsConfig, LabelsConfig
+from streamssl.config import EventsConfig, LabelsConfig
 from streamssl.sources.decode import REASONS, DecodeError, EventDecoder, LabelDecoder
 
 OBJ = EventsConfig(features=["a", "b"], max_message_bytes=1000)

@@ -13,7 +13,7 @@ import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from streamssl.daemon.config import EventsConfig, LabelsConfig
+from streamssl.config import EventsConfig, LabelsConfig
 from streamssl.errors import InputError
 from streamssl.learner import StreamLearner
 from streamssl.sources.decode import REASONS, DecodeError, EventDecoder, LabelDecoder

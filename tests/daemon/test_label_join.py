@@ -2,7 +2,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamssl.learner.label_join import LabelJoin
+from streamssl.daemon.label_join import LabelJoin
 from streamssl.state.serialize import dumps, loads
 
 

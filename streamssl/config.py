@@ -1,4 +1,4 @@
-"""The daemon's configuration: one frozen, validated object, read from YAML and the environment.
+"""The configuration of ``streamssl run``: one frozen, validated object, read from YAML and the environment.
 
 Every setting has a default except where the stream must be described (topics, features).
 Environment variables override the file for deployment: ``STREAMSSL_<SECTION>_<KEY>`` sets
@@ -18,7 +18,7 @@ Examples
 >>> load_config_text("kafka: {events_topic: e, predictions_topic: p, dead_letter_topic: d}\\nevents: {layout: array}")
 Traceback (most recent call last):
 ...
-streamssl.daemon.config.ConfigError: <config>: invalid configuration
+streamssl.config.ConfigError: <config>: invalid configuration
   events: layout 'array' needs n_features
 """
 
@@ -31,10 +31,10 @@ from typing import Any, Literal, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model, model_validator
 
-from ..errors import InputError
-from ..learner.switches import SWITCHES
-from ..schema import Column
-from ..ssl import DEFAULT_OBJECTIVE, OBJECTIVE_NAMES
+from .errors import InputError
+from .learner.switches import SWITCHES
+from .schema import Column
+from .ssl import DEFAULT_OBJECTIVE, OBJECTIVE_NAMES
 
 ENV_PREFIX = "STREAMSSL_"
 
@@ -255,7 +255,7 @@ class _LearnerSettings(_Section):
 
     @model_validator(mode="after")
     def _check_drift_channels(self) -> "_LearnerSettings":
-        from ..learner.switches import drift_channel
+        from .learner.switches import drift_channel
 
         for text in self.drift_channels or []:
             drift_channel(text)  # a ValueError says what is wrong
@@ -266,7 +266,7 @@ class _LearnerSettings(_Section):
         if self.objective_params:
             import inspect
 
-            from ..ssl.objectives import OBJECTIVES
+            from .ssl.objectives import OBJECTIVES
 
             name = self.objective or DEFAULT_OBJECTIVE
             known = set(inspect.signature(OBJECTIVES[name].__init__).parameters) - {"self", "encoder", "view"}

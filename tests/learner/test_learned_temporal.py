@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from streamssl.ssl.temporal import LearnedTemporalContext, next_latent_loss
+from streamssl.learner.learned_temporal import LearnedTemporalContext, next_latent_loss
 
 
 def test_loss_is_zero_for_a_perfect_prediction_and_symmetric_in_scale():

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from ..device import GeneratorPickling
-from ..learner.temporal import TemporalContext
-from .encoder import mlp
-from .momentum import ema_update, frozen_copy
+from ..ssl.encoder import mlp
+from ..ssl.momentum import ema_update, frozen_copy
+from .temporal import TemporalContext
 
 
 def next_latent_loss(predicted: torch.Tensor, target: torch.Tensor, variance_weight: float = 1.0) -> torch.Tensor:
