@@ -248,12 +248,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             for outcome, n in (("correct", s.pseudo_labels_correct), ("wrong", s.pseudo_labels_scored - s.pseudo_labels_correct)):
                 metrics.pseudo_scored.labels(outcome=outcome).inc(n - scored[outcome])
                 scored[outcome] = n
-            metrics.events.labels(kind="labelled").inc(result.labelled)
-            metrics.events.labels(kind="unlabelled").inc(result.size - result.labelled)
             metrics.served(result.confidence)
-            metrics.batch_seconds.observe(result.seconds)
-            metrics.accuracy.set(result.summary.accuracy)
-            metrics.sync_learner(model)
+            metrics.learned(model, result.labelled, result.size - result.labelled, result.seconds, s.accuracy)
             progress.update(task, advance=result.size, accuracy=result.summary.accuracy)
 
         summary = run.execute(on_batch)

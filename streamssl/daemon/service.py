@@ -9,21 +9,13 @@ One micro-batch goes through these steps (:meth:`Daemon.process`):
    labels that arrived for earlier events with ``learn_late_labels``; other events wait in
    the :class:`~streamssl.daemon.label_join.LabelJoin`.
 
-A checkpoint (:meth:`Daemon.checkpoint`) follows the order that makes the daemon lose nothing:
-
-1. flush the sinks: every prediction and dead letter sent so far is acknowledged by Kafka;
-2. write learner, label buffer, counters and the offsets after the last processed record to
-   the checkpoint file atomically (the previous file is kept as ``.prev``);
-3. commit those offsets to Kafka.
-
-Step 2 works on a snapshot taken between batches (a copy of the learner's state and a frozen
-view of the label buffer) and runs on a writer thread, so that serialising a large label
-buffer does not hold up the events behind it; step 3 happens on the loop once the file is
-down. Periodic checkpoints are written this way; the final one, and the one before
-partitions are revoked, wait for the file.
-
-A crash between any two steps replays records from the last checkpoint's offsets: events may be
-predicted twice (at-least-once), none is skipped, and no label is lost.
+A checkpoint (:meth:`Daemon.checkpoint`) takes the steps of
+:class:`~streamssl.daemon.checkpointer.Checkpointer`: flush the sinks, write a snapshot taken
+between batches (a copy of the learner's state and a frozen view of the label buffer) on a
+writer thread, then commit the offsets it holds. Periodic checkpoints are written this way;
+the final one, and the one before partitions are revoked, wait for the file. A crash between
+any two steps replays records from the last checkpoint's offsets: events may be predicted
+twice (at-least-once), none is skipped, and no label is lost.
 """
 
 from __future__ import annotations
@@ -35,15 +27,14 @@ import math
 import signal
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any, Hashable
 
 import numpy as np
 from kafka import TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 
+from .checkpointer import Checkpointer
 from .label_join import Joined, LabelJoin
 from .pacing import Pacer
 from ..metrics.daemon import DaemonMetrics
@@ -90,10 +81,7 @@ class Daemon:
         self.labels_scored = 0
         self.labels_correct = 0
         self._drifts_logged = 0
-        self._since_checkpoint = 0
-        self._last_checkpoint = time.monotonic()
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamssl-checkpoint")
-        self._writing: tuple[Future, dict[TopicPartition, int], float] | None = None
+        self.checkpoints = Checkpointer(config.checkpoint, STATE_KIND, STATE_VERSION, build=_build_state)
         self._failed = False
         self._stop = threading.Event()
         self.stop_reason: str | None = None
@@ -133,42 +121,30 @@ class Daemon:
         return restored
 
     def _restore(self) -> bool:
-        path = self.config.checkpoint.path
-        candidates = [p for p in (path, path.with_name(path.name + ".prev")) if p.exists()]
-        errors = []
-        for p in candidates:
-            try:
-                state = self._read(p)
-            except ckpt.CheckpointError as exc:
-                errors.append(str(exc))
-                self.log.error("checkpoint_unusable", extra={"fields": {"path": str(p), "error": str(exc)}})
-                continue
-            self._load(state)
-            self.log.info("restored", extra={"fields": {
-                "path": str(p), "model_version": self.model_version, "events_seen": self.events_seen,
-                "offsets": {f"{tp.topic}:{tp.partition}": off for tp, off in self.positions.items()},
-                "label_join": {"waiting_events": len(self.join), "waiting_labels": len(self.join.pending),
-                               "hits": self.join.hits, "misses": dict(self.join.misses)}}})
-            return True
-        if errors:
-            raise ckpt.CheckpointError("no usable checkpoint: " + "; ".join(errors))
-        return False
+        try:
+            state = self.checkpoints.read(self._check)
+        finally:
+            for path, error in self.checkpoints.unusable:
+                self.log.error("checkpoint_unusable", extra={"fields": {"path": path, "error": error}})
+        if state is None:
+            return False
+        self._load(state)
+        self.log.info("restored", extra={"fields": {
+            "path": self.checkpoints.source, "model_version": self.model_version, "events_seen": self.events_seen,
+            "offsets": {f"{tp.topic}:{tp.partition}": off for tp, off in self.positions.items()},
+            "label_join": {"waiting_events": len(self.join), "waiting_labels": len(self.join.pending),
+                           "hits": self.join.hits, "misses": dict(self.join.misses)}}})
+        return True
 
-    def _read(self, path: Path) -> dict:
+    def _check(self, state: dict, source: str) -> None:
+        """Refuse a checkpoint written for other features; its learner goes to this config's device."""
         from ..device import resolve_device
 
-        state = ckpt.decode(path.read_bytes(), self.config.checkpoint.key(), None, source=str(path))
-        if not isinstance(state, dict) or state.get("kind") != STATE_KIND:
-            raise ckpt.CheckpointError(f"{path}: not a daemon checkpoint")
-        if state.get("version") != STATE_VERSION:
-            raise ckpt.CheckpointError(f"{path}: daemon state version {state.get('version')!r}, "
-                                       f"this version reads {STATE_VERSION}")
         if state.get("n_features") != self.decoder.n_features:
-            raise ckpt.CheckpointError(f"{path}: written for {state.get('n_features')} features, "
+            raise ckpt.CheckpointError(f"{source}: written for {state.get('n_features')} features, "
                                        f"the config has {self.decoder.n_features}")
         learner = state["learner"]
         learner["params"] = {**learner["params"], "device": str(resolve_device(self.config.learner.device))}
-        return state
 
     def _load(self, state: dict) -> None:
         from ..learner import StreamLearner
@@ -192,12 +168,12 @@ class Daemon:
         self.metrics.sync_join(self.join)
 
     def state_dict(self) -> dict:
-        return _build_state(self._snapshot())
+        return self.checkpoints.state(self._snapshot())
 
     def _snapshot(self) -> dict:
         """Everything a checkpoint holds, copied or frozen, so it can be written from another thread."""
         return {
-            "kind": STATE_KIND, "version": STATE_VERSION, "n_features": self.decoder.n_features,
+            "n_features": self.decoder.n_features,
             "learner": copy.deepcopy(self.learner.state_dict()), "join": self.join.snapshot(),
             "encoder": self.decoder.encoder.state_dict(),
             "offsets": [[tp.topic, tp.partition, off] for tp, off in sorted(self.positions.items())],
@@ -241,7 +217,7 @@ class Daemon:
             # the collector's full passes, which otherwise stall the loop for a quarter second.
             gc.collect()
             gc.freeze()
-            stack.callback(self._writer.shutdown)
+            stack.callback(self.checkpoints.close)
             if self.config.http.enabled:
                 h = self.config.http
                 self.http = HealthServer(self.metrics.registry, self._alive, self.readiness, h.host, h.port,
@@ -364,11 +340,9 @@ class Daemon:
         if lag:  # with nothing assigned (between rebalances, before the first) the events read reach nowhere yet
             self.join.expire(now, self.pacer.event_clock(lag, now))
         self.metrics.sync_join(self.join)
-        if self._writing is not None and self._writing[0].done():
+        if self.checkpoints.written:
             self._finish_checkpoint()
-        c = self.config.checkpoint
-        if self._writing is None and self._since_checkpoint and (
-                self._since_checkpoint >= c.every_events or time.monotonic() - self._last_checkpoint >= c.every_s):
+        if self.checkpoints.due():
             self.checkpoint()
         assigned = self.source.assignment()
         for tp, n in lag.items():
@@ -449,23 +423,22 @@ class Daemon:
         if self._ahead:
             self.metrics.duplicates.labels(cause="replayed").inc(replayed)
             self._ahead = {tp: off for tp, off in self._ahead.items() if self.positions.get(tp, 0) < off}
+        n_labels = 0
         if events:
             # Kafka orders records within a partition only; the temporal context wants event
             # time, so a batch gathered from several partitions is put back in that order.
             if len(events) > 1 and all(e.timestamp is not None for e in events):
                 order = sorted(range(len(events)), key=lambda i: events[i].timestamp)
                 events, event_recs = [events[i] for i in order], [event_recs[i] for i in order]
-            self._events(events, event_recs, now, clock)
+            n_labels = self._events(events, event_recs, now, clock)
         if labels:
             self._learn_late(self.join.add_labels(labels, now, label_times, clock, label_origins))
-        self._since_checkpoint += len(records)
+        self.checkpoints.seen(len(records))
         self.metrics.events.labels(kind="consumed").inc(len(event_recs))
         self.metrics.batch_size.observe(len(events))
-        self.metrics.batch_seconds.observe(time.perf_counter() - t0)
         self.metrics.model_version.set(self.model_version)
-        self.metrics.sync_learner(self.learner)
-        if self.labels_scored:
-            self.metrics.accuracy.set(self.labels_correct / self.labels_scored)
+        self.metrics.learned(self.learner, n_labels, len(events) - n_labels, time.perf_counter() - t0,
+                             self.labels_correct / self.labels_scored if self.labels_scored else None)
         self._log_drifts()
 
     def _handed_over(self, handed: list, now: float, clock: float) -> None:
@@ -497,7 +470,8 @@ class Daemon:
         if labels:
             self._learn_late(self.join.add_labels(labels, now, times, clock, label_origins))
 
-    def _events(self, events: list, records: list, now: float, clock: float) -> None:
+    def _events(self, events: list, records: list, now: float, clock: float) -> int:
+        """Predict, send and learn these events; returns how many were learned with their label."""
         X = np.stack([e.x for e in events])
         keys = [e.key for e in events] if self.config.events.key_field else None
         proba = self.learner.predict_proba_many(X, keys)
@@ -538,10 +512,9 @@ class Daemon:
         rows, taken = self.learner.last_pseudo_labels
         if len(rows):
             self.join.mark_pseudo([events[i].id for i in rows], taken)
-        self.metrics.events.labels(kind="labelled").inc(n_labels)
-        self.metrics.events.labels(kind="unlabelled").inc(len(events) - n_labels)
         if n_labels:
             self.model_version += 1
+        return n_labels
 
     def _learn_late(self, joined: list[Joined]) -> None:
         if not joined:
@@ -570,7 +543,7 @@ class Daemon:
         its bytes go to the dead-letter topic, and the checkpoint commits past it."""
         tp = batch.tp
         self.positions[tp] = max(self.positions.get(tp, 0), batch.end)
-        self._since_checkpoint += batch.end - batch.start
+        self.checkpoints.seen(batch.end - batch.start)
         self.metrics.dead_letters.labels(reason="unreadable_batch").inc()
         self.dead.add(batch.raw, None, "unreadable_batch", batch.error, tp.topic, tp.partition, batch.start,
                       last_offset=batch.end - 1)
@@ -592,11 +565,18 @@ class Daemon:
 
         The write runs on the writer thread; with ``wait`` this returns after the commit,
         otherwise the loop commits once the file is down (at most one write at a time)."""
-        if self._writing is not None:
+        if self.checkpoints.pending:
             self._finish_checkpoint(blocking_commit)
         t0 = time.perf_counter()
         positions = self._commit_offsets()
-        if self.handover is not None:  # sent before the flush below, which covers them
+        self.checkpoints.start(self._snapshot, positions, lambda: self._flush(positions), t0)
+        if wait:
+            self._finish_checkpoint(blocking_commit)
+
+    def _flush(self, positions: dict[TopicPartition, int]) -> None:
+        """Step 1 of a checkpoint: every record sent so far acknowledged by Kafka (the handover
+        windows of ``positions`` sent first, so the flush covers them)."""
+        if self.handover is not None:
             self.handover.write(self._handover_windows(positions))
         for sink in (self.predictions, self.dead, self.handover):
             if sink is not None:
@@ -604,26 +584,18 @@ class Daemon:
                     sink.flush(self.config.kafka.request_timeout_ms / 1000 * 4)
                 except KafkaError as exc:
                     raise SinkError(f"{sink.topic}: {exc}") from None
-        snapshot = self._snapshot()
-        self._since_checkpoint = 0
-        self._last_checkpoint = time.monotonic()
-        path, key = self.config.checkpoint.path, self.config.checkpoint.key()
-        future = self._writer.submit(lambda: ckpt.write_atomic(path, ckpt.encode(_build_state(snapshot), key)))
-        self._writing = (future, positions, t0)
-        if wait:
-            self._finish_checkpoint(blocking_commit)
 
     def _finish_checkpoint(self, blocking_commit: bool = True) -> None:
         """Wait for the file (re-raising a failed write), then commit the offsets it holds."""
-        future, positions, t0 = self._writing
-        self._writing = None
-        future.result()
-        if self.source is not None:
-            try:
-                self.source.commit(positions, blocking_commit, self._commit_failed)
-            except (CommitFailedError, KafkaError) as exc:
-                self._commit_failed(exc)
-        seconds = time.perf_counter() - t0
+
+        def commit(positions: dict[TopicPartition, int]) -> None:
+            if self.source is not None:
+                try:
+                    self.source.commit(positions, blocking_commit, self._commit_failed)
+                except (CommitFailedError, KafkaError) as exc:
+                    self._commit_failed(exc)
+
+        seconds = self.checkpoints.finish(commit)
         self.metrics.checkpoint_written(seconds)
         self.log.debug("checkpoint", extra={"fields": {"seconds": round(seconds, 4), "model_version": self.model_version}})
 
@@ -664,7 +636,7 @@ class Daemon:
         consumer's IO thread while the loop waits in ``poll``, hence the non-blocking commit."""
         if self._failed:
             return
-        if self.predictions is not None and (self._since_checkpoint or self._writing is not None):
+        if self.predictions is not None and (self.checkpoints.since or self.checkpoints.pending):
             self.checkpoint(wait=True, blocking_commit=False)
         for tp in revoked:
             self.positions.pop(tp, None)

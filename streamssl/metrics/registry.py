@@ -72,6 +72,17 @@ class LearnerMetrics:
         if self._recent_confidence:
             self.estimated_accuracy.set(sum(self._recent_confidence) / len(self._recent_confidence))
 
+    def learned(self, learner, labelled: int, unlabelled: int, seconds: float, accuracy: float | None) -> None:
+        """A micro-batch was predicted and learned: the event counts, its processing time, the
+        prequential accuracy so far (``None``: nothing scored yet) and the learner's own tallies
+        (:meth:`sync_learner`). The one place where replay and daemon report a learned batch."""
+        self.events.labels(kind="labelled").inc(labelled)
+        self.events.labels(kind="unlabelled").inc(unlabelled)
+        self.batch_seconds.observe(seconds)
+        if accuracy is not None:
+            self.accuracy.set(accuracy)
+        self.sync_learner(learner)
+
     def sync_learner(self, learner) -> None:
         """Bring counters up to date with a learner's own cumulative tallies."""
         policy = getattr(learner, "policy", None)
