@@ -1,7 +1,7 @@
 """The benchmark suite: `streamssl bench` over the real recorded streams, label rates and seeds,
 written up as benchmarks/RESULTS.md with tables and plots.
 
-    python benchmarks/suite.py                 # the whole suite: 1 % and 5 % labels, 3 seeds (about 32 minutes)
+    python benchmarks/suite.py                 # the whole suite: 1 % and 5 % labels, 3 seeds (about 52 minutes)
     python benchmarks/suite.py --quick --out /tmp/quick   # CI's smoke run (about a minute)
 
 Every cell (stream, label rate, seed) runs each model in a fresh process through the same
@@ -59,9 +59,11 @@ def streams(quick: bool) -> list[Stream]:
 
 
 QUICK_MODELS = ["streamssl", "river-arf", "river-arf+context", "river-nb", "no-change"]
-FULL_MODELS = ["streamssl", "streamssl-no-temporal", "streamssl-no-memory", "streamssl-no-selection",
-               "streamssl-baseline", "streamssl-cotrain", "streamssl-pseudo", "river-arf", "river-arf+context",
-               "river-lr", "river-lr+context", "river-nb", "river-nb+context"]
+# The default; without its temporal context and without its tree member (the two parts the
+# peers' gaps turn on); one MLP on the raw features (release 0.1); with the mission's
+# pseudo-labels on; and river's peers on the same features, raw and with the same context.
+FULL_MODELS = ["streamssl", "streamssl-no-temporal", "streamssl-no-trees", "streamssl-baseline", "streamssl-pseudo",
+               "river-arf", "river-arf+context", "river-lr", "river-lr+context", "river-nb", "river-nb+context"]
 
 
 def prepare(stream: Stream) -> None:
