@@ -19,6 +19,7 @@ from ..ssl import DEFAULT_OBJECTIVE, OBJECTIVE_NAMES
 from .calibration import Reliability, TemperatureCalibrator
 from .classifier import OnlineMLPClassifier
 from .combine import COMBINERS, EWA, Select
+from .duel import Duel
 from .learned_temporal import LearnedTemporalContext
 from .linear import OnlineLinear
 from .members import Batch, LinearMember, Member, MemoryMember, OwnFeaturesMLP, RiverMember
@@ -361,7 +362,7 @@ class StreamLearner(base.Classifier):
         self.ssl: ContinualEncoder | None = None
         self.head: OnlineMLPClassifier | None = None
         self.challenger: OnlineMLPClassifier | None = None
-        self._duel = [0, 0, 0]  # labels scored since the challenger started, main correct, challenger correct
+        self.duel = Duel(self.challenger_min_labels, self.challenger_patience, self.challenger_margin)
         self._heads_made = 0
         self.n_seen = 0
         self._group = 0.0  # label mass the MLP heads gather before learning (inf inside learn_one)
@@ -761,17 +762,14 @@ class StreamLearner(base.Classifier):
             if self.challenger is None:
                 self.challenger = self._new_head()
                 self.challenger.group = self._group
-                self._duel = [0, 0, 0]
+                self.duel = Duel(self.challenger_min_labels, self.challenger_patience, self.challenger_margin)
 
     def _duel_round(self, main_ok: torch.Tensor, challenger_ok: torch.Tensor) -> None:
-        self._duel[0] += len(main_ok)
-        self._duel[1] += int(main_ok.sum())
-        self._duel[2] += int(challenger_ok.sum())
-        n, main, challenger = self._duel
-        if n >= self.challenger_min_labels and challenger - main >= self.challenger_margin * n:
+        outcome = self.duel.round(main_ok.tolist(), challenger_ok.tolist())
+        if outcome == "swap":
             self.head, self.challenger = self.challenger, None
             self.swaps += 1
-        elif n >= self.challenger_patience:
+        elif outcome == "drop":
             self.challenger = None
 
     @property
@@ -821,7 +819,7 @@ class StreamLearner(base.Classifier):
             "calibrator": None if self.calibrator is None else self.calibrator.state_dict(),
             "head_tally": {k: list(v) for k, v in self.head_tally.items()},
             "counters": {
-                "duel": list(self._duel), "heads_made": self._heads_made, "n_seen": self.n_seen,
+                "duel": list(self.duel.scores), "heads_made": self._heads_made, "n_seen": self.n_seen,
                 "labels_used": self.labels_used, "swaps": self.swaps, "since_flush": self._since_flush,
             },
         }
@@ -864,7 +862,7 @@ class StreamLearner(base.Classifier):
             model.challenger = model._new_head()
             model.challenger.load_state_dict(state["challenger"])
         counters = state["counters"]
-        model._duel, model._heads_made = list(counters["duel"]), counters["heads_made"]
+        model.duel.scores, model._heads_made = list(counters["duel"]), counters["heads_made"]
         model.n_seen, model.labels_used, model.swaps = counters["n_seen"], counters["labels_used"], counters["swaps"]
         model._since_flush = counters.get("since_flush", 0)
         return model
