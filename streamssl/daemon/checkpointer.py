@@ -11,7 +11,8 @@ Step 2 works on a snapshot taken between batches and runs on a writer thread, so
 serialising a large label buffer does not hold up the events behind it; step 3 runs on the
 caller's thread once the file is down (:meth:`Checkpointer.finish`). At most one write is in
 flight. A crash between any two steps replays records from the last checkpoint's offsets:
-events may be predicted twice (at-least-once), none is skipped, and no label is lost.
+events may be predicted twice (at-least-once), none is skipped, and no label is lost (except
+for the handover windows the daemon sends in step 1: see the README's known gap).
 
 Examples
 --------
@@ -57,7 +58,8 @@ class Checkpointer:
         self._writing: tuple[Future, Mapping, float] | None = None
         self.since = 0  # records processed since the last checkpoint started
         self._last = time.monotonic()
-        self.last_seconds: float | None = None  # the last checkpoint, from its start to its commit
+        self.unusable: list[tuple[str, str]] = []  # (path, why) of the files the last read skipped
+        self.source: str | None = None  # the file the last read returned
 
     # -------------------------------------------------------------- writing
     def seen(self, records: int) -> None:
@@ -80,15 +82,13 @@ class Checkpointer:
         """Whether the write in flight is down (or failed): :meth:`finish` will not wait."""
         return self._writing is not None and self._writing[0].done()
 
-    def start(self, snapshot: Callable[[], dict], offsets: Mapping, flush: Callable[[], None],
-              t0: float | None = None) -> None:
+    def start(self, snapshot: Callable[[], dict], offsets: Mapping, flush: Callable[[], None]) -> None:
         """Steps 1 and 2: ``flush`` the outputs, take the ``snapshot`` (on the caller's thread,
         copied or frozen so the caller can go on) and write it on the writer thread;
-        ``offsets`` are what :meth:`finish` commits once the file is down. ``t0``: when the
-        checkpoint began, for its duration (``time.perf_counter()``; now by default)."""
+        ``offsets`` are what :meth:`finish` commits once the file is down."""
         if self._writing is not None:
             raise RuntimeError("a checkpoint is already being written: finish it first")
-        t0 = time.perf_counter() if t0 is None else t0
+        t0 = time.perf_counter()
         flush()
         snapshot = snapshot()
         self.since, self._last = 0, time.monotonic()
@@ -108,8 +108,7 @@ class Checkpointer:
         self._writing = None
         future.result()
         commit(offsets)
-        self.last_seconds = time.perf_counter() - t0
-        return self.last_seconds
+        return time.perf_counter() - t0
 
     def close(self) -> None:
         """Stop the writer thread (after the write in flight, if any)."""
@@ -121,7 +120,7 @@ class Checkpointer:
         exists. A file that cannot be used (damaged, another kind or version, or refused by
         ``check``, which raises :class:`~streamssl.state.checkpoint.CheckpointError`) is
         skipped and reported through :attr:`unusable`; if every file is unusable this raises."""
-        self.unusable: list[tuple[str, str]] = []
+        self.unusable, self.source = [], None
         for p in (self.path, self.path.with_name(self.path.name + ".prev")):
             if not p.exists():
                 continue

@@ -567,9 +567,8 @@ class Daemon:
         otherwise the loop commits once the file is down (at most one write at a time)."""
         if self.checkpoints.pending:
             self._finish_checkpoint(blocking_commit)
-        t0 = time.perf_counter()
         positions = self._commit_offsets()
-        self.checkpoints.start(self._snapshot, positions, lambda: self._flush(positions), t0)
+        self.checkpoints.start(self._snapshot, positions, lambda: self._flush(positions))
         if wait:
             self._finish_checkpoint(blocking_commit)
 
