@@ -5,14 +5,18 @@ A checkpoint follows the order that makes the daemon lose nothing:
 1. flush the sinks: every prediction and dead letter sent so far is acknowledged by Kafka;
 2. write the snapshot (learner, label buffer, counters and the offsets after the last processed
    record) to the checkpoint file atomically, the previous file kept as ``.prev``;
-3. commit those offsets to Kafka.
+3. hand over: publish what a partition's next owner needs to go on from those offsets (the
+   daemon's handover windows, :mod:`streamssl.sources.handover`), acknowledged by Kafka;
+4. commit those offsets to Kafka.
 
 Step 2 works on a snapshot taken between batches and runs on a writer thread, so that
-serialising a large label buffer does not hold up the events behind it; step 3 runs on the
-caller's thread once the file is down (:meth:`Checkpointer.finish`). At most one write is in
-flight. A crash between any two steps replays records from the last checkpoint's offsets:
-events may be predicted twice (at-least-once), none is skipped, and no label is lost (except
-for the handover windows the daemon sends in step 1: see the README's known gap).
+serialising a large label buffer does not hold up the events behind it; steps 3 and 4 run on
+the caller's thread once the file is down (:meth:`Checkpointer.finish`). At most one write is
+in flight. A crash between any two steps replays records from the last checkpoint's offsets:
+events may be predicted twice (at-least-once), none is skipped, and no label is lost. A crash
+between steps 2 and 3 can have a label joined twice, once in the file of the daemon that
+crashed and again by the next owner of its partition; a crash between 3 and 4 cannot, because
+the handover is only ever published for a file that is down.
 
 Examples
 --------
@@ -55,7 +59,7 @@ class Checkpointer:
         self.config, self.kind, self.version, self.build = config, kind, version, build
         self.path = config.path
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamssl-checkpoint")
-        self._writing: tuple[Future, Mapping, float] | None = None
+        self._writing: tuple[Future, Mapping, Callable[[], None], float] | None = None
         self.since = 0  # records processed since the last checkpoint started
         self._last = time.monotonic()
         self.unusable: list[tuple[str, str]] = []  # (path, why) of the files the last read skipped
@@ -82,10 +86,12 @@ class Checkpointer:
         """Whether the write in flight is down (or failed): :meth:`finish` will not wait."""
         return self._writing is not None and self._writing[0].done()
 
-    def start(self, snapshot: Callable[[], dict], offsets: Mapping, flush: Callable[[], None]) -> None:
+    def start(self, snapshot: Callable[[], dict], offsets: Mapping, flush: Callable[[], None],
+              hand_over: Callable[[], None] = lambda: None) -> None:
         """Steps 1 and 2: ``flush`` the outputs, take the ``snapshot`` (on the caller's thread,
-        copied or frozen so the caller can go on) and write it on the writer thread;
-        ``offsets`` are what :meth:`finish` commits once the file is down."""
+        copied or frozen so the caller can go on) and write it on the writer thread. Once the
+        file is down, :meth:`finish` calls ``hand_over`` (step 3: it publishes what goes with
+        this snapshot and returns once that is acknowledged, or raises) and commits ``offsets``."""
         if self._writing is not None:
             raise RuntimeError("a checkpoint is already being written: finish it first")
         t0 = time.perf_counter()
@@ -94,7 +100,7 @@ class Checkpointer:
         self.since, self._last = 0, time.monotonic()
         path, key = self.path, self.config.key()
         future = self._writer.submit(lambda: ckpt.write_atomic(path, ckpt.encode(self.state(snapshot), key)))
-        self._writing = (future, offsets, t0)
+        self._writing = (future, offsets, hand_over, t0)
 
     def state(self, snapshot: dict) -> dict:
         """What the file holds: the plain-data state built from ``snapshot``, stamped with the
@@ -102,11 +108,13 @@ class Checkpointer:
         return {"kind": self.kind, "version": self.version, **self.build(snapshot)}
 
     def finish(self, commit: Callable[[Mapping], None]) -> float:
-        """Step 3: wait for the file (re-raising a failed write), then ``commit`` its offsets.
+        """Steps 3 and 4: wait for the file (re-raising a failed write), hand over, then
+        ``commit`` the file's offsets; nothing is committed if a step before fails.
         Returns the checkpoint's seconds from its start."""
-        future, offsets, t0 = self._writing
+        future, offsets, hand_over, t0 = self._writing
         self._writing = None
         future.result()
+        hand_over()
         commit(offsets)
         return time.perf_counter() - t0
 

