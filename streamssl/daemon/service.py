@@ -1,21 +1,25 @@
 """The long-running daemon: Kafka in, predictions out, delayed labels joined, state checkpointed.
 
-One micro-batch goes through these steps (:meth:`Daemon.process`):
+One micro-batch goes through these stages (:meth:`Daemon.process`):
 
-1. decode each event and label message; a message that cannot be decoded goes to the
+1. route: positions advance past every record, and records of a partition taken over are
+   handed over or skipped as its previous owner's window says
+   (:class:`~streamssl.sources.partitions.Partitions`);
+2. decode each event and label message; a message that cannot be decoded goes to the
    dead-letter topic with its reason;
-2. predict every event and send one prediction per event;
-3. learn: events with an inline label (or whose label came before them) with ``learn_many``,
-   labels that arrived for earlier events with ``learn_late_labels``; other events wait in
-   the :class:`~streamssl.daemon.label_join.LabelJoin`.
+3. predict every event and send one prediction per event;
+4. join and learn: events with an inline label (or whose label came before them) with
+   ``learn_many``, labels that arrived for earlier events with ``learn_late_labels``; other
+   events wait in the :class:`~streamssl.daemon.label_join.LabelJoin`.
 
 A checkpoint (:meth:`Daemon.checkpoint`) takes the steps of
 :class:`~streamssl.daemon.checkpointer.Checkpointer`: flush the sinks, write a snapshot taken
 between batches (a copy of the learner's state and a frozen view of the label buffer) on a
-writer thread, then commit the offsets it holds. Periodic checkpoints are written this way;
-the final one, and the one before partitions are revoked, wait for the file. A crash between
-any two steps replays records from the last checkpoint's offsets: events may be predicted
-twice (at-least-once), none is skipped, and no label is lost.
+writer thread, then, once the file is down, publish the handover windows and commit the offsets
+it holds. Periodic checkpoints are written this way; the final one, and the one before
+partitions are revoked, wait for the file. A crash between any two steps replays records from
+the last checkpoint's offsets: events may be predicted twice (at-least-once), none is skipped,
+and no label is lost.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from .pacing import Pacer
 from ..metrics.daemon import DaemonMetrics
 from ..sinks.kafka import DeadLetterSink, PredictionSink, SinkError, make_producer
 from ..sources.decode import DecodeError, EventDecoder, LabelDecoder
+from ..sources.partitions import Partitions
 from ..state import checkpoint as ckpt
 from ..state.progress import ProgressMark
 from . import logs
@@ -70,11 +75,10 @@ class Daemon:
         self.pacer = Pacer(config.kafka.events_topic, config.kafka.labels_topic, lc.max_pending, lc.max_lead_s)
         self.learner = self._new_learner()
         self.model_version = 0
-        self.positions: dict[TopicPartition, int] = {}
+        self.partitions = Partitions()  # positions and handover windows being read (shared with the source)
         path = config.checkpoint.path
         self.progress = ProgressMark(path.with_name(path.name + ".progress"))
         self._ahead: dict[TopicPartition, int] = {}  # offsets reached before a restart, past the checkpoint
-        self.replay: dict = {}  # handover windows being read, by partition (shared with the source)
         self.handover = None
         self._lag_shown: set[TopicPartition] = set()  # partitions with a consumer_lag sample
         self.events_seen = 0  # event messages consumed, including dead-lettered ones
@@ -92,6 +96,15 @@ class Daemon:
         self._loop_at = time.monotonic()
         self._ready: tuple[bool, dict] = (False, {"reason": "starting"})
         self.metrics.ready.set_function(lambda: 1.0 if self.readiness()[0] else 0.0)  # what /readyz says
+
+    @property
+    def positions(self) -> dict[TopicPartition, int]:
+        """The offset after the last record processed, by partition."""
+        return self.partitions.positions
+
+    @positions.setter
+    def positions(self, value: dict[TopicPartition, int]) -> None:
+        self.partitions.positions = dict(value)
 
     # ------------------------------------------------------------------ setup
     def _new_learner(self):
@@ -156,11 +169,7 @@ class Daemon:
                 self.decoder.encoder.load_state_dict(state["encoder"])
             except ValueError as exc:
                 self.log.warning("imputation_reset", extra={"fields": {"error": str(exc)}})
-        self.positions = {TopicPartition(t, p): o for t, p, o in state["offsets"]}
-        from ..sources.handover import Window
-
-        self.replay = {TopicPartition(t, p): Window(start, end, None if only is None else tuple(only))
-                       for t, p, start, end, only in state.get("replay", [])}  # absent before 0.3
+        self.partitions = Partitions.from_state_dict(state)
         c = state["counters"]
         self.model_version, self.events_seen = c["model_version"], c["events_seen"]
         self.labels_scored, self.labels_correct = c["labels_scored"], c["labels_correct"]
@@ -176,9 +185,7 @@ class Daemon:
             "n_features": self.decoder.n_features,
             "learner": copy.deepcopy(self.learner.state_dict()), "join": self.join.snapshot(),
             "encoder": self.decoder.encoder.state_dict(),
-            "offsets": [[tp.topic, tp.partition, off] for tp, off in sorted(self.positions.items())],
-            "replay": [[tp.topic, tp.partition, w.start, w.end, None if w.only is None else list(w.only)]
-                       for tp, w in sorted(self.replay.items())],
+            **self.partitions.state_dict(),
             "counters": {"model_version": self.model_version, "events_seen": self.events_seen,
                          "labels_scored": self.labels_scored, "labels_correct": self.labels_correct},
             "written_at": time.time(),
@@ -302,7 +309,7 @@ class Daemon:
             self.handover = HandoverLog(k, producer, self.config.checkpoint.key()) if k.handover_topic else None
             topics = [k.events_topic] + ([k.labels_topic] if k.labels_topic else [])
             source = KafkaSource(k, topics, self.positions, on_revoke=self._on_revoke, handover=self.handover,
-                                 replay=self.replay, on_lost=self._on_lost)
+                                 partitions=self.partitions, on_lost=self._on_lost)
         except BaseException:
             producer.close(timeout=1)
             raise
@@ -380,47 +387,23 @@ class Daemon:
 
     # ------------------------------------------------------------ one batch
     def process(self, records: list) -> None:
-        """Decode, predict, send and learn one micro-batch of consumer records."""
-        t0 = time.perf_counter()
-        k = self.config.kafka
-        now = time.time()
-        events, event_recs, labels, label_times, label_origins = [], [], [], [], []
-        handed: list = []
-        replayed = 0
+        """One micro-batch of consumer records, in stages: route them (positions advanced,
+        handover windows applied), decode them (rejects dead-lettered), mark how far the batch
+        goes, rebuild what was handed over, predict and send the events, join and learn the
+        labels, count."""
+        t0, now = time.perf_counter(), time.time()
+        routed = self.partitions.route(records)
         for rec in records:
-            tp = TopicPartition(rec.topic, rec.partition)
-            self.positions[tp] = max(self.positions.get(tp, 0), rec.offset + 1)
-            written = rec.timestamp / 1000 if rec.timestamp and rec.timestamp > 0 else now
-            self.pacer.saw(tp, written)
-            window = self.source.window_of(tp, rec.offset) if self.replay and self.source is not None else None
-            if window is not None:
-                if window.holds(rec.offset):
-                    handed.append((rec, written))
-            elif rec.topic == k.events_topic:
-                self.events_seen += 1
-                try:
-                    ts = rec.timestamp / 1000 if rec.timestamp and rec.timestamp > 0 else None
-                    events.append(self.decoder.decode(rec.value, f"{rec.topic}:{rec.partition}:{rec.offset}", ts))
-                    event_recs.append(rec)
-                    replayed += bool(self._ahead) and rec.offset < self._ahead.get(tp, -1)
-                except DecodeError as exc:
-                    self._dead_letter(rec, exc)
-            else:
-                try:
-                    labels.append(self.label_decoder.decode(rec.value))
-                    label_times.append(written)
-                    label_origins.append((_name(tp), rec.offset, False))
-                except DecodeError as exc:
-                    self._dead_letter(rec, exc)
+            self.pacer.saw(TopicPartition(rec.topic, rec.partition), _written(rec, now))
+        events, event_recs, labels, label_times, label_origins = self._decode(routed.new, now)
         # How far this batch goes, on disk before any of its predictions is sent: a restart after
         # a crash counts what it predicts again below it (never less than was sent).
         self.progress.write(self.positions)
         clock = self.pacer.event_clock(self.source.lag(self.positions), now) if self.source is not None else now
-        if handed:
-            self._handed_over(handed, now, clock)
-        if self.replay and self.source is not None:
-            self.source.replay_done(self.positions)
+        if routed.handed:
+            self._handed_over(routed.handed, now, clock)
         if self._ahead:
+            replayed = sum(r.offset < self._ahead.get(TopicPartition(r.topic, r.partition), -1) for r in event_recs)
             self.metrics.duplicates.labels(cause="replayed").inc(replayed)
             self._ahead = {tp: off for tp, off in self._ahead.items() if self.positions.get(tp, 0) < off}
         n_labels = 0
@@ -441,6 +424,25 @@ class Daemon:
                              self.labels_correct / self.labels_scored if self.labels_scored else None)
         self._log_drifts()
 
+    def _decode(self, records: list, now: float) -> tuple[list, list, list, list, list]:
+        """The events (with their records) and the labels (with the times they were written
+        and where they come from) of ``records``; what does not decode is dead-lettered."""
+        events, event_recs, labels, label_times, label_origins = [], [], [], [], []
+        for rec in records:
+            try:
+                if rec.topic == self.config.kafka.events_topic:
+                    self.events_seen += 1
+                    ts = rec.timestamp / 1000 if rec.timestamp and rec.timestamp > 0 else None
+                    events.append(self.decoder.decode(rec.value, f"{rec.topic}:{rec.partition}:{rec.offset}", ts))
+                    event_recs.append(rec)
+                else:
+                    labels.append(self.label_decoder.decode(rec.value))
+                    label_times.append(_written(rec, now))
+                    label_origins.append((f"{rec.topic}:{rec.partition}", rec.offset, False))
+            except DecodeError as exc:
+                self._dead_letter(rec, exc)
+        return events, event_recs, labels, label_times, label_origins
+
     def _handed_over(self, handed: list, now: float, clock: float) -> None:
         """Records a partition's previous owner processed, read again to rebuild the waiting
         label-join entries it had (see :mod:`streamssl.sources.handover`): events without an
@@ -449,7 +451,8 @@ class Daemon:
         dead-lettered by the previous owner."""
         k = self.config.kafka
         ids, rows, labels, times, event_origins, label_origins = [], [], [], [], [], []
-        for rec, written in handed:
+        for rec in handed:
+            written = _written(rec, now)
             self.metrics.handover_records.labels(topic=rec.topic).inc()
             origin = (_name(TopicPartition(rec.topic, rec.partition)), rec.offset, True)
             try:
@@ -614,25 +617,22 @@ class Daemon:
     def _commit_offsets(self) -> dict[TopicPartition, int]:
         """The offsets to commit: the positions, or the end of a handover window still being
         read (its records were processed by the previous owner)."""
-        return {tp: max(off, self.replay[tp].end) if tp in self.replay else off for tp, off in self.positions.items()}
+        return self.partitions.commit_offsets()
 
     def _handover_windows(self, offsets: dict[TopicPartition, int]) -> dict:
         """Per partition held, the handover window for whoever reads it next: the entries of it
         still waiting in the label join, and what is left of a window being read."""
-        from ..sources.handover import Window
-
         waiting = self.join.waiting()
         held = self.source.assignment() if self.source is not None else set()
-        return {tp: Window.of(waiting.get(_name(tp), []), self.positions[tp], end, self.replay.get(tp))
-                for tp, end in offsets.items() if tp in held}
+        return self.partitions.handover_windows({tp: waiting.get(_name(tp), []) for tp in offsets}, offsets, held)
 
     def _on_lost(self, lost: set[TopicPartition]) -> None:
         """Partitions gone to other daemons, or whose checkpointed state another has moved on
         from: with a handover topic, their owner rebuilds their waiting label-join entries from
         the handover, so this one forgets them (else they wait here, most never to be joined)."""
         if self.handover is not None:
+            self.partitions.forget(lost)
             for tp in lost:
-                self.positions.pop(tp, None)
                 self._ahead.pop(tp, None)
             self.pacer.forget(lost)
             dropped = self.join.drop_sources({_name(tp) for tp in lost})
@@ -650,8 +650,8 @@ class Daemon:
             return
         if self.predictions is not None and (self.checkpoints.since or self.checkpoints.pending):
             self.checkpoint(wait=True, blocking_commit=False)
+        self.partitions.forget(revoked)
         for tp in revoked:
-            self.positions.pop(tp, None)
             self._ahead.pop(tp, None)
         self.pacer.forget(revoked)
         self.log.info("partitions_revoked", extra={"fields": {"partitions": sorted(f"{t.topic}:{t.partition}"
@@ -661,6 +661,11 @@ class Daemon:
 def _build_state(snapshot: dict) -> dict:
     """The checkpoint's plain-data tree from :meth:`Daemon._snapshot` (the heavy part)."""
     return {**snapshot, "join": snapshot["join"].state_dict()}
+
+
+def _written(rec: Any, now: float) -> float:
+    """When a record was written to Kafka (its timestamp), or ``now`` where it has none."""
+    return rec.timestamp / 1000 if rec.timestamp and rec.timestamp > 0 else now
 
 
 def _name(tp: TopicPartition) -> str:

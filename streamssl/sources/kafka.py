@@ -12,7 +12,8 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.record import MemoryRecords
 
 from ..config import KafkaConfig
-from .handover import HandoverLog, Window
+from .handover import HandoverLog
+from .partitions import Partitions
 
 Offsets = dict[TopicPartition, int]
 
@@ -64,17 +65,18 @@ class KafkaSource:
 
     With a ``handover`` log, a partition new to this consumer (not restored from a checkpoint)
     starts where its previous owner's handover window starts, and its records before the
-    window's end are handed over or skipped (:meth:`window_of`): see :mod:`streamssl.sources.handover`.
+    window's end are handed over or skipped (:meth:`Partitions.route <streamssl.sources.partitions.Partitions.route>`):
+    see :mod:`streamssl.sources.handover`.
     ``on_lost`` is told of the partitions whose state here no longer holds: taken away for good
     by a rebalance (revoked and not assigned back), or restored from the checkpoint but moved on
-    by another owner since (then taken over like new ones). ``replay``: the handover windows
-    being read, by partition (restored from a checkpoint); the dict is kept and updated, shared
-    with the caller.
+    by another owner since (then taken over like new ones). ``partitions``: the caller's
+    positions and handover windows being read (restored from a checkpoint); this source
+    starts and stops the windows.
     """
 
     def __init__(self, config: KafkaConfig, topics: list[str], start_offsets: Offsets | None = None,
                  on_revoke: Callable[[set[TopicPartition]], None] | None = None,
-                 handover: HandoverLog | None = None, replay: dict[TopicPartition, Window] | None = None,
+                 handover: HandoverLog | None = None, partitions: Partitions | None = None,
                  on_lost: Callable[[set[TopicPartition]], None] | None = None) -> None:
         self.config = config
         self.topics = topics
@@ -82,7 +84,7 @@ class KafkaSource:
         self.on_revoke = on_revoke
         self.on_lost = on_lost
         self.handover = handover
-        self.replay: dict[TopicPartition, Window] = replay if replay is not None else {}
+        self.partitions = partitions if partitions is not None else Partitions()
         self._owned: set[TopicPartition] = set()
         self._fresh: set[TopicPartition] = set()
         self._restored: Offsets = {}  # partitions just started from the checkpoint's offsets
@@ -108,7 +110,7 @@ class KafkaSource:
                 self._restored[tp] = offset
             elif tp not in self._owned:
                 self._fresh.add(tp)
-                self.replay.pop(tp, None)
+                self.partitions.drop_window(tp)
         lost, self._owned = self._owned - assigned, set(assigned)
         if self.handover is not None and self.start_offsets:
             # Restored partitions another consumer holds now: their state here is stale (the
@@ -122,7 +124,7 @@ class KafkaSource:
     def _lose(self, tps: set[TopicPartition]) -> None:
         """This consumer's state for ``tps`` no longer holds (see ``on_lost``)."""
         for tp in tps:
-            self.replay.pop(tp, None)
+            self.partitions.drop_window(tp)
         if self.on_lost is not None:
             self.on_lost(tps)
 
@@ -215,7 +217,7 @@ class KafkaSource:
                     self.consumer.seek(tp, start)
                     moved.add(tp)
                     if outcome == "replay":
-                        self.replay[tp] = window
+                        self.partitions.read_window(tp, window)
                 except (ValueError, KeyError, AssertionError):  # revoked meanwhile
                     outcome = "revoked"
             self.taken_over.append({"partition": f"{tp.topic}:{tp.partition}", "committed": at,
@@ -223,18 +225,6 @@ class KafkaSource:
                                     "listed": None if window is None or window.only is None else len(window.only),
                                     "outcome": outcome})
         return moved
-
-    def window_of(self, tp: TopicPartition, offset: int) -> Window | None:
-        """The handover window the record at ``offset`` of ``tp`` falls in, if any: processed by
-        the partition's previous owner, it is read again only to rebuild the label-join state
-        when the window :meth:`~streamssl.sources.handover.Window.holds` it, and skipped otherwise."""
-        window = self.replay.get(tp)
-        return window if window is not None and offset < window.end else None
-
-    def replay_done(self, positions: Offsets) -> None:
-        """Forget the handover windows that ``positions`` (next to read) have got past."""
-        for tp in [tp for tp, w in self.replay.items() if positions.get(tp, -1) >= w.end]:
-            del self.replay[tp]
 
     def _rewind(self, dropped: list) -> None:
         """Seek each partition of the ``dropped`` records back to the first of them, where it is
