@@ -243,6 +243,48 @@ class HttpConfig(_Section):
     max_connections: int = Field(32, ge=1)
 
 
+class DistributedConfig(_Section):
+    """Replicas of one consumer group keeping one model (:mod:`streamssl.distributed`).
+
+    ``world_size`` 1 (the default) is a single daemon. ``rank`` is this replica's number,
+    below ``world_size``; unset, it is taken from a StatefulSet pod's name (``HOSTNAME``
+    ending in ``-<ordinal>``). Rank 0 hosts the rendezvous (a torch.distributed TCPStore) at
+    ``address`` (``host:port``, reachable from every replica). Every ``sync_every_s`` the
+    replicas present hold a sync round; a round not done within ``timeout_s`` is skipped."""
+
+    world_size: int = Field(1, ge=1)
+    rank: int | None = Field(None, ge=0)
+    address: str = "127.0.0.1:29400"
+    sync_every_s: float = Field(5.0, gt=0)
+    timeout_s: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> "DistributedConfig":
+        if self.rank is not None and self.rank >= self.world_size:
+            raise ValueError(f"rank {self.rank} is not below world_size {self.world_size}")
+        host, _, port = self.address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"address {self.address!r} is not host:port")
+        return self
+
+    def resolved_rank(self, environ: Mapping[str, str] | None = None) -> int:
+        """``rank``, else the ordinal ending the pod's ``HOSTNAME`` (``streamssl-2`` → 2).
+
+        >>> DistributedConfig(world_size=3).resolved_rank({"HOSTNAME": "streamssl-2"})
+        2
+        """
+        if self.rank is not None:
+            return self.rank
+        name = (os.environ if environ is None else environ).get("HOSTNAME", "")
+        ordinal = name.rpartition("-")[2]
+        if self.world_size == 1:
+            return 0
+        if not ordinal.isdigit() or int(ordinal) >= self.world_size:
+            raise ConfigError(f"distributed.rank is not set and HOSTNAME {name!r} does not end in an "
+                              f"ordinal below world_size {self.world_size}")
+        return int(ordinal)
+
+
 class _LearnerSettings(_Section):
     """The learner's settings beside its switches (which :data:`LearnerConfig` adds)."""
 
@@ -302,6 +344,7 @@ class DaemonConfig(_Section):
     checkpoint: CheckpointConfig = CheckpointConfig()
     http: HttpConfig = HttpConfig()
     learner: LearnerConfig = LearnerConfig()
+    distributed: DistributedConfig = DistributedConfig()
 
     @model_validator(mode="after")
     def _check_pending_room(self) -> "DaemonConfig":

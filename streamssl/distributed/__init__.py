@@ -1,0 +1,1 @@
+"""Replicas of one consumer group keeping one model, over torch.distributed (see :mod:`.rounds`)."""

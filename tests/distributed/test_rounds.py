@@ -1,0 +1,105 @@
+"""Sync rounds among replica processes on loopback (torch.distributed: TCPStore and gloo):
+every member of a round gets the same payloads; a replica killed mid-stream stops nobody, and
+one that comes back joins again."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from streamssl.testing.broker import free_port
+
+REPLICA = Path(__file__).with_name("replica.py")
+
+
+class Replica:
+    def __init__(self, rank: int, world: int, address: str, log: Path) -> None:
+        self.log = log
+        with open(log, "ab") as f:
+            self.process = subprocess.Popen([sys.executable, str(REPLICA), str(rank), str(world), address],
+                                            stdout=f, stderr=subprocess.DEVNULL)
+
+    def rounds(self) -> list[dict]:
+        out = []
+        for line in self.log.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+        return out
+
+    def stop(self, sig=signal.SIGKILL) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=30)
+
+
+def wait_until(condition, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def ok_with(replica: Replica, size: int, after: int = -1) -> list[dict]:
+    return [r for r in replica.rounds() if r["outcome"] == "ok" and len(r["members"]) == size and r["round"] > after]
+
+
+@pytest.mark.slow
+def test_replicas_gather_the_same_payloads_go_on_without_a_killed_one_and_take_it_back(tmp_path):
+    address = f"127.0.0.1:{free_port()}"
+    replicas = [Replica(rank, 3, address, tmp_path / f"r{rank}.log") for rank in range(3)]
+    try:
+        wait_until(lambda: all(ok_with(r, 3) for r in replicas), 120, "a round of all three")
+        # Every member of a round got the same payloads, in the same (rank) order.
+        first = {r["round"]: r for r in ok_with(replicas[0], 3)}
+        common = [r for r in ok_with(replicas[1], 3) + ok_with(replicas[2], 3) if r["round"] in first]
+        assert common, "no round seen by two replicas"
+        for r in common:
+            assert r["members"] == first[r["round"]]["members"] and r["payloads"] == first[r["round"]]["payloads"]
+            assert sorted(p["member"] for p in r["payloads"]) == sorted(r["members"])
+
+        replicas[2].stop()
+        killed_at = max(r["round"] for r in replicas[0].rounds())
+        # The two left form rounds of two within a few timeouts; no round of theirs hangs.
+        wait_until(lambda: all(ok_with(r, 2, killed_at) for r in replicas[:2]), 60, "rounds of the two left")
+        for r in replicas[:2]:
+            assert max(x["seconds"] for x in r.rounds()) < 2 * 3.0 + 2.0
+        back = max(r["round"] for r in replicas[0].rounds())
+        replicas[2] = Replica(2, 3, address, tmp_path / "r2-again.log")
+        wait_until(lambda: all(ok_with(r, 3, back) for r in replicas), 120, "the restarted replica to join again")
+        again = ok_with(replicas[2], 3, back)[-1]
+        assert again["member"] in again["members"] and len(set(again["members"])) == 3
+    finally:
+        for r in replicas:
+            r.stop()
+    outcomes = {}
+    for r in replicas[:2]:
+        for x in r.rounds():
+            outcomes[x["outcome"]] = outcomes.get(x["outcome"], 0) + 1
+    print(f"\nround outcomes of the two that stayed: {outcomes}")
+
+
+@pytest.mark.slow
+def test_while_rank_0_and_its_rendezvous_are_gone_the_others_skip_rounds_then_meet_again(tmp_path):
+    address = f"127.0.0.1:{free_port()}"
+    replicas = [Replica(rank, 2, address, tmp_path / f"r{rank}.log") for rank in range(2)]
+    try:
+        wait_until(lambda: all(ok_with(r, 2) for r in replicas), 120, "a round of both")
+        replicas[0].stop()
+        gone_at = max(r["round"] for r in replicas[1].rounds())
+        wait_until(lambda: any(r["outcome"] == "unreachable" and r["round"] > gone_at for r in replicas[1].rounds()),
+                   60, "rank 1 to find the rendezvous gone")
+        assert replicas[1].process.poll() is None  # still running, rounds skipped
+        back = max(r["round"] for r in replicas[1].rounds())
+        replicas[0] = Replica(0, 2, address, tmp_path / "r0-again.log")
+        wait_until(lambda: all(ok_with(r, 2, back) for r in replicas), 120, "both to meet again")
+    finally:
+        for r in replicas:
+            r.stop()
