@@ -41,6 +41,7 @@ from kafka.errors import CommitFailedError, KafkaError
 from .checkpointer import Checkpointer
 from .label_join import Joined, LabelJoin
 from .pacing import Pacer
+from .sharing import LabelSharing
 from ..metrics.daemon import DaemonMetrics
 from ..sinks.kafka import DeadLetterSink, PredictionSink, SinkError, make_producer
 from ..sources.decode import DecodeError, EventDecoder, LabelDecoder
@@ -86,6 +87,7 @@ class Daemon:
         self.labels_correct = 0
         self._drifts_logged = 0
         self.checkpoints = Checkpointer(config.checkpoint, STATE_KIND, STATE_VERSION, build=_build_state)
+        self.sharing: LabelSharing | None = None  # with replicas (distributed.world_size > 1), from run()
         self._failed = False
         self._stop = threading.Event()
         self.stop_reason: str | None = None
@@ -225,6 +227,10 @@ class Daemon:
             gc.collect()
             gc.freeze()
             stack.callback(self.checkpoints.close)
+            if self.config.distributed.world_size > 1:
+                self.sharing = LabelSharing(self.config.distributed, self.metrics, self.log)
+                self.learner.share_labelled()
+                stack.callback(self.sharing.close, self.config.distributed.timeout_s)
             if self.config.http.enabled:
                 h = self.config.http
                 self.http = HealthServer(self.metrics.registry, self._alive, self.readiness, h.host, h.port,
@@ -347,6 +353,8 @@ class Daemon:
         if lag:  # with nothing assigned (between rebalances, before the first) the events read reach nowhere yet
             self.join.expire(now, self.pacer.event_clock(lag, now))
         self.metrics.sync_join(self.join)
+        if self.sharing is not None and self.sharing.tick(self.learner):
+            self.model_version += 1
         if self.checkpoints.written:
             self._finish_checkpoint()
         if self.checkpoints.due():

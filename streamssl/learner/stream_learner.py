@@ -371,6 +371,7 @@ class StreamLearner(base.Classifier):
         self.swaps = 0
         # Rows of the last learn_many batch accepted as pseudo-labels, and their labels.
         self.last_pseudo_labels: tuple[np.ndarray, list[Hashable]] = (np.zeros(0, dtype=np.int64), [])
+        self._shared: list[tuple[np.ndarray, list[Hashable]]] | None = None  # see share_labelled
         self.last_confidence: float | None = None
 
     @property
@@ -606,6 +607,7 @@ class StreamLearner(base.Classifier):
         pseudo = self._pseudo_label(Zt[~mask], np.flatnonzero(~labelled), X[~labelled])
         if labelled.any():
             self._learn_labelled(Zt[mask], [v for v, k in zip(y, labelled) if k], pseudo, rows=X[labelled])
+            self._keep_shared(X[labelled], [v for v, k in zip(y, labelled) if k])
         elif pseudo is not None:
             Zp, yp = pseudo
             self.head.learn(Zp, yp, self._pseudo_weights(len(yp)), self._featurize, mass=0.0)
@@ -622,6 +624,52 @@ class StreamLearner(base.Classifier):
         self._set_groups()
         A = self._augment(X[keep], "recall", None if keys is None else [keys[i] for i in keep])
         self._learn_labelled(to_tensor(self.standardizer.transform(A), self._device), [y[i] for i in keep], rows=A)
+        self._keep_shared(A, [y[i] for i in keep])
+
+    # -- labels shared between replicas (streamssl.distributed)
+    def share_labelled(self, on: bool = True) -> None:
+        """Keep (or stop keeping) the labelled events learned from now on, for
+        :meth:`take_labelled`: replicas of one daemon group learn each other's labels."""
+        self._shared = [] if on else None
+
+    def _keep_shared(self, rows: np.ndarray, labels: list[Hashable]) -> None:
+        if self._shared is not None:
+            self._shared.append((np.array(rows, dtype=np.float32), list(labels)))
+
+    def take_labelled(self) -> tuple[np.ndarray, list[Hashable]]:
+        """The labelled events learned since the last call (with :meth:`share_labelled` on):
+        rows as the heads saw them (the event's features and its temporal context, before
+        standardisation) and their labels.
+
+        >>> import numpy as np
+        >>> a, b = StreamLearner(seed=0), StreamLearner(seed=1)
+        >>> a.share_labelled()
+        >>> a.learn_many(np.array([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5]]), ["x", "y", None])
+        >>> rows, labels = a.take_labelled()
+        >>> rows.shape[0], labels, a.take_labelled()[1]
+        (2, ['x', 'y'], [])
+        >>> b.learn_many(np.array([[0.2, 0.8]]), [None])  # b has seen events, not labels
+        >>> b.learn_shared(rows, labels)
+        >>> b.classes_, b.labels_used
+        (['x', 'y'], 2)
+        """
+        kept, self._shared = (self._shared or []), ([] if self._shared is not None else None)
+        if not kept:
+            return np.zeros((0, self.n_features_ or 0), dtype=np.float32), []
+        return np.concatenate([r for r, _ in kept]), [v for _, ls in kept for v in ls]
+
+    def learn_shared(self, rows: np.ndarray, labels: Sequence[Hashable]) -> None:
+        """Learn labelled events another replica learned (:meth:`take_labelled`'s rows, which
+        carry their own temporal context): standardised with this learner's statistics, then
+        learned like late labels. They are not kept for sharing again."""
+        rows = np.asarray(rows, dtype=np.float32)
+        if len(rows) == 0:
+            return
+        if self.n_features_ is None:
+            raise ValueError("learn_shared needs a learner that has seen events of its own first")
+        if rows.shape[1] != self.n_features_:
+            raise ValueError(f"shared rows have {rows.shape[1]} columns, this learner's heads see {self.n_features_}")
+        self._learn_labelled(to_tensor(self.standardizer.transform(rows), self._device), list(labels), rows=rows)
 
     def _learn_labelled(self, Z: torch.Tensor, labels: list[Hashable],
                         pseudo: tuple[torch.Tensor, torch.Tensor] | None = None, *, rows: np.ndarray) -> None:

@@ -70,6 +70,20 @@ class DaemonMetrics(LearnerMetrics):
                                     "Seconds since the last checkpoint (since start when none yet).", registry=r)
         self.ready = Gauge("streamssl_ready", "1 while consuming and not stalled, else 0.", registry=r)
         self.model_version = Gauge("streamssl_model_version", "Learning updates applied to the model.", registry=r)
+        # Sync rounds among replicas (streamssl.distributed; only with distributed.world_size > 1).
+        self.sync_rounds = Counter("streamssl_sync_rounds", "Sync rounds among replicas, by outcome: ok, alone, "
+                                   "late, failed, timeout, unreachable.", ["outcome"], registry=r)
+        self.sync_seconds = Histogram("streamssl_sync_duration_seconds", "From joining a sync round to its end.",
+                                      buckets=LATENCY_BUCKETS, registry=r)
+        self.sync_bytes = Counter("streamssl_sync_sent_bytes", "Bytes of this replica's payloads in sync rounds "
+                                  "that went through (pickled).", registry=r)
+        self.sync_rows = Counter("streamssl_sync_rows", "Labelled rows shared through sync rounds: sent to the "
+                                 "other replicas, received and learned, or dropped (with the reason).",
+                                 ["direction"], registry=r)
+        self.sync_members = Gauge("streamssl_sync_members", "Replicas in the last sync round that went through.",
+                                  registry=r)
+        self.sync_last = Gauge("streamssl_sync_last_success_timestamp_seconds",
+                               "When the last sync round went through.", registry=r)
         self._checkpointed_at = time.time()  # start time until the first checkpoint
         self.checkpoint_age.set_function(lambda: time.time() - self._checkpointed_at)
         self._join_seen: dict[str, float] = {}

@@ -159,7 +159,14 @@ def test_compose_agrees_with_the_daemon_config(compose):
     # Prometheus scrapes the daemon's service and port.
     prom = load(DEPLOY / "prometheus" / "prometheus.yml")
     targets = [t for job in prom["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]]
-    assert targets == [f"streamssl:{cfg.http.port}"]
+    assert targets == [f"streamssl:{cfg.http.port}", f"streamssl-1:{cfg.http.port}"]
+    # The second replica: the same config and environment but its rank, its own state, the
+    # rendezvous on the first's service name.
+    second = services["streamssl-1"]
+    cfg1 = config_with({k: str(v) for k, v in second["environment"].items()})
+    assert (cfg.distributed.world_size, cfg.distributed.resolved_rank(), cfg1.distributed.resolved_rank()) == (2, 0, 1)
+    assert cfg1.distributed.address == cfg.distributed.address == f"streamssl:{cfg.distributed.address.split(':')[1]}"
+    assert set(second["volumes"]) & set(daemon["volumes"]) == {daemon["volumes"][0]}  # the config only
 
 
 def test_compose_gpu_override(compose):
@@ -213,7 +220,12 @@ def test_statefulset_agrees_with_config_service_monitor_secrets_and_image(statef
     cm = load(DEPLOY / "k8s" / "base" / "configmap.yaml")
     cfg = config_with(plain_env(c), cm["data"]["streamssl.yaml"])
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports == {"metrics": cfg.http.port}
+    sync_host, _, sync_port = cfg.distributed.address.rpartition(":")
+    assert ports == {"metrics": cfg.http.port, "sync": int(sync_port)}
+    # One rank per replica, from the pod's name; the rendezvous on pod 0 through the headless Service.
+    assert cfg.distributed.world_size == sts["spec"]["replicas"] and cfg.distributed.rank is None
+    assert sync_host == f"{sts['metadata']['name']}-0.{sts['spec']['serviceName']}"
+    assert cfg.distributed.resolved_rank({"HOSTNAME": f"{sts['metadata']['name']}-2"}) == 2
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     assert c["startupProbe"]["httpGet"]["path"] == "/healthz"
@@ -239,7 +251,9 @@ def test_statefulset_agrees_with_config_service_monitor_secrets_and_image(statef
     # The Service and the PodMonitor find the pods and their metrics port.
     svc = load(DEPLOY / "k8s" / "base" / "service.yaml")
     assert svc["spec"]["selector"].items() <= labels.items()
-    assert [p["targetPort"] for p in svc["spec"]["ports"]] == ["metrics"]
+    assert [p["targetPort"] for p in svc["spec"]["ports"]] == ["metrics", "sync"]
+    assert svc["metadata"]["name"] == sts["spec"]["serviceName"] and svc["spec"]["clusterIP"] == "None"
+    assert svc["spec"]["publishNotReadyAddresses"]  # pod 0's name resolves while the replicas start
     pm = load(DEPLOY / "k8s" / "base" / "podmonitor.yaml")
     assert pm["spec"]["selector"]["matchLabels"].items() <= labels.items()
     assert [e["port"] for e in pm["spec"]["podMetricsEndpoints"]] == ["metrics"]

@@ -1,0 +1,66 @@
+"""Two daemon replicas in one group, sharing their labels through sync rounds (torch.distributed
+on loopback) against a real Kafka-protocol broker: each learns the labels of the other's
+partitions too."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from streamssl.replay.run import bundled_sample
+from streamssl.testing.broker import Topics, free_port, read_topic
+from streamssl.testing.daemon import DaemonProcess, wait_for, write_config
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.mark.slow
+def test_two_replicas_each_learn_every_label(kafka_broker, tmp_path):
+    bootstrap = kafka_broker.bootstrap
+    topics = Topics.unique("replicas").create(bootstrap, partitions=2)
+    n, address = 2000, f"127.0.0.1:{free_port()}"
+    procs = []
+    try:
+        for rank in (0, 1):
+            (tmp_path / f"r{rank}").mkdir()
+            config = write_config(tmp_path / f"r{rank}", bootstrap, topics, "replicas", batch={"max_events": 100},
+                                  distributed={"world_size": 2, "rank": rank, "address": address,
+                                               "sync_every_s": 1.0, "timeout_s": 5.0})
+            procs.append(DaemonProcess(*config, tmp_path / f"r{rank}.log"))
+        for p in procs:
+            wait_for(lambda: p.get("/readyz")[0] == 200, 120, "both replicas ready", p)
+        produced = subprocess.run(
+            [sys.executable, "-m", "streamssl.cli", "produce", str(bundled_sample()), "--topic", topics.events,
+             "--labels-topic", topics.labels, "--label-rate", "0.2", "--label-delay-s", "0.2", "--limit", str(n),
+             "--rate", "400", "--bootstrap-servers", bootstrap], capture_output=True, text=True, timeout=120, check=True)
+        sent = json.loads(produced.stdout)
+        wait_for(lambda: len({r.key for r in read_topic(bootstrap, topics.predictions, timeout_s=2)}) >= n, 120,
+                 "a prediction for every event", procs[0])
+        a, b = procs
+
+        def hits(p) -> float:
+            return p.metric("streamssl_label_join_hits_total")
+
+        def rows(p, direction: str) -> float:
+            return p.metric("streamssl_sync_rows_total", {"direction": direction})
+
+        wait_for(lambda: hits(a) + hits(b) >= sent["labels"], 120, "every label joined", a)
+        # Each learns its own labels from the join and the other's through the rounds.
+        wait_for(lambda: rows(a, "received") == hits(b) and rows(b, "received") == hits(a), 120,
+                 "each replica to learn the other's labels", a)
+        assert hits(a) > 0 and hits(b) > 0  # the partitions really were split
+        assert rows(a, "sent") == hits(a) and rows(a, "dropped") == rows(b, "dropped") == 0
+        assert a.metric("streamssl_sync_rounds_total", {"outcome": "ok"}) > 0
+        assert a.metric("streamssl_sync_members") == 2
+        print(f"\n{sent['labels']} labels: A joined {hits(a):.0f} and received {rows(a, 'received'):.0f}, "
+              f"B joined {hits(b):.0f} and received {rows(b, 'received'):.0f}; rounds of A: "
+              f"{a.metric('streamssl_sync_rounds_total', {'outcome': 'ok'}):.0f} ok")
+        for p in procs:
+            assert p.stop(signal.SIGTERM) == 0
+    finally:
+        for p in procs:
+            p.kill()
