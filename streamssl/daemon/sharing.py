@@ -15,8 +15,10 @@ weights nor the predictions of two replicas are equal.
 
 A round that does not go through (failed, timeout, late, unreachable) keeps its rows, offered
 again in the next one (at most :attr:`LabelSharing.MAX_ROWS`; beyond, the oldest are dropped
-and counted). Rows offered in a round where this replica was alone went to nobody and are not
-kept: a replica that joins later has not learned them.
+and counted). The rows not yet through a round are in each checkpoint, and a restarted replica
+offers them again: a label learned just before a crash reaches the others all the same (twice,
+where its round went through after the checkpoint). Rows offered in a round where this replica
+was alone went to nobody and are not kept: a replica that joins later has not learned them.
 """
 
 from __future__ import annotations
@@ -38,14 +40,15 @@ class LabelSharing:
 
     MAX_ROWS = 200_000
 
-    def __init__(self, config: DistributedConfig, metrics, log: logging.Logger, group: SyncGroup | None = None) -> None:
+    def __init__(self, config: DistributedConfig, metrics, log: logging.Logger, group: SyncGroup | None = None,
+                 offered: list[tuple[np.ndarray, list]] | None = None) -> None:
         self.group = group or SyncGroup(config)
         self.metrics, self.log = metrics, log
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._result: Round | None = None
         self._bytes = self._sent = self._sent_parts = 0
-        self._offered: list[tuple[np.ndarray, list]] = []  # offered, not yet through a round
+        self._offered: list[tuple[np.ndarray, list]] = list(offered or [])  # offered, not yet through a round
         self._inbox: list[tuple[np.ndarray, list]] = []  # received before the learner could learn them
 
     def tick(self, learner) -> int:
@@ -121,6 +124,12 @@ class LabelSharing:
             self.metrics.sync_rows.labels(direction="dropped").inc(len(labels))
             self.log.warning("sync_rows_dropped", extra={"fields": {"rows": len(labels),
                                                                     "error": "too many rows waiting for a round"}})
+
+    def unshared(self, learner) -> list[tuple[np.ndarray, list]]:
+        """For a checkpoint (plain data): the labelled rows not yet through a round, those the
+        learner learned since the last one included. A restart offers them again, so a label
+        learned just before a crash still reaches the others (perhaps twice)."""
+        return [(rows, list(labels)) for rows, labels in [*self._offered, *learner.kept_labelled()]]
 
     def close(self, timeout_s: float | None = None) -> None:
         """Stop after the round in flight (waiting at most ``timeout_s`` for it)."""

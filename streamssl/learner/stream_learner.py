@@ -658,6 +658,10 @@ class StreamLearner(base.Classifier):
             return np.zeros((0, self.n_features_ or 0), dtype=np.float32), []
         return np.concatenate([r for r, _ in kept]), [v for _, ls in kept for v in ls]
 
+    def kept_labelled(self) -> list[tuple[np.ndarray, list[Hashable]]]:
+        """What :meth:`take_labelled` would return next, in parts, without taking it."""
+        return list(self._shared or [])
+
     def learn_shared(self, rows: np.ndarray, labels: Sequence[Hashable]) -> None:
         """Learn labelled events another replica learned (:meth:`take_labelled`'s rows, which
         carry their own temporal context): standardised with this learner's statistics, then

@@ -64,3 +64,67 @@ def test_two_replicas_each_learn_every_label(kafka_broker, tmp_path):
     finally:
         for p in procs:
             p.kill()
+
+
+@pytest.mark.slow
+def test_a_replica_killed_mid_stream_stops_no_other_loses_no_label_and_joins_again(kafka_broker, tmp_path):
+    """Three replicas; one is SIGKILLed mid-stream: the other two go on serving and syncing
+    between themselves, take its partitions (handover), and every label still reaches both of
+    them (its labels not yet shared are in its checkpoint, offered again once it is back)."""
+    bootstrap = kafka_broker.bootstrap
+    topics = Topics.unique("replicas-kill").create(bootstrap, partitions=3)
+    n, address = 3000, f"127.0.0.1:{free_port()}"
+    configs, procs, producer = [], [], None
+
+    def start(rank: int, name: str) -> DaemonProcess:
+        return DaemonProcess(*configs[rank], tmp_path / f"{name}.log")
+
+    def members(p) -> float:
+        return p.metric("streamssl_sync_members")
+
+    def ok_rounds(p) -> float:
+        return p.metric("streamssl_sync_rounds_total", {"outcome": "ok"})
+
+    def reached(p) -> float:  # labels it joined itself, and those received from the others
+        return p.metric("streamssl_label_join_hits_total") + p.metric("streamssl_sync_rows_total",
+                                                                      {"direction": "received"})
+
+    try:
+        for rank in range(3):
+            (tmp_path / f"r{rank}").mkdir()
+            configs.append(write_config(tmp_path / f"r{rank}", bootstrap, topics, "replicas-kill",
+                                        batch={"max_events": 100}, checkpoint={"every_s": 2.0},
+                                        labels={"pending_ttl_s": 5.0},
+                                        distributed={"world_size": 3, "rank": rank, "address": address,
+                                                     "sync_every_s": 1.0, "timeout_s": 5.0}))
+            procs.append(start(rank, f"r{rank}"))
+        for p in procs:
+            wait_for(lambda: p.get("/readyz")[0] == 200, 120, "every replica ready", p)
+        producer = subprocess.Popen(
+            [sys.executable, "-m", "streamssl.cli", "produce", str(bundled_sample()), "--topic", topics.events,
+             "--labels-topic", topics.labels, "--label-rate", "0.2", "--label-delay-s", "0.5", "--limit", str(n),
+             "--rate", "100", "--bootstrap-servers", bootstrap], stdout=subprocess.PIPE, text=True)
+        for p in procs:
+            wait_for(lambda: p.metric("streamssl_predictions_produced_total") >= 100 and members(p) == 3, 120,
+                     "each replica predicting, in rounds of three", p)
+        procs[2].stop(signal.SIGKILL)
+        before = [ok_rounds(p) for p in procs[:2]]
+        for p, done in zip(procs[:2], before):
+            wait_for(lambda: members(p) == 2 and ok_rounds(p) >= done + 3, 60, "rounds of the two left", p)
+        procs[2] = start(2, "r2-again")
+        for p in procs:
+            wait_for(lambda: members(p) == 3, 120, "the killed replica to join the rounds again", p)
+        sent = json.loads(producer.communicate(timeout=120)[0])
+        wait_for(lambda: len({r.key for r in read_topic(bootstrap, topics.predictions, timeout_s=2)}) >= n, 120,
+                 "a prediction for every event", procs[0])
+        for p in procs[:2]:
+            wait_for(lambda: reached(p) >= sent["labels"], 120, "every label to reach the replicas that stayed", p)
+        print(f"\n{sent['labels']} labels; reached the two that stayed: {[reached(p) for p in procs[:2]]}; "
+              f"rounds: {[{o: p.metric('streamssl_sync_rounds_total', {'outcome': o}) for o in ('ok', 'alone', 'late', 'failed', 'timeout')} for p in procs[:2]]}")
+        for p in procs:
+            assert p.stop(signal.SIGTERM) == 0
+    finally:
+        for p in procs:
+            p.kill()
+        if producer is not None and producer.poll() is None:
+            producer.kill()

@@ -1,0 +1,90 @@
+"""The daemon's side of the sync rounds, with scripted rounds (the rounds themselves run between
+processes in tests/distributed): what is offered, kept, learned and checkpointed."""
+
+import logging
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+
+from streamssl.daemon.sharing import LabelSharing
+from streamssl.distributed.rounds import Round
+from streamssl.learner import StreamLearner
+from streamssl.metrics.daemon import DaemonMetrics
+
+
+class ScriptedGroup:
+    """Answers each round with the next outcome, and the other member's payload when ok."""
+
+    member = "me"
+
+    def __init__(self, outcomes, theirs):
+        self.outcomes, self.theirs, self.offered = list(outcomes), theirs, []
+
+    def wait_for_next(self, stop):
+        return len(self.offered)
+
+    def round(self, payload, r):
+        self.offered.append(sum(len(labels) for _, labels in payload["offered"]))
+        outcome = self.outcomes.pop(0)
+        payloads = [payload, {"member": "them", "offered": self.theirs}] if outcome == "ok" else []
+        return Round(r, outcome, ["me", "them"] if outcome == "ok" else [], payloads)
+
+    def close(self):
+        pass
+
+
+def finish(sharing):
+    sharing._thread.join(10)
+
+
+def labelled_rows(n: int):
+    """Rows as another replica's learner offers them (features and temporal context)."""
+    other = StreamLearner(seed=1)
+    other.share_labelled()
+    other.learn_many(np.random.default_rng(0).random((n, 2)), ["x", "y"] * (n // 2) + ["x"] * (n % 2))
+    return other.take_labelled()
+
+
+def test_rows_are_offered_until_a_round_goes_through_and_the_others_rows_are_learned():
+    registry = CollectorRegistry()
+    metrics = DaemonMetrics(registry)
+    theirs = [labelled_rows(3)]
+    group = ScriptedGroup(["timeout", "ok", "late", "late"], theirs)
+    sharing = LabelSharing(None, metrics, logging.getLogger("t"), group=group)
+    learner = StreamLearner(seed=0)
+    learner.share_labelled()
+    learner.learn_many(np.array([[0.0, 1.0], [1.0, 0.0]]), ["x", "y"])
+    sharing.tick(learner)  # round 0 offers our two rows and times out
+    finish(sharing)
+    learner.learn_many(np.array([[0.2, 0.8]]), ["x"])
+    assert [len(ls) for _, ls in sharing.unshared(learner)] == [2, 1]  # what a checkpoint keeps
+    sharing.tick(learner)  # round 1 offers all three, goes through, brings theirs
+    finish(sharing)
+    assert group.offered == [2, 3]
+    before = learner.labels_used
+    assert sharing.tick(learner) == 3 and learner.labels_used == before + 3
+    finish(sharing)
+    value = registry.get_sample_value
+    assert value("streamssl_sync_rounds_total", {"outcome": "timeout"}) == 1
+    assert value("streamssl_sync_rounds_total", {"outcome": "ok"}) == 1
+    assert value("streamssl_sync_rows_total", {"direction": "sent"}) == 3
+    assert value("streamssl_sync_rows_total", {"direction": "received"}) == 3
+    assert value("streamssl_sync_members") == 2
+    assert sharing.unshared(learner) == []
+
+
+def test_rows_received_before_the_learner_has_seen_events_wait_and_bad_ones_are_counted():
+    registry = CollectorRegistry()
+    theirs = [labelled_rows(2), (np.zeros((1, 5), dtype=np.float32), ["x"])]
+    sharing = LabelSharing(None, DaemonMetrics(registry), logging.getLogger("t"),
+                           group=ScriptedGroup(["ok", "late", "late", "late"], theirs))
+    learner = StreamLearner(seed=0)
+    learner.share_labelled()
+    sharing.tick(learner)
+    finish(sharing)
+    assert sharing.tick(learner) == 0 and sharing.state()["inbox"] == 3  # nothing seen yet: kept
+    finish(sharing)
+    learner.learn_many(np.array([[0.0, 1.0]]), [None])
+    assert sharing.tick(learner) == 2  # the two of the right width; the other is dropped, counted
+    finish(sharing)
+    assert registry.get_sample_value("streamssl_sync_rows_total", {"direction": "dropped"}) == 1
