@@ -30,15 +30,22 @@ class ProduceSummary:
                 "events_per_second": round(self.events / self.seconds, 1) if self.seconds else None}
 
 
-def event_message(event_id: str, x: np.ndarray, names: list[str], layout: str, timestamp: float) -> bytes:
-    """The JSON an event is sent as: ``{"id", "features", "timestamp"}``.
+def event_message(event_id: str, x: np.ndarray, names: list[str], layout: str, timestamp: float,
+                  entity: tuple[str, str] | None = None) -> bytes:
+    """The JSON an event is sent as: ``{"id", "features", "timestamp"}``, and its entity
+    ``(field, key)`` where the stream has one.
 
     >>> event_message("e1", np.array([1.0, 0.5]), ["a", "b"], "object", 1700000000.0)
     b'{"id":"e1","features":{"a":1.0,"b":0.5},"timestamp":1700000000.0}'
+    >>> event_message("e1", np.array([1.0]), ["a"], "object", 1.0, ("meter", "m7"))
+    b'{"id":"e1","features":{"a":1.0},"timestamp":1.0,"meter":"m7"}'
     """
     values = x.tolist()
     features = dict(zip(names, values)) if layout == "object" else values
-    return json.dumps({"id": event_id, "features": features, "timestamp": timestamp}, separators=(",", ":")).encode()
+    body = {"id": event_id, "features": features, "timestamp": timestamp}
+    if entity is not None:
+        body[entity[0]] = entity[1]
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def produce(path: str | os.PathLike, producer, topic: str, labels_topic: str | None = None, label_rate: float = 0.0,
@@ -50,7 +57,10 @@ def produce(path: str | os.PathLike, producer, topic: str, labels_topic: str | N
     as ``{"id", "label"}`` to ``labels_topic`` ``label_delay_s`` seconds later. ``rate`` caps
     events per second. The label mask is the one ``streamssl replay`` draws for the same seed.
     ``repeat`` sends the stream that many times over (ids keep counting, so they stay unique;
-    ``limit`` caps the total). ``options`` says how the file's columns are read; the features are
+    ``limit`` caps the total). With ``options.key_column`` each event carries its entity under
+    that name, and the event and its label are keyed by the entity in Kafka, so an entity's
+    events and labels share one partition and reach one daemon. ``options`` says how the
+    file's columns are read; the features are
     sent encoded (:mod:`streamssl.schema`) under the encoded names. Returns once every label is
     sent and the producer is flushed.
     """
@@ -61,23 +71,26 @@ def produce(path: str | os.PathLike, producer, topic: str, labels_topic: str | N
 
     def send_due(now: float) -> None:
         while due and due[0][0] <= now:
-            _, _, event_id, label = heapq.heappop(due)
+            _, _, event_id, label, key = heapq.heappop(due)
             producer.send(labels_topic, json.dumps({"id": event_id, "label": label}, separators=(",", ":")).encode(),
-                          key=event_id.encode())
+                          key=key)
             summary.labels += 1
 
     for batch in _batches(path, repeat, limit, on_bad, summary, options):
         names = summary.feature_names
         reveal = rng.random(len(batch.y)) < label_rate
-        for x, y, show in zip(batch.X, batch.y, reveal):
+        entities = batch.keys if batch.keys is not None else [None] * len(batch.y)
+        for x, y, show, entity in zip(batch.X, batch.y, reveal, entities):
             if rate:
                 ahead = start + summary.events / rate - time.monotonic()
                 if ahead > 0:
                     time.sleep(ahead)
             event_id = f"{id_prefix}{summary.events}"
-            producer.send(topic, event_message(event_id, x, names, layout, time.time()), key=event_id.encode())
+            key = (event_id if entity is None else str(entity)).encode()
+            named = None if entity is None else (options.key_column, str(entity))
+            producer.send(topic, event_message(event_id, x, names, layout, time.time(), named), key=key)
             if labels_topic and show and y is not None:
-                heapq.heappush(due, (time.monotonic() + label_delay_s, summary.events, event_id, y))
+                heapq.heappush(due, (time.monotonic() + label_delay_s, summary.events, event_id, y, key))
             summary.events += 1
             send_due(time.monotonic())
         if on_progress is not None:
