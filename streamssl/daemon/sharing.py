@@ -8,17 +8,25 @@ members. Rounds run on a thread of their own; the loop hands the payload over an
 came back between batches (:meth:`LabelSharing.tick`), so a slow or failed round never holds
 up predictions.
 
-What is exactly identical across replicas after a round: the set of labelled events each has
-learned from, up to that round. What is not: the order they were learned in, each replica's
-standardisation statistics and temporal context (from its own events), so neither the
-weights nor the predictions of two replicas are equal.
+Each round also carries the statistics (count, mean, squared deviations) of the events the
+replica has seen since its last round through, and each merges the others' into its
+standardisation (Chan's merge), so all standardise as if each had seen every event. With the
+self-supervised encoder on, each takes the members' encoder weights averaged, weighted by
+the events each saw since the last round (its optimiser's state stays its own).
 
-A round that does not go through (failed, timeout, late, unreachable) keeps its rows, offered
+What is exactly identical across replicas after a round: the set of labelled events each has
+learned from, up to that round, and, among replicas that took part in every round since they
+started, the standardisation statistics (up to rounding); the encoder's weights, right after
+the round. What is not: the order the labels were learned in, the temporal context (per
+entity, with the replica that owns it), the heads' weights, hence the predictions.
+
+A round that does not go through (alone, failed, timeout, late, unreachable) keeps its rows, offered
 again in the next one (at most :attr:`LabelSharing.MAX_ROWS`; beyond, the oldest are dropped
 and counted). The rows not yet through a round are in each checkpoint, and a restarted replica
 offers them again: a label learned just before a crash reaches the others all the same (twice,
 where its round went through after the checkpoint). Rows offered in a round where this replica
-was alone went to nobody and are not kept: a replica that joins later has not learned them.
+was alone are kept too, for the next round with another member: the replicas present then
+learn them; one absent then (down, or not started) does not.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from ..config import DistributedConfig
+from ..distributed.merge import Moments, average_states, merge_moments
 from ..distributed.rounds import Round, SyncGroup
 
 
@@ -50,6 +59,10 @@ class LabelSharing:
         self._bytes = self._sent = self._sent_parts = 0
         self._offered: list[tuple[np.ndarray, list]] = list(offered or [])  # offered, not yet through a round
         self._inbox: list[tuple[np.ndarray, list]] = []  # received before the learner could learn them
+        self._moments: Moments | None = None  # the statistics of our events since the last round through
+        self._inbox_moments: list[Moments] = []
+        self._own: dict = {}  # the payload of the round in flight
+        self._encoders: list[tuple[dict, float]] = []  # (weights, events) of the last round through
 
     def tick(self, learner) -> int:
         """Between batches: learn what a finished round brought, and start the next one with the
@@ -66,7 +79,12 @@ class LabelSharing:
         if len(labels):
             self._offered.append((rows, labels))
             self._cap()
-        payload = {"member": self.group.member, "offered": list(self._offered)}
+        seen = learner.take_moments()
+        if seen is not None:
+            self._moments = seen if self._moments is None else merge_moments([self._moments, seen])
+        payload = {"member": self.group.member, "offered": list(self._offered), "moments": self._moments,
+                   "encoder": learner.encoder_state(), "events": 0 if self._moments is None else self._moments[0]}
+        self._own = payload
         self._result = None
         self._thread = threading.Thread(target=self._run, args=(payload,), name="streamssl-sync", daemon=True)
         self._thread.start()
@@ -85,16 +103,22 @@ class LabelSharing:
     def _finished(self, result: Round) -> None:
         self.metrics.sync_rounds.labels(outcome=result.outcome).inc()
         self.metrics.sync_seconds.observe(result.seconds)
-        if result.outcome in ("ok", "alone"):
-            # What this round carried is through (or went to nobody): later parts stay offered.
+        if result.outcome == "ok":
+            # What this round carried is through: later parts stay offered.
             del self._offered[: self._sent_parts]
-            if result.outcome == "ok":
-                self.metrics.sync_rows.labels(direction="sent").inc(self._sent)
-                self.metrics.sync_bytes.inc(self._bytes)
-                self.metrics.sync_members.set(len(result.members))
-                self.metrics.sync_last.set(time.time())
-                for payload in result.payloads:
-                    self._inbox.extend(payload.get("offered", []))
+            self._moments = None
+            self.metrics.sync_rows.labels(direction="sent").inc(self._sent)
+            self.metrics.sync_bytes.inc(self._bytes)
+            self.metrics.sync_members.set(len(result.members))
+            self.metrics.sync_last.set(time.time())
+            for payload in result.payloads:
+                self._inbox.extend(payload.get("offered", []))
+                if payload.get("moments") is not None:
+                    self._inbox_moments.append(payload["moments"])
+            self._encoders = [(p["encoder"], float(p.get("events") or 0)) for p in [self._own, *result.payloads]
+                              if p.get("encoder") is not None]
+        elif result.outcome == "alone":  # kept for whoever comes (a replica just late, or back)
+            self.metrics.sync_members.set(1)
         else:
             self.log.warning("sync_round_skipped", extra={"fields": {
                 "round": result.id, "outcome": result.outcome, "members": result.members, "error": result.error}})
@@ -102,8 +126,16 @@ class LabelSharing:
     def _learn(self, learner) -> int:
         """Learn the rows received, once the learner has seen events of its own (it needs their
         statistics); rows it cannot take are dropped, counted and logged."""
-        if not self._inbox or learner.n_features_ is None:
+        if self._encoders:
+            self._average_encoders(learner)
+        if not (self._inbox or self._inbox_moments) or learner.n_features_ is None:
             return 0
+        moments, self._inbox_moments = self._inbox_moments, []
+        for n, mean, m2 in moments:
+            try:
+                learner.merge_moments(n, mean, m2)
+            except ValueError as exc:
+                self.log.error("sync_statistics_dropped", extra={"fields": {"events": n, "error": str(exc)}})
         inbox, self._inbox = self._inbox, []
         learned = 0
         for rows, labels in inbox:
@@ -115,6 +147,19 @@ class LabelSharing:
                 self.log.error("sync_rows_dropped", extra={"fields": {"rows": len(labels), "error": str(exc)}})
         self.metrics.sync_rows.labels(direction="received").inc(learned)
         return learned
+
+    def _average_encoders(self, learner) -> None:
+        """Take the members' encoder weights averaged, each weighted by the events it saw since
+        the last round through (equally where none did)."""
+        encoders, self._encoders = self._encoders, []
+        if len(encoders) < 2 or learner.encoder_state() is None:
+            return
+        weights = [w for _, w in encoders]
+        try:
+            learner.load_encoder_state(average_states([e for e, _ in encoders],
+                                                      weights if sum(weights) > 0 else [1.0] * len(weights)))
+        except (KeyError, RuntimeError, ValueError) as exc:  # another architecture: not averaged
+            self.log.error("sync_encoder_not_averaged", extra={"fields": {"error": str(exc)[:300]}})
 
     def _cap(self) -> None:
         total = sum(len(ls) for _, ls in self._offered)

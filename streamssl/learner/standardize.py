@@ -55,19 +55,37 @@ class OnlineStandardizer:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[0] == 0:
             return
-        m = X.shape[0]
         batch_mean = X.mean(axis=0)
-        batch_m2 = ((X - batch_mean) ** 2).sum(axis=0)
-        if self.mean is None:
-            self.n, self.mean, self._m2 = m, batch_mean, batch_m2
+        self.merge(X.shape[0], batch_mean, ((X - batch_mean) ** 2).sum(axis=0))
+
+    def merge(self, m: float, mean: np.ndarray, m2: np.ndarray) -> None:
+        """Merge the statistics of ``m`` rows seen elsewhere (their ``mean`` and sum of squared
+        deviations ``m2``): the result is that of one pass over all the rows.
+
+        >>> a, b = OnlineStandardizer(), OnlineStandardizer()
+        >>> a.update(np.array([[1.0], [2.0]])); b.update(np.array([[3.0], [6.0]]))
+        >>> a.merge(*b.moments()); a.n, a.mean.tolist()
+        (4, [3.0])
+        """
+        if m <= 0:
             return
-        if X.shape[1] != self.mean.shape[0]:
-            raise ValueError(f"expected {self.mean.shape[0]} features, got {X.shape[1]}")
+        mean, m2 = np.asarray(mean, dtype=np.float64), np.asarray(m2, dtype=np.float64)
+        if self.mean is None:
+            self.n, self.mean, self._m2 = int(m), mean.copy(), m2.copy()
+            return
+        if mean.shape != self.mean.shape:
+            raise ValueError(f"expected {self.mean.shape[0]} features, got {mean.shape[0]}")
         n = self.n + m
-        delta = batch_mean - self.mean
+        delta = mean - self.mean
         self.mean = self.mean + delta * (m / n)
-        self._m2 = self._m2 + batch_m2 + delta**2 * (self.n * m / n)
-        self.n = n
+        self._m2 = self._m2 + m2 + delta**2 * (self.n * m / n)
+        self.n = int(n)
+
+    def moments(self) -> tuple[int, np.ndarray, np.ndarray]:
+        """Count, mean and sum of squared deviations of the rows seen (for :meth:`merge`)."""
+        if self.mean is None:
+            raise RuntimeError("no data seen yet")
+        return self.n, self.mean.copy(), self._m2.copy()
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Z-scores of ``X`` under the current statistics (zeros before any update)."""

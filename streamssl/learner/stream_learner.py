@@ -372,6 +372,7 @@ class StreamLearner(base.Classifier):
         # Rows of the last learn_many batch accepted as pseudo-labels, and their labels.
         self.last_pseudo_labels: tuple[np.ndarray, list[Hashable]] = (np.zeros(0, dtype=np.int64), [])
         self._shared: list[tuple[np.ndarray, list[Hashable]]] | None = None  # see share_labelled
+        self._shared_stats: OnlineStandardizer | None = None  # the events' statistics since take_moments
         self.last_confidence: float | None = None
 
     @property
@@ -586,6 +587,8 @@ class StreamLearner(base.Classifier):
         raw = X
         X = self._augment(X, "update", keys)
         self.standardizer.update(X)
+        if self._shared_stats is not None:
+            self._shared_stats.update(X)
         Z = self.standardizer.transform(X)
         self.n_seen += len(X)
         signals = self.monitor.signals
@@ -629,8 +632,47 @@ class StreamLearner(base.Classifier):
     # -- labels shared between replicas (streamssl.distributed)
     def share_labelled(self, on: bool = True) -> None:
         """Keep (or stop keeping) the labelled events learned from now on, for
-        :meth:`take_labelled`: replicas of one daemon group learn each other's labels."""
+        :meth:`take_labelled`, and the statistics of the events seen, for :meth:`take_moments`:
+        replicas of one daemon group learn each other's labels and standardise alike."""
         self._shared = [] if on else None
+        self._shared_stats = OnlineStandardizer() if on else None
+
+    def take_moments(self) -> tuple[int, np.ndarray, np.ndarray] | None:
+        """Count, mean and sum of squared deviations of the events seen since the last call (as
+        the heads see them, before standardisation); ``None`` if there were none.
+
+        >>> import numpy as np
+        >>> a, b = StreamLearner(seed=0, temporal=False), StreamLearner(seed=1, temporal=False)
+        >>> a.share_labelled()
+        >>> a.learn_many(np.array([[0.0], [2.0]]), [None, None])
+        >>> b.learn_many(np.array([[4.0], [6.0]]), [None, None])
+        >>> b.merge_moments(*a.take_moments())
+        >>> b.standardizer.mean.tolist(), a.take_moments()
+        ([3.0], None)
+        """
+        stats = self._shared_stats
+        if stats is None or stats.mean is None:
+            return None
+        self._shared_stats = OnlineStandardizer()
+        return stats.moments()
+
+    def encoder_state(self) -> dict[str, torch.Tensor] | None:
+        """The self-supervised encoder's weights (its objective's networks), copied to the CPU;
+        ``None`` without an encoder. Replicas average them (:meth:`load_encoder_state`)."""
+        if self.ssl is None:
+            return None
+        return {k: v.detach().cpu().clone() for k, v in self.ssl.objective.state_dict().items()}
+
+    def load_encoder_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Take encoder weights (e.g. the replicas' average); the optimiser's state stays."""
+        if self.ssl is None:
+            raise ValueError("this learner has no encoder")
+        self.ssl.objective.load_state_dict({k: v.to(self.ssl.device) for k, v in state.items()})
+
+    def merge_moments(self, n: int, mean: np.ndarray, m2: np.ndarray) -> None:
+        """Merge another replica's event statistics (:meth:`take_moments`) into the
+        standardisation, as if this learner had seen those events too."""
+        self.standardizer.merge(n, mean, m2)
 
     def _keep_shared(self, rows: np.ndarray, labels: list[Hashable]) -> None:
         if self._shared is not None:

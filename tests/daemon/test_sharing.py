@@ -4,9 +4,11 @@ processes in tests/distributed): what is offered, kept, learned and checkpointed
 import logging
 
 import numpy as np
+import torch
 from prometheus_client import CollectorRegistry
 
 from streamssl.daemon.sharing import LabelSharing
+from streamssl.distributed.merge import average_states
 from streamssl.distributed.rounds import Round
 from streamssl.learner import StreamLearner
 from streamssl.metrics.daemon import DaemonMetrics
@@ -26,7 +28,8 @@ class ScriptedGroup:
     def round(self, payload, r):
         self.offered.append(sum(len(labels) for _, labels in payload["offered"]))
         outcome = self.outcomes.pop(0)
-        payloads = [payload, {"member": "them", "offered": self.theirs}] if outcome == "ok" else []
+        them = self.theirs if isinstance(self.theirs, dict) else {"member": "them", "offered": self.theirs}
+        payloads = [payload, them] if outcome == "ok" else []
         return Round(r, outcome, ["me", "them"] if outcome == "ok" else [], payloads)
 
     def close(self):
@@ -88,3 +91,27 @@ def test_rows_received_before_the_learner_has_seen_events_wait_and_bad_ones_are_
     assert sharing.tick(learner) == 2  # the two of the right width; the other is dropped, counted
     finish(sharing)
     assert registry.get_sample_value("streamssl_sync_rows_total", {"direction": "dropped"}) == 1
+
+
+def test_the_others_statistics_are_merged_and_the_encoders_averaged_by_the_events_each_saw():
+    rng = np.random.default_rng(0)
+    mine_x, theirs_x = rng.normal(0, 1, (64, 2)), rng.normal(5, 2, (192, 2))
+    learner, other = (StreamLearner(seed=s, encoder=True, temporal=False) for s in (0, 1))
+    for model, X in ((learner, mine_x), (other, theirs_x)):
+        model.share_labelled()
+        model.learn_many(X, [None] * len(X))
+    theirs = {"member": "them", "offered": [], "moments": other.take_moments(), "encoder": other.encoder_state(),
+              "events": 192}
+    sharing = LabelSharing(None, DaemonMetrics(CollectorRegistry()), logging.getLogger("t"),
+                           group=ScriptedGroup(["ok", "late", "late"], theirs))
+    expected = average_states([learner.encoder_state(), theirs["encoder"]], [64, 192])
+    sharing.tick(learner)
+    finish(sharing)
+    sharing.tick(learner)
+    finish(sharing)
+    got = learner.encoder_state()
+    assert all(torch.allclose(got[k], v) for k, v in expected.items() if torch.is_floating_point(v))
+    both = np.concatenate([mine_x, theirs_x])
+    assert learner.standardizer.n == 256
+    np.testing.assert_allclose(learner.standardizer.mean, both.mean(axis=0))
+    np.testing.assert_allclose(learner.standardizer.std, both.std(axis=0))
