@@ -177,10 +177,14 @@ class LabelSharing:
         return [(rows, list(labels)) for rows, labels in [*self._offered, *learner.kept_labelled()]]
 
     def close(self, timeout_s: float | None = None) -> None:
-        """Stop after the round in flight (waiting at most ``timeout_s`` for it)."""
+        """Stop after the round in flight: every step of a round is bounded by the round's
+        timeout, so waiting ``timeout_s`` a few times over lets it end (a thread left inside
+        torch.distributed when the process exits can abort it)."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout_s)
+            self._thread.join(None if timeout_s is None else 4 * timeout_s)
+            if self._thread.is_alive():
+                self.log.warning("sync_round_still_running", extra={"fields": {"waited_s": 4 * timeout_s}})
         self.group.close()
 
     def state(self) -> dict[str, Any]:

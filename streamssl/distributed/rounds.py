@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -87,6 +88,10 @@ class SyncGroup:
                                                wait_for_workers=False)
                 self._store = self._host
             else:
+                # Rank 0 down refuses at once: find out before TCPStore's connect, which retries
+                # for the whole timeout (and must not be left running when the process exits).
+                with socket.create_connection((self.host, self.port), timeout=min(2.0, self.config.timeout_s)):
+                    pass
                 self._store = dist.TCPStore(self.host, self.port, None, False, timeout=timeout)
         return self._store
 
