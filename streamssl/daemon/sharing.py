@@ -56,7 +56,7 @@ class LabelSharing:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._result: Round | None = None
-        self._bytes = self._sent = self._sent_parts = 0
+        self._bytes = 0  # of the payload of the round in flight, pickled (on the round's thread)
         self._offered: list[tuple[np.ndarray, list]] = list(offered or [])  # offered, not yet through a round
         self._inbox: list[tuple[np.ndarray, list]] = []  # received before the learner could learn them
         self._moments: Moments | None = None  # the statistics of our events since the last round through
@@ -97,17 +97,16 @@ class LabelSharing:
         self._bytes = len(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
         self._result = self.group.round(payload, r)
         self._result.payloads = [p for p in self._result.payloads if p.get("member") != self.group.member]
-        self._sent = sum(len(ls) for _, ls in payload["offered"])
-        self._sent_parts = len(payload["offered"])
 
     def _finished(self, result: Round) -> None:
         self.metrics.sync_rounds.labels(outcome=result.outcome).inc()
         self.metrics.sync_seconds.observe(result.seconds)
         if result.outcome == "ok":
             # What this round carried is through: later parts stay offered.
-            del self._offered[: self._sent_parts]
+            carried = self._own["offered"]
+            del self._offered[: len(carried)]
             self._moments = None
-            self.metrics.sync_rows.labels(direction="sent").inc(self._sent)
+            self.metrics.sync_rows.labels(direction="sent").inc(sum(len(labels) for _, labels in carried))
             self.metrics.sync_bytes.inc(self._bytes)
             self.metrics.sync_members.set(len(result.members))
             self.metrics.sync_last.set(time.time())

@@ -6,19 +6,19 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from streamssl.testing.broker import free_port
+from streamssl.testing.daemon import wait_for
 
 REPLICA = Path(__file__).with_name("replica.py")
 
 
 class Replica:
     def __init__(self, rank: int, world: int, address: str, log: Path) -> None:
-        self.log = log
+        self.log, self.address = log, address
         with open(log, "ab") as f:
             self.process = subprocess.Popen([sys.executable, str(REPLICA), str(rank), str(world), address],
                                             stdout=f, stderr=subprocess.DEVNULL)
@@ -38,13 +38,10 @@ class Replica:
             self.process.wait(timeout=30)
 
 
-def wait_until(condition, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+def start(n: int, tmp_path: Path) -> list[Replica]:
+    """``n`` replicas of one group, meeting at a fresh loopback address, each logging to tmp_path."""
+    address = f"127.0.0.1:{free_port()}"
+    return [Replica(rank, n, address, tmp_path / f"r{rank}.log") for rank in range(n)]
 
 
 def ok_with(replica: Replica, size: int, after: int = -1) -> list[dict]:
@@ -53,10 +50,10 @@ def ok_with(replica: Replica, size: int, after: int = -1) -> list[dict]:
 
 @pytest.mark.slow
 def test_replicas_gather_the_same_payloads_go_on_without_a_killed_one_and_take_it_back(tmp_path):
-    address = f"127.0.0.1:{free_port()}"
-    replicas = [Replica(rank, 3, address, tmp_path / f"r{rank}.log") for rank in range(3)]
+    replicas = start(3, tmp_path)
+    address = replicas[0].address
     try:
-        wait_until(lambda: all(ok_with(r, 3) for r in replicas), 120, "a round of all three")
+        wait_for(lambda: all(ok_with(r, 3) for r in replicas), 120, "a round of all three")
         # Every member of a round got the same payloads, in the same (rank) order.
         first = {r["round"]: r for r in ok_with(replicas[0], 3)}
         common = [r for r in ok_with(replicas[1], 3) + ok_with(replicas[2], 3) if r["round"] in first]
@@ -68,12 +65,12 @@ def test_replicas_gather_the_same_payloads_go_on_without_a_killed_one_and_take_i
         replicas[2].stop()
         killed_at = max(r["round"] for r in replicas[0].rounds())
         # The two left form rounds of two within a few timeouts; no round of theirs hangs.
-        wait_until(lambda: all(ok_with(r, 2, killed_at) for r in replicas[:2]), 60, "rounds of the two left")
+        wait_for(lambda: all(ok_with(r, 2, killed_at) for r in replicas[:2]), 60, "rounds of the two left")
         for r in replicas[:2]:
             assert max(x["seconds"] for x in r.rounds()) < 2 * 3.0 + 2.0
         back = max(r["round"] for r in replicas[0].rounds())
         replicas[2] = Replica(2, 3, address, tmp_path / "r2-again.log")
-        wait_until(lambda: all(ok_with(r, 3, back) for r in replicas), 120, "the restarted replica to join again")
+        wait_for(lambda: all(ok_with(r, 3, back) for r in replicas), 120, "the restarted replica to join again")
         again = ok_with(replicas[2], 3, back)[-1]
         assert again["member"] in again["members"] and len(set(again["members"])) == 3
     finally:
@@ -88,18 +85,18 @@ def test_replicas_gather_the_same_payloads_go_on_without_a_killed_one_and_take_i
 
 @pytest.mark.slow
 def test_while_rank_0_and_its_rendezvous_are_gone_the_others_skip_rounds_then_meet_again(tmp_path):
-    address = f"127.0.0.1:{free_port()}"
-    replicas = [Replica(rank, 2, address, tmp_path / f"r{rank}.log") for rank in range(2)]
+    replicas = start(2, tmp_path)
+    address = replicas[0].address
     try:
-        wait_until(lambda: all(ok_with(r, 2) for r in replicas), 120, "a round of both")
+        wait_for(lambda: all(ok_with(r, 2) for r in replicas), 120, "a round of both")
         replicas[0].stop()
         gone_at = max(r["round"] for r in replicas[1].rounds())
-        wait_until(lambda: any(r["outcome"] == "unreachable" and r["round"] > gone_at for r in replicas[1].rounds()),
+        wait_for(lambda: any(r["outcome"] == "unreachable" and r["round"] > gone_at for r in replicas[1].rounds()),
                    60, "rank 1 to find the rendezvous gone")
         assert replicas[1].process.poll() is None  # still running, rounds skipped
         back = max(r["round"] for r in replicas[1].rounds())
         replicas[0] = Replica(0, 2, address, tmp_path / "r0-again.log")
-        wait_until(lambda: all(ok_with(r, 2, back) for r in replicas), 120, "both to meet again")
+        wait_for(lambda: all(ok_with(r, 2, back) for r in replicas), 120, "both to meet again")
     finally:
         for r in replicas:
             r.stop()
