@@ -161,7 +161,8 @@ class MemoryMember:
 
 class RiverMember:
     """Any river classifier, on the features with their temporal context (not standardised:
-    a tree's thresholds are then in the units of the data), one ``learn_one`` per label.
+    a tree's thresholds are then in the units of the data), one ``learn_one`` per label;
+    with ``own_features``, on the event's own features alone.
 
     River's adaptive random forest predicts a micro-batch at once
     (:func:`~streamssl.learner.trees.forest_proba`); other classifiers row by row. Rows are
@@ -180,16 +181,22 @@ class RiverMember:
     [0, 1]
     """
 
-    def __init__(self, model: base.Classifier) -> None:
+    def __init__(self, model: base.Classifier, own_features: bool = False) -> None:
         self.model = model
+        self.own_features = own_features
+
+    def _rows(self, batch: Batch) -> np.ndarray:
+        rows = np.asarray(batch.rows, dtype=np.float64)
+        return rows[:, : batch.n_inputs] if self.own_features else rows
 
     def proba(self, batch: Batch, n_classes: int) -> np.ndarray:
         from river import forest
 
+        rows = self._rows(batch)
         if isinstance(self.model, forest.ARFClassifier):
-            return forest_proba(self.model, batch.rows, n_classes)
-        out = np.zeros((len(batch.rows), n_classes))
-        for r, row in enumerate(np.asarray(batch.rows, dtype=np.float64).tolist()):
+            return forest_proba(self.model, rows, n_classes)
+        out = np.zeros((len(rows), n_classes))
+        for r, row in enumerate(rows.tolist()):
             for c, p in self.model.predict_proba_one(dict(enumerate(row))).items():
                 if isinstance(c, (int, np.integer)) and 0 <= c < n_classes:  # bool too: 0/1 models answer False/True
                     out[r, int(c)] = p
@@ -197,7 +204,7 @@ class RiverMember:
         return np.where(total > 0, out / np.where(total > 0, total, 1.0), 1.0 / max(1, n_classes))
 
     def learn(self, batch: Batch, y: np.ndarray) -> None:
-        for row, label in zip(np.asarray(batch.rows, dtype=np.float64).tolist(), y.tolist()):
+        for row, label in zip(self._rows(batch).tolist(), y.tolist()):
             self.model.learn_one(dict(enumerate(row)), label)
 
     def state_dict(self) -> bytes:

@@ -33,6 +33,7 @@ STREAMSSL_MODELS: dict[str, dict] = {
     "streamssl-ssl-pseudo": {"encoder": True, "pseudo_labels": True},
     "streamssl-trees": {"trees": True},  # the head that splits (river ARF on the same features), explicit
     "streamssl-no-trees": {"trees": False},
+    "streamssl-no-raw-tree": {"raw_tree": False},  # the forest on the context alone: the default before 2026-12-04
     "streamssl-linear": {"linear": True},  # the linear head (softmax regression on the own features), explicit
     "streamssl-no-linear": {"linear": False},  # without it: the default before 2026-12-03
     "streamssl-uncalibrated": {"calibrate": False},  # the combined answer served as it is

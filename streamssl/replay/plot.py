@@ -106,7 +106,7 @@ def accuracy_plot(runs: Sequence[ModelRun], path: str | Path, title: str, window
 
 
 #: A colour per member of the streamssl learner, the same in every plot.
-_MEMBER_COLOURS = {"mlp": "#1f4e9c", "raw": "#82a9e6", "memory": "#2a9d8f", "tree": "#6a994e", "linear": "#f4a261"}
+_MEMBER_COLOURS = {"mlp": "#1f4e9c", "raw": "#82a9e6", "memory": "#2a9d8f", "tree": "#6a994e", "raw-tree": "#a7c957", "linear": "#f4a261"}
 
 
 def weights_panel(ax, run: ModelRun) -> None:

@@ -49,7 +49,7 @@ def test_each_model_gets_a_curve_of_windowed_accuracy():
     # The learner's members' shares of the answers, at the curve's own points; a peer has none.
     weights = by["streamssl"].weights
     assert [x for x, _ in weights] == [x for x, _ in by["streamssl"].curve] and by["no-change"].weights == []
-    assert all(set(w) == {"mlp", "raw", "memory", "tree", "linear"} and abs(sum(w.values()) - 1) < 1e-9 for _, w in weights)
+    assert all(set(w) == {"mlp", "raw", "memory", "tree", "raw-tree", "linear"} and abs(sum(w.values()) - 1) < 1e-9 for _, w in weights)
     assert len({tuple(sorted(w.items())) for _, w in weights}) > 1  # they move as the members are scored
 
 

@@ -470,7 +470,7 @@ def test_experts_report_each_heads_prequential_accuracy_and_weight():
     assert n - n0 == 1200 and abs((c - c0) / 1200 - alone["accuracy"]) < 0.01
     assert alone["experts"]["mlp"]["accuracy"] == c / n
     experts = run(batches, StreamLearner(seed=0), label_rate=0.2, seed=1).to_json()["experts"]
-    assert set(experts) == {"mlp", "raw", "memory", "tree", "linear"}
+    assert set(experts) == {"mlp", "raw", "memory", "tree", "raw-tree", "linear"}
     assert sum(e["weight"] for e in experts.values()) == pytest.approx(1.0)
     assert all(0.7 < e["accuracy"] <= 1.0 for e in experts.values())
     assert run(batches, RiverBatchAdapter(__import__("river").naive_bayes.GaussianNB(), ["a", "b", "c"]),
