@@ -177,22 +177,22 @@ def write_report(docs: list[dict], stream_list: list[Stream], models: list[str],
                 lines.append(f"| {name} | {pct(rate)} | " + " | ".join(
                     f"{np.mean([r['events_per_second'] for r in row[m]]):,.0f}" if m in row else "-"
                     for m in models) + " |")
-    lines += ["", "## Peak RSS (MiB, max over seeds) and pseudo-label precision", "",
-              "| stream | rate | " + " | ".join(f"{m} RSS" for m in models)
-              + " | streamssl-pseudo precision | streamssl-cotrain precision |",
-              "|---|---:|" + "---:|" * (len(models) + 2)]
+    pseudo = [m for m in ("streamssl-pseudo", "streamssl-cotrain") if m in models]  # those that take them
+    lines += ["", "## Peak RSS (MiB, max over seeds)" + (" and pseudo-label precision" if pseudo else ""), "",
+              "| stream | rate | " + " | ".join([f"{m} RSS" for m in models] + [f"{m} precision" for m in pseudo]) + " |",
+              "|---|---:|" + "---:|" * (len(models) + len(pseudo))]
     for rate in rates:
         for name in names:
             row = cells.get((name, rate))
             if row:
                 precision = []
-                for variant in ("streamssl-pseudo", "streamssl-cotrain"):
+                for variant in pseudo:
                     prec = [r["pseudo_label_precision"] for r in row.get(variant, [])
                             if r["pseudo_label_precision"] is not None]
                     precision.append(fmt(prec) if prec else "none accepted")
                 lines.append(f"| {name} | {pct(rate)} | " + " | ".join(
-                    f"{max(r['peak_rss_mb'] for r in row[m]):,.0f}" if m in row else "-" for m in models)
-                    + f" | {precision[0]} | {precision[1]} |")
+                    [f"{max(r['peak_rss_mb'] for r in row[m]):,.0f}" if m in row else "-" for m in models]
+                    + precision) + " |")
     lines += ["", "## streamssl (defaults) against the best peer, on raw and on the same features", "",
               "Accuracy points of `streamssl` minus the best peer of the cell (mean over seeds), first against "
               "peers on the raw features, then against peers given streamssl's temporal context stage "
