@@ -88,14 +88,15 @@ def test_the_linear_head_is_a_member_scored_and_checkpointed_like_the_others(tmp
     assert "linear" not in StreamLearner(linear=False, seed=0).mix.members
 
 
-def test_checkpoints_from_before_the_linear_head_go_on_without_it():
-    X, y = _stream(300, seed=4)
-    model = StreamLearner(seed=0, linear=False)
+@pytest.mark.parametrize("switch, head, seed", [("linear", "linear", 4), ("raw_tree", "raw-tree", 5)])
+def test_checkpoints_from_before_a_head_go_on_without_it(switch, head, seed):
+    X, y = _stream(300, seed=seed)
+    model = StreamLearner(seed=0, **{switch: False})
     model.learn_many(X[:200], y[:200])
     state = model.state_dict()
-    del state["params"]["linear"]  # as saved before the switch existed
+    del state["params"][switch]  # as saved before the switch existed
     restored = StreamLearner.from_state_dict(state)
-    assert "linear" not in restored.heads
+    assert head not in restored.heads
     np.testing.assert_array_equal(restored.predict_proba_many(X[200:]), model.predict_proba_many(X[200:]))
 
 
@@ -121,17 +122,6 @@ def test_the_raw_feature_forest_sees_the_events_own_features_alone():
     assert "raw-tree" not in StreamLearner(temporal=False, seed=0).mix.members
     assert "raw-tree" not in StreamLearner(trees=False, seed=0).mix.members
     assert "raw-tree" not in StreamLearner(raw_tree=False, seed=0).mix.members
-
-
-def test_checkpoints_from_before_the_raw_feature_forest_go_on_without_it():
-    X, y = _stream(300, seed=5)
-    model = StreamLearner(seed=0, raw_tree=False)
-    model.learn_many(X[:200], y[:200])
-    state = model.state_dict()
-    del state["params"]["raw_tree"]  # as saved before the switch existed
-    restored = StreamLearner.from_state_dict(state)
-    assert "raw-tree" not in restored.heads
-    np.testing.assert_array_equal(restored.predict_proba_many(X[200:]), model.predict_proba_many(X[200:]))
 
 
 def _split_features(forest) -> set[int]:
