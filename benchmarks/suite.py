@@ -1,7 +1,7 @@
 """The benchmark suite: `streamssl bench` over the real recorded streams, label rates and seeds,
 written up as benchmarks/RESULTS.md with tables and plots.
 
-    python benchmarks/suite.py                 # the whole suite: 1 % and 5 % labels, 3 seeds (about 52 minutes)
+    python benchmarks/suite.py                 # the whole suite: 1 % and 5 % labels, 3 seeds (about 64 minutes)
     python benchmarks/suite.py --quick --out /tmp/quick   # CI's smoke run (about a minute)
 
 Every cell (stream, label rate, seed) runs each model in a fresh process through the same
