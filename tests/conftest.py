@@ -6,9 +6,9 @@ import torch
 
 def pytest_collection_modifyitems(config, items):
     """Every test that takes the broker, directly or through another fixture, carries the
-    ``kafka`` marker: ``pytest -m "not kafka"`` runs the rest without one. Under pytest-xdist
-    (``-n 2 --dist loadgroup``, the default in pyproject.toml) the ``kafka`` tests run one after
-    another in one worker, with one broker, while the other worker runs the rest."""
+    ``kafka`` marker: ``pytest -m "not kafka"`` runs the rest without one. The ``kafka`` tests
+    also form one xdist group, so that pytest-xdist's ``loadgroup`` (pyproject.toml) runs them one
+    after another in one worker, with one broker."""
     for item in items:
         if "kafka_broker" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.kafka)
