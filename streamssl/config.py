@@ -250,13 +250,16 @@ class DistributedConfig(_Section):
     below ``world_size``; unset, it is taken from a StatefulSet pod's name (``HOSTNAME``
     ending in ``-<ordinal>``). Rank 0 hosts the rendezvous (a torch.distributed TCPStore) at
     ``address`` (``host:port``, reachable from every replica). Every ``sync_every_s`` the
-    replicas present hold a sync round; a round not done within ``timeout_s`` is skipped."""
+    replicas present hold a sync round; a round not done within ``timeout_s`` is skipped.
+    Labelled rows are offered in every round until every rank has them, for at most
+    ``offer_for_s`` (then given up for the ranks still missing: one down that long)."""
 
     world_size: int = Field(1, ge=1)
     rank: int | None = Field(None, ge=0)
     address: str = "127.0.0.1:29400"
     sync_every_s: float = Field(5.0, gt=0)
     timeout_s: float = Field(10.0, gt=0)
+    offer_for_s: float = Field(300.0, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> "DistributedConfig":

@@ -173,8 +173,7 @@ class Daemon:
             except ValueError as exc:
                 self.log.warning("imputation_reset", extra={"fields": {"error": str(exc)}})
         self.partitions = Partitions.from_state_dict(state)
-        self._unshared = [(np.asarray(rows, dtype=np.float32), list(labels))
-                          for rows, labels in state.get("unshared", [])]  # absent before sync rounds
+        self._unshared = list(state.get("unshared", []))  # absent before sync rounds; read by LabelSharing
         c = state["counters"]
         self.model_version, self.events_seen = c["model_version"], c["events_seen"]
         self.labels_scored, self.labels_correct = c["labels_scored"], c["labels_correct"]

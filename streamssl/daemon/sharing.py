@@ -2,7 +2,7 @@
 
 Labels are scarce, so replicas of one group that split the partitions share them: each round
 (:mod:`streamssl.distributed.rounds`) a replica offers the labelled events its learner learned
-since the last round it offered in (rows as its heads saw them, temporal context included, so
+that not every other replica has yet (rows as its heads saw them, temporal context included, so
 per-entity state stays with the replica that owns the entity), and learns those of the other
 members. Rounds run on a thread of their own; the loop hands the payload over and learns what
 came back between batches (:meth:`LabelSharing.tick`), so a slow or failed round never holds
@@ -14,19 +14,23 @@ standardisation (Chan's merge), so all standardise as if each had seen every eve
 self-supervised encoder on, each takes the members' encoder weights averaged, weighted by
 the events each saw since the last round (its optimiser's state stays its own).
 
-What is exactly identical across replicas after a round: the set of labelled events each has
-learned from, up to that round, and, among replicas that took part in every round since they
+What is exactly identical across replicas after a round that all of them took part in: the set
+of labelled events each has learned from, up to that round, and, among replicas that took part in every round since they
 started, the standardisation statistics (up to rounding); the encoder's weights, right after
 the round. What is not: the order the labels were learned in, the temporal context (per
 entity, with the replica that owns it), the heads' weights, hence the predictions.
 
-A round that does not go through (alone, failed, timeout, late, unreachable) keeps its rows, offered
-again in the next one (at most :attr:`LabelSharing.MAX_ROWS`; beyond, the oldest are dropped
-and counted). The rows not yet through a round are in each checkpoint, and a restarted replica
+Rows are offered in every round until every rank has taken them: each offer carries the ranks
+that have it, a receiver learns only what it does not have yet, and a round that goes through
+adds its members' ranks. So a replica that sat rounds out (busy replaying a partition it took
+over, its sync thread late, down and restarted) still learns what the others offered meanwhile,
+once. A round that does not go through (alone, failed, timeout, late, unreachable) keeps the
+rows for the next. Rows still missing a rank ``offer_for_s`` after they were first offered are
+given up for it (counted as ``expired``: a replica that stays down does not make every round
+carry all labels since); beyond :attr:`LabelSharing.MAX_ROWS` waiting, the oldest are dropped
+(counted). The rows not yet taken by every rank are in each checkpoint, and a restarted replica
 offers them again: a label learned just before a crash reaches the others all the same (twice,
-where its round went through after the checkpoint). Rows offered in a round where this replica
-was alone are kept too, for the next round with another member: the replicas present then
-learn them; one absent then (down, or not started) does not.
+where a round went through after the checkpoint).
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ import logging
 import pickle
 import threading
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -44,20 +49,50 @@ from ..distributed.merge import Moments, average_states, merge_moments
 from ..distributed.rounds import Round, SyncGroup
 
 
+@dataclass
+class Offer:
+    """Labelled rows this replica offers, and the ranks that have them (its own included).
+
+    A checkpoint holds it as plain data (:meth:`plain`); :meth:`from_plain` also reads the
+    ``(rows, labels)`` pairs of checkpoints from before offers knew their ranks.
+
+    >>> old = Offer.from_plain(([[0.0, 1.0]], ["x"]), rank=1, now=5.0)  # an older checkpoint's
+    >>> old.have, old.since, Offer.from_plain(old.plain(), rank=1, now=9.0).since
+    ({1}, 5.0, 5.0)
+    """
+
+    rows: np.ndarray
+    labels: list
+    have: set[int]
+    since: float  # wall clock, when first offered
+
+    def plain(self) -> tuple:
+        return self.rows, list(self.labels), sorted(self.have), self.since
+
+    @classmethod
+    def from_plain(cls, entry: Sequence, rank: int, now: float) -> "Offer":
+        rows, labels, *rest = entry
+        have = set(rest[0]) if rest else set()
+        return cls(np.asarray(rows, dtype=np.float32), list(labels), have | {rank}, float(rest[1]) if rest else now)
+
+
 class LabelSharing:
     """Offers the learner's labelled events to the other replicas and learns theirs."""
 
     MAX_ROWS = 200_000
 
     def __init__(self, config: DistributedConfig, metrics, log: logging.Logger, group: SyncGroup | None = None,
-                 offered: list[tuple[np.ndarray, list]] | None = None) -> None:
+                 offered: Sequence[Sequence] = (), clock: Callable[[], float] = time.time) -> None:
         self.group = group or SyncGroup(config)
+        self.rank, self.ranks = self.group.rank, set(range(config.world_size))
+        self.offer_for_s, self.clock = config.offer_for_s, clock
         self.metrics, self.log = metrics, log
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._result: Round | None = None
         self._bytes = 0  # of the payload of the round in flight, pickled (on the round's thread)
-        self._offered: list[tuple[np.ndarray, list]] = list(offered or [])  # offered, not yet through a round
+        self._offered = [Offer.from_plain(o, self.rank, clock()) for o in offered]  # not yet taken by every rank
+        self._carried: list[Offer] = []  # those in the round in flight
         self._inbox: list[tuple[np.ndarray, list]] = []  # received before the learner could learn them
         self._moments: Moments | None = None  # the statistics of our events since the last round through
         self._inbox_moments: list[Moments] = []
@@ -77,12 +112,15 @@ class LabelSharing:
         learned += self._learn(learner)
         rows, labels = learner.take_labelled()
         if len(labels):
-            self._offered.append((rows, labels))
-            self._cap()
+            self._offered.append(Offer(rows, list(labels), {self.rank}, self.clock()))
+        self._expire()
+        self._cap()
         seen = learner.take_moments()
         if seen is not None:
             self._moments = seen if self._moments is None else merge_moments([self._moments, seen])
-        payload = {"member": self.group.member, "offered": list(self._offered), "moments": self._moments,
+        self._carried = list(self._offered)
+        payload = {"member": self.group.member, "rank": self.rank,
+                   "offered": [(o.rows, o.labels, sorted(o.have)) for o in self._carried], "moments": self._moments,
                    "encoder": learner.encoder_state(), "events": 0 if self._moments is None else self._moments[0]}
         self._own = payload
         self._result = None
@@ -102,16 +140,21 @@ class LabelSharing:
         self.metrics.sync_rounds.labels(outcome=result.outcome).inc()
         self.metrics.sync_seconds.observe(result.seconds)
         if result.outcome == "ok":
-            # What this round carried is through: later parts stay offered.
-            carried = self._own["offered"]
-            del self._offered[: len(carried)]
+            # The members now have what this round carried: counted as sent the first time it
+            # reaches another rank, offered no more once every rank has it.
+            members = {p["rank"] for p in [self._own, *result.payloads] if "rank" in p}
+            for offer in self._carried:
+                if offer.have == {self.rank} and members - offer.have:
+                    self.metrics.sync_rows.labels(direction="sent").inc(len(offer.labels))
+                offer.have |= members
+            self._offered = [o for o in self._offered if not o.have >= self.ranks]
             self._moments = None
-            self.metrics.sync_rows.labels(direction="sent").inc(sum(len(labels) for _, labels in carried))
             self.metrics.sync_bytes.inc(self._bytes)
             self.metrics.sync_members.set(len(result.members))
             self.metrics.sync_last.set(time.time())
-            for payload in result.payloads:
-                self._inbox.extend(payload.get("offered", []))
+            for payload in result.payloads:  # what we do not have yet (older replicas send no ranks)
+                self._inbox.extend((entry[0], entry[1]) for entry in payload.get("offered", [])
+                                   if len(entry) < 3 or self.rank not in entry[2])
                 if payload.get("moments") is not None:
                     self._inbox_moments.append(payload["moments"])
             self._encoders = [(p["encoder"], float(p.get("events") or 0)) for p in [self._own, *result.payloads]
@@ -160,20 +203,33 @@ class LabelSharing:
         except (KeyError, RuntimeError, ValueError) as exc:  # another architecture: not averaged
             self.log.error("sync_encoder_not_averaged", extra={"fields": {"error": str(exc)[:300]}})
 
+    def _expire(self) -> None:
+        """Give up rows offered longer than ``offer_for_s`` for the ranks that have not taken them."""
+        now = self.clock()
+        old = [o for o in self._offered if now - o.since > self.offer_for_s]
+        if not old:
+            return
+        self._offered = [o for o in self._offered if now - o.since <= self.offer_for_s]
+        self.metrics.sync_rows.labels(direction="expired").inc(sum(len(o.labels) for o in old))
+        self.log.warning("sync_rows_expired", extra={"fields": {
+            "rows": sum(len(o.labels) for o in old), "offered_for_s": self.offer_for_s,
+            "ranks_missing": sorted(set().union(*(self.ranks - o.have for o in old)))}})
+
     def _cap(self) -> None:
-        total = sum(len(ls) for _, ls in self._offered)
+        total = sum(len(o.labels) for o in self._offered)
         while total > self.MAX_ROWS and len(self._offered) > 1:
-            _, labels = self._offered.pop(0)
+            labels = self._offered.pop(0).labels
             total -= len(labels)
             self.metrics.sync_rows.labels(direction="dropped").inc(len(labels))
             self.log.warning("sync_rows_dropped", extra={"fields": {"rows": len(labels),
                                                                     "error": "too many rows waiting for a round"}})
 
-    def unshared(self, learner) -> list[tuple[np.ndarray, list]]:
-        """For a checkpoint (plain data): the labelled rows not yet through a round, those the
-        learner learned since the last one included. A restart offers them again, so a label
-        learned just before a crash still reaches the others (perhaps twice)."""
-        return [(rows, list(labels)) for rows, labels in [*self._offered, *learner.kept_labelled()]]
+    def unshared(self, learner) -> list[tuple]:
+        """For a checkpoint (plain data, :meth:`Offer.plain`): the labelled rows not yet taken by
+        every rank, those the learner learned since the last round included. A restart offers
+        them again, so a label learned just before a crash still reaches the others (perhaps twice)."""
+        return [o.plain() for o in self._offered] + [Offer(rows, list(labels), {self.rank}, self.clock()).plain()
+                                                      for rows, labels in learner.kept_labelled()]
 
     def close(self, timeout_s: float | None = None) -> None:
         """Stop after the round in flight: every step of a round is bounded by the round's
@@ -188,4 +244,4 @@ class LabelSharing:
 
     def state(self) -> dict[str, Any]:
         """For logs: rows waiting to be offered and received waiting to be learned."""
-        return {"offered": sum(len(ls) for _, ls in self._offered), "inbox": sum(len(ls) for _, ls in self._inbox)}
+        return {"offered": sum(len(o.labels) for o in self._offered), "inbox": sum(len(ls) for _, ls in self._inbox)}

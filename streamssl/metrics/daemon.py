@@ -78,7 +78,8 @@ class DaemonMetrics(LearnerMetrics):
         self.sync_bytes = Counter("streamssl_sync_sent_bytes", "Bytes of this replica's payloads in sync rounds "
                                   "that went through (pickled).", registry=r)
         self.sync_rows = Counter("streamssl_sync_rows", "Labelled rows shared through sync rounds: sent to the "
-                                 "other replicas, received and learned, or dropped (with the reason).",
+                                 "other replicas, received and learned, dropped (with the reason), or expired (offered "
+                                 "for distributed.offer_for_s without reaching every replica).",
                                  ["direction"], registry=r)
         self.sync_members = Gauge("streamssl_sync_members", "Replicas in the last sync round that went through.",
                                   registry=r)

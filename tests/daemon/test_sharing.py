@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from prometheus_client import CollectorRegistry
 
+from streamssl.config import DistributedConfig
 from streamssl.daemon.sharing import LabelSharing
 from streamssl.distributed.merge import average_states
 from streamssl.distributed.rounds import Round
@@ -17,7 +18,7 @@ from streamssl.metrics.daemon import DaemonMetrics
 class ScriptedGroup:
     """Answers each round with the next outcome, and the other member's payload when ok."""
 
-    member = "me"
+    member, rank = "me", 0
 
     def __init__(self, outcomes, theirs):
         self.outcomes, self.theirs, self.offered = list(outcomes), theirs, []
@@ -26,14 +27,17 @@ class ScriptedGroup:
         return len(self.offered)
 
     def round(self, payload, r):
-        self.offered.append(sum(len(labels) for _, labels in payload["offered"]))
+        self.offered.append(sum(len(entry[1]) for entry in payload["offered"]))
         outcome = self.outcomes.pop(0)
-        them = self.theirs if isinstance(self.theirs, dict) else {"member": "them", "offered": self.theirs}
+        them = self.theirs if isinstance(self.theirs, dict) else {"member": "them", "rank": 1, "offered": self.theirs}
         payloads = [payload, them] if outcome == "ok" else []
         return Round(r, outcome, ["me", "them"] if outcome == "ok" else [], payloads)
 
     def close(self):
         pass
+
+
+TWO = DistributedConfig(world_size=2, rank=0)
 
 
 def finish(sharing):
@@ -53,14 +57,14 @@ def test_rows_are_offered_until_a_round_goes_through_and_the_others_rows_are_lea
     metrics = DaemonMetrics(registry)
     theirs = [labelled_rows(3)]
     group = ScriptedGroup(["timeout", "ok", "late", "late"], theirs)
-    sharing = LabelSharing(None, metrics, logging.getLogger("t"), group=group)
+    sharing = LabelSharing(TWO, metrics, logging.getLogger("t"), group=group)
     learner = StreamLearner(seed=0)
     learner.share_labelled()
     learner.learn_many(np.array([[0.0, 1.0], [1.0, 0.0]]), ["x", "y"])
     sharing.tick(learner)  # round 0 offers our two rows and times out
     finish(sharing)
     learner.learn_many(np.array([[0.2, 0.8]]), ["x"])
-    assert [len(ls) for _, ls in sharing.unshared(learner)] == [2, 1]  # what a checkpoint keeps
+    assert [len(entry[1]) for entry in sharing.unshared(learner)] == [2, 1]  # what a checkpoint keeps
     sharing.tick(learner)  # round 1 offers all three, goes through, brings theirs
     finish(sharing)
     assert group.offered == [2, 3]
@@ -79,7 +83,7 @@ def test_rows_are_offered_until_a_round_goes_through_and_the_others_rows_are_lea
 def test_rows_received_before_the_learner_has_seen_events_wait_and_bad_ones_are_counted():
     registry = CollectorRegistry()
     theirs = [labelled_rows(2), (np.zeros((1, 5), dtype=np.float32), ["x"])]
-    sharing = LabelSharing(None, DaemonMetrics(registry), logging.getLogger("t"),
+    sharing = LabelSharing(TWO, DaemonMetrics(registry), logging.getLogger("t"),
                            group=ScriptedGroup(["ok", "late", "late", "late"], theirs))
     learner = StreamLearner(seed=0)
     learner.share_labelled()
@@ -100,9 +104,9 @@ def test_the_others_statistics_are_merged_and_the_encoders_averaged_by_the_event
     for model, X in ((learner, mine_x), (other, theirs_x)):
         model.share_labelled()
         model.learn_many(X, [None] * len(X))
-    theirs = {"member": "them", "offered": [], "moments": other.take_moments(), "encoder": other.encoder_state(),
+    theirs = {"member": "them", "rank": 1, "offered": [], "moments": other.take_moments(), "encoder": other.encoder_state(),
               "events": 192}
-    sharing = LabelSharing(None, DaemonMetrics(CollectorRegistry()), logging.getLogger("t"),
+    sharing = LabelSharing(TWO, DaemonMetrics(CollectorRegistry()), logging.getLogger("t"),
                            group=ScriptedGroup(["ok", "late", "late"], theirs))
     expected = average_states([learner.encoder_state(), theirs["encoder"]], [64, 192])
     sharing.tick(learner)
@@ -115,3 +119,72 @@ def test_the_others_statistics_are_merged_and_the_encoders_averaged_by_the_event
     assert learner.standardizer.n == 256
     np.testing.assert_allclose(learner.standardizer.mean, both.mean(axis=0))
     np.testing.assert_allclose(learner.standardizer.std, both.std(axis=0))
+
+
+class PlannedRounds:
+    """Rank 0 of three: each round goes through with the members whose payloads are planned for
+    it (the others sat it out: busy, late or down); ``None`` plans a round where it was alone."""
+
+    member, rank = "zero", 0
+
+    def __init__(self, plan):
+        self.plan, self.payloads = list(plan), []
+
+    def wait_for_next(self, stop):
+        return len(self.payloads)
+
+    def round(self, payload, r):
+        self.payloads.append(payload)
+        others = self.plan.pop(0)
+        if others is None:
+            return Round(r, "alone", ["zero"], [payload])
+        return Round(r, "ok", ["zero", *(p["member"] for p in others)], [payload, *others])
+
+    def close(self):
+        pass
+
+
+def test_a_replica_that_sat_rounds_out_gets_what_was_offered_meanwhile_once():
+    rows_of_1, rows_of_2 = labelled_rows(3), labelled_rows(2)
+    group = PlannedRounds([
+        [{"member": "two", "rank": 2, "offered": [(*rows_of_2, [2])]}],  # 1 is busy: 0 and 2 meet
+        [{"member": "one", "rank": 1, "offered": [(*rows_of_1, [1])]},
+         {"member": "two", "rank": 2, "offered": [(*rows_of_2, [0, 2])]}],  # 2 offers again what 0 has
+        [{"member": "one", "rank": 1, "offered": []}],
+        None, None])
+    registry = CollectorRegistry()
+    sharing = LabelSharing(DistributedConfig(world_size=3, rank=0), DaemonMetrics(registry), logging.getLogger("t"),
+                           group=group)
+    learner = StreamLearner(seed=0)
+    learner.share_labelled()
+    learner.learn_many(np.array([[0.0, 1.0], [1.0, 0.0]]), ["x", "y"])
+    received = []
+    for _ in range(4):
+        received.append(sharing.tick(learner))
+        finish(sharing)
+    offered = [[(len(e[1]), e[2]) for e in p["offered"]] for p in group.payloads]
+    # Ours go to 2 in the first round, again in the second (1 has them then), then no more.
+    assert offered == [[(2, [0])], [(2, [0, 2])], [], []]
+    assert received == [0, 2, 3, 0]  # 2's rows once, though offered twice; then 1's
+    value = registry.get_sample_value
+    assert value("streamssl_sync_rows_total", {"direction": "sent"}) == 2  # counted once
+    assert value("streamssl_sync_rows_total", {"direction": "received"}) == 5
+    assert sharing.unshared(learner) == []
+
+
+def test_rows_a_rank_has_not_taken_for_offer_for_s_are_given_up_for_it_and_counted():
+    now = [0.0]
+    group = PlannedRounds([[{"member": "one", "rank": 1, "offered": []}]] * 3)
+    registry = CollectorRegistry()
+    sharing = LabelSharing(DistributedConfig(world_size=3, rank=0, offer_for_s=60), DaemonMetrics(registry),
+                           logging.getLogger("t"), group=group, clock=lambda: now[0])
+    learner = StreamLearner(seed=0)
+    learner.share_labelled()
+    learner.learn_many(np.array([[0.0, 1.0], [1.0, 0.0]]), ["x", "y"])
+    for t in (0.0, 30.0, 61.0):  # rank 2 stays away
+        now[0] = t
+        sharing.tick(learner)
+        finish(sharing)
+    assert [[(len(e[1]), e[2]) for e in p["offered"]] for p in group.payloads] == [[(2, [0])], [(2, [0, 1])], []]
+    assert registry.get_sample_value("streamssl_sync_rows_total", {"direction": "expired"}) == 2
+    assert sharing.unshared(learner) == []
