@@ -12,7 +12,8 @@ turned into one fixed-width float vector that every model (ours and the peers) l
   indicator beside it; a missing categorical value is the all-zero one-hot.
 
 What cannot be a value of its column (text in a numeric column, an infinity) raises
-:class:`EncodeError` with a short ``reason``.
+:class:`EncodeError` with a short ``reason``. The label is read by one rule for every source
+(:func:`label_value`), so a stream replayed from a file and served from Kafka has the same classes.
 
 Examples
 --------
@@ -35,16 +36,17 @@ streamssl.schema.EncodeError: wrong_type: column 'kwh' is numeric, got 'lots'
 from __future__ import annotations
 
 import math
+import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Hashable
 
 import numpy as np
 
 from .errors import StreamSSLError
 
-__all__ = ["Column", "EncodeError", "FeatureEncoder", "KINDS", "infer_kind", "is_missing", "is_number"]
+__all__ = ["Column", "EncodeError", "FeatureEncoder", "KINDS", "infer_kind", "is_missing", "is_number", "label_value"]
 
 KINDS = ("numeric", "categorical", "boolean")
 #: Text read as a missing value (compared stripped and lower-cased).
@@ -52,6 +54,9 @@ MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
 _TRUE = frozenset({"true", "t", "yes", "y"})
 _FALSE = frozenset({"false", "f", "no", "n"})
 _F32_MAX = 3.4e38
+_INT_TOKEN = re.compile(r"[+-]?\d+(?:\.0*)?", re.ASCII)
+#: The longest label (characters of a string, digits of an integer): labels name classes.
+MAX_LABEL_CHARS = 256
 #: A column is numeric when at least this share of its present values are numbers.
 NUMERIC_SHARE = 0.9
 
@@ -117,6 +122,52 @@ def is_missing(value: Any) -> bool:
     if type(value) is float:
         return value != value
     return isinstance(value, str) and value.strip().lower() in MISSING_TOKENS
+
+
+def label_value(value: Any) -> Hashable | None:
+    """A class label read from a JSON value or a text token, by one rule for every source
+    (file replay, Kafka events and labels): no label (``None``) for a missing value; an integer
+    for an integer, an integral float or a token that reads as one (``" 7.0 "``); a boolean for
+    a boolean; else the text, stripped. Anything else (a fraction, a list, an object, text of
+    more than :data:`MAX_LABEL_CHARS` characters or not valid Unicode) raises
+    :class:`EncodeError` with reason ``bad_label``.
+
+    >>> [label_value(v) for v in (None, float("nan"), " NA ", 3, -1.0, " 4 ", "7.0", " spam ", True)]
+    [None, None, None, 3, -1, 4, 7, 'spam', True]
+    >>> label_value(0.5)
+    Traceback (most recent call last):
+    ...
+    streamssl.schema.EncodeError: bad_label: label must be a string, an integer or a boolean, got 0.5
+    """
+    if is_missing(value):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if len(text) > MAX_LABEL_CHARS:
+            raise EncodeError("bad_label", f"label text must have at most {MAX_LABEL_CHARS} characters")
+        if _INT_TOKEN.fullmatch(text):
+            value = int(text.split(".", 1)[0])
+        elif not text.isascii() and not _encodable(text):
+            raise EncodeError("bad_label", f"label is not valid Unicode (a lone surrogate): {_short(text)}")
+        else:
+            return text
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if abs(value) >= 10 ** MAX_LABEL_CHARS:
+            raise EncodeError("bad_label", f"label integers must have at most {MAX_LABEL_CHARS} digits")
+        return value
+    raise EncodeError("bad_label", f"label must be a string, an integer or a boolean, got {_short(value)}")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def is_number(token: str) -> bool:

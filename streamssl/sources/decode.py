@@ -16,7 +16,7 @@ import numpy as np
 
 from ..config import EventsConfig, LabelsConfig
 from ..errors import StreamSSLError
-from ..schema import EncodeError, FeatureEncoder
+from ..schema import EncodeError, FeatureEncoder, label_value
 
 #: Every reason a message can be refused for; the metric label set stays bounded. The daemon
 #: adds one of its own: ``unreadable_batch``, a record batch Kafka's client could not read.
@@ -96,20 +96,11 @@ def _event_id(value: Any) -> str:
 
 
 def _label(value: Any) -> Hashable | None:
-    """A class label: a string, an integer or a boolean; an integral float becomes an integer."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return _text(value, "bad_label", "a label string")
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        if len(str(value)) > _MAX_ID_CHARS:
-            raise DecodeError("bad_label", f"label integers must have at most {_MAX_ID_CHARS} digits")
-        return value
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        return int(value)
-    raise DecodeError("bad_label", f"a label must be a string, an integer or a boolean, got {_short(value)}")
+    """A class label, by the rule every source reads labels with (:func:`~streamssl.schema.label_value`)."""
+    try:
+        return label_value(value)
+    except EncodeError as exc:
+        raise DecodeError(exc.reason, exc.detail) from None
 
 
 class EventDecoder:

@@ -12,9 +12,7 @@ import csv
 import gzip
 import itertools
 import json
-import math
 import os
-import re
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -25,17 +23,16 @@ from typing import IO, Any, Union, cast
 import numpy as np
 
 from streamssl.errors import InputError
-from streamssl.schema import Column, EncodeError, FeatureEncoder, infer_kind, is_missing, is_number
+from streamssl.schema import Column, EncodeError, FeatureEncoder, infer_kind, is_number, label_value
 
 __all__ = ["BadRecord", "Batch", "FileOptions", "FileSource"]
 
-_Label = Union[int, str, None]
+_Label = Union[int, str, bool, None]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _RAW_LIMIT = 1000
 _TOKEN_LIMIT = 40
 _FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-_INT_TOKEN = re.compile(r"[+-]?\d+(?:\.0*)?", re.ASCII)
 # What a damaged gzip stream or badly encoded text raises while being read.
 _READ_ERRORS = (OSError, EOFError, zlib.error, UnicodeDecodeError)
 _MISSING = object()
@@ -463,7 +460,12 @@ class FileSource:
                 yield lineno, text, _BadRow(f"expected {width} columns, got {len(row)}", "columns"), None, None
                 continue
             key = row[key_at].strip() if key_at is not None else None
-            yield lineno, text, [row[i] for i in features], _parse_label(row[label_at]), key
+            try:
+                label = _label(row[label_at])
+            except _BadRow as bad:
+                yield lineno, text, bad, None, None
+                continue
+            yield lineno, text, [row[i] for i in features], label, key
 
     # -- JSONL ---------------------------------------------------------------------------
 
@@ -481,7 +483,7 @@ class FileSource:
                 continue
             try:
                 values = self._json_values(obj)
-                label = _json_label(obj.get(cast(str, self._label)))
+                label = _label(obj.get(cast(str, self._label)))
                 key = _json_key(obj, self.key_column)
             except _BadRow as bad:
                 yield lineno, text, bad, None, None
@@ -563,18 +565,17 @@ def open_maybe_gzip(path: str | os.PathLike, mode: str = "rt", **kwargs: Any) ->
     return (gzip.open if is_gzip(path) else open)(path, mode, **kwargs)
 
 
-def _parse_label(token: str) -> _Label:
-    """Turn a label token into ``int``, ``str`` or ``None`` (empty: unlabelled).
+def _label(value: Any) -> _Label:
+    """The label of a CSV token or a JSON value, by the rule every source reads labels with
+    (:func:`~streamssl.schema.label_value`).
 
-    >>> _parse_label(" 1.0 "), _parse_label("-3"), _parse_label("UP"), _parse_label("")
-    (1, -3, 'UP', None)
+    >>> _label(" 1.0 "), _label("-3"), _label("UP"), _label(""), _label(True)
+    (1, -3, 'UP', None, True)
     """
-    token = token.strip()
-    if is_missing(token):
-        return None
-    if _INT_TOKEN.fullmatch(token):
-        return int(token.split(".", 1)[0])
-    return token
+    try:
+        return label_value(value)
+    except EncodeError as exc:
+        raise _BadRow(exc.detail, exc.reason) from None
 
 
 def _detect_format(name: str) -> str:
@@ -631,17 +632,3 @@ def _json_type(value: Any) -> str:
     if isinstance(value, list):
         return "array"
     return "object"
-
-
-def _json_label(value: Any) -> _Label:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return _parse_label(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _BadRow(f"label must be a string, a number or null, got {_json_type(value)}", "bad_label")
-    if isinstance(value, int):
-        return value
-    if math.isfinite(value) and value.is_integer():
-        return int(value)
-    return str(value)
