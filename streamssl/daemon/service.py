@@ -88,7 +88,7 @@ class Daemon:
         self._drifts_logged = 0
         self.checkpoints = Checkpointer(config.checkpoint, STATE_KIND, STATE_VERSION, build=_build_state)
         self.sharing: LabelSharing | None = None  # with replicas (distributed.world_size > 1), from run()
-        self._unshared: list = []  # labelled rows the last run had not yet shared (from its checkpoint)
+        self._sharing_state: dict = {}  # LabelSharing's part of the checkpoint restored (offers, learned_round)
         self._failed = False
         self._stop = threading.Event()
         self.stop_reason: str | None = None
@@ -173,7 +173,8 @@ class Daemon:
             except ValueError as exc:
                 self.log.warning("imputation_reset", extra={"fields": {"error": str(exc)}})
         self.partitions = Partitions.from_state_dict(state)
-        self._unshared = list(state.get("unshared", []))  # absent before sync rounds; read by LabelSharing
+        # LabelSharing.checkpoint; before it, "unshared" held the offers alone (absent before sync rounds)
+        self._sharing_state = state.get("sharing") or {"offers": state.get("unshared", [])}
         c = state["counters"]
         self.model_version, self.events_seen = c["model_version"], c["events_seen"]
         self.labels_scored, self.labels_correct = c["labels_scored"], c["labels_correct"]
@@ -190,7 +191,7 @@ class Daemon:
             "learner": copy.deepcopy(self.learner.state_dict()), "join": self.join.snapshot(),
             "encoder": self.decoder.encoder.state_dict(),
             **self.partitions.state_dict(),
-            "unshared": [] if self.sharing is None else self.sharing.unshared(self.learner),
+            "sharing": {} if self.sharing is None else self.sharing.checkpoint(self.learner),
             "counters": {"model_version": self.model_version, "events_seen": self.events_seen,
                          "labels_scored": self.labels_scored, "labels_correct": self.labels_correct},
             "written_at": time.time(),
@@ -231,7 +232,7 @@ class Daemon:
             gc.freeze()
             stack.callback(self.checkpoints.close)
             if self.config.distributed.world_size > 1:
-                self.sharing = LabelSharing(self.config.distributed, self.metrics, self.log, offered=self._unshared)
+                self.sharing = LabelSharing(self.config.distributed, self.metrics, self.log, restored=self._sharing_state)
                 self.learner.share_labelled()
                 stack.callback(self.sharing.close, self.config.distributed.timeout_s)
             if self.config.http.enabled:

@@ -22,15 +22,21 @@ entity, with the replica that owns it), the heads' weights, hence the prediction
 
 Rows are offered in every round until every rank has taken them: each offer carries the ranks
 that have it, a receiver learns only what it does not have yet, and a round that goes through
-adds its members' ranks. So a replica that sat rounds out (busy replaying a partition it took
-over, its sync thread late, down and restarted) still learns what the others offered meanwhile,
-once. A round that does not go through (alone, failed, timeout, late, unreachable) keeps the
-rows for the next. Rows still missing a rank ``offer_for_s`` after they were first offered are
-given up for it (counted as ``expired``: a replica that stays down does not make every round
-carry all labels since); beyond :attr:`LabelSharing.MAX_ROWS` waiting, the oldest are dropped
-(counted). The rows not yet taken by every rank are in each checkpoint, and a restarted replica
-offers them again: a label learned just before a crash reaches the others all the same (twice,
-where a round went through after the checkpoint).
+records, per rank, the round it took them in. So a replica that sat rounds out (busy replaying a
+partition it took over, its sync thread late, down and restarted) still learns what the others
+offered meanwhile, once. A round that does not go through (alone, failed, timeout, late,
+unreachable) keeps the rows for the next. Rows still missing a rank ``offer_for_s`` after they
+were first offered are given up for it (counted as ``expired``: a replica that stays down does
+not make every round carry all labels since); beyond :attr:`LabelSharing.MAX_ROWS` waiting, the
+oldest are dropped (counted).
+
+Restarts. A checkpoint holds this replica's offers (with who took them when) and the last round
+whose received rows its learner had learned. Restarted from it, the replica offers its own rows
+again to the ranks that had not taken them (a label learned just before a crash reaches the
+others all the same, perhaps twice), and says in every payload which round it resumed from and
+which was its first round back: the others then offer it again, once, what it took in between
+(learned after its checkpoint, lost in the crash). For that, each keeps its offers
+``offer_for_s`` after every rank took them.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ import pickle
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -51,29 +57,33 @@ from ..distributed.rounds import Round, SyncGroup
 
 @dataclass
 class Offer:
-    """Labelled rows this replica offers, and the ranks that have them (its own included).
+    """Labelled rows this replica offers, and when each rank took them: ``taken`` maps a rank to
+    the round it took them in (this replica's own: -1).
 
     A checkpoint holds it as plain data (:meth:`plain`); :meth:`from_plain` also reads the
     ``(rows, labels)`` pairs of checkpoints from before offers knew their ranks.
 
     >>> old = Offer.from_plain(([[0.0, 1.0]], ["x"]), rank=1, now=5.0)  # an older checkpoint's
-    >>> old.have, old.since, Offer.from_plain(old.plain(), rank=1, now=9.0).since
-    ({1}, 5.0, 5.0)
+    >>> old.taken, old.since, Offer.from_plain(old.plain(), rank=1, now=9.0).since
+    ({1: -1}, 5.0, 5.0)
     """
 
     rows: np.ndarray
     labels: list
-    have: set[int]
+    taken: dict[int, int]
     since: float  # wall clock, when first offered
 
     def plain(self) -> tuple:
-        return self.rows, list(self.labels), sorted(self.have), self.since
+        return self.rows, list(self.labels), sorted(self.taken.items()), self.since
 
     @classmethod
     def from_plain(cls, entry: Sequence, rank: int, now: float) -> "Offer":
         rows, labels, *rest = entry
-        have = set(rest[0]) if rest else set()
-        return cls(np.asarray(rows, dtype=np.float32), list(labels), have | {rank}, float(rest[1]) if rest else now)
+        # (rank, round) pairs; bare ranks in checkpoints of the week offers knew only who had them
+        taken = {int(k): int(r) for k, r in (e if isinstance(e, (list, tuple)) else (e, -1) for e in rest[0])} \
+            if rest else {}
+        return cls(np.asarray(rows, dtype=np.float32), list(labels), {**taken, rank: -1},
+                   float(rest[1]) if rest else now)
 
 
 class LabelSharing:
@@ -82,7 +92,7 @@ class LabelSharing:
     MAX_ROWS = 200_000
 
     def __init__(self, config: DistributedConfig, metrics, log: logging.Logger, group: SyncGroup | None = None,
-                 offered: Sequence[Sequence] = (), clock: Callable[[], float] = time.time) -> None:
+                 restored: Mapping[str, Any] | None = None, clock: Callable[[], float] = time.time) -> None:
         self.group = group or SyncGroup(config)
         self.rank, self.ranks = self.group.rank, set(range(config.world_size))
         self.offer_for_s, self.clock = config.offer_for_s, clock
@@ -91,9 +101,18 @@ class LabelSharing:
         self._thread: threading.Thread | None = None
         self._result: Round | None = None
         self._bytes = 0  # of the payload of the round in flight, pickled (on the round's thread)
-        self._offered = [Offer.from_plain(o, self.rank, clock()) for o in offered]  # not yet taken by every rank
+        restored = restored or {}
+        # Ours, kept offer_for_s (to offer again to a rank that lost them in a crash); offered
+        # while some rank has not taken them.
+        self._offers = [Offer.from_plain(o, self.rank, clock()) for o in restored.get("offers", ())]
         self._carried: list[Offer] = []  # those in the round in flight
         self._inbox: list[tuple[np.ndarray, list]] = []  # received before the learner could learn them
+        # The last round whose rows the learner has (in a checkpoint: what a restart resumes
+        # from), and this process's first round through: the others offer again what this rank
+        # took between the two (learned after the checkpoint, lost in the crash).
+        self.learned_round = int(restored.get("learned_round", -1))
+        self._resumed, self._first = self.learned_round, None
+        self._received = self.learned_round  # the last round through
         self._moments: Moments | None = None  # the statistics of our events since the last round through
         self._inbox_moments: list[Moments] = []
         self._own: dict = {}  # the payload of the round in flight
@@ -112,15 +131,15 @@ class LabelSharing:
         learned += self._learn(learner)
         rows, labels = learner.take_labelled()
         if len(labels):
-            self._offered.append(Offer(rows, list(labels), {self.rank}, self.clock()))
+            self._offers.append(Offer(rows, list(labels), {self.rank: -1}, self.clock()))
         self._expire()
         self._cap()
         seen = learner.take_moments()
         if seen is not None:
             self._moments = seen if self._moments is None else merge_moments([self._moments, seen])
-        self._carried = list(self._offered)
-        payload = {"member": self.group.member, "rank": self.rank,
-                   "offered": [(o.rows, o.labels, sorted(o.have)) for o in self._carried], "moments": self._moments,
+        self._carried = [o for o in self._offers if not o.taken.keys() >= self.ranks]
+        payload = {"member": self.group.member, "rank": self.rank, "resumed": [self._resumed, self._first],
+                   "offered": [(o.rows, o.labels, sorted(o.taken)) for o in self._carried], "moments": self._moments,
                    "encoder": learner.encoder_state(), "events": 0 if self._moments is None else self._moments[0]}
         self._own = payload
         self._result = None
@@ -144,10 +163,14 @@ class LabelSharing:
             # reaches another rank, offered no more once every rank has it.
             members = {p["rank"] for p in [self._own, *result.payloads] if "rank" in p}
             for offer in self._carried:
-                if offer.have == {self.rank} and members - offer.have:
+                if len(offer.taken) == 1 and members - offer.taken.keys():
                     self.metrics.sync_rows.labels(direction="sent").inc(len(offer.labels))
-                offer.have |= members
-            self._offered = [o for o in self._offered if not o.have >= self.ranks]
+                for rank in members - offer.taken.keys():
+                    offer.taken[rank] = result.id
+            for payload in result.payloads:
+                self._offer_again(payload)
+            self._first = result.id if self._first is None else self._first
+            self._received = result.id
             self._moments = None
             self.metrics.sync_bytes.inc(self._bytes)
             self.metrics.sync_members.set(len(result.members))
@@ -165,11 +188,26 @@ class LabelSharing:
             self.log.warning("sync_round_skipped", extra={"fields": {
                 "round": result.id, "outcome": result.outcome, "members": result.members, "error": result.error}})
 
+    def _offer_again(self, payload: dict) -> None:
+        """A member that resumed from a checkpoint lost what it took after it: offer that again.
+
+        It says so in every payload (``resumed``: the last round its checkpoint had learned,
+        and its own first round through), so this holds however many rounds we sat out, and
+        repeats harmlessly: what it takes again is taken in a round after its first."""
+        rank, (resumed, first) = payload.get("rank"), payload.get("resumed") or (None, None)
+        if rank is None or first is None:
+            return
+        for offer in self._offers:
+            if resumed < offer.taken.get(rank, -1) < first:
+                del offer.taken[rank]
+
     def _learn(self, learner) -> int:
         """Learn the rows received, once the learner has seen events of its own (it needs their
         statistics); rows it cannot take are dropped, counted and logged."""
         if self._encoders:
             self._average_encoders(learner)
+        if not self._inbox:
+            self.learned_round = self._received
         if not (self._inbox or self._inbox_moments) or learner.n_features_ is None:
             return 0
         moments, self._inbox_moments = self._inbox_moments, []
@@ -188,6 +226,7 @@ class LabelSharing:
                 self.metrics.sync_rows.labels(direction="dropped").inc(len(labels))
                 self.log.error("sync_rows_dropped", extra={"fields": {"rows": len(labels), "error": str(exc)}})
         self.metrics.sync_rows.labels(direction="received").inc(learned)
+        self.learned_round = self._received
         return learned
 
     def _average_encoders(self, learner) -> None:
@@ -204,32 +243,42 @@ class LabelSharing:
             self.log.error("sync_encoder_not_averaged", extra={"fields": {"error": str(exc)[:300]}})
 
     def _expire(self) -> None:
-        """Give up rows offered longer than ``offer_for_s`` for the ranks that have not taken them."""
+        """Forget offers older than ``offer_for_s``; those some rank never took are counted as
+        expired (given up for it: down that long)."""
         now = self.clock()
-        old = [o for o in self._offered if now - o.since > self.offer_for_s]
+        old = [o for o in self._offers if now - o.since > self.offer_for_s]
         if not old:
             return
-        self._offered = [o for o in self._offered if now - o.since <= self.offer_for_s]
-        self.metrics.sync_rows.labels(direction="expired").inc(sum(len(o.labels) for o in old))
-        self.log.warning("sync_rows_expired", extra={"fields": {
-            "rows": sum(len(o.labels) for o in old), "offered_for_s": self.offer_for_s,
-            "ranks_missing": sorted(set().union(*(self.ranks - o.have for o in old)))}})
+        self._offers = [o for o in self._offers if now - o.since <= self.offer_for_s]
+        missed = [o for o in old if not o.taken.keys() >= self.ranks]
+        if missed:
+            rows = sum(len(o.labels) for o in missed)
+            self.metrics.sync_rows.labels(direction="expired").inc(rows)
+            self.log.warning("sync_rows_expired", extra={"fields": {
+                "rows": rows, "offered_for_s": self.offer_for_s,
+                "ranks_missing": sorted(set().union(*(self.ranks - o.taken.keys() for o in missed)))}})
 
     def _cap(self) -> None:
-        total = sum(len(o.labels) for o in self._offered)
-        while total > self.MAX_ROWS and len(self._offered) > 1:
-            labels = self._offered.pop(0).labels
+        total = sum(len(o.labels) for o in self._offers)
+        while total > self.MAX_ROWS and len(self._offers) > 1:
+            offer = self._offers.pop(0)
+            labels = offer.labels
             total -= len(labels)
+            if offer.taken.keys() >= self.ranks:  # every rank has it: kept only in case of a crash
+                continue
             self.metrics.sync_rows.labels(direction="dropped").inc(len(labels))
             self.log.warning("sync_rows_dropped", extra={"fields": {"rows": len(labels),
                                                                     "error": "too many rows waiting for a round"}})
 
-    def unshared(self, learner) -> list[tuple]:
-        """For a checkpoint (plain data, :meth:`Offer.plain`): the labelled rows not yet taken by
-        every rank, those the learner learned since the last round included. A restart offers
-        them again, so a label learned just before a crash still reaches the others (perhaps twice)."""
-        return [o.plain() for o in self._offered] + [Offer(rows, list(labels), {self.rank}, self.clock()).plain()
-                                                      for rows, labels in learner.kept_labelled()]
+    def checkpoint(self, learner) -> dict[str, Any]:
+        """For a checkpoint (plain data): our offers (:meth:`Offer.plain`), those the learner
+        learned since the last round included, and the last round whose rows the learner has.
+        A restart offers ours again to the ranks that had not taken them (a label learned just
+        before a crash still reaches the others, perhaps twice), and the others offer again what
+        this rank took after ``learned_round``."""
+        offers = [o.plain() for o in self._offers] + [Offer(rows, list(labels), {self.rank: -1}, self.clock()).plain()
+                                                       for rows, labels in learner.kept_labelled()]
+        return {"offers": offers, "learned_round": self.learned_round}
 
     def close(self, timeout_s: float | None = None) -> None:
         """Stop after the round in flight: every step of a round is bounded by the round's
@@ -244,4 +293,5 @@ class LabelSharing:
 
     def state(self) -> dict[str, Any]:
         """For logs: rows waiting to be offered and received waiting to be learned."""
-        return {"offered": sum(len(o.labels) for o in self._offered), "inbox": sum(len(ls) for _, ls in self._inbox)}
+        waiting = [o for o in self._offers if not o.taken.keys() >= self.ranks]
+        return {"offered": sum(len(o.labels) for o in waiting), "inbox": sum(len(ls) for _, ls in self._inbox)}

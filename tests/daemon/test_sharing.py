@@ -64,7 +64,7 @@ def test_rows_are_offered_until_a_round_goes_through_and_the_others_rows_are_lea
     sharing.tick(learner)  # round 0 offers our two rows and times out
     finish(sharing)
     learner.learn_many(np.array([[0.2, 0.8]]), ["x"])
-    assert [len(entry[1]) for entry in sharing.unshared(learner)] == [2, 1]  # what a checkpoint keeps
+    assert [len(entry[1]) for entry in sharing.checkpoint(learner)["offers"]] == [2, 1]  # what a checkpoint keeps
     sharing.tick(learner)  # round 1 offers all three, goes through, brings theirs
     finish(sharing)
     assert group.offered == [2, 3]
@@ -77,7 +77,8 @@ def test_rows_are_offered_until_a_round_goes_through_and_the_others_rows_are_lea
     assert value("streamssl_sync_rows_total", {"direction": "sent"}) == 3
     assert value("streamssl_sync_rows_total", {"direction": "received"}) == 3
     assert value("streamssl_sync_members") == 2
-    assert sharing.unshared(learner) == []
+    assert sharing.state()["offered"] == 0  # nothing waits; kept only for a rank that crashes
+    assert [taken for _, _, taken, _ in sharing.checkpoint(learner)["offers"]] == [[(0, -1), (1, 1)]] * 2
 
 
 def test_rows_received_before_the_learner_has_seen_events_wait_and_bad_ones_are_counted():
@@ -127,11 +128,11 @@ class PlannedRounds:
 
     member, rank = "zero", 0
 
-    def __init__(self, plan):
-        self.plan, self.payloads = list(plan), []
+    def __init__(self, plan, first_round=0):
+        self.plan, self.payloads, self.first_round = list(plan), [], first_round
 
     def wait_for_next(self, stop):
-        return len(self.payloads)
+        return self.first_round + len(self.payloads)
 
     def round(self, payload, r):
         self.payloads.append(payload)
@@ -169,7 +170,8 @@ def test_a_replica_that_sat_rounds_out_gets_what_was_offered_meanwhile_once():
     value = registry.get_sample_value
     assert value("streamssl_sync_rows_total", {"direction": "sent"}) == 2  # counted once
     assert value("streamssl_sync_rows_total", {"direction": "received"}) == 5
-    assert sharing.unshared(learner) == []
+    assert sharing.state()["offered"] == 0
+    assert [taken for _, _, taken, _ in sharing.checkpoint(learner)["offers"]] == [[(0, -1), (1, 1), (2, 0)]]
 
 
 def test_rows_a_rank_has_not_taken_for_offer_for_s_are_given_up_for_it_and_counted():
@@ -187,4 +189,50 @@ def test_rows_a_rank_has_not_taken_for_offer_for_s_are_given_up_for_it_and_count
         finish(sharing)
     assert [[(len(e[1]), e[2]) for e in p["offered"]] for p in group.payloads] == [[(2, [0])], [(2, [0, 1])], []]
     assert registry.get_sample_value("streamssl_sync_rows_total", {"direction": "expired"}) == 2
-    assert sharing.unshared(learner) == []
+    assert sharing.checkpoint(learner)["offers"] == []
+
+
+def test_a_replica_back_from_its_checkpoint_is_offered_again_what_it_took_after_it():
+    def one(r):
+        return {"member": "one", "rank": 1, "resumed": [-1, 0], "offered": []}
+
+    def two_again(first):  # rank 2, restarted from a checkpoint that had learned no round
+        return {"member": "two-again", "rank": 2, "resumed": [-1, first], "offered": []}
+
+    group = PlannedRounds([
+        [one(0), {"member": "two", "rank": 2, "resumed": [-1, 0], "offered": []}],  # 0: all take ours
+        [one(1)],  # 1: rank 2 is down
+        [one(2), two_again(None)],  # 2: its first round back
+        [one(3), two_again(2)],  # 3: it says so: we offer again what it took after its checkpoint
+        [one(4), two_again(2)],  # 4: it takes them again
+        [one(5), two_again(2)]])  # 5: and is not offered them a third time
+    sharing = LabelSharing(DistributedConfig(world_size=3, rank=0), DaemonMetrics(CollectorRegistry()),
+                           logging.getLogger("t"), group=group)
+    learner = StreamLearner(seed=0)
+    learner.share_labelled()
+    learner.learn_many(np.array([[0.0, 1.0], [1.0, 0.0]]), ["x", "y"])
+    for _ in range(6):
+        sharing.tick(learner)
+        finish(sharing)
+    offered = [[(len(e[1]), e[2]) for e in p["offered"]] for p in group.payloads]
+    assert offered == [[(2, [0])], [], [], [], [(2, [0, 1])], []]
+    assert [t for _, _, t, _ in sharing.checkpoint(learner)["offers"]] == [[(0, -1), (1, 0), (2, 4)]]
+
+
+def test_the_checkpoint_says_which_round_the_learner_has_learned_and_a_restart_says_so():
+    theirs = labelled_rows(2)
+    group = PlannedRounds([[{"member": "one", "rank": 1, "offered": [(*theirs, [1])]}]] * 3, first_round=10)
+    sharing = LabelSharing(DistributedConfig(world_size=2, rank=0), DaemonMetrics(CollectorRegistry()),
+                           logging.getLogger("t"), group=group, restored={"offers": [], "learned_round": 7})
+    learner = StreamLearner(seed=0)
+    learner.share_labelled()
+    sharing.tick(learner)  # round 10 brings theirs; the learner has seen no event yet
+    finish(sharing)
+    sharing.tick(learner)
+    finish(sharing)
+    assert sharing.checkpoint(learner)["learned_round"] == 7  # received, not learned: a crash loses them
+    learner.learn_many(np.array([[0.0, 1.0]]), [None])
+    assert sharing.tick(learner) == 4  # rounds 10 and 11
+    finish(sharing)
+    assert sharing.checkpoint(learner)["learned_round"] == 11
+    assert [p["resumed"] for p in group.payloads] == [[7, None], [7, 10], [7, 10]]
