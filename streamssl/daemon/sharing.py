@@ -27,8 +27,8 @@ partition it took over, its sync thread late, down and restarted) still learns w
 offered meanwhile, once. A round that does not go through (alone, failed, timeout, late,
 unreachable) keeps the rows for the next. Rows still missing a rank ``offer_for_s`` after they
 were first offered are given up for it (counted as ``expired``: a replica that stays down does
-not make every round carry all labels since); beyond :attr:`LabelSharing.MAX_ROWS` waiting, the
-oldest are dropped (counted).
+not make every round carry all labels since). Beyond :attr:`LabelSharing.MAX_BYTES` of rows
+kept, the oldest are forgotten (those some rank lacks counted as dropped).
 
 Restarts. A checkpoint holds this replica's offers (with who took them when) and the last round
 whose received rows its learner had learned. Restarted from it, the replica offers its own rows
@@ -89,7 +89,7 @@ class Offer:
 class LabelSharing:
     """Offers the learner's labelled events to the other replicas and learns theirs."""
 
-    MAX_ROWS = 200_000
+    MAX_BYTES = 256 << 20  # of rows kept (offer_for_s of labels on a wide stream could be gigabytes)
 
     def __init__(self, config: DistributedConfig, metrics, log: logging.Logger, group: SyncGroup | None = None,
                  restored: Mapping[str, Any] | None = None, clock: Callable[[], float] = time.time) -> None:
@@ -259,12 +259,14 @@ class LabelSharing:
                 "ranks_missing": sorted(set().union(*(self.ranks - o.taken.keys() for o in missed)))}})
 
     def _cap(self) -> None:
-        total = sum(len(o.labels) for o in self._offers)
-        while total > self.MAX_ROWS and len(self._offers) > 1:
+        """Keep at most :attr:`MAX_BYTES` of rows: forget the oldest offers beyond (those every
+        rank has quietly, they were kept only against a crash; the others dropped and counted)."""
+        total = sum(o.rows.nbytes for o in self._offers)
+        while total > self.MAX_BYTES and len(self._offers) > 1:
             offer = self._offers.pop(0)
             labels = offer.labels
-            total -= len(labels)
-            if offer.taken.keys() >= self.ranks:  # every rank has it: kept only in case of a crash
+            total -= offer.rows.nbytes
+            if offer.taken.keys() >= self.ranks:
                 continue
             self.metrics.sync_rows.labels(direction="dropped").inc(len(labels))
             self.log.warning("sync_rows_dropped", extra={"fields": {"rows": len(labels),

@@ -236,3 +236,25 @@ def test_the_checkpoint_says_which_round_the_learner_has_learned_and_a_restart_s
     finish(sharing)
     assert sharing.checkpoint(learner)["learned_round"] == 11
     assert [p["resumed"] for p in group.payloads] == [[7, None], [7, 10], [7, 10]]
+
+
+def test_beyond_max_bytes_the_oldest_offers_are_forgotten_and_those_a_rank_lacks_counted():
+    group = PlannedRounds([[{"member": "one", "rank": 1, "offered": []}]] + [None] * 4)
+    registry = CollectorRegistry()
+    sharing = LabelSharing(DistributedConfig(world_size=2, rank=0), DaemonMetrics(registry), logging.getLogger("t"),
+                           group=group)
+    learner = StreamLearner(seed=0, temporal=False)
+    learner.share_labelled()
+    for step in range(4):  # one offer of one row per round; rank 1 takes only the first
+        learner.learn_many(np.array([[float(step), 1.0]]), ["x"])
+        sharing.tick(learner)
+        finish(sharing)
+    row_bytes = sharing.checkpoint(learner)["offers"][0][0].nbytes
+    sharing.MAX_BYTES = 2 * row_bytes
+    learner.learn_many(np.array([[9.0, 1.0]]), ["y"])
+    sharing.tick(learner)
+    finish(sharing)
+    kept = [labels for _, labels, _, _ in sharing.checkpoint(learner)["offers"]]
+    assert kept == [["x"], ["y"]]  # the newest two
+    # Of the three forgotten, the first every rank had; the other two rank 1 lacked.
+    assert registry.get_sample_value("streamssl_sync_rows_total", {"direction": "dropped"}) == 2
