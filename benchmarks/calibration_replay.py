@@ -1,0 +1,250 @@
+"""Try calibrators on the suite in seconds: record the default learner's answers once, replay them.
+
+    python benchmarks/calibration_replay.py --record DIR   # the 42 suite cells (~8 minutes, 2 workers)
+    python benchmarks/calibration_replay.py DIR            # every calibrator below against them
+
+A temperature never moves an answer's class and nothing the learner learns depends on it (with
+pseudo-labels off, the default), so the learner's answers before calibration are the same
+whatever calibrator serves them. ``--record`` runs the default ``streamssl`` on each cell of
+``benchmarks/suite.py`` (same streams, seeds, label masks, batches of 64) and keeps, in order,
+every served batch's combined probabilities with the correctness of its answers, and every
+labelled batch the calibrator is given. Replaying that log through a calibrator gives the ECE and
+|estimated - realised accuracy| that the learner would have shown with it; ``default``
+reproduces the recorded figures exactly (checked on each cell).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import pickle
+import sys
+from collections import defaultdict
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from streamssl.learner.calibration import Reliability, TemperatureCalibrator  # noqa: E402
+
+
+class Recorder:
+    """Stands in for the learner's calibrator: passes every call on, and logs, in order, what is
+    served (set by :meth:`serve`) and what is observed."""
+
+    def __init__(self, inner: TemperatureCalibrator) -> None:
+        self.inner, self.log, self.serving = inner, [], None
+
+    def apply(self, proba: np.ndarray) -> np.ndarray:
+        if self.serving is not None:
+            self.serving[1] = np.array(proba, dtype=np.float64)
+        return self.inner.apply(proba)
+
+    def observe(self, proba: np.ndarray, y: np.ndarray) -> None:
+        self.log.append(["observe", np.array(proba, dtype=np.float64), np.asarray(y).copy()])
+        self.inner.observe(proba, y)
+
+    def serve(self, model, X: np.ndarray, truths: list, **kw) -> np.ndarray:
+        """``model.predict_proba_many(X)``, logged with the correctness of its answers (its
+        probabilities before calibration; ``None`` before the calibrator had anything to do)."""
+        self.serving = entry = ["serve", None]
+        try:
+            proba = model.predict_proba_many(X, **kw)
+        finally:
+            self.serving = None
+        scored = np.array([t is not None for t in truths])
+        answers = [model.classes_[i] for i in proba.argmax(axis=1)] if proba.shape[1] else [None] * len(truths)
+        confidence = proba.max(axis=1) if proba.shape[1] else np.zeros(len(truths))
+        entry += [np.array([a == t for a, t in zip(answers, truths)]), scored, confidence]
+        self.log.append(entry)
+        return proba
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+
+class _Served:
+    """The learner, its answers served through a :class:`Recorder` with the batch's truths."""
+
+    def __init__(self, model, recorder: Recorder) -> None:
+        self.model, self.recorder, self.truths = model, recorder, []
+
+    def predict_proba_many(self, X, **kw):
+        return self.recorder.serve(self.model, X, self.truths, **kw)
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+
+def record(job: tuple) -> str:
+    """Run one suite cell with a :class:`Recorder`; write its log to ``out``."""
+    from suite import prepare, streams
+
+    from streamssl.replay.bench import BenchSettings, build_model
+    from streamssl.replay.prequential import prequential
+
+    import torch
+
+    stream_name, rate, seed, out = job
+    stream = {s.name: s for s in streams(False)}[stream_name]
+    prepare(stream)
+    settings = BenchSettings(label_rate=rate, seed=seed, limit=stream.limit)
+    torch.set_num_threads(settings.threads)
+    path = str(stream.path)
+    probe = settings.file.source(path, limit=1, on_bad=lambda bad: None)
+    next(iter(probe), None)
+    model = build_model("streamssl", seed, probe.feature_names)
+    model.calibrator = recorder = Recorder(model.calibrator)
+    served = _Served(model, recorder)
+
+    def batches():
+        for batch in settings.file.source(path, batch_size=settings.batch_size, limit=settings.limit,
+                                          on_bad=lambda bad: None):
+            served.truths = list(batch.y)
+            yield batch
+
+    summary = None
+    for step in prequential(batches(), served, settings.label_rate, settings.label_delay, settings.seed):
+        summary = step.summary
+    result = {"log": recorder.log, "accuracy": summary.accuracy, "ece": summary.calibration_error,
+              "estimated": summary.estimated_accuracy}
+    file = Path(out) / f"{stream_name}.{rate}.{seed}.pkl"
+    file.write_bytes(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+    return f"{file.name}: accuracy {summary.accuracy:.4f}, ECE {summary.calibration_error:.4f}"
+
+
+class PriorTemperature(TemperatureCalibrator):
+    """A temperature with a Gaussian prior on log T (mean 0: the answer as it is), worth
+    ``strength`` labels, fitted from the first label on."""
+
+    def __init__(self, strength: float, **kw) -> None:
+        super().__init__(min_labels=1, refit=4, **kw)
+        self.strength = strength
+
+    def _fit(self) -> float:
+        width = max(len(r) for r, _ in self._rows)
+        L = np.full((len(self._rows), width), math.log(1e-6))
+        for i, (r, _) in enumerate(self._rows):
+            L[i, : len(r)] = r
+        y = np.array([c for _, c in self._rows])
+        picked, n = L[np.arange(len(y)), y], len(y)
+        grid = np.linspace(-math.log(self.bounds), math.log(self.bounds), 241)
+
+        def loss(log_t: float) -> float:
+            S = L / math.exp(log_t)
+            top = S.max(axis=1)
+            nll = np.sum(top + np.log(np.exp(S - top[:, None]).sum(axis=1)) - picked / math.exp(log_t))
+            return float(nll + self.strength * log_t * log_t / 2) / n
+
+        return math.exp(min(grid, key=loss))
+
+
+VARIANTS = {
+    "default": TemperatureCalibrator,
+    "none": lambda: None,
+    "prior4": lambda: PriorTemperature(4),
+    "prior8": lambda: PriorTemperature(8),
+    "prior16": lambda: PriorTemperature(16),
+    "first16": lambda: TemperatureCalibrator(min_labels=16, refit=8),
+    "window64": lambda: TemperatureCalibrator(window=64),
+    "window256": lambda: TemperatureCalibrator(window=256),
+    "refit4": lambda: TemperatureCalibrator(refit=4),
+}
+
+
+def replay(log: list, calibrator) -> Reliability:
+    """The reliability of the answers in ``log`` served through ``calibrator`` (``None``: as they were)."""
+    reliability = Reliability()
+    for entry in log:
+        if entry[0] == "observe":
+            if calibrator is not None:
+                calibrator.observe(entry[1], entry[2])
+            continue
+        _, proba, correct, scored, confidence = entry
+        if proba is not None:
+            served = proba if calibrator is None else calibrator.apply(proba)
+            confidence = served.max(axis=1) if served.shape[1] else np.zeros(len(served))
+        reliability.add(confidence[scored], correct[scored])
+    return reliability
+
+
+def phases(log: list) -> tuple[float, float, float]:
+    """With the default calibrator: the share of scored events served before its first fit,
+    and mean confidence minus accuracy before and after it."""
+    calibrator, before, after = TemperatureCalibrator(), Reliability(), Reliability()
+    for entry in log:
+        if entry[0] == "observe":
+            calibrator.observe(entry[1], entry[2])
+            continue
+        _, proba, correct, scored, confidence = entry
+        if proba is not None:
+            served = calibrator.apply(proba)
+            confidence = served.max(axis=1) if served.shape[1] else np.zeros(len(served))
+        (before if calibrator.fitted_at == 0 else after).add(confidence[scored], correct[scored])
+
+    def bias(r: Reliability) -> float:
+        return float((r.confidence.sum() - r.correct.sum()) / r.n) if r.n else 0.0
+
+    return before.n / max(before.n + after.n, 1), bias(before), bias(after)
+
+
+def report(directory: Path, names: list[str]) -> None:
+    cells: dict = defaultdict(lambda: defaultdict(list))
+    for file in sorted(directory.glob("*.pkl")):
+        stream, rest = file.stem.split(".", 1)
+        rate = rest.rsplit(".", 1)[0]
+        data = pickle.loads(file.read_bytes())
+        cells[(rate, stream)]["phases"].append(phases(data["log"]))
+        for name in names:
+            rel = replay(data["log"], VARIANTS[name]())
+            if name == "default" and abs(rel.calibration_error - data["ece"]) > 1e-9:
+                raise SystemExit(f"{file.name}: the replay gives ECE {rel.calibration_error}, the run {data['ece']}")
+            cells[(rate, stream)][name].append((rel.calibration_error, abs(rel.mean_confidence - data["accuracy"])))
+    for rate in sorted({r for r, _ in cells}):
+        print(f"\n### {float(rate):.0%} labels: ECE · |estimated − realised| (mean over seeds)\n")
+        print("| stream | " + " | ".join(names) + " |")
+        print("|---|" + "---:|" * len(names))
+        means: dict = defaultdict(list)
+        for (r, stream), by in sorted(cells.items()):
+            if r == rate:
+                row = []
+                for name in names:
+                    m = np.mean(by[name], axis=0)
+                    means[name].append(m)
+                    row.append(f"{m[0]:.4f} · {m[1]:.4f}")
+                print(f"| {stream} | " + " | ".join(row) + " |")
+        print("| **mean** | " + " | ".join("{:.4f} · {:.4f}".format(*np.mean(means[n], axis=0)) for n in names) + " |")
+        print(f"\nThe default, before its first fit (the {TemperatureCalibrator().min_labels}th label) and after: "
+              "share of the scored events · mean confidence − accuracy before · after\n")
+        print("| stream | share before | bias before | bias after |\n|---|---:|---:|---:|")
+        for (r, stream), by in sorted(cells.items()):
+            if r == rate:
+                print(f"| {stream} | " + " | ".join(f"{v:+.3f}" if i else f"{v:.0%}"
+                                                    for i, v in enumerate(np.mean(by["phases"], axis=0))) + " |")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("directory", help="where the logs are (or go, with --record)")
+    parser.add_argument("--record", action="store_true", help="run the suite's cells and record their logs")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"of {', '.join(VARIANTS)}")
+    args = parser.parse_args(argv)
+    directory = Path(args.directory)
+    if args.record:
+        from suite import streams
+
+        directory.mkdir(parents=True, exist_ok=True)
+        jobs = [(s.name, rate, seed, str(directory)) for s in streams(False) for rate in (0.01, 0.05) for seed in (0, 1, 2)]
+        jobs.sort(key=lambda j: -(next(s for s in streams(False) if s.name == j[0]).limit or 50_000))
+        with Pool(args.workers, maxtasksperchild=1) as pool:
+            for line in pool.imap_unordered(record, jobs):
+                print(line, flush=True)
+    report(directory, args.variants.split(","))
+
+
+if __name__ == "__main__":
+    main()
