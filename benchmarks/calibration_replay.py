@@ -142,6 +142,30 @@ class PriorTemperature(TemperatureCalibrator):
         return math.exp(min(grid, key=loss))
 
 
+class MatchedTemperature(TemperatureCalibrator):
+    """The temperature at which the window's mean confidence equals its accuracy (moment
+    matching rather than log-loss, which a few confident mistakes pull high)."""
+
+    def _fit(self) -> float:
+        width = max(len(r) for r, _ in self._rows)
+        L = np.full((len(self._rows), width), math.log(1e-6))
+        for i, (r, _) in enumerate(self._rows):
+            L[i, : len(r)] = r
+        y = np.array([c for _, c in self._rows])
+        accuracy = float(np.mean(L.argmax(axis=1) == y))
+
+        def confidence(log_t: float) -> float:
+            S = L / math.exp(log_t)
+            S = np.exp(S - S.max(axis=1, keepdims=True))
+            return float(np.mean(S.max(axis=1) / S.sum(axis=1)))
+
+        lo, hi = -math.log(self.bounds), math.log(self.bounds)  # confidence falls as log T rises
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if confidence(mid) > accuracy else (lo, mid)
+        return math.exp((lo + hi) / 2)
+
+
 VARIANTS = {
     "default": TemperatureCalibrator,
     "none": lambda: None,
@@ -152,6 +176,8 @@ VARIANTS = {
     "window64": lambda: TemperatureCalibrator(window=64),
     "window256": lambda: TemperatureCalibrator(window=256),
     "refit4": lambda: TemperatureCalibrator(refit=4),
+    "matched": MatchedTemperature,
+    "matched-first8": lambda: MatchedTemperature(min_labels=8, refit=4),
 }
 
 
