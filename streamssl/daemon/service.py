@@ -623,6 +623,8 @@ class Daemon:
                     self._commit_failed(exc)
 
         seconds = self.checkpoints.finish(commit)
+        if self.sharing is not None:
+            self.sharing.written()
         self.metrics.checkpoint_written(seconds)
         self.log.debug("checkpoint", extra={"fields": {"seconds": round(seconds, 4), "model_version": self.model_version}})
 

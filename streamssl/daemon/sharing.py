@@ -35,13 +35,15 @@ whose received rows its learner had learned. Restarted from it, the replica offe
 again to the ranks that had not taken them (a label learned just before a crash reaches the
 others all the same, perhaps twice), and says in every payload which round it resumed from and
 which was its first round back: the others then offer it again, once, what it took in between
-(learned after its checkpoint, lost in the crash). For that, each keeps its offers
-``offer_for_s`` after every rank took them.
+(learned after its checkpoint, lost in the crash). For that, each keeps its offers after every
+rank took them, until every rank says (``durable``) it has written a checkpoint holding them, or
+``offer_for_s``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import pickle
 import threading
 import time
@@ -113,6 +115,10 @@ class LabelSharing:
         self.learned_round = int(restored.get("learned_round", -1))
         self._resumed, self._first = self.learned_round, None
         self._received = self.learned_round  # the last round through
+        # The learned round of the last checkpoint on disk (ours, and each other rank's as its
+        # last payload said): an offer every rank has on disk is forgotten.
+        self.durable_round, self._snapshotted = self.learned_round, None
+        self._durable: dict[int, int] = {}
         self._moments: Moments | None = None  # the statistics of our events since the last round through
         self._inbox_moments: list[Moments] = []
         self._own: dict = {}  # the payload of the round in flight
@@ -133,12 +139,14 @@ class LabelSharing:
         if len(labels):
             self._offers.append(Offer(rows, list(labels), {self.rank: -1}, self.clock()))
         self._expire()
+        self._forget_durable()
         self._cap()
         seen = learner.take_moments()
         if seen is not None:
             self._moments = seen if self._moments is None else merge_moments([self._moments, seen])
         self._carried = [o for o in self._offers if not o.taken.keys() >= self.ranks]
         payload = {"member": self.group.member, "rank": self.rank, "resumed": [self._resumed, self._first],
+                   "durable": self.durable_round,
                    "offered": [(o.rows, o.labels, sorted(o.taken)) for o in self._carried], "moments": self._moments,
                    "encoder": learner.encoder_state(), "events": 0 if self._moments is None else self._moments[0]}
         self._own = payload
@@ -169,6 +177,8 @@ class LabelSharing:
                     offer.taken[rank] = result.id
             for payload in result.payloads:
                 self._offer_again(payload)
+                if "durable" in payload:
+                    self._durable[payload["rank"]] = payload["durable"]
             self._first = result.id if self._first is None else self._first
             self._received = result.id
             self._moments = None
@@ -258,6 +268,12 @@ class LabelSharing:
                 "rows": rows, "offered_for_s": self.offer_for_s,
                 "ranks_missing": sorted(set().union(*(self.ranks - o.taken.keys() for o in missed)))}})
 
+    def _forget_durable(self) -> None:
+        """Forget the offers every other rank has in a checkpoint on disk: no crash can lose them."""
+        others = self.ranks - {self.rank}
+        self._offers = [o for o in self._offers
+                        if not all(o.taken.get(r, math.inf) <= self._durable.get(r, -math.inf) for r in others)]
+
     def _cap(self) -> None:
         """Keep at most :attr:`MAX_BYTES` of rows: forget the oldest offers beyond (those every
         rank has quietly, they were kept only against a crash; the others dropped and counted)."""
@@ -280,7 +296,14 @@ class LabelSharing:
         this rank took after ``learned_round``."""
         offers = [o.plain() for o in self._offers] + [Offer(rows, list(labels), {self.rank: -1}, self.clock()).plain()
                                                        for rows, labels in learner.kept_labelled()]
+        self._snapshotted = self.learned_round
         return {"offers": offers, "learned_round": self.learned_round}
+
+    def written(self) -> None:
+        """The checkpoint last taken (:meth:`checkpoint`) is on disk: the others are told, and
+        forget what this rank has durably."""
+        if self._snapshotted is not None:
+            self.durable_round, self._snapshotted = self._snapshotted, None
 
     def close(self, timeout_s: float | None = None) -> None:
         """Stop after the round in flight: every step of a round is bounded by the round's

@@ -258,3 +258,24 @@ def test_beyond_max_bytes_the_oldest_offers_are_forgotten_and_those_a_rank_lacks
     assert kept == [["x"], ["y"]]  # the newest two
     # Of the three forgotten, the first every rank had; the other two rank 1 lacked.
     assert registry.get_sample_value("streamssl_sync_rows_total", {"direction": "dropped"}) == 2
+
+
+def test_offers_every_rank_has_on_disk_are_forgotten_and_our_own_checkpoint_is_announced():
+    def one(durable):
+        return [{"member": "one", "rank": 1, "resumed": [-1, 0], "durable": durable, "offered": []}]
+
+    group = PlannedRounds([one(-1), one(-1), one(0), one(0)])
+    sharing = LabelSharing(DistributedConfig(world_size=2, rank=0), DaemonMetrics(CollectorRegistry()),
+                           logging.getLogger("t"), group=group)
+    learner = StreamLearner(seed=0)
+    learner.share_labelled()
+    learner.learn_many(np.array([[0.0, 1.0], [1.0, 0.0]]), ["x", "y"])
+    kept = []
+    for step in range(4):
+        sharing.tick(learner)
+        finish(sharing)
+        kept.append(len(sharing.checkpoint(learner)["offers"]))
+        sharing.written()  # our checkpoint, taken just now, is on disk
+    # Rank 1 takes ours in round 0, has it on disk by round 2: forgotten at the tick after.
+    assert kept == [1, 1, 1, 0]
+    assert [p["durable"] for p in group.payloads] == [-1, -1, 0, 1]  # the rounds our learner had learned
