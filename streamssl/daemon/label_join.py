@@ -43,9 +43,13 @@ class LabelJoin:
     Entries may carry an *origin*, ``(source, offset, handed)``: the partition and offset they
     were read from, and whether they were *handed over* (read again by a partition's new owner
     from where its previous owner's waiting entries began, see :mod:`streamssl.sources.handover`).
-    :meth:`waiting` gives, per source, the offsets of the entries still waiting. A handed-over label
-    joins only events its previous owner never read, and a handed-over event only labels it
-    never read: a pair both read by the previous owner was settled there (``handover["settled"]``);
+    :meth:`waiting` gives, per source, the offsets of the entries still waiting. ``handed`` is
+    True where the previous owner's window listed the entry (it was waiting there) and ``"all"``
+    where the window listed nothing (too long: every record in it handed over, waiting or not).
+    Two listed entries join (each was waiting, so they never met: e.g. a label waiting at an
+    owner that died before re-reading the event from its own predecessor's window); a pair of
+    which one came from an unlisted window may have been joined by the previous owner, so it is
+    settled there (``handover["settled"]``);
     a handed-over label left without its event is ``handover["unmatched"]``, not a miss (the
     previous owner counted it, or its event was older than the window handed over).
 
@@ -129,7 +133,7 @@ class LabelJoin:
             early = self.pending.pop(event_id, None)
             if early is not None:
                 self._forget(event_id, "duplicate")
-                if _handed(origin) and _handed(early[2]):
+                if _settled(origin, early[2]):
                     self.handover["settled"] += 1
                     continue
                 self.hits += 1
@@ -163,7 +167,7 @@ class LabelJoin:
             if entry is not None:
                 pseudo = self.pseudo.get(event_id)
                 self._forget(event_id, "duplicate")
-                if _handed(origin) and _handed(entry[3]):
+                if _settled(origin, entry[3]):
                     self.handover["settled"] += 1
                     continue
                 self.hits += 1
@@ -286,8 +290,15 @@ def _handed(origin: tuple | None) -> bool:
     return origin is not None and bool(origin[2])
 
 
-def _origin(value: list | None) -> tuple[str, int, bool] | None:
-    return None if value is None else (str(value[0]), int(value[1]), bool(value[2]))
+def _settled(a: tuple | None, b: tuple | None) -> bool:
+    """Whether a pair both handed over may have been joined by the previous owner already: not
+    when both windows listed them (each was waiting there, so they never met), only when one
+    came from a window that listed nothing (``"all"``: every record of it handed over)."""
+    return _handed(a) and _handed(b) and "all" in (a[2], b[2])
+
+
+def _origin(value: list | None) -> tuple[str, int, bool | str] | None:
+    return None if value is None else (str(value[0]), int(value[1]), value[2] if value[2] == "all" else bool(value[2]))
 
 
 def _json_list(items: list) -> str:

@@ -413,7 +413,7 @@ class Daemon:
         self.progress.write(self.positions)
         clock = self.pacer.event_clock(self.source.lag(self.positions), now) if self.source is not None else now
         if routed.handed:
-            self._handed_over(routed.handed, now, clock)
+            self._handed_over(routed.handed, routed.listed, now, clock)
         if self._ahead:
             replayed = sum(r.offset < self._ahead.get(TopicPartition(r.topic, r.partition), -1) for r in event_recs)
             self.metrics.duplicates.labels(cause="replayed").inc(replayed)
@@ -455,7 +455,7 @@ class Daemon:
                 self._dead_letter(rec, exc)
         return events, event_recs, labels, label_times, label_origins
 
-    def _handed_over(self, handed: list, now: float, clock: float) -> None:
+    def _handed_over(self, handed: list, listed: list, now: float, clock: float) -> None:
         """Records a partition's previous owner processed, read again to rebuild the waiting
         label-join entries it had (see :mod:`streamssl.sources.handover`): events without an
         inline label wait for their labels (no prediction is sent, nothing is learned), labels
@@ -463,10 +463,11 @@ class Daemon:
         dead-lettered by the previous owner."""
         k = self.config.kafka
         ids, rows, labels, times, event_origins, label_origins = [], [], [], [], [], []
-        for rec in handed:
+        for rec, was_listed in zip(handed, listed):
             written = _written(rec, now)
             self.metrics.handover_records.labels(topic=rec.topic).inc()
-            origin = (_name(TopicPartition(rec.topic, rec.partition)), rec.offset, True)
+            # Listed: it was waiting at the previous owner; else its window listed nothing (too long).
+            origin = (_name(TopicPartition(rec.topic, rec.partition)), rec.offset, True if was_listed else "all")
             try:
                 if rec.topic == k.events_topic:
                     e = self.decoder.decode(rec.value, f"{rec.topic}:{rec.partition}:{rec.offset}", None)

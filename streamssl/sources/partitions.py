@@ -41,6 +41,7 @@ class Routed:
 
     new: list = field(default_factory=list)  # to process: events to predict, labels to join
     handed: list = field(default_factory=list)  # to rebuild the previous owner's waiting entries from
+    listed: list = field(default_factory=list)  # per handed record: its window listed it (it was waiting)
     skipped: int = 0  # processed and settled by the previous owner
 
 
@@ -64,6 +65,7 @@ class Partitions:
                 out.new.append(rec)
             elif window.holds(rec.offset):
                 out.handed.append(rec)
+                out.listed.append(window.only is not None)
             else:
                 out.skipped += 1
         for tp in [tp for tp, w in self.windows.items() if self.positions.get(tp, -1) >= w.end]:
