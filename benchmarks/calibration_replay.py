@@ -125,11 +125,7 @@ class PriorTemperature(TemperatureCalibrator):
         self.strength = strength
 
     def _fit(self) -> float:
-        width = max(len(r) for r, _ in self._rows)
-        L = np.full((len(self._rows), width), math.log(1e-6))
-        for i, (r, _) in enumerate(self._rows):
-            L[i, : len(r)] = r
-        y = np.array([c for _, c in self._rows])
+        L, y = self._window()
         picked, n = L[np.arange(len(y)), y], len(y)
         grid = np.linspace(-math.log(self.bounds), math.log(self.bounds), 241)
 
@@ -147,11 +143,7 @@ class MatchedTemperature(TemperatureCalibrator):
     matching rather than log-loss, which a few confident mistakes pull high)."""
 
     def _fit(self) -> float:
-        width = max(len(r) for r, _ in self._rows)
-        L = np.full((len(self._rows), width), math.log(1e-6))
-        for i, (r, _) in enumerate(self._rows):
-            L[i, : len(r)] = r
-        y = np.array([c for _, c in self._rows])
+        L, y = self._window()
         accuracy = float(np.mean(L.argmax(axis=1) == y))
 
         def confidence(log_t: float) -> float:
@@ -181,9 +173,9 @@ VARIANTS = {
 }
 
 
-def replay(log: list, calibrator) -> Reliability:
-    """The reliability of the answers in ``log`` served through ``calibrator`` (``None``: as they were)."""
-    reliability = Reliability()
+def served(log: list, calibrator):
+    """Each served batch of ``log`` through ``calibrator`` (``None``: as it was), in order: its
+    scored events' confidences and correctness (the calibrator learning as the learner's did)."""
     for entry in log:
         if entry[0] == "observe":
             if calibrator is not None:
@@ -191,9 +183,16 @@ def replay(log: list, calibrator) -> Reliability:
             continue
         _, proba, correct, scored, confidence = entry
         if proba is not None:
-            served = proba if calibrator is None else calibrator.apply(proba)
-            confidence = served.max(axis=1) if served.shape[1] else np.zeros(len(served))
-        reliability.add(confidence[scored], correct[scored])
+            out = proba if calibrator is None else calibrator.apply(proba)
+            confidence = out.max(axis=1) if out.shape[1] else np.zeros(len(out))
+        yield confidence[scored], correct[scored]
+
+
+def replay(log: list, calibrator) -> Reliability:
+    """The reliability of the answers in ``log`` served through ``calibrator``."""
+    reliability = Reliability()
+    for confidence, correct in served(log, calibrator):
+        reliability.add(confidence, correct)
     return reliability
 
 
@@ -201,15 +200,8 @@ def phases(log: list) -> tuple[float, float, float]:
     """With the default calibrator: the share of scored events served before its first fit,
     and mean confidence minus accuracy before and after it."""
     calibrator, before, after = TemperatureCalibrator(), Reliability(), Reliability()
-    for entry in log:
-        if entry[0] == "observe":
-            calibrator.observe(entry[1], entry[2])
-            continue
-        _, proba, correct, scored, confidence = entry
-        if proba is not None:
-            served = calibrator.apply(proba)
-            confidence = served.max(axis=1) if served.shape[1] else np.zeros(len(served))
-        (before if calibrator.fitted_at == 0 else after).add(confidence[scored], correct[scored])
+    for confidence, correct in served(log, calibrator):
+        (before if calibrator.fitted_at == 0 else after).add(confidence, correct)
 
     def bias(r: Reliability) -> float:
         return float((r.confidence.sum() - r.correct.sum()) / r.n) if r.n else 0.0

@@ -67,12 +67,16 @@ class TemperatureCalibrator:
         if self.seen >= max(self.min_labels, self.fitted_at + self.refit) and self._rows:
             self.temperature, self.fitted_at = self._fit(), self.seen
 
-    def _fit(self) -> float:
+    def _window(self) -> tuple[np.ndarray, np.ndarray]:
+        """The window's log-probabilities, one row per labelled event, and their classes."""
         width = max(len(r) for r, _ in self._rows)
         L = np.full((len(self._rows), width), math.log(_FLOOR))  # classes met later: 0 back then
         for i, (r, _) in enumerate(self._rows):
             L[i, : len(r)] = r
-        y = np.array([c for _, c in self._rows])
+        return L, np.array([c for _, c in self._rows])
+
+    def _fit(self) -> float:
+        L, y = self._window()
         picked = L[np.arange(len(y)), y]
 
         def loss(log_t: float) -> float:
