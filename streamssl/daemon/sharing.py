@@ -75,6 +75,10 @@ class Offer:
     taken: dict[int, int]
     since: float  # wall clock, when first offered
 
+    def lacking(self, ranks: set[int]) -> set[int]:
+        """The ``ranks`` that have not taken these rows."""
+        return ranks - self.taken.keys()
+
     def plain(self) -> tuple:
         return self.rows, list(self.labels), sorted(self.taken.items()), self.since
 
@@ -104,8 +108,8 @@ class LabelSharing:
         self._result: Round | None = None
         self._bytes = 0  # of the payload of the round in flight, pickled (on the round's thread)
         restored = restored or {}
-        # Ours, kept offer_for_s (to offer again to a rank that lost them in a crash); offered
-        # while some rank has not taken them.
+        # Ours: offered while some rank lacks them, kept until every rank has them on disk
+        # (to offer again to a rank that lost them in a crash), at most offer_for_s.
         self._offers = [Offer.from_plain(o, self.rank, clock()) for o in restored.get("offers", ())]
         self._carried: list[Offer] = []  # those in the round in flight
         self._inbox: list[tuple[np.ndarray, list]] = []  # received before the learner could learn them
@@ -144,7 +148,7 @@ class LabelSharing:
         seen = learner.take_moments()
         if seen is not None:
             self._moments = seen if self._moments is None else merge_moments([self._moments, seen])
-        self._carried = [o for o in self._offers if not o.taken.keys() >= self.ranks]
+        self._carried = [o for o in self._offers if o.lacking(self.ranks)]
         payload = {"member": self.group.member, "rank": self.rank, "resumed": [self._resumed, self._first],
                    "durable": self.durable_round,
                    "offered": [(o.rows, o.labels, sorted(o.taken)) for o in self._carried], "moments": self._moments,
@@ -171,9 +175,10 @@ class LabelSharing:
             # reaches another rank, offered no more once every rank has it.
             members = {p["rank"] for p in [self._own, *result.payloads] if "rank" in p}
             for offer in self._carried:
-                if len(offer.taken) == 1 and members - offer.taken.keys():
+                new = offer.lacking(members)
+                if len(offer.taken) == 1 and new:
                     self.metrics.sync_rows.labels(direction="sent").inc(len(offer.labels))
-                for rank in members - offer.taken.keys():
+                for rank in new:
                     offer.taken[rank] = result.id
             for payload in result.payloads:
                 self._offer_again(payload)
@@ -260,13 +265,13 @@ class LabelSharing:
         if not old:
             return
         self._offers = [o for o in self._offers if now - o.since <= self.offer_for_s]
-        missed = [o for o in old if not o.taken.keys() >= self.ranks]
+        missed = [o for o in old if o.lacking(self.ranks)]
         if missed:
             rows = sum(len(o.labels) for o in missed)
             self.metrics.sync_rows.labels(direction="expired").inc(rows)
             self.log.warning("sync_rows_expired", extra={"fields": {
                 "rows": rows, "offered_for_s": self.offer_for_s,
-                "ranks_missing": sorted(set().union(*(self.ranks - o.taken.keys() for o in missed)))}})
+                "ranks_missing": sorted(set().union(*(o.lacking(self.ranks) for o in missed)))}})
 
     def _forget_durable(self) -> None:
         """Forget the offers every other rank has in a checkpoint on disk: no crash can lose them."""
@@ -282,7 +287,7 @@ class LabelSharing:
             offer = self._offers.pop(0)
             labels = offer.labels
             total -= offer.rows.nbytes
-            if offer.taken.keys() >= self.ranks:
+            if not offer.lacking(self.ranks):
                 continue
             self.metrics.sync_rows.labels(direction="dropped").inc(len(labels))
             self.log.warning("sync_rows_dropped", extra={"fields": {"rows": len(labels),
@@ -318,5 +323,5 @@ class LabelSharing:
 
     def state(self) -> dict[str, Any]:
         """For logs: rows waiting to be offered and received waiting to be learned."""
-        waiting = [o for o in self._offers if not o.taken.keys() >= self.ranks]
+        waiting = [o for o in self._offers if o.lacking(self.ranks)]
         return {"offered": sum(len(o.labels) for o in waiting), "inbox": sum(len(ls) for _, ls in self._inbox)}
