@@ -12,7 +12,7 @@ member list is the one every replica uses (``compare_set``). A replica that arri
 sits the round out (``late``); one alone does not exchange (``alone``).
 
 **The payloads** travel over a gloo process group formed for the round by its members
-(``all_gather_object``). A member that dies mid-round breaks its connections and fails the
+(:func:`all_gather`). A member that dies mid-round breaks its connections and fails the
 round for the others at once; one that stalls fails it after ``timeout_s``. Either way the
 round is skipped (``failed``/``timeout``), the group is destroyed, and the next round forms
 from those present: a replica that comes back joins again. If rank 0 is gone, so is the
@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import socket
 import time
 import uuid
@@ -43,6 +44,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Callable
 
+import torch
 import torch.distributed as dist
 
 from ..config import DistributedConfig
@@ -123,19 +125,14 @@ class SyncGroup:
             return self._done(Round(r, "late", members), t0)
         if len(members) == 1:
             return self._done(Round(r, "alone", members, [payload]), t0)
-        timeout = timedelta(seconds=self.config.timeout_s)
         try:
-            dist.init_process_group("gloo", store=dist.PrefixStore(f"streamssl/{r}/pg", store),
-                                    rank=members.index(self.member), world_size=len(members), timeout=timeout)
-            gathered: list = [None] * len(members)
-            dist.all_gather_object(gathered, payload)
+            gathered = all_gather(dist.PrefixStore(f"streamssl/{r}/pg", store), members.index(self.member),
+                                  len(members), payload, timedelta(seconds=self.config.timeout_s))
             return self._done(Round(r, "ok", members, gathered), t0)
         except Exception as exc:  # noqa: BLE001 -- a member died or stalled: the round is skipped
             outcome = "timeout" if "timeout" in str(exc).lower() or "timed out" in str(exc).lower() else "failed"
             return self._done(Round(r, outcome, members, error=f"{type(exc).__name__}: {exc}"[:500]), t0)
         finally:
-            if dist.is_initialized():
-                dist.destroy_process_group()
             if members and members[0] == self.member:
                 self._forget(store, r - 2)
 
@@ -173,3 +170,27 @@ class SyncGroup:
     def close(self) -> None:
         self._store = None
         self._host = None
+
+
+def all_gather(store: dist.Store, rank: int, size: int, payload: Any, timeout: timedelta) -> list:
+    """Every member's ``payload`` (picklable), in rank order, over a gloo group of its own on
+    ``store``: two collectives, the sizes, then the pickles padded to the longest.
+
+    The group is not torch's default one on purpose: ``init_process_group`` names it by a
+    process-wide counter that a start which times out advances without a reset, so a replica
+    whose round failed alone (a member died) would look for the others under another name in
+    every round after.
+    """
+    group = dist.ProcessGroupGloo(store, rank, size, timeout)
+    try:
+        data = torch.frombuffer(bytearray(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)), dtype=torch.uint8)
+        sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(size)]
+        group.allgather([sizes], [torch.tensor([len(data)], dtype=torch.int64)]).wait()
+        longest = max(int(n) for n in sizes)
+        padded = torch.zeros(longest, dtype=torch.uint8)
+        padded[:len(data)] = data
+        out = [torch.empty(longest, dtype=torch.uint8) for _ in range(size)]
+        group.allgather([out], [padded]).wait()
+        return [pickle.loads(o[:int(n)].numpy().tobytes()) for o, n in zip(out, sizes)]
+    finally:
+        group.shutdown()

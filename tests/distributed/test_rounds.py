@@ -17,10 +17,10 @@ REPLICA = Path(__file__).with_name("replica.py")
 
 
 class Replica:
-    def __init__(self, rank: int, world: int, address: str, log: Path) -> None:
+    def __init__(self, rank: int, world: int, address: str, log: Path, *flags: str) -> None:
         self.log, self.address = log, address
         with open(log, "ab") as f:
-            self.process = subprocess.Popen([sys.executable, str(REPLICA), str(rank), str(world), address],
+            self.process = subprocess.Popen([sys.executable, str(REPLICA), str(rank), str(world), address, *flags],
                                             stdout=f, stderr=subprocess.DEVNULL)
 
     def rounds(self) -> list[dict]:
@@ -100,3 +100,18 @@ def test_while_rank_0_and_its_rendezvous_are_gone_the_others_skip_rounds_then_me
     finally:
         for r in replicas:
             r.stop()
+
+
+@pytest.mark.slow
+def test_a_round_failed_by_one_replica_alone_does_not_keep_it_from_the_next(tmp_path):
+    """A member that dies mid-round fails the round for some of those left and not for others
+    (they sat it out): whatever a failed round leaves behind must not part them for good."""
+    address = f"127.0.0.1:{free_port()}"
+    replicas = [Replica(0, 3, address, tmp_path / "r0.log"), Replica(1, 3, address, tmp_path / "r1.log", "--ghost-first")]
+    try:
+        wait_for(lambda: all(ok_with(r, 2) for r in replicas), 60, "a round of the two after one failed alone")
+    finally:
+        for r in replicas:
+            r.stop()
+    first = replicas[1].rounds()[0]
+    assert first["round"] == -1 and first["outcome"] == "timeout" and "ghost" in first["members"], first
