@@ -113,11 +113,12 @@ def build() -> dashboard.Dashboard:
          ("sum by (reason) (rate(streamssl_pseudo_labels_rejected_total[$__rate_interval]))", "refused: {{reason}}")],
         minimum=0))
     board = board.with_panel(series(
-        "Label join", "Labels joined to their event, and those that missed (unknown id, expired, duplicate).",
+        "Label join", "Labels joined to their event, those that missed (unknown id, expired, duplicate), and what waits.",
         [("sum(rate(streamssl_label_join_hits_total[$__rate_interval]))", "joined"),
          ("sum by (reason) (rate(streamssl_label_join_misses_total[$__rate_interval]))", "missed: {{reason}}"),
          ("sum by (cause) (rate(streamssl_label_buffer_evictions_total[$__rate_interval]))", "evicted: {{cause}}"),
-         ("sum(streamssl_label_buffer_events)", "events waiting")], minimum=0))
+         ("sum(streamssl_label_buffer_events)", "events waiting"),
+         ("sum(streamssl_label_buffer_labels)", "labels waiting for their event")], minimum=0))
     board = board.with_panel(series(
         "Drift", "Detections by signal, detector and level (drifts are also marked on every panel).",
         [("sum by (signal, detector, level) (increase(streamssl_drift_detections_total[$__rate_interval]))",

@@ -62,6 +62,8 @@ class DaemonMetrics(LearnerMetrics):
                                       "Handed-over labels: settled (joined or missed by the previous owner) or "
                                       "unmatched (no event in the window handed over).", ["outcome"], registry=r)
         self.label_buffer = Gauge("streamssl_label_buffer_events", "Events waiting for their label.", registry=r)
+        self.label_waiting = Gauge("streamssl_label_buffer_labels",
+                                   "Labels waiting for their event (read ahead of it).", registry=r)
         self.checkpoint_seconds = Histogram("streamssl_checkpoint_duration_seconds",
                                             "Time to flush outputs and write a checkpoint.", registry=r)
         self.last_checkpoint = Gauge("streamssl_last_checkpoint_timestamp_seconds",
@@ -106,6 +108,7 @@ class DaemonMetrics(LearnerMetrics):
         for outcome, n in join.handover.items():
             self._advance(self.label_handover.labels(outcome=outcome), f"handover:{outcome}", n)
         self.label_buffer.set(len(join))
+        self.label_waiting.set(len(join.pending))
 
     def _advance(self, counter, key: str, total: float) -> None:
         # Counters carry the join's cumulative tallies (a restored daemon starts from them).

@@ -410,7 +410,10 @@ def test_a_second_daemon_joining_and_leaving_the_group_loses_nothing(kafka_broke
 
         def labels_settled() -> bool:  # every label joined or missed (by A, or by B up to its last checkpoint)
             a_tally = a.metric("streamssl_label_join_hits_total") + a.metric("streamssl_label_join_misses_total")
-            return a_tally + b_final["hits"] + sum(b_final["misses"].values()) >= sent["labels"]
+            # (labels B joined after its last checkpoint are joined again by A: the sum can reach
+            # the labels sent while A still has one waiting for its event)
+            return (a_tally + b_final["hits"] + sum(b_final["misses"].values()) >= sent["labels"]
+                    and a.metric("streamssl_label_buffer_labels") == 0)
 
         wait_for(labels_settled, 120, "every label joined or missed", a)
         a_holds = a.metric("streamssl_partition_holds_total")
@@ -435,7 +438,9 @@ def test_a_second_daemon_joining_and_leaving_the_group_loses_nothing(kafka_broke
     tallies = {"a": join_tally(tmp_path / "a" / "state" / "daemon.ckpt"), "b": b_final}
     hits = sum(t["hits"] for t in tallies.values())
     misses = {name: t["misses"] for name, t in tallies.items()}
-    assert all(t["pending"] == 0 for t in tallies.values())
+    # No label is left waiting at the end. A B killed may have had labels waiting for their
+    # events (read ahead of them) in its last checkpoint: its window handed them to A.
+    assert tallies["a"]["pending"] == 0 and (leave == "SIGKILL" or tallies["b"]["pending"] == 0), tallies
     # At each handover (B joining, B leaving) the partition's new owner rebuilds its previous
     # owner's waiting events from the handover topic: every label is joined, none is lost. A B
     # killed after its file is down and before its window is acknowledged leaves the labels since
@@ -493,7 +498,8 @@ def test_a_daemon_killed_and_restarted_takes_its_partitions_back_without_redoing
         def labels_settled() -> bool:
             tally = sum(d.metric("streamssl_label_join_hits_total") + d.metric("streamssl_label_join_misses_total")
                         for d in (a2, b))
-            return tally >= sent["labels"]
+            # (twice-joined labels can make up the count while one still waits for its event)
+            return tally >= sent["labels"] and all(d.metric("streamssl_label_buffer_labels") == 0 for d in (a2, b))
 
         wait_for(labels_settled, 120, "every label joined or missed", a2)
         assert a2.stop(signal.SIGTERM) == 0 and b.stop(signal.SIGTERM) == 0
