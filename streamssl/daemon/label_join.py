@@ -124,9 +124,12 @@ class LabelJoin:
             self.misses[self.gone.get(event_id, "unknown")] += 1
 
     def add_events(self, ids: list[str], X: np.ndarray, predicted: list[Hashable | None], now: float,
-                   clock: float | None = None, origins: list[tuple[str, int, bool]] | None = None) -> list[Joined]:
+                   clock: float | None = None, origins: list[tuple[str, int, bool]] | None = None,
+                   expire: bool = True) -> list[Joined]:
         """Keep these events for their labels; returns those whose label was already waiting
-        (``clock``: the event clock; ``origins``: where each came from; see the class docstring)."""
+        (``clock``: the event clock; ``origins``: where each came from; see the class docstring).
+        ``expire=False`` while more events read before ``clock`` are still to be added (a
+        waiting label may belong to one of them)."""
         joined = []
         for i, event_id in enumerate(ids):
             origin = None if origins is None else tuple(origins[i])
@@ -149,17 +152,20 @@ class LabelJoin:
             event_id, _ = self.events.popitem(last=False)
             self.evictions["capacity"] += 1
             self._forget(event_id, "expired")
-        self.expire(now, clock)
+        if expire:
+            self.expire(now, clock)
         return joined
 
     def add_labels(self, labels: list[tuple[str, Hashable]], now: float, times: list[float] | None = None,
-                   clock: float | None = None, origins: list[tuple[str, int, bool]] | None = None) -> list[Joined]:
+                   clock: float | None = None, origins: list[tuple[str, int, bool]] | None = None,
+                   expire: bool = True) -> list[Joined]:
         """Match labels to waiting events; unmatched ones wait for their event (or are misses).
 
         ``times`` are the labels' own times (when they were written; ``now`` if ``None``),
         against which the event ``clock`` expires them; ``origins``: where each came from
-        (see the class docstring)."""
-        self.expire(now, clock)
+        (see the class docstring); ``expire``: as for :meth:`add_events`."""
+        if expire:
+            self.expire(now, clock)
         joined = []
         for i, (event_id, label) in enumerate(labels):
             origin = None if origins is None else tuple(origins[i])

@@ -481,10 +481,13 @@ class Daemon:
                     label_origins.append(origin)
             except DecodeError:
                 continue
+        # No waiting label is given up here: ``clock`` is where the whole batch takes the events,
+        # and its new events, one of which a waiting label may belong to, come next.
         if ids:
-            self._learn_late(self.join.add_events(ids, np.stack(rows), [None] * len(ids), now, clock, event_origins))
+            self._learn_late(self.join.add_events(ids, np.stack(rows), [None] * len(ids), now, clock, event_origins,
+                                                  expire=False))
         if labels:
-            self._learn_late(self.join.add_labels(labels, now, times, clock, label_origins))
+            self._learn_late(self.join.add_labels(labels, now, times, clock, label_origins, expire=False))
 
     def _events(self, events: list, records: list, now: float, clock: float) -> int:
         """Predict, send and learn these events; returns how many were learned with their label."""

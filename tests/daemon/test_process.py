@@ -91,3 +91,18 @@ def test_late_and_early_labels_are_joined_to_their_events_and_learned(tmp_path):
     assert metric("streamssl_events_processed_total", {"kind": "late_labelled"}) == 2
     assert metric("streamssl_events_processed_total", {"kind": "labelled"}) == 1
     assert metric("streamssl_events_processed_total", {"kind": "unlabelled"}) == 6
+
+
+def test_a_batch_ending_a_handover_window_gives_up_no_label_whose_event_comes_after_it(tmp_path):
+    """A batch that reads the end of a partition's handover window and then new events: the
+    handed-over entries are rebuilt first, and no label waiting for one of the new events is
+    given up before they are in (the batch reaching the partition's end moves the event clock)."""
+    from streamssl.sources.handover import Window
+
+    d, _ = daemon(tmp_path)
+    d.partitions.read_window(TopicPartition("ev", 0), Window(start=5, end=10, only=(5,)))
+    d.process([label(0, "e12", 1)])  # read ahead of its event
+    assert len(d.join.pending) == 1
+    d.process([event(5, 0.0), event(12, 1.0)])  # e5 handed over (waiting at the previous owner), e12 new
+    assert d.join.hits == 1 and not d.join.misses and d.labels_scored == 1
+    assert "e5" in d.join.events  # handed over: waits here for its label
