@@ -13,12 +13,13 @@ from pathlib import Path
 import time
 
 import pytest
-from kafka import KafkaProducer
+from kafka import KafkaProducer, TopicPartition
 
 from streamssl.replay.produce import event_message
 from streamssl.replay.run import bundled_sample
 from streamssl.sources.file import FileSource
 from streamssl.state import checkpoint as ckpt
+from streamssl.state.progress import ProgressMark
 from streamssl.testing.broker import Topics, committed, read_topic
 
 from streamssl.testing.daemon import ELEC2_FEATURES, DaemonProcess, wait_for, write_config
@@ -362,6 +363,12 @@ def test_a_bounded_run_on_an_idle_stream_is_ready_then_stops_cleanly(kafka_broke
     assert ckpt.decode((tmp_path / "state" / "daemon.ckpt").read_bytes())["counters"]["events_seen"] == 0
 
 
+def _partition(name: str) -> TopicPartition:
+    """``topic:partition``, as the daemon's log names a partition."""
+    topic, _, partition = name.rpartition(":")
+    return TopicPartition(topic, int(partition))
+
+
 def join_tally(checkpoint: Path) -> dict:
     """A daemon's label-join tallies in its checkpoint: hits, misses by reason, labels still waiting."""
     join = ckpt.decode(checkpoint.read_bytes())["join"]
@@ -432,8 +439,14 @@ def test_a_second_daemon_joining_and_leaving_the_group_loses_nothing(kafka_broke
         (b_stopped,) = b.log_events("stopped")
         assert b_stopped["reason"] == "SIGTERM" and b_stopped["predictions"] >= 200
         assert duplicates == a_stopped["predictions"] + b_stopped["predictions"] - n  # at-least-once: replays only
-    else:  # what B predicted after its last checkpoint is predicted again by A
-        assert 0 <= duplicates <= rate * (2.0 + 2.0)  # at most about one checkpoint interval (and a bit) of events
+    else:  # what B predicted past the commit A takes its partitions back from is predicted again by A
+        reached = ProgressMark(tmp_path / "b" / "state" / "daemon.ckpt.progress").read()  # B's last batch
+        back = a.log_events("taken_over")[-1]["partitions"]
+        redo = sum(reached.get(_partition(p["partition"]), 0) - (p["committed"] or 0) for p in back
+                   if _partition(p["partition"]).topic == topics.events)
+        # (about one checkpoint interval of events, more on a machine so loaded that B's
+        # checkpoints fall behind)
+        assert 0 <= duplicates <= redo, (duplicates, redo, back)
 
     tallies = {"a": join_tally(tmp_path / "a" / "state" / "daemon.ckpt"), "b": b_final}
     hits = sum(t["hits"] for t in tallies.values())
