@@ -3,15 +3,16 @@
 ``ARFClassifier.predict_proba_one`` walks every tree for one event and, at the leaf, computes a
 naive-Bayes vote feature by feature in Python: about 0.5 ms per event with ten trees, which was
 most of the time of a learner that asks its tree member about every event. :func:`forest_proba`
-gives the same numbers for a whole batch: the rows are routed down each tree with one comparison
-per branch and batch, and each leaf's majority-class or naive-Bayes vote is computed for all the
-rows that reach it at once, from the leaf's own statistics (river's Gaussian estimators).
+gives the same numbers for a whole batch: each tree is held as arrays (branches, and its
+leaves' votes stacked from their own statistics, river's Gaussian estimators), rebuilt where the
+tree changed, so the rows are routed down it and answered by array operations, with no Python
+step per row or per leaf.
 
 It reads river's tree structure (numeric binary branches, the three classifier leaf kinds,
 Gaussian splitters). Anything else — a nominal or multiway branch, another splitter, a river
 whose internals moved — is answered by river's own ``predict_proba_one``, row by row, so the
 result never depends on this shortcut being available; ``tests/learner/test_trees.py`` checks
-both paths against each other.
+both paths against each other, as the forest learns, splits and replaces trees.
 """
 
 from __future__ import annotations
@@ -78,98 +79,167 @@ def _forest_proba_per_row(forest, A: np.ndarray, n_classes: int) -> np.ndarray:
 
 def tree_proba(tree, A: np.ndarray, n_classes: int) -> np.ndarray:
     """One Hoeffding tree's ``predict_proba_one`` for every row of ``A`` (not normalised, as river)."""
-    out = np.zeros((len(A), n_classes))
     if tree._root is None:
-        return out
-    stack = [(tree._root, np.arange(len(A)))]
+        return np.zeros((len(A), n_classes))
+    compiled = _COMPILED.get(tree)
+    # River adds a leaf to this count with every split (a leaf deactivated or activated stays
+    # in place, and its vote is re-read by refresh); a tree reset has a new root.
+    shape = (id(tree._root), tree._n_active_leaves + tree._n_inactive_leaves, n_classes, A.shape[1])
+    if compiled is None or compiled.shape != shape:
+        compiled = _COMPILED[tree] = _Compiled(_walk(tree._root), n_classes, A.shape[1])
+        compiled.shape = shape
+    compiled.refresh(tree)
+    return compiled.answer(A, compiled.route(A))
+
+
+def _walk(root) -> list:
+    """The tree's nodes, depth first (a branch before its children, left before right)."""
+    nodes, stack = [], [root]
     while stack:
-        node, rows = stack.pop()
-        if len(rows) == 0:
-            continue
+        node = stack.pop()
+        nodes.append(node)
         if isinstance(node, NumericBinaryBranch):
-            left = A[rows, node.feature] <= node.threshold
-            stack.append((node.children[0], rows[left]))
-            stack.append((node.children[1], rows[~left]))
-        elif isinstance(node, HTLeaf):
-            _leaf_proba(node, tree, A[rows], out, rows)
-        else:
+            stack.append(node.children[1])
+            stack.append(node.children[0])
+        elif not isinstance(node, HTLeaf):
             raise Unsupported(type(node).__name__)
-    return out
+    return nodes
 
 
-class _LeafVote:
-    """A leaf's prediction as arrays: class columns, and either fixed probabilities (majority
-    class) or the naive-Bayes terms (log prior; per class and feature a Gaussian's mean,
-    -2 variance and log-density constant), so that every row reaching the leaf is answered at once."""
+class _Compiled:
+    """One tree as arrays, so that a batch is routed and answered without a Python step per row
+    or per leaf: its branches (feature, threshold, children), and its leaves' votes stacked,
+    padded to every class and feature (a class a leaf has not seen gets no vote, a feature it
+    does not observe none either). Built when the tree's nodes change (a split, a leaf
+    deactivated, a tree replaced); a leaf's vote is re-read when the leaf has learned."""
 
-    __slots__ = ("version", "classes", "fixed", "features", "prior", "mean", "neg2var", "lognorm", "valid")
+    def __init__(self, nodes: list, n_classes: int, n_features: int) -> None:
+        self.nodes = nodes  # held, so that no new node (a new root) can take one of their ids
+        self.shape: tuple = ()
+        self.n_classes, self.n_features = n_classes, n_features
+        index = {id(n): i for i, n in enumerate(nodes)}
+        size = len(nodes)
+        self.feature = np.full(size, -1, dtype=np.int64)  # -1: a leaf
+        self.threshold = np.zeros(size)
+        self.children = np.tile(np.arange(size)[:, None], (1, 2))
+        self.slot = np.full(size, -1, dtype=np.int64)  # a leaf's row in the stacked votes
+        self.leaves: list = []
+        depth = {0: 0}
+        for i, node in enumerate(nodes):
+            if isinstance(node, NumericBinaryBranch):
+                if not isinstance(node.feature, (int, np.integer)) or not 0 <= node.feature < n_features:
+                    raise Unsupported(f"branch on feature {node.feature!r}")
+                self.feature[i], self.threshold[i] = node.feature, node.threshold
+                for side in (0, 1):
+                    child = index[id(node.children[side])]
+                    self.children[i, side] = child
+                    depth[child] = depth[i] + 1
+            else:
+                self.slot[i] = len(self.leaves)
+                self.leaves.append(node)
+        self.depth = max(depth.values())
+        shape = (len(self.leaves), n_classes)
+        self.versions: list = [None] * len(self.leaves)
+        self.kind = np.zeros(len(self.leaves), dtype=np.int8)  # 0 no vote, 1 fixed, 2 naive Bayes
+        self.fixed = np.zeros(shape)
+        self.prior = np.full(shape, -np.inf)  # -inf: a class the leaf has not seen
+        self.mean = np.zeros((*shape, n_features))
+        self.neg2var = np.ones((*shape, n_features))
+        self.lognorm = np.zeros((*shape, n_features))
+        self.valid = np.zeros((*shape, n_features), dtype=bool)
+        self.learned = None  # the tree's weight seen when the votes were last read
 
-    def __init__(self, leaf, naive_bayes: bool, version: tuple) -> None:
-        self.version = version
-        stats = leaf.stats
-        total = sum(stats.values())
-        self.classes = np.fromiter(stats, dtype=np.int64, count=len(stats))
-        self.fixed = None if naive_bayes else np.array([w / total for w in stats.values()])
-        if not naive_bayes:
+    def refresh(self, tree) -> None:
+        """Re-read the votes of the leaves that learned since (only a learning tree changes them)."""
+        learned = getattr(tree, "_train_weight_seen_by_model", None)
+        if learned is not None and learned == self.learned:
             return
-        features = list(leaf.splitters)
-        shape = (len(stats), len(features))
-        self.features = np.array(features, dtype=np.int64)
-        self.prior = np.zeros(len(stats))  # river gives a class of weight 0 a log-vote of 0
-        self.mean, self.neg2var, self.lognorm = np.zeros(shape), np.ones(shape), np.zeros(shape)
-        self.valid = np.zeros(shape, dtype=bool)  # the feature votes for the class
-        for j, (c, w) in enumerate(stats.items()):
-            if w <= 0:
-                continue
-            self.prior[j] = math.log(w / total)
-            for f, splitter in enumerate(leaf.splitters.values()):
-                if not isinstance(splitter, GaussianSplitter):
-                    raise Unsupported(type(splitter).__name__)
+        for j, leaf in enumerate(self.leaves):
+            naive_bayes = _naive_bayes(leaf, tree)
+            stats = leaf.stats
+            total = sum(stats.values()) if stats else 0.0
+            version = (naive_bayes, total, len(stats), len(leaf.splitters or ()))
+            if version != self.versions[j]:
+                self._read(j, leaf, naive_bayes, total)
+                self.versions[j] = version
+        self.learned = learned
+
+    def _read(self, j: int, leaf, naive_bayes: bool, total: float) -> None:
+        """Leaf ``j``'s vote from its statistics (river's Gaussian estimators), into row ``j``."""
+        stats = leaf.stats
+        self.kind[j] = 0 if not stats or total == 0 else 2 if naive_bayes else 1
+        self.fixed[j], self.prior[j] = 0.0, -np.inf
+        self.valid[j] = False
+        if self.kind[j] == 0:
+            return
+        for c, w in stats.items():
+            if not isinstance(c, (int, np.integer)) or not 0 <= c < self.n_classes:
+                raise Unsupported(f"class {c!r}")
+            self.fixed[j, c] = w / total
+            self.prior[j, c] = math.log(w / total) if w > 0 else 0.0  # river gives weight 0 a log-vote of 0
+        if self.kind[j] == 1:
+            return
+        for f, splitter in leaf.splitters.items():
+            if not isinstance(splitter, GaussianSplitter):
+                raise Unsupported(type(splitter).__name__)
+            if not isinstance(f, (int, np.integer)) or not 0 <= f < self.n_features:
+                raise Unsupported(f"feature {f!r}")
+            for c, w in stats.items():
                 estimator = splitter._att_dist_per_class.get(c)
-                if estimator is None:
+                if w <= 0 or estimator is None:
                     continue
                 var = estimator._var
                 n = var.mean.n
                 variance = var._S / (n - var.ddof) if n > var.ddof else 0.0
                 if variance <= 0.0:
                     continue
-                self.valid[j, f] = True
-                self.mean[j, f] = var.mean._mean
-                self.neg2var[j, f] = -2.0 * variance
-                self.lognorm[j, f] = -_HALF_LOG_TAU - 0.5 * math.log(variance)
+                self.valid[j, c, f] = True
+                self.mean[j, c, f] = var.mean._mean
+                self.neg2var[j, c, f] = -2.0 * variance
+                self.lognorm[j, c, f] = -_HALF_LOG_TAU - 0.5 * math.log(variance)
 
-    def proba(self, A: np.ndarray) -> np.ndarray:
-        if self.fixed is not None:
-            return np.broadcast_to(self.fixed, (len(A), len(self.fixed)))
-        d = A[:, self.features][:, None, :] - self.mean[None]
-        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            terms = d * d / self.neg2var + self.lognorm
-        # As river: a log-density of -inf (a tiny variance far from the mean) is left out.
-        votes = self.prior + np.where(self.valid & (terms > -np.inf), terms, 0.0).sum(axis=2)
-        proba = np.exp(votes - votes.max(axis=1, keepdims=True))
-        return proba / proba.sum(axis=1, keepdims=True)
+    def route(self, A: np.ndarray) -> np.ndarray:
+        """The leaf (its row in the stacked votes) each row of ``A`` reaches."""
+        node = np.zeros(len(A), dtype=np.int64)
+        rows = np.arange(len(A))
+        for _ in range(self.depth):
+            feature = self.feature[node]
+            inner = feature >= 0
+            if not inner.any():
+                break
+            # As river: a row goes left when its value is at most the threshold (NaN: right).
+            right = ~(A[rows, np.maximum(feature, 0)] <= self.threshold[node])
+            node = np.where(inner, self.children[node, right.astype(np.int64)], node)
+        return self.slot[node]
+
+    def answer(self, A: np.ndarray, leaf: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(A), self.n_classes))
+        kind = self.kind[leaf]
+        fixed = kind == 1
+        out[fixed] = self.fixed[leaf[fixed]]
+        nb = np.flatnonzero(kind == 2)
+        if len(nb):
+            at = leaf[nb]
+            d = A[nb][:, None, :] - self.mean[at]
+            with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+                terms = d * d / self.neg2var[at] + self.lognorm[at]
+            # As river: a log-density of -inf (a tiny variance far from the mean) is left out.
+            votes = self.prior[at] + np.where(self.valid[at] & (terms > -np.inf), terms, 0.0).sum(axis=2)
+            proba = np.exp(votes - votes.max(axis=1, keepdims=True))
+            out[nb] = proba / proba.sum(axis=1, keepdims=True)
+        return out
 
 
-#: Each leaf's arrays, rebuilt when the leaf has learned (its total weight moved).
-_VOTES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def _leaf_proba(leaf, tree, A: np.ndarray, out: np.ndarray, rows: np.ndarray) -> None:
-    """Write ``leaf.prediction`` for rows ``A`` into ``out[rows]``, as river's leaf kinds decide."""
+def _naive_bayes(leaf, tree) -> bool:
+    """Whether ``leaf`` answers by naive Bayes now (else by its class counts), as river decides."""
     if isinstance(leaf, LeafNaiveBayesAdaptive):
-        naive_bayes = leaf.is_active() and leaf._nb_correct_weight >= leaf._mc_correct_weight
-    elif isinstance(leaf, LeafNaiveBayes):
-        naive_bayes = leaf.is_active() and leaf.total_weight >= tree.nb_threshold
-    elif isinstance(leaf, LeafMajorityClass):
-        naive_bayes = False
-    else:
-        raise Unsupported(type(leaf).__name__)
-    stats = leaf.stats
-    total = sum(stats.values()) if stats else 0.0
-    if not stats or total == 0:
-        return  # river: no vote, the tree's zeros stand
-    version = (naive_bayes, total, len(stats), len(leaf.splitters or ()))
-    vote = _VOTES.get(leaf)
-    if vote is None or vote.version != version:
-        vote = _VOTES[leaf] = _LeafVote(leaf, naive_bayes, version)
-    out[rows[:, None], vote.classes[None, :]] = vote.proba(A)
+        return leaf.is_active() and leaf._nb_correct_weight >= leaf._mc_correct_weight
+    if isinstance(leaf, LeafNaiveBayes):
+        return leaf.is_active() and leaf.total_weight >= tree.nb_threshold
+    if isinstance(leaf, LeafMajorityClass):
+        return False
+    raise Unsupported(type(leaf).__name__)
+
+
+#: Each tree's arrays (:class:`_Compiled`), kept while the tree lives.
+_COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()

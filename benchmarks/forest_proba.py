@@ -1,0 +1,59 @@
+"""Time of the tree members' batched prediction (streamssl.learner.trees.forest_proba).
+
+Trains the default StreamLearner on the first 20,000 events of Elec2 at 5 % labels (batches of
+64), then times each of its two forests predicting one batch of 64 (mean of 50), and checks the
+answer against river's own ``predict_proba_one`` row by row.
+
+    python benchmarks/forest_proba.py
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("STREAMSSL_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def main() -> None:
+    from streamssl.learner import StreamLearner, trees
+
+    with gzip.open(DATA / "elec2.csv.gz", "rt") as f:
+        reader = csv.reader(f)
+        next(reader)
+        rows = [line for _, line in zip(range(20_000), reader)]
+    X = np.array([[float(v) for v in line[:-1]] for line in rows])
+    y = [line[-1] for line in rows]
+    rng = np.random.default_rng(0)
+    learner = StreamLearner(seed=0)
+    for i in range(0, len(X), 64):
+        shown = rng.random(len(X[i:i + 64])) < 0.05
+        learner.predict_proba_many(X[i:i + 64])
+        learner.learn_many(X[i:i + 64], [v if s else None for v, s in zip(y[i:i + 64], shown)])
+    A = learner.context.transform(X[-64:], None)
+    n_classes = len(learner.classes_)
+    for name in ("tree", "raw-tree"):
+        forest = learner.heads[name].model
+        rows = A if name == "tree" else A[:, : learner.n_inputs_]
+        t0 = time.perf_counter()
+        for _ in range(50):
+            fast = trees.forest_proba(forest, rows, n_classes)
+        batched = (time.perf_counter() - t0) / 50
+        t0 = time.perf_counter()
+        slow = trees._forest_proba_per_row(forest, rows, n_classes)
+        per_row = time.perf_counter() - t0
+        slow = slow / slow.sum(axis=1, keepdims=True)
+        leaves = [t._n_active_leaves + t._n_inactive_leaves for t in forest]
+        print(f"{name:8s} {len(forest)} trees, {min(leaves)}-{max(leaves)} leaves: a batch of 64 in "
+              f"{batched * 1e3:.2f} ms batched, {per_row * 1e3:.2f} ms by river row by row; "
+              f"largest difference {np.abs(fast - slow).max():.1e}")
+
+
+if __name__ == "__main__":
+    main()
