@@ -6,7 +6,6 @@ mid-round does that to the ones left)."""
 
 import json
 import sys
-import threading
 import time
 
 from streamssl.config import DistributedConfig
@@ -21,12 +20,12 @@ def main() -> None:
     if "--ghost-first" in sys.argv:
         while True:  # rank 0 hosts the rendezvous: once it is up
             try:
-                group._rendezvous()
+                store = group._rendezvous()
                 break
             except OSError:
                 time.sleep(0.2)
-        ghost = SyncGroup(config, rank=world - 1, member="ghost")
-        threading.Thread(target=lambda: ghost._members(ghost._rendezvous(), -1), daemon=True).start()
+        # The ghost takes its place in round -1 first, as a member arriving does, and never gathers.
+        store.set(f"streamssl/-1/m{store.add('streamssl/-1/n', 1)}", "ghost")
         rounds.append(-1)
     while True:
         r = rounds.pop() if rounds else group.wait_for_next(lambda s: time.sleep(s) or False)
