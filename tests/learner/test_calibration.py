@@ -14,6 +14,23 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_with_a_trend_the_temperature_of_now_is_found_where_one_for_the_window_lags(seed):
+    """A learner improving across the window: labels drawn from softmax(z / T) with log T
+    falling from log 3 (the oldest label) to 0 (the newest). One temperature for the window
+    finds about its middle's; with the trend, the newest end's."""
+    rng = np.random.default_rng(seed)
+    n = 2000
+    z = rng.normal(scale=3.0, size=(n, 4))
+    temperature = np.exp(np.linspace(np.log(3.0), 0.0, n))
+    y = np.array([rng.choice(4, p=p) for p in _softmax(z / temperature[:, None])])
+    trend, constant = (TemperatureCalibrator(window=n, min_labels=1, trend=t) for t in (8.0, None))
+    for cal in (trend, constant):
+        cal.observe(_softmax(z), y)
+    assert constant.temperature == pytest.approx(np.sqrt(3.0), rel=0.15)
+    assert trend.temperature == pytest.approx(1.0, rel=0.2)
+
+
 @pytest.mark.parametrize("true_temperature", [0.5, 2.0])
 def test_the_temperature_that_made_the_labels_is_found(true_temperature):
     """Labels drawn from softmax(z / T): the answer softmax(z) is over- (T > 1) or
@@ -22,7 +39,7 @@ def test_the_temperature_that_made_the_labels_is_found(true_temperature):
     z = rng.normal(scale=3.0, size=(4000, 4))
     truth = _softmax(z / true_temperature)
     y = np.array([rng.choice(4, p=p) for p in truth])
-    cal = TemperatureCalibrator(window=4000, min_labels=1)
+    cal = TemperatureCalibrator(window=4000, min_labels=1, trend=None)
     cal.observe(_softmax(z), y)
     assert cal.temperature == pytest.approx(true_temperature, rel=0.1)
     before, after = Reliability(), Reliability()
