@@ -37,8 +37,14 @@ class NearestNeighbourMemory:
     def __len__(self) -> int:
         return self._size
 
+    def _on(self, device: torch.device) -> None:
+        """Keep the stored events where the queries are (a checkpoint may be restored elsewhere)."""
+        if self.Z is not None and self.Z.device != device:
+            self.Z, self.y = self.Z.to(device), self.y.to(device)
+
     def add(self, Z: torch.Tensor, y: torch.Tensor) -> None:
         Z, y = Z.detach()[-self.capacity:], y.detach()[-self.capacity:]
+        self._on(Z.device)
         if self.Z is None:
             self.Z = torch.zeros((self.capacity, Z.shape[1]), dtype=Z.dtype, device=Z.device)
             self.y = torch.zeros(self.capacity, dtype=torch.long, device=Z.device)
@@ -52,6 +58,7 @@ class NearestNeighbourMemory:
         out = torch.full((len(Z), n_classes), 1.0 / max(n_classes, 1), device=Z.device)
         if self._size == 0 or n_classes == 0:
             return out
+        self._on(Z.device)
         stored, labels = self.Z[: self._size], self.y[: self._size]
         dist = torch.cdist(Z, stored)
         k = min(self.k, self._size)
