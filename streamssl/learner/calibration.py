@@ -21,6 +21,14 @@ def _log(proba: np.ndarray) -> np.ndarray:
     return np.log(np.clip(proba, _FLOOR, 1.0))
 
 
+def _row_loss(L: np.ndarray, picked: np.ndarray, t) -> np.ndarray:
+    """Each row's log-loss of log-probabilities ``L`` at temperature ``t`` (one, or a column of
+    one per row); ``picked``: each row's log-probability of its class."""
+    S = L / t
+    top = S.max(axis=1)
+    return top + np.log(np.exp(S - top[:, None]).sum(axis=1)) - picked / np.ravel(t)
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     z = np.exp(logits - logits.max(axis=1, keepdims=True))
     return z / z.sum(axis=1, keepdims=True)
@@ -103,10 +111,7 @@ class TemperatureCalibrator:
 
         def loss(params: np.ndarray) -> float:
             with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # far out: not finite, refused
-                t = np.exp(params[0] + params[1] * at)
-                S = L / t[:, None]
-                top = S.max(axis=1)
-                nll = np.sum(top + np.log(np.exp(S - top[:, None]).sum(axis=1)) - picked / t)
+                nll = np.sum(_row_loss(L, picked, np.exp(params[0] + params[1] * at)[:, None]))
             value = float(nll + self.trend * params[1] ** 2 / 2) / n
             return value if math.isfinite(value) else math.inf
 
@@ -119,9 +124,7 @@ class TemperatureCalibrator:
         picked = L[np.arange(len(y)), y]
 
         def loss(log_t: float) -> float:
-            S = L / math.exp(log_t)
-            top = S.max(axis=1)
-            return float(np.mean(top + np.log(np.exp(S - top[:, None]).sum(axis=1)) - picked / math.exp(log_t)))
+            return float(np.mean(_row_loss(L, picked, math.exp(log_t))))
 
         lo, hi = -math.log(self.bounds), math.log(self.bounds)
         golden = (math.sqrt(5) - 1) / 2

@@ -86,8 +86,7 @@ def tree_proba(tree, A: np.ndarray, n_classes: int) -> np.ndarray:
     # in place, and its vote is re-read by refresh); a tree reset has a new root.
     shape = (id(tree._root), tree._n_active_leaves + tree._n_inactive_leaves, n_classes, A.shape[1])
     if compiled is None or compiled.shape != shape:
-        compiled = _COMPILED[tree] = _Compiled(_walk(tree._root), n_classes, A.shape[1])
-        compiled.shape = shape
+        compiled = _COMPILED[tree] = _Compiled(_walk(tree._root), shape, n_classes, A.shape[1])
     compiled.refresh(tree)
     return compiled.answer(A, compiled.route(A))
 
@@ -113,9 +112,9 @@ class _Compiled:
     does not observe none either). Built when the tree's nodes change (a split, a leaf
     deactivated, a tree replaced); a leaf's vote is re-read when the leaf has learned."""
 
-    def __init__(self, nodes: list, n_classes: int, n_features: int) -> None:
+    def __init__(self, nodes: list, shape: tuple, n_classes: int, n_features: int) -> None:
         self.nodes = nodes  # held, so that no new node (a new root) can take one of their ids
-        self.shape: tuple = ()
+        self.shape = shape  # what it was built for (see tree_proba)
         self.n_classes, self.n_features = n_classes, n_features
         index = {id(n): i for i, n in enumerate(nodes)}
         size = len(nodes)
