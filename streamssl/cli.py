@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from .errors import InputError, StreamSSLError
@@ -157,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
         "produce", help="replay a recorded stream into Kafka: events now, their labels later",
         description="Send each record of a recorded stream (CSV/JSONL, gzip or not) to TOPIC as a JSON event "
         '{"id", "features", "timestamp"}, and a seeded share of labels as {"id", "label"} to the labels topic, '
-        "after a delay.",
+        "after a delay. SIGTERM or Ctrl-C ends the events early; the labels of those sent still follow at their "
+        "delay, then the summary is printed (a second signal aborts).",
     )
     q.add_argument("path", nargs="?", type=Path, help="recorded stream (default: the bundled Elec2 sample)")
     q.add_argument("--topic", required=True, help="topic for the events")
@@ -371,11 +374,21 @@ def cmd_produce(args: argparse.Namespace) -> int:
     except KafkaError as exc:
         raise InputError(f"cannot reach Kafka at {','.join(options['bootstrap_servers'])}: {exc}") from None
     dead = DeadLetters(None, sys.stderr)
+    stop = threading.Event()
+
+    def stop_sending(signum, frame) -> None:  # the first SIGTERM/SIGINT ends the stream, a second aborts
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    handlers = {sig: signal.signal(sig, stop_sending) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         summary = produce(path, producer, args.topic, args.labels_topic, args.label_rate, args.label_delay_s,
                           args.rate, args.seed, args.limit, args.layout, args.id_prefix, args.repeat, on_bad=dead,
-                          options=file_options(args))
+                          options=file_options(args), stop=stop)
     finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
         producer.close()
     print(json.dumps({"path": str(path), "topic": args.topic, "labels_topic": args.labels_topic,
                       "feature_names": summary.feature_names, **summary.to_json()}))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -51,7 +52,8 @@ def event_message(event_id: str, x: np.ndarray, names: list[str], layout: str, t
 def produce(path: str | os.PathLike, producer, topic: str, labels_topic: str | None = None, label_rate: float = 0.0,
             label_delay_s: float = 0.0, rate: float | None = None, seed: int = 0, limit: int | None = None,
             layout: str = "object", id_prefix: str = "", repeat: int = 1, on_bad: Callable[[BadRecord], None] | None = None,
-            on_progress: Callable[[int], None] | None = None, options: FileOptions = FileOptions()) -> ProduceSummary:
+            on_progress: Callable[[int], None] | None = None, options: FileOptions = FileOptions(),
+            stop: threading.Event | None = None) -> ProduceSummary:
     """Send every good record of ``path`` to ``topic`` as an event (ids ``{id_prefix}{row}``, row
     counted from 0 over good records) and, for a seeded ``label_rate`` share of them, its label
     as ``{"id", "label"}`` to ``labels_topic`` ``label_delay_s`` seconds later. ``rate`` caps
@@ -61,10 +63,12 @@ def produce(path: str | os.PathLike, producer, topic: str, labels_topic: str | N
     that name, and the event and its label are keyed by the entity in Kafka, so an entity's
     events and labels share one partition and reach one daemon. ``options`` says how the
     file's columns are read; the features are
-    sent encoded (:mod:`streamssl.schema`) under the encoded names. Returns once every label is
-    sent and the producer is flushed.
+    sent encoded (:mod:`streamssl.schema`) under the encoded names. Once ``stop`` is set no
+    further event is sent; the labels of those sent still go out, each at its delay. Returns
+    once every label is sent and the producer is flushed.
     """
     summary = ProduceSummary()
+    stop = stop if stop is not None else threading.Event()
     rng = np.random.default_rng(seed)
     due: list[tuple[float, int, str, object]] = []
     start = time.monotonic()
@@ -84,7 +88,9 @@ def produce(path: str | os.PathLike, producer, topic: str, labels_topic: str | N
             if rate:
                 ahead = start + summary.events / rate - time.monotonic()
                 if ahead > 0:
-                    time.sleep(ahead)
+                    stop.wait(ahead)
+            if stop.is_set():
+                break
             event_id = f"{id_prefix}{summary.events}"
             key = (event_id if entity is None else str(entity)).encode()
             named = None if entity is None else (options.key_column, str(entity))
@@ -95,6 +101,8 @@ def produce(path: str | os.PathLike, producer, topic: str, labels_topic: str | N
             send_due(time.monotonic())
         if on_progress is not None:
             on_progress(summary.events)
+        if stop.is_set():
+            break
     while due:
         time.sleep(max(0.0, min(0.1, due[0][0] - time.monotonic())))
         send_due(time.monotonic())

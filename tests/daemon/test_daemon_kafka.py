@@ -53,6 +53,20 @@ def produce_live(bootstrap: str, topics: Topics, limit: int, rate: float, delay_
                             stdout=subprocess.PIPE, text=True)
 
 
+def produce_until_stopped(bootstrap: str, topics: Topics, rate: float, delay_s: float) -> subprocess.Popen:
+    """:func:`produce_live` of the sample looped, going on for as long as a test needs, whatever
+    the machine's load: :func:`stop_producing` ends it."""
+    return produce_live(bootstrap, topics, 1_000_000, rate, delay_s, "--repeat", "200")
+
+
+def stop_producing(producer: subprocess.Popen) -> dict:
+    """End a :func:`produce_until_stopped` (the labels of the events sent still follow); what it sent."""
+    producer.send_signal(signal.SIGTERM)
+    out = producer.communicate(timeout=120)[0]
+    assert producer.returncode == 0, producer.returncode
+    return json.loads(out)
+
+
 BAD_EVENTS = [
     (b"\xff\xfe not json", "undecodable"),
     (b'{"id": "bad-1", "features": {"date": 0}', "undecodable"),
@@ -385,7 +399,7 @@ def test_a_second_daemon_joining_and_leaving_the_group_loses_nothing(kafka_broke
     back and finishes the stream."""
     bootstrap = kafka_broker.bootstrap
     topics = Topics.unique("rebalance").create(bootstrap, partitions=2)
-    n, rate, delay_s = 3000, 100, 0.5
+    rate, delay_s = 100, 0.5
     configs = {}
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
@@ -399,7 +413,7 @@ def test_a_second_daemon_joining_and_leaving_the_group_loses_nothing(kafka_broke
     producer = None
     try:
         wait_for(lambda: a.get("/readyz")[0] == 200, 120, "A to be ready", a)
-        producer = produce_live(bootstrap, topics, n, rate=rate, delay_s=delay_s)
+        producer = produce_until_stopped(bootstrap, topics, rate=rate, delay_s=delay_s)
         wait_for(lambda: a.metric("streamssl_predictions_produced_total") >= 300, 120, "300 predictions from A", a)
         b = DaemonProcess(*configs["b"], tmp_path / "b.log")
         wait_for(lambda: b.metric("streamssl_predictions_produced_total") >= 200, 120, "200 predictions from B", b)
@@ -410,7 +424,11 @@ def test_a_second_daemon_joining_and_leaving_the_group_loses_nothing(kafka_broke
         b_holds = b.metric("streamssl_partition_holds_total")
         assert b.stop(getattr(signal, leave)) == (0 if leave == "SIGTERM" else -signal.SIGKILL)
         b_final = join_tally(tmp_path / "b" / "state" / "daemon.ckpt")
-        sent = json.loads(producer.communicate(timeout=120)[0])
+        wait_for(lambda: len(a.log_events("taken_over")) >= 2, 120, "A to take B's partitions", a)
+        after = a.metric("streamssl_predictions_produced_total") + 200
+        wait_for(lambda: a.metric("streamssl_predictions_produced_total") >= after, 120, "A to go on alone", a)
+        sent = stop_producing(producer)
+        n = sent["events"]
         wait_for(lambda: len({r.key for r in read_topic(bootstrap, topics.predictions, timeout_s=2)}) >= n, 120,
                  "a prediction for every event", a)
         wait_for(lambda: a.caught_up(4), 120, "A to read both topics to the end", a)
@@ -481,7 +499,7 @@ def test_a_daemon_killed_and_restarted_takes_its_partitions_back_without_redoing
     last checkpoint, not what B did meanwhile, and every label is joined."""
     bootstrap = kafka_broker.bootstrap
     topics = Topics.unique("restart").create(bootstrap, partitions=2)
-    n, rate, delay_s, every_s = 4000, 100, 0.5, 2.0
+    rate, delay_s, every_s = 100, 0.5, 2.0
     configs = {}
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
@@ -491,7 +509,7 @@ def test_a_daemon_killed_and_restarted_takes_its_partitions_back_without_redoing
     b = a2 = producer = None
     try:
         wait_for(lambda: a.get("/readyz")[0] == 200, 120, "A to be ready", a)
-        producer = produce_live(bootstrap, topics, n, rate=rate, delay_s=delay_s)
+        producer = produce_until_stopped(bootstrap, topics, rate=rate, delay_s=delay_s)
         wait_for(lambda: a.metric("streamssl_predictions_produced_total") >= 300, 120, "300 predictions from A", a)
         b = DaemonProcess(*configs["b"], tmp_path / "b.log")
         wait_for(lambda: b.metric("streamssl_predictions_produced_total") >= 100, 120, "100 predictions from B", b)
@@ -502,7 +520,9 @@ def test_a_daemon_killed_and_restarted_takes_its_partitions_back_without_redoing
         wait_for(lambda: b.metric("streamssl_predictions_produced_total") >= b_before + 100, 120, "B to go on", b)
         a2 = DaemonProcess(*configs["a"], tmp_path / "a2.log")
         wait_for(lambda: a2.log_events("taken_over"), 120, "A to take its partitions back", a2)
-        sent = json.loads(producer.communicate(timeout=120)[0])
+        wait_for(lambda: a2.metric("streamssl_predictions_produced_total") >= 100, 120, "A to go on", a2)
+        sent = stop_producing(producer)
+        n = sent["events"]
         wait_for(lambda: len({r.key for r in read_topic(bootstrap, topics.predictions, timeout_s=2)}) >= n, 120,
                  "a prediction for every event", a2)
         wait_for(lambda: a2.caught_up() and b.caught_up() and a2.partitions_known() + b.partitions_known() >= 4, 120,
