@@ -55,7 +55,8 @@ def add_learner_options(p: argparse.ArgumentParser) -> None:
                    help="the encoder's self-supervised objective (default: infonce); naming one turns the "
                    "encoder on unless --no-ssl is given")
     g.add_argument("--threshold", type=_threshold, default=0.99, help="confidence a pseudo-label needs (default 0.99)")
-    g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    g.add_argument("--device", default="cpu",
+                   help="cpu (default: faster for this learner, see the README), cuda, or auto (CUDA when present)")
     g.add_argument("--threads", type=_positive, default=1,
                    help="torch CPU threads (default 1: the networks are small, and more threads "
                    "only contend with other processes)")

@@ -294,7 +294,7 @@ class _LearnerSettings(_Section):
     objective: Literal[OBJECTIVE_NAMES] | None = None  # naming one turns the encoder on unless ssl: false
     objective_params: dict[str, bool | int | float | list[float]] = {}  # its settings, e.g. {temperature: 0.1}
     threshold: float = Field(0.99, gt=0, le=1)
-    device: str = "auto"
+    device: str = "cpu"  # "auto": CUDA when present (slower for the default learner: README)
     threads: int = Field(1, ge=1)
     seed: int = 0
 

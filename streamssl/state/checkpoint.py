@@ -118,8 +118,9 @@ def save_learner(learner, path: str | os.PathLike, key: bytes | None = None) -> 
     write_atomic(path, encode({"kind": type(learner).__name__, "state": learner.state_dict()}, key))
 
 
-def load_learner(path: str | os.PathLike, key: bytes | None = None, device: str = "auto"):
-    """Restore a learner saved by :func:`save_learner`, on ``device`` (``"auto"``: CUDA when present)."""
+def load_learner(path: str | os.PathLike, key: bytes | None = None, device: str | None = None):
+    """Restore a learner saved by :func:`save_learner`, on ``device`` (``None``: the device it
+    was built for; ``"auto"``: CUDA when present)."""
     from ..device import resolve_device
     from ..learner import StreamLearner
 
@@ -127,12 +128,12 @@ def load_learner(path: str | os.PathLike, key: bytes | None = None, device: str 
         data = Path(path).read_bytes()
     except OSError as exc:
         raise CheckpointError(f"{path}: {exc.strerror or exc}") from None
-    target = resolve_device(device)
     # Tensors come back on the CPU; each part copies them to its own device (module
     # parameters, buffers), while generator states must stay on the CPU.
     blob = decode(data, key, None, source=str(path))
     if not isinstance(blob, dict) or blob.get("kind") != StreamLearner.__name__:
         raise CheckpointError(f"{path}: not a StreamLearner checkpoint")
     state = blob["state"]
-    state["params"] = {**state["params"], "device": str(target)}
+    if device is not None:
+        state["params"] = {**state["params"], "device": str(resolve_device(device))}
     return StreamLearner.from_state_dict(state)
