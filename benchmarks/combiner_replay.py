@@ -1,0 +1,273 @@
+"""Try combiners on the suite in seconds: record every member's answers once, replay them.
+
+    python benchmarks/combiner_replay.py DIR --record   # the 42 suite cells (~10 minutes, 2 workers)
+    python benchmarks/combiner_replay.py DIR            # every combiner below against them
+
+What the members learn does not depend on the combiner (each learns every label; with
+pseudo-labels off, the default, nothing learns from the served answer), so the members'
+answers are the same whatever combiner serves them. ``--record`` runs the default ``streamssl``
+on each cell of ``benchmarks/suite.py`` (same streams, seeds, label masks, batches of 64),
+asking every member of every batch, and keeps in order each served batch's member
+probabilities with its truths and each labelled batch's member outcomes. Replaying that log
+through a combiner gives the accuracy the learner would have had with it; the default combiner
+gives back the run's own accuracy exactly (checked on each cell).
+
+The report gives, per stream and label rate (mean over seeds), each combiner's accuracy, and
+for reference the member best in hindsight (its answers alone) and the mean regret against it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import pickle
+import sys
+from collections import defaultdict, deque
+from multiprocessing import Pool
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from streamssl.learner.combine import EWA, Select  # noqa: E402
+
+
+class Recorder:
+    """Stands in for the learner's combiner: every member is asked, the answer is the inner
+    combiner's; logs in order each served batch's probabilities (with the truths set by
+    :class:`_Served`) and each update's outcomes."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.log, self.truths = inner, [], None
+
+    def asked(self) -> list[str]:
+        return list(self.inner.members)
+
+    def combine(self, probas: Mapping[str, np.ndarray]) -> np.ndarray:
+        if self.truths is not None:  # a served batch (not the combination a labelled batch is scored on)
+            self.log.append(["serve", {k: np.array(v, dtype=np.float32) for k, v in probas.items()}, self.truths])
+            self.truths = None
+        return self.inner.combine({name: probas[name] for name in self.inner.asked()})
+
+    def update(self, outcomes: Mapping[str, Sequence[bool]]) -> None:
+        self.log.append(["update", {k: np.asarray(v, dtype=bool) for k, v in outcomes.items()}])
+        self.inner.update(outcomes)
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+
+class _Served:
+    """The learner, each served batch's truths (as indices of its classes then, -1 for none or
+    a class not yet seen) handed to the :class:`Recorder` first."""
+
+    def __init__(self, model, recorder: Recorder) -> None:
+        self.model, self.recorder, self.truths = model, recorder, []
+
+    def predict_proba_many(self, X, **kw):
+        index = {c: i for i, c in enumerate(self.model.classes_)}
+        self.recorder.truths = np.array([index.get(t, -1) if t is not None else -1 for t in self.truths])
+        scored = np.array([t is not None for t in self.truths])
+        try:
+            proba = self.model.predict_proba_many(X, **kw)
+        finally:
+            if self.recorder.truths is not None:  # nothing to combine yet: no answer
+                self.recorder.log.append(["serve", None, self.recorder.truths])
+            self.recorder.truths = None
+        self.recorder.log[-1].append(scored)
+        return proba
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+
+def record(job: tuple) -> str:
+    """Run one suite cell with a :class:`Recorder`; write its log to ``out``."""
+    from suite import prepare, streams
+
+    from streamssl.replay.bench import BenchSettings, build_model
+    from streamssl.replay.prequential import prequential
+
+    import torch
+
+    stream_name, rate, seed, out = job
+    stream = {s.name: s for s in streams(False)}[stream_name]
+    prepare(stream)
+    settings = BenchSettings(label_rate=rate, seed=seed, limit=stream.limit)
+    torch.set_num_threads(settings.threads)
+    path = str(stream.path)
+    probe = settings.file.source(path, limit=1, on_bad=lambda bad: None)
+    next(iter(probe), None)
+    model = build_model("streamssl", seed, probe.feature_names)
+    model.mix = recorder = Recorder(model.mix)
+    served = _Served(model, recorder)
+
+    def batches():
+        for batch in settings.file.source(path, batch_size=settings.batch_size, limit=settings.limit,
+                                          on_bad=lambda bad: None):
+            served.truths = list(batch.y)
+            yield batch
+
+    summary = None
+    for step in prequential(batches(), served, settings.label_rate, settings.label_delay, settings.seed):
+        summary = step.summary
+    result = {"log": recorder.log, "accuracy": summary.accuracy, "members": list(recorder.inner.members)}
+    file = Path(out) / f"{stream_name}.{rate}.{seed}.pkl"
+    file.write_bytes(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+    return f"{file.name}: accuracy {summary.accuracy:.4f}"
+
+
+class Margin:
+    """The member that answers changes only when another beats it by a paired sign test: over
+    the last ``window`` labelled events on which the two disagreed (one right, one wrong), the
+    challenger's wins minus the incumbent's exceed ``z`` standard deviations of that difference
+    under no difference (``z * sqrt(disagreements)``). The incumbent at the start is the first member."""
+
+    def __init__(self, members: Sequence[str], window: int = 200, z: float = 1.0) -> None:
+        self.members = list(members)
+        self.window, self.z = window, z
+        self.outcomes: deque = deque(maxlen=window)
+        self.selected = self.members[0]
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return {n: float(n == self.selected) for n in self.members}
+
+    def asked(self) -> list[str]:
+        return [self.selected]
+
+    def combine(self, probas):
+        return probas[self.selected]
+
+    def update(self, outcomes) -> None:
+        names = [n for n in self.members if n in outcomes]
+        for row in zip(*(outcomes[n] for n in names)):
+            self.outcomes.append(dict(zip(names, row)))
+        if not self.outcomes:
+            return
+        best, best_score = self.selected, 0.0
+        for name in self.members:
+            if name == self.selected:
+                continue
+            wins = losses = 0
+            for o in self.outcomes:
+                if name in o and self.selected in o and o[name] != o[self.selected]:
+                    wins += o[name]
+                    losses += o[self.selected]
+            n = wins + losses
+            score = (wins - losses) / math.sqrt(n) if n else 0.0
+            if score > self.z and score > best_score:
+                best, best_score = name, score
+        self.selected = best
+
+
+class HardEWA(EWA):
+    """EWA's weights, but the member of the largest weight answers alone."""
+
+    def asked(self) -> list[str]:
+        w = self.weights
+        return [max(self.members, key=lambda n: w[n])]
+
+    def combine(self, probas):
+        (p,) = probas.values()
+        return p
+
+
+VARIANTS = {
+    "default": lambda m: EWA(m),
+    "ewa-r0.25": lambda m: EWA(m, rate=0.25),
+    "ewa-r1": lambda m: EWA(m, rate=1.0),
+    "ewa-r2": lambda m: EWA(m, rate=2.0),
+    "ewa-s0.005": lambda m: EWA(m, share=0.005),
+    "ewa-s0.05": lambda m: EWA(m, share=0.05),
+    "ewa-r1-s0.005": lambda m: EWA(m, rate=1.0, share=0.005),
+    "hard-ewa": lambda m: HardEWA(m),
+    "select50": lambda m: Select(m, 50),
+    "select200": lambda m: Select(m, 200),
+    "margin-z1": lambda m: Margin(m, 200, 1.0),
+    "margin-z2": lambda m: Margin(m, 200, 2.0),
+}
+
+
+def replay(log: list, members: list[str], combiner) -> tuple[float, dict[str, float]]:
+    """Accuracy over the scored events of ``log`` served through ``combiner``, and each member's alone."""
+    right, n = 0, 0
+    alone = dict.fromkeys(members, 0)
+    for entry in log:
+        if entry[0] == "update":
+            if combiner is not None:
+                combiner.update(entry[1])
+            continue
+        _, probas, truths, scored = entry
+        n += int(scored.sum())
+        if probas is None:
+            continue
+        truth = truths[scored]
+        if combiner is not None:
+            out = combiner.combine({name: probas[name] for name in combiner.asked()})
+            right += int((out.argmax(axis=1)[scored] == truth).sum())
+        for name, p in probas.items():
+            alone[name] += int((p.argmax(axis=1)[scored] == truth).sum())
+    return right / max(n, 1), {k: v / max(n, 1) for k, v in alone.items()}
+
+
+def report(directory: Path, names: list[str]) -> None:
+    cells: dict = defaultdict(lambda: defaultdict(list))
+    for file in sorted(directory.glob("*.pkl")):
+        stream, rest = file.stem.split(".", 1)
+        rate = rest.rsplit(".", 1)[0]
+        data = pickle.loads(file.read_bytes())
+        members = data["members"]
+        check, alone = replay(data["log"], members, EWA(members))
+        if abs(check - data["accuracy"]) > 1e-9:
+            raise SystemExit(f"{file.name}: the replay gives accuracy {check}, the run {data['accuracy']}")
+        cells[(rate, stream)]["alone"].append(alone)
+        for name in names:
+            cells[(rate, stream)][name].append(replay(data["log"], members, VARIANTS[name](members))[0])
+    for rate in sorted({r for r, _ in cells}):
+        print(f"\n### {float(rate):.0%} labels: accuracy (mean over seeds); last columns: the member best "
+              "in hindsight alone, and the default's regret against it (points)\n")
+        print("| stream | " + " | ".join(names) + " | best member | regret |")
+        print("|---|" + "---:|" * (len(names) + 2))
+        means: dict = defaultdict(list)
+        for (r, stream), by in sorted(cells.items()):
+            if r != rate:
+                continue
+            members = by["alone"][0].keys()
+            best = max(members, key=lambda k: np.mean([a[k] for a in by["alone"]]))
+            best_acc = float(np.mean([a[best] for a in by["alone"]]))
+            row = [float(np.mean(by[name])) for name in names]
+            for name, v in zip(names, row):
+                means[name].append(v)
+            means["best"].append(best_acc)
+            print(f"| {stream} | " + " | ".join(f"{v:.4f}" for v in row)
+                  + f" | {best} {best_acc:.4f} | {100 * (row[0] - best_acc):+.1f} |")
+        print("| **mean** | " + " | ".join(f"{np.mean(means[n]):.4f}" for n in names)
+              + f" | {np.mean(means['best']):.4f} | |")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("directory", help="where the logs are (or go, with --record)")
+    parser.add_argument("--record", action="store_true", help="run the suite's cells and record their logs")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"of {', '.join(VARIANTS)}")
+    args = parser.parse_args(argv)
+    directory = Path(args.directory)
+    if args.record:
+        from suite import streams
+
+        directory.mkdir(parents=True, exist_ok=True)
+        jobs = [(s.name, rate, seed, str(directory)) for s in streams(False) for rate in (0.01, 0.05) for seed in (0, 1, 2)]
+        jobs.sort(key=lambda j: -(next(s for s in streams(False) if s.name == j[0]).limit or 50_000))
+        with Pool(args.workers, maxtasksperchild=1) as pool:
+            for line in pool.imap_unordered(record, jobs):
+                print(line, flush=True)
+    report(directory, args.variants.split(","))
+
+
+if __name__ == "__main__":
+    main()
