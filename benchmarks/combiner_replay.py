@@ -192,6 +192,15 @@ VARIANTS = {
 }
 
 
+def make(name: str, members: list[str]):
+    """The combiner called ``name`` over ``members``: one of :data:`VARIANTS`, or ``drop:A+B``,
+    the default over the members but A and B (what the members left would have given)."""
+    if name.startswith("drop:"):
+        gone = set(name[5:].split("+"))
+        return EWA([m for m in members if m not in gone])
+    return VARIANTS[name](members)
+
+
 def replay(log: list, members: list[str], combiner) -> tuple[float, dict[str, float]]:
     """Accuracy over the scored events of ``log`` served through ``combiner``, and each member's alone."""
     right, n = 0, 0
@@ -226,7 +235,7 @@ def report(directory: Path, names: list[str]) -> None:
             raise SystemExit(f"{file.name}: the replay gives accuracy {check}, the run {data['accuracy']}")
         cells[(rate, stream)]["alone"].append(alone)
         for name in names:
-            cells[(rate, stream)][name].append(replay(data["log"], members, VARIANTS[name](members))[0])
+            cells[(rate, stream)][name].append(replay(data["log"], members, make(name, members))[0])
     for rate in sorted({r for r, _ in cells}):
         print(f"\n### {float(rate):.0%} labels: accuracy (mean over seeds); last columns: the member best "
               "in hindsight alone, and the default's regret against it (points)\n")
@@ -254,7 +263,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("directory", help="where the logs are (or go, with --record)")
     parser.add_argument("--record", action="store_true", help="run the suite's cells and record their logs")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"of {', '.join(VARIANTS)}")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"of {', '.join(VARIANTS)}, or drop:MEMBER[+MEMBER...] (the default without them)")
     args = parser.parse_args(argv)
     directory = Path(args.directory)
     if args.record:
