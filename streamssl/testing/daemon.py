@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import weakref
 from pathlib import Path
 from typing import Callable
 
@@ -53,16 +54,22 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, proc: "
     if proc is not None:
         status, body = proc.get("/metrics")
         metrics = "\n".join(line for line in body.splitlines() if line.startswith("streamssl_") and "_bucket" not in line)
+    # The other daemons of the test often hold the reason (a partition they did not let go).
+    others = "".join(f"\n--- {other.log.name}:\n{other.log_text()[-2000:]}" for other in DaemonProcess.started
+                     if other is not proc and other.process.poll() is None)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}"
-                         + (f"\n{proc.log_text()[-3000:]}\n{metrics}" if proc else ""))
+                         + (f"\n{proc.log_text()[-3000:]}\n{metrics}" if proc else "") + others)
 
 
 class DaemonProcess:
     """``streamssl run`` in a child process; its JSON logs go to a file."""
 
+    started: "weakref.WeakSet[DaemonProcess]" = weakref.WeakSet()  # for :func:`wait_for`'s report
+
     def __init__(self, config: Path, port: int, log: Path, *args: str) -> None:
         self.port = port
         self.log = log
+        DaemonProcess.started.add(self)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with open(log, "ab") as f:
             self.process = subprocess.Popen([sys.executable, "-m", "streamssl.cli", "run", "--config", str(config), *args],
