@@ -255,6 +255,17 @@ def write_report(results: dict, out: Path) -> None:
         fig.tight_layout()
         fig.savefig(out / "drift_response.png", dpi=110)
         lines += ["", "![accuracy with and without the response](results/drift/drift_response.png)", ""]
+    floor = HERE / "results" / "drift" / "floor.json"
+    if floor.exists():  # python benchmarks/drift_floor.py
+        from drift_floor import table
+
+        lines += ["## How soon labels can show a concept drift", "",
+                  "`python benchmarks/drift_floor.py` (JSON in `benchmarks/results/drift/floor.json`): by Lorden's bound, "
+                  "no detector on the learner's error or residual (right or wrong, and how confident) detects a drift "
+                  "in fewer events, on average, at the bar's false-alarm rate, than the floor below; the script's "
+                  "docstring says how it is measured. Where the floor is above 500 events (SEA: the concept moves a "
+                  "threshold, and few of the learner's answers turn wrong), the bar's 500 events are out of reach of "
+                  "such detectors.", "", *table(json.loads(floor.read_text())), ""]
     REPORT.write_text("\n".join(lines))
 
 
