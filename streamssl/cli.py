@@ -382,7 +382,8 @@ def cmd_produce(args: argparse.Namespace) -> int:
             raise KeyboardInterrupt
         stop.set()
 
-    handlers = {sig: signal.signal(sig, stop_sending) for sig in (signal.SIGTERM, signal.SIGINT)}
+    main_thread = threading.current_thread() is threading.main_thread()  # (only there can signals be caught)
+    handlers = {sig: signal.signal(sig, stop_sending) for sig in (signal.SIGTERM, signal.SIGINT)} if main_thread else {}
     try:
         summary = produce(path, producer, args.topic, args.labels_topic, args.label_rate, args.label_delay_s,
                           args.rate, args.seed, args.limit, args.layout, args.id_prefix, args.repeat, on_bad=dead,
