@@ -82,3 +82,38 @@ def test_the_learner_feeds_it_and_sees_a_concept_flip_from_its_labels(tmp_path):
         model.learn_many(X[i:i + 50], [int(t) if k else None for t, k in zip(truth[i:i + 50], known[i:i + 50])])
     drifts = [e.position for e in model.drift_events if e.signal == "residual" and e.level == "drift"]
     assert drifts and flip < drifts[0] <= flip + 500
+
+
+def _labels_until_detected(detector: CUSUM, rng: np.random.Generator, right_rate: float | None) -> int:
+    """Labels at confidence 0.95 to 1.0 until ``detector`` fires (right at that confidence, or
+    at ``right_rate`` after a change of concept); 10,000 if it never does."""
+    for i in range(1, 10_001):
+        p = rng.uniform(0.95, 1.0)
+        detector.update(float(rng.random() < (p if right_rate is None else right_rate)) - p)
+        if detector.drift_detected:
+            return i
+    return 10_000
+
+
+def test_large_multipliers_see_a_large_change_sooner_and_false_alarms_stay_as_rare():
+    # A new concept that gets half of the confident answers wrong: the sum at odds 30 gains
+    # about three times as much per label as the one at odds 3.
+    alone = [_labels_until_detected(CUSUM(odds=3.0), np.random.default_rng(s), 0.5) for s in range(20)]
+    several = [_labels_until_detected(CUSUM(), np.random.default_rng(s), 0.5) for s in range(20)]
+    assert np.mean(several) < 0.6 * np.mean(alone), (several, alone)
+    # While calibration holds: no more alarms than Wald's bound for one multiplier.
+    rng, detector, alarms = np.random.default_rng(3), CUSUM(), 0
+    for _ in range(50_000):
+        p = rng.uniform(0.5, 1.0)
+        detector.update(float(rng.random() < p) - p)
+        alarms += detector.drift_detected
+    assert alarms <= 50_000 / math.exp(detector.threshold)
+
+
+def test_a_detector_checkpointed_with_one_multiplier_loads_and_goes_on():
+    old = CUSUM.__new__(CUSUM)
+    old.__setstate__({"odds": 3.0, "threshold": 7.0, "statistic": 2.5, "n": 10, "estimation": -0.01,
+                      "drift_detected": False})  # what a checkpoint before 2026-12-04 holds
+    assert old.odds == (3.0,) and old.statistic == 2.5
+    old.update(-0.99)  # a confident error adds about log 3
+    assert old.statistic == pytest.approx(2.5 + math.log(3 / (0.99 + 3 * 0.01)))
