@@ -21,7 +21,6 @@ import math
 import pickle
 import sys
 from collections import defaultdict
-from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
@@ -82,34 +81,17 @@ class _Served:
 
 def record(job: tuple) -> str:
     """Run one suite cell with a :class:`Recorder`; write its log to ``out``."""
-    from suite import prepare, streams
-
-    from streamssl.replay.bench import BenchSettings, build_model
-    from streamssl.replay.prequential import prequential
-
-    import torch
+    from suite import replay_default
 
     stream_name, rate, seed, out = job
-    stream = {s.name: s for s in streams(False)}[stream_name]
-    prepare(stream)
-    settings = BenchSettings(label_rate=rate, seed=seed, limit=stream.limit)
-    torch.set_num_threads(settings.threads)
-    path = str(stream.path)
-    probe = settings.file.source(path, limit=1, on_bad=lambda bad: None)
-    next(iter(probe), None)
-    model = build_model("streamssl", seed, probe.feature_names)
-    model.calibrator = recorder = Recorder(model.calibrator)
-    served = _Served(model, recorder)
+    recorder = None
 
-    def batches():
-        for batch in settings.file.source(path, batch_size=settings.batch_size, limit=settings.limit,
-                                          on_bad=lambda bad: None):
-            served.truths = list(batch.y)
-            yield batch
+    def instrument(model):
+        nonlocal recorder
+        model.calibrator = recorder = Recorder(model.calibrator)
+        return _Served(model, recorder)
 
-    summary = None
-    for step in prequential(batches(), served, settings.label_rate, settings.label_delay, settings.seed):
-        summary = step.summary
+    summary = replay_default(stream_name, rate, seed, instrument)
     result = {"log": recorder.log, "accuracy": summary.accuracy, "ece": summary.calibration_error,
               "estimated": summary.estimated_accuracy, "trend": recorder.inner.trend}
     file = Path(out) / f"{stream_name}.{rate}.{seed}.pkl"
@@ -263,14 +245,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     directory = Path(args.directory)
     if args.record:
-        from suite import streams
+        from suite import record_cells
 
-        directory.mkdir(parents=True, exist_ok=True)
-        jobs = [(s.name, rate, seed, str(directory)) for s in streams(False) for rate in (0.01, 0.05) for seed in (0, 1, 2)]
-        jobs.sort(key=lambda j: -(next(s for s in streams(False) if s.name == j[0]).limit or 50_000))
-        with Pool(args.workers, maxtasksperchild=1) as pool:
-            for line in pool.imap_unordered(record, jobs):
-                print(line, flush=True)
+        record_cells(record, directory, args.workers)
     report(directory, args.variants.split(","))
 
 

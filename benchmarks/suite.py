@@ -95,6 +95,50 @@ def run_cell(stream: Stream, rate: float, seed: int, models: list[str], out: Pat
     return doc
 
 
+def replay_default(stream_name: str, rate: float, seed: int, instrument):
+    """Today's default ``streamssl`` on one suite cell, as the suite runs it (same label mask,
+    batches, threads), for the replay benchmarks: ``instrument(model)`` returns the model the
+    run talks to, which has a ``truths`` list set to each batch's labels before the batch is
+    served. Returns the run's summary."""
+    import torch
+
+    from streamssl.replay.bench import build_model
+    from streamssl.replay.prequential import prequential
+
+    stream = {s.name: s for s in streams(False)}[stream_name]
+    prepare(stream)
+    settings = BenchSettings(label_rate=rate, seed=seed, limit=stream.limit)
+    torch.set_num_threads(settings.threads)
+    path = str(stream.path)
+    probe = settings.file.source(path, limit=1, on_bad=lambda bad: None)
+    next(iter(probe), None)
+    served = instrument(build_model("streamssl", seed, probe.feature_names))
+
+    def batches():
+        for batch in settings.file.source(path, batch_size=settings.batch_size, limit=settings.limit,
+                                          on_bad=lambda bad: None):
+            served.truths = list(batch.y)
+            yield batch
+
+    summary = None
+    for step in prequential(batches(), served, settings.label_rate, settings.label_delay, settings.seed):
+        summary = step.summary
+    return summary
+
+
+def record_cells(record, directory: Path, workers: int) -> None:
+    """``record((stream, rate, seed, directory))`` for the 42 cells (7 streams, 1 % and 5 %,
+    seeds 0-2), longest streams first, each in a fresh process; prints what each returns."""
+    from multiprocessing import Pool
+
+    directory.mkdir(parents=True, exist_ok=True)
+    jobs = [(s.name, rate, seed, str(directory)) for s in sorted(streams(False), key=lambda s: -(s.limit or 50_000))
+            for rate in (0.01, 0.05) for seed in (0, 1, 2)]
+    with Pool(workers, maxtasksperchild=1) as pool:
+        for line in pool.imap_unordered(record, jobs):
+            print(line, flush=True)
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
