@@ -273,9 +273,16 @@ def _new_events(events, last_seen) -> list:
 
 
 def _labels(proba: np.ndarray, classes: list) -> list:
+    """The predicted class of each row; ``None`` (no answer, scored wrong) for a row without
+    probability mass, so that no model is credited with whichever class its columns list first.
+
+    >>> _labels(np.array([[0.2, 0.8], [0.0, 0.0]]), ["a", "b"])
+    ['b', None]
+    """
     if proba.shape[1] == 0:
         return [None] * len(proba)
-    return [classes[i] for i in proba.argmax(axis=1)]
+    answered = proba.sum(axis=1) > 0
+    return [classes[i] if ok else None for i, ok in zip(proba.argmax(axis=1), answered)]
 
 
 def _score(summary: ReplaySummary, truths: list, predicted: list, confidence: np.ndarray) -> None:

@@ -42,3 +42,25 @@ def test_semi_supervised_peer_gets_the_unlabelled_events():
     X, y = stream(100)
     model.learn_many(X, [label if i % 2 else None for i, label in enumerate(y)])
     assert len(seen) == 50 and model.labels_used == 50
+
+
+def test_where_moa_gives_no_votes_the_adapter_answers_the_class_prior():
+    from streamssl.replay.peers import CapyMOABatchAdapter
+
+    class Silent:  # an MOA learner that never votes
+        def __init__(self):
+            self.trained = 0
+
+        def predict_proba(self, instance):
+            return np.zeros(2)
+
+        def train(self, instance):
+            self.trained += 1
+
+    model = CapyMOABatchAdapter(lambda schema, seed: Silent(), ["a", "b", "c"], ["up", "down"], 0)
+    X = np.zeros((4, 3))
+    assert model.predict_proba_many(X[:1]).tolist() == [[0.0, 0.0]]  # nothing learned: no answer
+    model.learn_many(X, ["down", "down", "up", None])
+    assert model.model.trained == 3
+    assert model.predict_proba_many(X[:2]).tolist() == [[1 / 3, 2 / 3]] * 2
+    assert model.abstained == 2

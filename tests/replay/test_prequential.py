@@ -511,3 +511,23 @@ def test_the_summary_reads_accuracy_against_its_baselines():
     assert summary.majority_rate == 5 / 8 and summary.accuracy == 5 / 8
     assert summary.no_change_accuracy == 4 / 8  # 0→0, 1→1, 1→1, 1→1 (the first event has none before it)
     assert summary.accuracy_after_first_batch == 3 / 4
+
+
+class AbstainingModel(RecordingModel):
+    """Gives no probability mass to the events whose column 1 is -1."""
+
+    def predict_proba_many(self, X: np.ndarray) -> np.ndarray:
+        proba = np.zeros((len(X), len(self.classes_)))
+        answered = X[:, 1] >= 0
+        proba[np.flatnonzero(answered), X[answered, 1].astype(int)] = 1.0
+        return proba
+
+
+@pytest.mark.parametrize("classes", [(0, 1), (1, 0)])
+def test_an_event_without_probability_mass_is_scored_wrong_whatever_the_column_order(classes):
+    # Events 0-3 answered right, events 4-7 given no votes at all; their labels are each
+    # column's class in turn, so crediting the first column would score some of them right.
+    y = [0, 1, 0, 1, 0, 1, 0, 1]
+    scripted = [classes.index(label) for label in y[:4]] + [-1] * 4
+    *_, last = prequential(stream(y, 4, scripted), AbstainingModel(classes))
+    assert last.summary.scored == 8 and last.summary.correct == 4
