@@ -20,6 +20,7 @@ from .calibration import Reliability, TemperatureCalibrator
 from .classifier import OnlineMLPClassifier
 from .combine import COMBINERS, EWA, Select
 from .duel import Duel
+from .main_head import MainHead
 from .learned_temporal import LearnedTemporalContext
 from .linear import OnlineLinear
 from .members import Batch, LinearMember, Member, MemoryMember, OwnFeaturesMLP, RiverMember
@@ -375,15 +376,11 @@ class StreamLearner(base.Classifier):
         self._recent_served: deque[tuple[float, bool]] = deque(maxlen=1000)
         self._outcomes: dict[str, list[bool]] = {}  # the heads' outcomes on the labelled batch in hand
         self.ssl: ContinualEncoder | None = None
-        self.head: OnlineMLPClassifier | None = None
-        self.challenger: OnlineMLPClassifier | None = None
-        self.duel = Duel(self.challenger_min_labels, self.challenger_patience, self.challenger_margin)
-        self._heads_made = 0
+        self.main: MainHead | None = None  # the MLP on every feature and its challenger, built with the others
         self.n_seen = 0
         self._group = 0.0  # label mass the MLP heads gather before learning (inf inside learn_one)
         self._since_flush = 0  # learn_one events since the MLP heads last learned
         self.labels_used = 0
-        self.swaps = 0
         # Rows of the last learn_many batch accepted as pseudo-labels, and their labels.
         self.last_pseudo_labels: tuple[np.ndarray, list[Hashable]] = (np.zeros(0, dtype=np.int64), [])
         self._shared: list[tuple[np.ndarray, list[Hashable]]] | None = None  # see share_labelled
@@ -402,7 +399,7 @@ class StreamLearner(base.Classifier):
                 self.ssl_every, self.corruption, device=self._device, seed=self.seed,
                 objective=self.objective, objective_params=self.objective_params,
             )
-        self.head = self._new_head()
+        self.main = MainHead(self._new_mlp, self._new_duel)
         if "raw" in self.mix.members:
             self.heads["raw"] = OwnFeaturesMLP(OnlineMLPClassifier(
                 self.n_inputs_, self.head_hidden, self.head_lr, self.head_replay, steps=self.head_steps,
@@ -438,17 +435,35 @@ class StreamLearner(base.Classifier):
         """The event's own standardised features: the first columns of the heads' input."""
         return Z[:, : self.n_inputs_]
 
-    def _new_head(self) -> OnlineMLPClassifier:
+    def _new_mlp(self, made: int) -> OnlineMLPClassifier:
+        """The ``made``-th MLP on every feature (the main head, then each challenger)."""
         n_inputs = self.n_features_ + (self.embedding_dim if self.encoder else 0)
         head = OnlineMLPClassifier(
             n_inputs, self.head_hidden, self.head_lr, self.head_replay, steps=self.head_steps,
-            device=self._device, seed=self.seed + 7919 * self._heads_made, row_width=self.n_features_,
+            device=self._device, seed=self.seed + 7919 * made, row_width=self.n_features_,
             steps_per_row=self.head_steps_per_label, max_steps=self.head_max_steps,
             balanced=self.balanced_replay,
         )
-        self._heads_made += 1
         head.add_classes(len(self.classes_))
         return head
+
+    def _new_duel(self) -> Duel:
+        return Duel(self.challenger_min_labels, self.challenger_patience, self.challenger_margin)
+
+    @property
+    def head(self) -> OnlineMLPClassifier | None:
+        """The main MLP head (``None`` before the first event)."""
+        return None if self.main is None else self.main.mlp
+
+    @property
+    def challenger(self) -> OnlineMLPClassifier | None:
+        """The background head a drift started, while it duels the main one."""
+        return None if self.main is None else self.main.challenger
+
+    @property
+    def swaps(self) -> int:
+        """Challengers that replaced the main head."""
+        return 0 if self.main is None else self.main.swaps
 
     # --------------------------------------------------------------- features
     def _check(self, X: np.ndarray) -> np.ndarray:
@@ -485,7 +500,7 @@ class StreamLearner(base.Classifier):
             if label not in self._class_index:
                 self._class_index[label] = len(self.classes_)
                 self.classes_.append(label)
-        for head in (self.head, self.challenger, *self.heads.values()):
+        for head in (self.main, *self.heads.values()):
             if hasattr(head, "add_classes"):
                 head.add_classes(len(self.classes_))
         return np.array([self._class_index[label] for label in labels], dtype=np.int64)
@@ -532,8 +547,8 @@ class StreamLearner(base.Classifier):
         weights = self.mix.weights
         return max(weights, key=weights.get)
 
-    def _proba(self, Z: torch.Tensor, head: OnlineMLPClassifier | None = None) -> torch.Tensor:
-        return (head or self.head).predict_proba(self._featurize(Z))
+    def _proba(self, Z: torch.Tensor) -> torch.Tensor:
+        return self.main.proba(Z, self._featurize)
 
     def predict_many(self, X: np.ndarray) -> list[Hashable | None]:
         """The most probable class of each event (``None`` before any label was seen)."""
@@ -568,7 +583,7 @@ class StreamLearner(base.Classifier):
 
     def _mlps(self) -> list[OnlineMLPClassifier]:
         raw = self.heads.get("raw")
-        return [m for m in (self.head, self.challenger, raw.mlp if raw is not None else None) if m is not None]
+        return [*(self.main.mlps if self.main is not None else ()), *((raw.mlp,) if raw is not None else ())]
 
     def _set_groups(self) -> None:
         """Before learning: the MLP heads gather labels inside learn_one, and learn at once (with
@@ -582,9 +597,8 @@ class StreamLearner(base.Classifier):
         """The MLP heads learn the labels waiting for their group."""
         self._since_flush = 0
         with torch_threads(self.threads):
-            for mlp in (self.head, self.challenger):
-                if mlp is not None:
-                    mlp.flush(self._featurize)
+            if self.main is not None:
+                self.main.flush(self._featurize)
             if "raw" in self.heads:
                 self.heads["raw"].flush()
 
@@ -766,7 +780,7 @@ class StreamLearner(base.Classifier):
             self.calibrator.observe(combined, y)
         self.mix.update(self._outcomes)
         if challenger is not None and challenger is self.challenger:
-            self._duel_round(main_ok, self._proba(Z, challenger).argmax(1) == yt)
+            self.main.round(main_ok, Z, yt, self._featurize)
         self.policy.observe_labels(y, len(self.classes_))
         ones = torch.ones(len(y), device=self._device)
         remember = torch.ones(len(y), dtype=torch.bool, device=self._device)
@@ -872,18 +886,7 @@ class StreamLearner(base.Classifier):
                     self.ssl.boost(self.drift_lr_boost, max(1, self.drift_cooldown // self.ssl.every))
                 if event.signal not in VECTOR_SIGNALS:  # a two-sample test that fired takes a new reference itself
                     self.monitor.refresh()
-            if self.challenger is None:
-                self.challenger = self._new_head()
-                self.challenger.group = self._group
-                self.duel = Duel(self.challenger_min_labels, self.challenger_patience, self.challenger_margin)
-
-    def _duel_round(self, main_ok: torch.Tensor, challenger_ok: torch.Tensor) -> None:
-        outcome = self.duel.round(main_ok.tolist(), challenger_ok.tolist())
-        if outcome == "swap":
-            self.head, self.challenger = self.challenger, None
-            self.swaps += 1
-        elif outcome == "drop":
-            self.challenger = None
+            self.main.challenge(self._group)
 
     @property
     def drift_events(self) -> Sequence[DriftEvent]:
@@ -914,6 +917,8 @@ class StreamLearner(base.Classifier):
     # ------------------------------------------------------------- save/restore
     def state_dict(self) -> dict:
         """Everything the learner has learned, as plain data, tensors and river detectors."""
+        main = self.main.state_dict() if self.main is not None else {
+            "head": None, "challenger": None, "duel": [0, 0, 0], "heads_made": 0, "swaps": 0}
         return {
             "params": self._get_params(),
             "n_features": self.n_features_,
@@ -923,8 +928,8 @@ class StreamLearner(base.Classifier):
             "policy": self.policy.state_dict(),
             "monitor": self.monitor.state_dict(),
             "ssl": None if self.ssl is None else self.ssl.state_dict(),
-            "head": None if self.head is None else self.head.state_dict(),
-            "challenger": None if self.challenger is None else self.challenger.state_dict(),
+            "head": main["head"],
+            "challenger": main["challenger"],
             "n_inputs": self.n_inputs_,
             "context": None if self.context is None else self.context.state_dict(),
             "members": {name: member.state_dict() for name, member in self.heads.items()},
@@ -932,8 +937,8 @@ class StreamLearner(base.Classifier):
             "calibrator": None if self.calibrator is None else self.calibrator.state_dict(),
             "head_tally": {k: list(v) for k, v in self.head_tally.items()},
             "counters": {
-                "duel": list(self.duel.scores), "heads_made": self._heads_made, "n_seen": self.n_seen,
-                "labels_used": self.labels_used, "swaps": self.swaps, "since_flush": self._since_flush,
+                "duel": main["duel"], "heads_made": main["heads_made"], "n_seen": self.n_seen,
+                "labels_used": self.labels_used, "swaps": main["swaps"], "since_flush": self._since_flush,
             },
         }
 
@@ -970,13 +975,11 @@ class StreamLearner(base.Classifier):
         model.monitor.load_state_dict(state["monitor"])
         if state["ssl"] is not None:
             model.ssl.load_state_dict(state["ssl"])
-        if state["head"] is not None:
-            model.head.load_state_dict(state["head"])
-        if state["challenger"] is not None:
-            model.challenger = model._new_head()
-            model.challenger.load_state_dict(state["challenger"])
         counters = state["counters"]
-        model.duel.scores, model._heads_made = list(counters["duel"]), counters["heads_made"]
-        model.n_seen, model.labels_used, model.swaps = counters["n_seen"], counters["labels_used"], counters["swaps"]
+        if state["head"] is not None:
+            model.main.load_state_dict({"head": state["head"], "challenger": state["challenger"],
+                                        "duel": counters["duel"], "heads_made": counters["heads_made"],
+                                        "swaps": counters["swaps"]})
+        model.n_seen, model.labels_used = counters["n_seen"], counters["labels_used"]
         model._since_flush = counters.get("since_flush", 0)
         return model
