@@ -20,6 +20,7 @@ from .calibration import Reliability, TemperatureCalibrator
 from .classifier import OnlineMLPClassifier
 from .combine import COMBINERS, EWA, Select
 from .duel import Duel
+from .features import Features
 from .main_head import MainHead
 from .learned_temporal import LearnedTemporalContext
 from .linear import OnlineLinear
@@ -350,7 +351,8 @@ class StreamLearner(base.Classifier):
     # ------------------------------------------------------------------ state
     def _reset(self) -> None:
         self._device = resolve_device(self.device)
-        self.standardizer = OnlineStandardizer()
+        # The event with its temporal context (the rows), then standardised (what the networks see).
+        self.features = Features(TemporalContext(self.temporal_spans) if self.temporal else None)
         self.policy = PseudoLabelPolicy(
             self.threshold, self.warmup_labels, self.pseudo_weight, self.class_slack, self.drift_cooldown
         )
@@ -360,7 +362,6 @@ class StreamLearner(base.Classifier):
         self._class_index: dict[Hashable, int] = {}
         self.n_features_: int | None = None  # what the heads see (with the temporal context)
         self.n_inputs_: int | None = None  # what an event has
-        self.context = TemporalContext(self.temporal_spans) if self.temporal else None
         # The heads beside the main MLP, by name, built with it (_build).
         self.heads: dict[str, Member] = {}
         built = {"mlp": True, "raw": self.temporal and self.raw_head, "memory": self.memory, "tree": self.trees,
@@ -384,7 +385,6 @@ class StreamLearner(base.Classifier):
         # Rows of the last learn_many batch accepted as pseudo-labels, and their labels.
         self.last_pseudo_labels: tuple[np.ndarray, list[Hashable]] = (np.zeros(0, dtype=np.int64), [])
         self._shared: list[tuple[np.ndarray, list[Hashable]]] | None = None  # see share_labelled
-        self._shared_stats: OnlineStandardizer | None = None  # the events' statistics since take_moments
         self.last_confidence: float | None = None
 
     @property
@@ -428,8 +428,18 @@ class StreamLearner(base.Classifier):
         """Size everything for events of ``n_inputs`` features (the first event, or a restore)."""
         self.n_inputs_ = n_inputs
         if self.temporal and self.temporal_ssl:
-            self.context = LearnedTemporalContext(n_inputs, seed=self.seed, device=self._device)
-        self._build(self.context.n_outputs(n_inputs) if self.context is not None else n_inputs)
+            self.features.context = LearnedTemporalContext(n_inputs, seed=self.seed, device=self._device)
+        self._build(self.features.n_outputs(n_inputs))
+
+    @property
+    def context(self) -> TemporalContext | LearnedTemporalContext | None:
+        """The temporal context stage (``None`` with ``temporal=False``)."""
+        return self.features.context
+
+    @property
+    def standardizer(self) -> OnlineStandardizer:
+        """The online standardisation of the events with their context."""
+        return self.features.standardizer
 
     def _raw(self, Z: torch.Tensor) -> torch.Tensor:
         """The event's own standardised features: the first columns of the heads' input."""
@@ -476,14 +486,6 @@ class StreamLearner(base.Classifier):
             raise ValueError("events contain NaN or infinite values")
         return X
 
-    def _augment(self, X: np.ndarray, how: str, keys: Sequence[Hashable] | None = None) -> np.ndarray:
-        """The event's features plus its temporal context: ``peek`` (a batch about to be
-        learned), ``update`` (learning it), ``recall`` (a late label's event); ``keys`` name
-        the entity of each event, which has its own past."""
-        if self.context is None:
-            return X
-        return getattr(self.context, {"peek": "transform", "update": "update", "recall": "recall"}[how])(X, keys)
-
     def _featurize(self, Z: torch.Tensor) -> torch.Tensor:
         if self.ssl is None:
             return Z
@@ -513,8 +515,8 @@ class StreamLearner(base.Classifier):
         X = self._check(X)
         if self.head is None or not self.classes_:
             return np.zeros((len(X), len(self.classes_)))
-        A = self._augment(X, "peek", keys)
-        batch = self._batch(A, to_tensor(self.standardizer.transform(A), self._device))
+        A, Z = self.features.peek(X, keys)
+        batch = self._batch(A, to_tensor(Z, self._device))
         return self._served({name: self._head_proba(name, batch) for name in self.mix.asked()})
 
     def _served(self, probas: dict[str, np.ndarray]) -> np.ndarray:
@@ -618,11 +620,7 @@ class StreamLearner(base.Classifier):
             self._start(X.shape[1])
         self._set_groups()
         raw = X
-        X = self._augment(X, "update", keys)
-        self.standardizer.update(X)
-        if self._shared_stats is not None:
-            self._shared_stats.update(X)
-        Z = self.standardizer.transform(X)
+        X, Z = self.features.learn(X, keys)
         self.n_seen += len(X)
         signals = self.monitor.signals
         if "features" in signals:
@@ -658,8 +656,8 @@ class StreamLearner(base.Classifier):
         if self.n_inputs_ is None:
             self._start(X.shape[1])
         self._set_groups()
-        A = self._augment(X[keep], "recall", None if keys is None else [keys[i] for i in keep])
-        self._learn_labelled(to_tensor(self.standardizer.transform(A), self._device), [y[i] for i in keep], rows=A)
+        A, Z = self.features.recall(X[keep], None if keys is None else [keys[i] for i in keep])
+        self._learn_labelled(to_tensor(Z, self._device), [y[i] for i in keep], rows=A)
         self._keep_shared(A, [y[i] for i in keep])
 
     # -- labels shared between replicas (streamssl.distributed)
@@ -668,7 +666,7 @@ class StreamLearner(base.Classifier):
         :meth:`take_labelled`, and the statistics of the events seen, for :meth:`take_moments`:
         replicas of one daemon group learn each other's labels and standardise alike."""
         self._shared = [] if on else None
-        self._shared_stats = OnlineStandardizer() if on else None
+        self.features.share(on)
 
     def take_moments(self) -> tuple[int, np.ndarray, np.ndarray] | None:
         """Count, mean and sum of squared deviations of the events seen since the last call (as
@@ -683,11 +681,7 @@ class StreamLearner(base.Classifier):
         >>> b.standardizer.mean.tolist(), a.take_moments()
         ([3.0], None)
         """
-        stats = self._shared_stats
-        if stats is None or stats.mean is None:
-            return None
-        self._shared_stats = OnlineStandardizer()
-        return stats.moments()
+        return self.features.take_moments()
 
     def encoder_state(self) -> dict[str, torch.Tensor] | None:
         """The self-supervised encoder's weights (its objective's networks), copied to the CPU;
@@ -705,7 +699,7 @@ class StreamLearner(base.Classifier):
     def merge_moments(self, n: int, mean: np.ndarray, m2: np.ndarray) -> None:
         """Merge another replica's event statistics (:meth:`take_moments`) into the
         standardisation, as if this learner had seen those events too."""
-        self.standardizer.merge(n, mean, m2)
+        self.features.merge_moments(n, mean, m2)
 
     def _keep_shared(self, rows: np.ndarray, labels: list[Hashable]) -> None:
         if self._shared is not None:
