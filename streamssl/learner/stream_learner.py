@@ -93,6 +93,13 @@ class StreamLearner(base.Classifier):
     confidence on unlabelled ones; a background head trained only on recent labels replaces the
     main one when it proves better after a warning or drift.
 
+    Its parts, each in its own module: ``features`` (:class:`~streamssl.learner.features.Features`:
+    the temporal context, then standardisation), ``main``
+    (:class:`~streamssl.learner.main_head.MainHead`: the MLP on everything and its drift
+    challenger), ``heads`` (the other members, :mod:`streamssl.learner.members`), ``mix`` (the
+    combiner, :mod:`streamssl.learner.combine`), ``calibrator``, ``policy`` (pseudo-labels) and
+    ``monitor`` (drift).
+
     It follows river's classifier contract (``learn_one``, ``predict_proba_one``,
     ``predict_one``) and adds micro-batch methods on numpy arrays (``learn_many``,
     ``predict_proba_many``, ``predict_many``). A missing label (``None`` or NaN) means
