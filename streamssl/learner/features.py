@@ -1,10 +1,12 @@
-"""What the learner's heads see of an event: its temporal context, then standardisation."""
+"""What the learner's heads see of an event: its temporal context, standardisation, and the
+self-supervised encoder's embedding."""
 
 from __future__ import annotations
 
 from typing import Hashable, Protocol, Sequence
 
 import numpy as np
+import torch
 
 from .standardize import OnlineStandardizer
 
@@ -24,7 +26,10 @@ class Context(Protocol):
 class Features:
     """The feature stages: each event with its temporal ``context`` (``None``: the event alone),
     the ``rows`` the trees and the memory read, then standardised online, ``Z`` the networks
-    read. Each method returns both.
+    read. Each method returns both. With an ``encoder``
+    (:class:`~streamssl.ssl.continual.ContinualEncoder`, which the learner trains on ``Z``),
+    :meth:`featurize` puts its embedding before ``Z``: what the main MLP reads, computed when it
+    reads it, so rows it replays are embedded by the encoder of the moment.
 
     - :meth:`peek`: a batch about to be answered (nothing changes);
     - :meth:`learn`: a batch being learned (the context moves on, the statistics take it in);
@@ -46,6 +51,7 @@ class Features:
         self.context = context
         self.standardizer = OnlineStandardizer()
         self.shared: OnlineStandardizer | None = None  # the events' statistics since take_moments
+        self.encoder = None  # a ContinualEncoder, set once the width of the rows is known
 
     def n_outputs(self, n_inputs: int) -> int:
         """Columns of the rows for events of ``n_inputs`` features."""
@@ -68,6 +74,12 @@ class Features:
     def recall(self, X: np.ndarray, keys: Keys = None) -> tuple[np.ndarray, np.ndarray]:
         rows = self._rows("recall", X, keys)
         return rows, self.standardizer.transform(rows)
+
+    def featurize(self, Z: torch.Tensor) -> torch.Tensor:
+        """Standardised rows with the encoder's embedding before them (``Z`` itself without one)."""
+        if self.encoder is None:
+            return Z
+        return torch.cat([self.encoder.embed(Z), Z], dim=1)
 
     def share(self, on: bool = True) -> None:
         """Gather (or stop gathering) the statistics of the events learned, for :meth:`take_moments`."""

@@ -94,7 +94,7 @@ class StreamLearner(base.Classifier):
     main one when it proves better after a warning or drift.
 
     Its parts, each in its own module: ``features`` (:class:`~streamssl.learner.features.Features`:
-    the temporal context, then standardisation), ``main``
+    the temporal context, standardisation, the encoder's embedding), ``main``
     (:class:`~streamssl.learner.main_head.MainHead`: the MLP on everything and its drift
     challenger), ``heads`` (the other members, :mod:`streamssl.learner.members`), ``mix`` (the
     combiner, :mod:`streamssl.learner.combine`), ``calibrator``, ``policy`` (pseudo-labels) and
@@ -383,7 +383,6 @@ class StreamLearner(base.Classifier):
         # (served confidence, right) of the last labelled events, answered before learning them.
         self._recent_served: deque[tuple[float, bool]] = deque(maxlen=1000)
         self._outcomes: dict[str, list[bool]] = {}  # the heads' outcomes on the labelled batch in hand
-        self.ssl: ContinualEncoder | None = None
         self.main: MainHead | None = None  # the MLP on every feature and its challenger, built with the others
         self.n_seen = 0
         self._group = 0.0  # label mass the MLP heads gather before learning (inf inside learn_one)
@@ -401,7 +400,7 @@ class StreamLearner(base.Classifier):
     def _build(self, n_features: int) -> None:
         self.n_features_ = n_features
         if self.encoder:
-            self.ssl = ContinualEncoder(
+            self.features.encoder = ContinualEncoder(
                 n_features, self.encoder_hidden, self.embedding_dim, self.encoder_lr, self.ssl_batch,
                 self.ssl_every, self.corruption, device=self._device, seed=self.seed,
                 objective=self.objective, objective_params=self.objective_params,
@@ -442,6 +441,11 @@ class StreamLearner(base.Classifier):
     def context(self) -> TemporalContext | LearnedTemporalContext | None:
         """The temporal context stage (``None`` with ``temporal=False``)."""
         return self.features.context
+
+    @property
+    def ssl(self) -> ContinualEncoder | None:
+        """The self-supervised encoder (``None`` with ``encoder=False`` or before the first event)."""
+        return self.features.encoder
 
     @property
     def standardizer(self) -> OnlineStandardizer:
@@ -494,9 +498,7 @@ class StreamLearner(base.Classifier):
         return X
 
     def _featurize(self, Z: torch.Tensor) -> torch.Tensor:
-        if self.ssl is None:
-            return Z
-        return torch.cat([self.ssl.embed(Z), Z], dim=1)
+        return self.features.featurize(Z)
 
     def _vector(self, x: dict) -> np.ndarray:
         if self.feature_names_ is None:  # sorted: the order of a dict's keys means nothing
