@@ -21,9 +21,9 @@ from .classifier import OnlineMLPClassifier
 from .combine import COMBINERS, EWA, Select
 from .duel import Duel
 from .features import Features
-from .main_head import MainHead
 from .learned_temporal import LearnedTemporalContext
 from .linear import OnlineLinear
+from .main_head import MainHead
 from .members import Batch, LinearMember, Member, MemoryMember, OwnFeaturesMLP, RiverMember
 from .memory import NearestNeighbourMemory
 from .pseudo import PseudoLabelPolicy
@@ -358,7 +358,8 @@ class StreamLearner(base.Classifier):
     # ------------------------------------------------------------------ state
     def _reset(self) -> None:
         self._device = resolve_device(self.device)
-        # The event with its temporal context (the rows), then standardised (what the networks see).
+        # The event with its temporal context (the rows), standardised (what the networks see), and
+        # with the encoder (built with the heads) its embedding.
         self.features = Features(TemporalContext(self.temporal_spans) if self.temporal else None)
         self.policy = PseudoLabelPolicy(
             self.threshold, self.warmup_labels, self.pseudo_weight, self.class_slack, self.drift_cooldown
