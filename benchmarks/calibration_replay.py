@@ -81,21 +81,13 @@ class _Served:
 
 def record(job: tuple) -> str:
     """Run one suite cell with a :class:`Recorder`; write its log to ``out``."""
-    from suite import replay_default
+    from suite import replay_default, write_record
 
     stream_name, rate, seed, out = job
-    recorder = None
-
-    def instrument(model):
-        nonlocal recorder
-        model.calibrator = recorder = Recorder(model.calibrator)
-        return _Served(model, recorder)
-
-    summary = replay_default(stream_name, rate, seed, instrument)
-    result = {"log": recorder.log, "accuracy": summary.accuracy, "ece": summary.calibration_error,
-              "estimated": summary.estimated_accuracy, "trend": recorder.inner.trend}
-    file = Path(out) / f"{stream_name}.{rate}.{seed}.pkl"
-    file.write_bytes(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+    recorder, summary = replay_default(stream_name, rate, seed, "calibrator", Recorder, _Served)
+    file = write_record(out, stream_name, rate, seed, {
+        "log": recorder.log, "accuracy": summary.accuracy, "ece": summary.calibration_error,
+        "estimated": summary.estimated_accuracy, "trend": recorder.inner.trend})
     return f"{file.name}: accuracy {summary.accuracy:.4f}, ECE {summary.calibration_error:.4f}"
 
 

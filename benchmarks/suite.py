@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import os
 import platform
 import sys
@@ -95,11 +96,12 @@ def run_cell(stream: Stream, rate: float, seed: int, models: list[str], out: Pat
     return doc
 
 
-def replay_default(stream_name: str, rate: float, seed: int, instrument):
+def replay_default(stream_name: str, rate: float, seed: int, part: str, recorder, served):
     """Today's default ``streamssl`` on one suite cell, as the suite runs it (same label mask,
-    batches, threads), for the replay benchmarks: ``instrument(model)`` returns the model the
-    run talks to, which has a ``truths`` list set to each batch's labels before the batch is
-    served. Returns the run's summary."""
+    batches, threads), for the replay benchmarks: the learner's ``part`` (an attribute) is
+    wrapped in ``recorder(part)``, and the run talks to ``served(model, recorder)``, whose
+    ``truths`` list is set to each batch's labels before the batch is served. Returns the
+    recorder and the run's summary."""
     import torch
 
     from streamssl.replay.bench import build_model
@@ -112,7 +114,10 @@ def replay_default(stream_name: str, rate: float, seed: int, instrument):
     path = str(stream.path)
     probe = settings.file.source(path, limit=1, on_bad=lambda bad: None)
     next(iter(probe), None)
-    served = instrument(build_model("streamssl", seed, probe.feature_names))
+    model = build_model("streamssl", seed, probe.feature_names)
+    wrapped = recorder(getattr(model, part))
+    setattr(model, part, wrapped)
+    served = served(model, wrapped)
 
     def batches():
         for batch in settings.file.source(path, batch_size=settings.batch_size, limit=settings.limit,
@@ -123,7 +128,14 @@ def replay_default(stream_name: str, rate: float, seed: int, instrument):
     summary = None
     for step in prequential(batches(), served, settings.label_rate, settings.label_delay, settings.seed):
         summary = step.summary
-    return summary
+    return wrapped, summary
+
+
+def write_record(out: str, stream_name: str, rate: float, seed: int, result: dict) -> Path:
+    """A replay benchmark's record of one cell, pickled to ``out/STREAM.RATE.SEED.pkl``."""
+    file = Path(out) / f"{stream_name}.{rate}.{seed}.pkl"
+    file.write_bytes(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+    return file
 
 
 def record_cells(record, directory: Path, workers: int) -> None:
