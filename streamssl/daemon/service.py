@@ -1,16 +1,27 @@
 """The long-running daemon: Kafka in, predictions out, delayed labels joined, state checkpointed.
 
-One micro-batch goes through these stages (:meth:`Daemon.process`):
+The run loop reads a micro-batch from the source, processes it and ticks:
 
-1. route: positions advance past every record, and records of a partition taken over are
-   handed over or skipped as its previous owner's window says
-   (:class:`~streamssl.sources.partitions.Partitions`);
-2. decode each event and label message; a message that cannot be decoded goes to the
-   dead-letter topic with its reason;
-3. predict every event and send one prediction per event;
-4. join and learn: events with an inline label (or whose label came before them) with
-   ``learn_many``, labels that arrived for earlier events with ``learn_late_labels``; other
-   events wait in the :class:`~streamssl.daemon.label_join.LabelJoin`.
+- read (:meth:`KafkaSource.read <streamssl.sources.kafka.KafkaSource.read>`): the source routes
+  the records through the consumer's partitions (positions advanced; records of a partition
+  taken over handed over or skipped as its previous owner's window says, see
+  :class:`~streamssl.sources.partitions.Partitions`), and brings the record batches it had to
+  skip, the partitions it took over, and the lag;
+- process (:meth:`Daemon.process`), in stages:
+
+  1. take in: take-overs logged, skipped batches dead-lettered, the pacer told when each
+     record was written;
+  2. decode each event and label message; one that cannot be decoded goes to the dead-letter
+     topic with its reason;
+  3. mark how far the batch goes (on disk before any prediction of it is sent);
+  4. rebuild the label-join entries handed over by a partition's previous owner;
+  5. predict and send one prediction per event;
+  6. join and learn: events with an inline label (or whose label came before them) with
+     ``learn_many``, labels that arrived for earlier events with ``learn_late_labels``; other
+     events wait in the :class:`~streamssl.daemon.label_join.LabelJoin`;
+  7. count;
+- tick (:meth:`Daemon._tick`): expire waiting entries, readiness, lag, pacing, and a
+  checkpoint when one is due.
 
 A checkpoint (:meth:`Daemon.checkpoint`) takes the steps of
 :class:`~streamssl.daemon.checkpointer.Checkpointer`: flush the sinks, write a snapshot taken
@@ -32,6 +43,7 @@ import signal
 import threading
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from typing import Any, Hashable
 
 import numpy as np
@@ -45,6 +57,8 @@ from .sharing import LabelSharing
 from ..metrics.daemon import DaemonMetrics
 from ..sinks.kafka import DeadLetterSink, PredictionSink, SinkError, make_producer
 from ..sources.decode import DecodeError, EventDecoder, LabelDecoder
+from ..sources.handover import HandoverLog
+from ..sources.kafka import Batch, KafkaSource
 from ..sources.partitions import Partitions
 from ..state import checkpoint as ckpt
 from ..state.progress import ProgressMark
@@ -254,20 +268,9 @@ class Daemon:
             b = self.config.batch
             try:
                 while not self._stop.is_set():
-                    records = self.source.poll(b.max_events, b.max_wait_ms)
-                    if self.source.taken_over:
-                        taken, self.source.taken_over = self.source.taken_over, []
-                        self.log.info("taken_over", extra={"fields": {"partitions": taken}})
-                    skipped_any = bool(self.source.unreadable)
-                    if skipped_any:
-                        skipped, self.source.unreadable = self.source.unreadable, []
-                        for batch in skipped:
-                            self._unreadable(batch)
-                    if records:
-                        self.process(records)
-                    elif skipped_any:
-                        self.progress.write(self.positions)
-                    self._tick()
+                    batch = self.source.read(b.max_events, b.max_wait_ms)
+                    self.process(batch)
+                    self._tick(batch.lag)
                     if max_events is not None and self.events_seen >= max_events:
                         self.request_stop("max_events")
                 self.log.info("stopping", extra={"fields": {"reason": self.stop_reason}})
@@ -310,9 +313,6 @@ class Daemon:
 
     def _open_kafka(self) -> tuple[Any, Any]:
         """One attempt at the producer, the sinks, the handover log and the source."""
-        from ..sources.handover import HandoverLog
-        from ..sources.kafka import KafkaSource
-
         k = self.config.kafka
         producer = self.open_sinks()
         try:
@@ -349,11 +349,11 @@ class Daemon:
         self._loop_at = time.monotonic()
         return self._stop.wait(max(0.0, seconds))
 
-    def _tick(self) -> None:
-        """Per loop iteration: readiness, lag, and a checkpoint when one is due."""
+    def _tick(self, lag: dict[TopicPartition, int | None]) -> None:
+        """Per loop iteration, given the lag after the batch read: readiness, lag, and a
+        checkpoint when one is due."""
         self._loop_at = time.monotonic()
         now = time.time()
-        lag = self.source.lag(self.positions)
         if lag:  # with nothing assigned (between rebalances, before the first) the events read reach nowhere yet
             self.join.expire(now, self.pacer.event_clock(lag, now))
         self.metrics.sync_join(self.join)
@@ -398,62 +398,72 @@ class Daemon:
         return self._ready
 
     # ------------------------------------------------------------ one batch
-    def process(self, records: list) -> None:
-        """One micro-batch of consumer records, in stages: route them (positions advanced,
-        handover windows applied), decode them (rejects dead-lettered), mark how far the batch
-        goes, rebuild what was handed over, predict and send the events, join and learn the
-        labels, count."""
+    def process(self, batch: Batch) -> None:
+        """One micro-batch from the source, in the stages of the module docstring."""
         t0, now = time.perf_counter(), time.time()
-        routed = self.partitions.route(records)
-        for rec in records:
-            self.pacer.saw(TopicPartition(rec.topic, rec.partition), _written(rec, now))
-        events, event_recs, labels, label_times, label_origins = self._decode(routed.new, now)
+        self._take_in(batch, now)
+        if not batch.records:
+            if batch.unreadable:
+                self.progress.write(self.positions)
+            return
+        new = self._decode(batch.routed.new, now)
         # How far this batch goes, on disk before any of its predictions is sent: a restart after
         # a crash counts what it predicts again below it (never less than was sent).
         self.progress.write(self.positions)
-        clock = self.pacer.event_clock(self.source.lag(self.positions), now) if self.source is not None else now
-        if routed.handed:
-            self._handed_over(routed.handed, routed.listed, now, clock)
+        clock = now if batch.lag is None else self.pacer.event_clock(batch.lag, now)
+        if batch.routed.handed:
+            self._handed_over(batch.routed.handed, batch.routed.listed, now, clock)
+        self._count_replayed(new.records)
+        n_labels = 0
+        if new.events:
+            X, keys, predicted = self._serve(new.events)
+            n_labels = self._join_and_learn(new.events, new.records, X, keys, predicted, now, clock)
+        if new.labels:
+            self._learn_late(self.join.add_labels(new.labels, now, new.label_times, clock, new.label_origins))
+        self._count(batch, new, n_labels, time.perf_counter() - t0)
+
+    def _take_in(self, batch: Batch, now: float) -> None:
+        """What the source says besides the records: the partitions it took over, the record
+        batches it skipped (dead-lettered here); and when each record was written (for pacing)."""
+        if batch.taken_over:
+            self.log.info("taken_over", extra={"fields": {"partitions": batch.taken_over}})
+        for skipped in batch.unreadable:
+            self._unreadable(skipped)
+        for rec in batch.records:
+            self.pacer.saw(TopicPartition(rec.topic, rec.partition), _written(rec, now))
+
+    def _count_replayed(self, event_recs: list) -> None:
+        """Events read again after a restart, below where the previous run had got to."""
         if self._ahead:
             replayed = sum(r.offset < self._ahead.get(TopicPartition(r.topic, r.partition), -1) for r in event_recs)
             self.metrics.duplicates.labels(cause="replayed").inc(replayed)
             self._ahead = {tp: off for tp, off in self._ahead.items() if self.positions.get(tp, 0) < off}
-        n_labels = 0
-        if events:
-            # Kafka orders records within a partition only; the temporal context wants event
-            # time, so a batch gathered from several partitions is put back in that order.
-            if len(events) > 1 and all(e.timestamp is not None for e in events):
-                order = sorted(range(len(events)), key=lambda i: events[i].timestamp)
-                events, event_recs = [events[i] for i in order], [event_recs[i] for i in order]
-            n_labels = self._events(events, event_recs, now, clock)
-        if labels:
-            self._learn_late(self.join.add_labels(labels, now, label_times, clock, label_origins))
-        self.checkpoints.seen(len(records))
-        self.metrics.events.labels(kind="consumed").inc(len(event_recs))
-        self.metrics.batch_size.observe(len(events))
-        self.metrics.model_version.set(self.model_version)
-        self.metrics.learned(self.learner, n_labels, len(events) - n_labels, time.perf_counter() - t0,
-                             self.labels_correct / self.labels_scored if self.labels_scored else None)
-        self._log_drifts()
 
-    def _decode(self, records: list, now: float) -> tuple[list, list, list, list, list]:
+    def _decode(self, records: list, now: float) -> "_Decoded":
         """The events (with their records) and the labels (with the times they were written
-        and where they come from) of ``records``; what does not decode is dead-lettered."""
-        events, event_recs, labels, label_times, label_origins = [], [], [], [], []
+        and where they come from) of ``records``; what does not decode is dead-lettered.
+
+        Kafka orders records within a partition only; the temporal context wants event time,
+        so the events of a batch gathered from several partitions are put back in that order."""
+        out = _Decoded()
         for rec in records:
             try:
                 if rec.topic == self.config.kafka.events_topic:
                     self.events_seen += 1
                     ts = rec.timestamp / 1000 if rec.timestamp and rec.timestamp > 0 else None
-                    events.append(self.decoder.decode(rec.value, f"{rec.topic}:{rec.partition}:{rec.offset}", ts))
-                    event_recs.append(rec)
+                    out.events.append(self.decoder.decode(rec.value, f"{rec.topic}:{rec.partition}:{rec.offset}", ts))
+                    out.records.append(rec)
                 else:
-                    labels.append(self.label_decoder.decode(rec.value))
-                    label_times.append(_written(rec, now))
-                    label_origins.append((f"{rec.topic}:{rec.partition}", rec.offset, False))
+                    out.labels.append(self.label_decoder.decode(rec.value))
+                    out.label_times.append(_written(rec, now))
+                    out.label_origins.append((f"{rec.topic}:{rec.partition}", rec.offset, False))
             except DecodeError as exc:
                 self._dead_letter(rec, exc)
-        return events, event_recs, labels, label_times, label_origins
+        events = out.events
+        if len(events) > 1 and all(e.timestamp is not None for e in events):
+            order = sorted(range(len(events)), key=lambda i: events[i].timestamp)
+            out.events, out.records = [events[i] for i in order], [out.records[i] for i in order]
+        return out
 
     def _handed_over(self, handed: list, listed: list, now: float, clock: float) -> None:
         """Records a partition's previous owner processed, read again to rebuild the waiting
@@ -489,8 +499,9 @@ class Daemon:
         if labels:
             self._learn_late(self.join.add_labels(labels, now, times, clock, label_origins, expire=False))
 
-    def _events(self, events: list, records: list, now: float, clock: float) -> int:
-        """Predict, send and learn these events; returns how many were learned with their label."""
+    def _serve(self, events: list) -> tuple[np.ndarray, list | None, list[Hashable | None]]:
+        """Predict ``events`` and send one prediction each; returns their rows, keys and the
+        class predicted for each (``None`` before the first label)."""
         X = np.stack([e.x for e in events])
         keys = [e.key for e in events] if self.config.events.key_field else None
         proba = self.learner.predict_proba_many(X, keys)
@@ -510,7 +521,12 @@ class Daemon:
             if e.timestamp is not None:
                 self.metrics.latency.observe(max(0.0, sent_at - e.timestamp))
         self.metrics.served(confidence)
-        # Labels: inline ones, and those that were waiting for their event.
+        return X, keys, predicted
+
+    def _join_and_learn(self, events: list, records: list, X: np.ndarray, keys: list | None,
+                        predicted: list[Hashable | None], now: float, clock: float) -> int:
+        """Learn the events served with the labels they have (inline, or waiting for them in
+        the join); the others wait for theirs. Returns how many were learned with a label."""
         y: list[Hashable | None] = [e.label for e in events]
         waiting = [i for i, v in enumerate(y) if v is None]
         origins = [(_name(TopicPartition(records[i].topic, records[i].partition)), records[i].offset, False)
@@ -547,6 +563,16 @@ class Daemon:
         self.metrics.events.labels(kind="late_labelled").inc(len(joined))
         self.model_version += 1
 
+    def _count(self, batch: Batch, new: "_Decoded", n_labels: int, seconds: float) -> None:
+        """The batch's metrics, and the drifts it signalled logged."""
+        self.checkpoints.seen(len(batch.records))
+        self.metrics.events.labels(kind="consumed").inc(len(new.records))
+        self.metrics.batch_size.observe(len(new.events))
+        self.metrics.model_version.set(self.model_version)
+        self.metrics.learned(self.learner, n_labels, len(new.events) - n_labels, seconds,
+                             self.labels_correct / self.labels_scored if self.labels_scored else None)
+        self._log_drifts()
+
     def _score(self, predicted: Hashable | None, label: Hashable) -> None:
         self.labels_scored += 1
         self.labels_correct += int(predicted is not None and predicted == label)
@@ -561,7 +587,6 @@ class Daemon:
         """A record batch the source skipped (see :class:`~streamssl.sources.kafka.Unreadable`):
         its bytes go to the dead-letter topic, and the checkpoint commits past it."""
         tp = batch.tp
-        self.positions[tp] = max(self.positions.get(tp, 0), batch.end)
         self.checkpoints.seen(batch.end - batch.start)
         self.metrics.dead_letters.labels(reason="unreadable_batch").inc()
         self.dead.add(batch.raw, None, "unreadable_batch", batch.error, tp.topic, tp.partition, batch.start,
@@ -674,6 +699,18 @@ class Daemon:
         self.pacer.forget(revoked)
         self.log.info("partitions_revoked", extra={"fields": {"partitions": sorted(f"{t.topic}:{t.partition}"
                                                                                    for t in revoked)}})
+
+
+@dataclass
+class _Decoded:
+    """The new records of a batch, decoded: events (with their records) and labels (with when
+    they were written and where they come from)."""
+
+    events: list = field(default_factory=list)
+    records: list = field(default_factory=list)
+    labels: list = field(default_factory=list)
+    label_times: list = field(default_factory=list)
+    label_origins: list = field(default_factory=list)
 
 
 def _build_state(snapshot: dict) -> dict:

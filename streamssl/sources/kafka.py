@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
@@ -13,7 +13,7 @@ from kafka.record import MemoryRecords
 
 from ..config import KafkaConfig
 from .handover import HandoverLog
-from .partitions import Partitions
+from .partitions import Partitions, Routed
 
 Offsets = dict[TopicPartition, int]
 
@@ -29,6 +29,35 @@ class Unreadable:
     end: int
     raw: bytes
     error: str
+
+
+@dataclass
+class Batch:
+    """What one :meth:`KafkaSource.read` brings: every record read (in arrival order), the
+    same records ``routed`` by the consumer's partitions (new, handed over, skipped), the record
+    batches skipped as unreadable, the partitions taken over meanwhile (for the log), and the
+    ``lag`` of each partition held once the batch is read (``None`` where no source tells it).
+
+    Examples
+    --------
+    >>> from collections import namedtuple
+    >>> Rec = namedtuple("Rec", "topic partition offset")
+    >>> parts = Partitions()
+    >>> batch = Batch.of([Rec("ev", 0, 3), Rec("ev", 0, 4)], parts)
+    >>> len(batch.routed.new), parts.positions
+    (2, {TopicPartition(topic='ev', partition=0): 5})
+    """
+
+    records: list
+    routed: Routed
+    unreadable: list[Unreadable] = field(default_factory=list)
+    taken_over: list[dict] = field(default_factory=list)
+    lag: dict[TopicPartition, int | None] | None = None
+
+    @classmethod
+    def of(cls, records: list, partitions: Partitions, **rest) -> "Batch":
+        """``records`` routed by ``partitions`` (their positions move past them)."""
+        return cls(records, partitions.route(records), **rest)
 
 
 class _UnreadableBatch(Exception):
@@ -134,6 +163,18 @@ class KafkaSource:
             self.on_revoke(revoked)
 
     # -- reading
+    def read(self, max_records: int, max_wait_ms: int) -> Batch:
+        """One micro-batch (see :meth:`poll`), routed by this consumer's partitions, with the
+        batches skipped and the partitions taken over since the last read, and the lag after it."""
+        records = self.poll(max_records, max_wait_ms)
+        unreadable, self.unreadable = self.unreadable, []
+        taken_over, self.taken_over = self.taken_over, []
+        for skipped in unreadable:
+            self.partitions.passed(skipped.tp, skipped.end)
+        batch = Batch.of(records, self.partitions, unreadable=unreadable, taken_over=taken_over)
+        batch.lag = self.lag(self.partitions.positions)
+        return batch
+
     def poll(self, max_records: int, max_wait_ms: int) -> list:
         """Records in arrival order: up to ``max_records``, waiting at most ``max_wait_ms``.
 

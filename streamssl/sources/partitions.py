@@ -59,7 +59,7 @@ class Partitions:
         out = Routed()
         for rec in records:
             tp = TopicPartition(rec.topic, rec.partition)
-            self.positions[tp] = max(self.positions.get(tp, 0), rec.offset + 1)
+            self.passed(tp, rec.offset + 1)
             window = self.windows.get(tp)
             if window is None or rec.offset >= window.end:
                 out.new.append(rec)
@@ -71,6 +71,10 @@ class Partitions:
         for tp in [tp for tp, w in self.windows.items() if self.positions.get(tp, -1) >= w.end]:
             del self.windows[tp]
         return out
+
+    def passed(self, tp: TopicPartition, offset: int) -> None:
+        """Everything in ``tp`` before ``offset`` is processed (or skipped as unreadable)."""
+        self.positions[tp] = max(self.positions.get(tp, 0), offset)
 
     def read_window(self, tp: TopicPartition, window: Window) -> None:
         """Read ``tp`` through ``window`` (its previous owner's), from ``window.start``."""

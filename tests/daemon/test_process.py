@@ -10,6 +10,7 @@ from kafka import TopicPartition
 from streamssl.config import load_config_text
 from streamssl.daemon.service import Daemon
 from streamssl.sinks.kafka import DeadLetterSink, PredictionSink
+from streamssl.sources.kafka import Batch
 
 CONFIG = """
 kafka: {{events_topic: ev, labels_topic: lb, predictions_topic: pr, dead_letter_topic: dl}}
@@ -46,6 +47,11 @@ def daemon(tmp_path):
     return d, producer
 
 
+def process(d, records):
+    """``records`` as the source gives them: routed by the daemon's partitions."""
+    d.process(Batch.of(records, d.partitions))
+
+
 def event(offset, a, label=None, partition=0):
     body = {"id": f"e{offset}", "features": {"a": a, "b": 1.0}}
     if label is not None:
@@ -66,7 +72,7 @@ def test_every_good_event_is_predicted_once_and_a_bad_one_is_dead_lettered_with_
     d, producer = daemon(tmp_path)
     records = [event(i, float(i % 2), label=i % 2) for i in range(10)]
     records.insert(4, Record("ev", 0, 100, 0, None, b"{not json"))
-    d.process(records)
+    process(d, records)
     assert sorted(p["id"] for p in predictions(producer)) == sorted(f"e{i}" for i in range(10))
     (_, raw, headers), = producer.sent["dl"]
     assert raw == b"{not json" and headers["streamssl-reason"] == b"undecodable"
@@ -78,12 +84,12 @@ def test_every_good_event_is_predicted_once_and_a_bad_one_is_dead_lettered_with_
 
 def test_late_and_early_labels_are_joined_to_their_events_and_learned(tmp_path):
     d, producer = daemon(tmp_path)
-    d.process([event(i, float(i % 2)) for i in range(6)])  # no labels yet: the events wait in the join
+    process(d, [event(i, float(i % 2)) for i in range(6)])  # no labels yet: the events wait in the join
     assert len(d.join) == 6 and d.labels_scored == 0
-    d.process([label(0, "e1", 1), label(1, "e2", 0), label(2, "e9", 1)])  # e9 has not come yet
+    process(d, [label(0, "e1", 1), label(1, "e2", 0), label(2, "e9", 1)])  # e9 has not come yet
     assert d.labels_scored == 2 and d.join.hits == 2 and len(d.join.pending) == 1
     version = d.model_version
-    d.process([event(9, 1.0)])  # its label was waiting: learned with it
+    process(d, [event(9, 1.0)])  # its label was waiting: learned with it
     assert d.labels_scored == 3 and d.join.hits == 3 and d.model_version == version + 1
     assert len(predictions(producer)) == 7
     assert d.positions == {TopicPartition("ev", 0): 10, TopicPartition("lb", 0): 3}
@@ -101,8 +107,8 @@ def test_a_batch_ending_a_handover_window_gives_up_no_label_whose_event_comes_af
 
     d, _ = daemon(tmp_path)
     d.partitions.read_window(TopicPartition("ev", 0), Window(start=5, end=10, only=(5,)))
-    d.process([label(0, "e12", 1)])  # read ahead of its event
+    process(d, [label(0, "e12", 1)])  # read ahead of its event
     assert len(d.join.pending) == 1
-    d.process([event(5, 0.0), event(12, 1.0)])  # e5 handed over (waiting at the previous owner), e12 new
+    process(d, [event(5, 0.0), event(12, 1.0)])  # e5 handed over (waiting at the previous owner), e12 new
     assert d.join.hits == 1 and not d.join.misses and d.labels_scored == 1
     assert "e5" in d.join.events  # handed over: waits here for its label

@@ -16,6 +16,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from streamssl.config import load_config_text
 from streamssl.daemon.service import Daemon
 from streamssl.sources.decode import DecodeError
+from streamssl.sources.kafka import Batch
 from streamssl.testing.broker import Topics
 
 pytestmark = pytest.mark.kafka
@@ -93,7 +94,7 @@ def test_every_message_is_predicted_or_dead_lettered_and_every_sink_delivers(dae
     n_events = sum(kind == "events" for kind, _, _ in batch)
     n_bad_labels = sum(kind == "labels" and not _decodes(d, value) for kind, value, _ in batch)
     predicted, dead = d.predictions.sent, d.dead.sent
-    d.process(records)
+    d.process(Batch.of(records, d.partitions))
     assert d.predictions.sent - predicted <= n_events
     assert (d.predictions.sent - predicted) + (d.dead.sent - dead) == n_events + n_bad_labels
     assert dead_letters(d) == d.dead.sent  # every dead letter is counted by reason
