@@ -401,7 +401,7 @@ class Daemon:
     def process(self, batch: Batch) -> None:
         """One micro-batch from the source, in the stages of the module docstring."""
         t0, now = time.perf_counter(), time.time()
-        self._take_in(batch, now)
+        clock = self._take_in(batch, now)
         if not batch.records:
             if batch.unreadable:
                 self.progress.write(self.positions)
@@ -410,7 +410,6 @@ class Daemon:
         # How far this batch goes, on disk before any of its predictions is sent: a restart after
         # a crash counts what it predicts again below it (never less than was sent).
         self.progress.write(self.positions)
-        clock = now if batch.lag is None else self.pacer.event_clock(batch.lag, now)
         if batch.routed.handed:
             self._handed_over(batch.routed.handed, batch.routed.listed, now, clock)
         self._count_replayed(new.records)
@@ -422,15 +421,17 @@ class Daemon:
             self._learn_late(self.join.add_labels(new.labels, now, new.label_times, clock, new.label_origins))
         self._count(batch, new, n_labels, time.perf_counter() - t0)
 
-    def _take_in(self, batch: Batch, now: float) -> None:
+    def _take_in(self, batch: Batch, now: float) -> float:
         """What the source says besides the records: the partitions it took over, the record
-        batches it skipped (dead-lettered here); and when each record was written (for pacing)."""
+        batches it skipped (dead-lettered here); and when each record was written, for pacing
+        and for the event clock, which this returns (how far the events read reach)."""
         if batch.taken_over:
             self.log.info("taken_over", extra={"fields": {"partitions": batch.taken_over}})
         for skipped in batch.unreadable:
             self._unreadable(skipped)
         for rec in batch.records:
             self.pacer.saw(TopicPartition(rec.topic, rec.partition), _written(rec, now))
+        return now if batch.lag is None else self.pacer.event_clock(batch.lag, now)
 
     def _count_replayed(self, event_recs: list) -> None:
         """Events read again after a restart, below where the previous run had got to."""
