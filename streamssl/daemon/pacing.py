@@ -14,7 +14,7 @@ partitions to hold (stop fetching) for now:
 
 - the *event clock* is the record time up to which the events are read: the oldest among the
   event partitions that still have a backlog, or the wall clock when none has one. Waiting
-  labels expire against it (:class:`~streamssl.daemon.label_join.LabelJoin`), not against the
+  labels expire against it (:class:`~streamssl.label_join.LabelJoin`), not against the
   wall clock, so a label that ran ahead of a backlog waits for it however long it takes;
 - the labels partitions are held while the pending buffer is over half full, and let go once
   it has drained to a quarter;

@@ -18,7 +18,7 @@ The run loop reads a micro-batch from the source, processes it and ticks:
   5. predict and send one prediction per event;
   6. join and learn: events with an inline label (or whose label came before them) with
      ``learn_many``, labels that arrived for earlier events with ``learn_late_labels``; other
-     events wait in the :class:`~streamssl.daemon.label_join.LabelJoin`;
+     events wait in the :class:`~streamssl.label_join.LabelJoin`;
   7. count;
 - tick (:meth:`Daemon._tick`): expire waiting entries, readiness, lag, pacing, and a
   checkpoint when one is due.
@@ -51,7 +51,7 @@ from kafka import TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 
 from .checkpointer import Checkpointer
-from .label_join import Joined, LabelJoin
+from ..label_join import Joined, LabelJoin
 from .pacing import Pacer
 from .sharing import LabelSharing
 from ..metrics.daemon import DaemonMetrics
@@ -473,7 +473,7 @@ class Daemon:
         wait for events the previous owner never read. Records that do not decode were
         dead-lettered by the previous owner."""
         k = self.config.kafka
-        ids, rows, labels, times, event_origins, label_origins = [], [], [], [], [], []
+        ids, rows, keys, labels, times, event_origins, label_origins = [], [], [], [], [], [], []
         for rec, was_listed in zip(handed, listed):
             written = _written(rec, now)
             self.metrics.handover_records.labels(topic=rec.topic).inc()
@@ -485,6 +485,7 @@ class Daemon:
                     if e.label is None:
                         ids.append(e.id)
                         rows.append(e.x)
+                        keys.append(e.key)
                         event_origins.append(origin)
                 else:
                     labels.append(self.label_decoder.decode(rec.value))
@@ -496,7 +497,7 @@ class Daemon:
         # and its new events, one of which a waiting label may belong to, come next.
         if ids:
             self._learn_late(self.join.add_events(ids, np.stack(rows), [None] * len(ids), now, clock, event_origins,
-                                                  expire=False))
+                                                  expire=False, keys=keys))
         if labels:
             self._learn_late(self.join.add_labels(labels, now, times, clock, label_origins, expire=False))
 
@@ -533,7 +534,8 @@ class Daemon:
         origins = [(_name(TopicPartition(records[i].topic, records[i].partition)), records[i].offset, False)
                    for i in waiting]
         early = self.join.add_events([events[i].id for i in waiting], X[waiting],
-                                     [predicted[i] for i in waiting], now, clock, origins)
+                                     [predicted[i] for i in waiting], now, clock, origins,
+                                     keys=None if keys is None else [keys[i] for i in waiting])
         if early:
             found = {j.id: j.label for j in early}
             for i in waiting:
@@ -560,7 +562,8 @@ class Daemon:
                 self._score(j.predicted, j.label)
             if j.pseudo is not None:
                 self.metrics.pseudo_scored.labels(outcome="correct" if j.pseudo == j.label else "wrong").inc()
-        self.learner.learn_late_labels(np.stack([j.x for j in joined]), [j.label for j in joined])
+        keys = [j.key for j in joined] if self.config.events.key_field else None
+        self.learner.learn_late_labels(np.stack([j.x for j in joined]), [j.label for j in joined], keys)
         self.metrics.events.labels(kind="late_labelled").inc(len(joined))
         self.model_version += 1
 

@@ -98,7 +98,7 @@ class DaemonMetrics(LearnerMetrics):
         self.last_checkpoint.set(self._checkpointed_at)
 
     def sync_join(self, join) -> None:
-        """Bring label-join counters up to date with a :class:`~streamssl.daemon.label_join.LabelJoin`."""
+        """Bring label-join counters up to date with a :class:`~streamssl.label_join.LabelJoin`."""
         self._advance(self.label_hits, "hits", join.hits)
         self._advance(self.duplicates.labels(cause="redelivered"), "redelivered", join.redelivered)
         for reason, n in join.misses.items():

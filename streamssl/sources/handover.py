@@ -1,7 +1,7 @@
 """Handing a partition's label-join state over to its next owner, through Kafka itself.
 
 A daemon keeps the events it read until their labels come, and the labels that came before
-their events (:class:`~streamssl.daemon.label_join.LabelJoin`). When a partition moves to
+their events (:class:`~streamssl.label_join.LabelJoin`). When a partition moves to
 another daemon of the group (a rebalance, a crash), that state must move with it, or every
 label still to come for an event the old owner read is lost. The state is not copied: the
 records it came from are still in Kafka. At each checkpoint, once its file is down and before

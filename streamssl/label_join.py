@@ -21,6 +21,7 @@ class Joined:
     predicted: Hashable | None
     pseudo: Hashable | None = None
     handed: bool = False  # the event was handed over by a partition's previous owner: its prediction is not ours
+    key: Hashable | None = None  # the event's entity, where events are keyed
 
 
 class LabelJoin:
@@ -125,14 +126,16 @@ class LabelJoin:
 
     def add_events(self, ids: list[str], X: np.ndarray, predicted: list[Hashable | None], now: float,
                    clock: float | None = None, origins: list[tuple[str, int, bool]] | None = None,
-                   expire: bool = True) -> list[Joined]:
+                   expire: bool = True, keys: list[Hashable] | None = None) -> list[Joined]:
         """Keep these events for their labels; returns those whose label was already waiting
-        (``clock``: the event clock; ``origins``: where each came from; see the class docstring).
+        (``clock``: the event clock; ``origins``: where each came from; see the class docstring;
+        ``keys``: each event's entity, given back with its label).
         ``expire=False`` while more events read before ``clock`` are still to be added (a
         waiting label may belong to one of them)."""
         joined = []
         for i, event_id in enumerate(ids):
             origin = None if origins is None else tuple(origins[i])
+            key = None if keys is None else keys[i]
             early = self.pending.pop(event_id, None)
             if early is not None:
                 self._forget(event_id, "duplicate")
@@ -140,14 +143,14 @@ class LabelJoin:
                     self.handover["settled"] += 1
                     continue
                 self.hits += 1
-                joined.append(Joined(event_id, X[i], early[1], predicted[i], handed=_handed(origin)))
+                joined.append(Joined(event_id, X[i], early[1], predicted[i], handed=_handed(origin), key=key))
                 continue
             if event_id in self.events:  # a redelivered event: the latest copy waits
                 del self.events[event_id]
                 self.pseudo.pop(event_id, None)
                 self.redelivered += 1
             self.gone.pop(event_id, None)
-            self.events[event_id] = (now, X[i].copy(), predicted[i], origin)
+            self.events[event_id] = (now, X[i].copy(), predicted[i], origin, key)
         while len(self.events) > self.max_events:
             event_id, _ = self.events.popitem(last=False)
             self.evictions["capacity"] += 1
@@ -177,7 +180,8 @@ class LabelJoin:
                     self.handover["settled"] += 1
                     continue
                 self.hits += 1
-                joined.append(Joined(event_id, entry[1], label, entry[2], pseudo, handed=_handed(entry[3])))
+                joined.append(Joined(event_id, entry[1], label, entry[2], pseudo, handed=_handed(entry[3]),
+                                     key=entry[4]))
             elif event_id in self.gone or self.max_pending == 0:
                 if _handed(origin):
                     self.handover["settled" if event_id in self.gone else "unmatched"] += 1
@@ -243,7 +247,9 @@ class LabelJoin:
         X = np.asarray(state["X"], dtype=np.float32)
         ids, times, predicted, *rest = json.loads(state["events"])
         origins = [_origin(o) for o in rest[0]] if rest else [None] * len(ids)  # absent before 0.3
-        self.events.update((k, (t, X[i], p, o)) for i, (k, t, p, o) in enumerate(zip(ids, times, predicted, origins)))
+        keys = rest[1] if len(rest) > 1 else [None] * len(ids)  # absent before events had keys here
+        self.events.update((k, (t, X[i], p, o, key))
+                           for i, (k, t, p, o, key) in enumerate(zip(ids, times, predicted, origins, keys)))
         self.pending.update((k, (t, y, _origin(o[0]) if o else None)) for k, t, y, *o in json.loads(state["pending"]))
         self.gone.update(zip(*json.loads(state["gone"])))
         self.hits = state["hits"]
@@ -276,7 +282,8 @@ class JoinSnapshot:
              if rows else np.zeros((0, 0), dtype=np.float32))
         events = "[" + ",".join([_json_list([k for k, _ in self.events]), _json_list([e[0] for _, e in self.events]),
                                  _json_list([e[2] for _, e in self.events]),
-                                 _json_list([e[3] for _, e in self.events])]) + "]"
+                                 _json_list([e[3] for _, e in self.events]),
+                                 _json_list([e[4] for _, e in self.events])]) + "]"
         gone = "[" + _json_list([k for k, _ in self.gone]) + "," + _json_list([v for _, v in self.gone]) + "]"
         return {
             "events": events, "X": X,

@@ -1,8 +1,10 @@
+import json
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamssl.daemon.label_join import LabelJoin
+from streamssl.label_join import LabelJoin
 from streamssl.state.serialize import dumps, loads
 
 
@@ -111,6 +113,23 @@ def test_pseudo_labels_of_waiting_events_are_scored_when_their_label_comes_and_s
     join.add_events(["f"], X[:1], [0], now=3.0)
     join.expire(now=100.0)
     assert join.pseudo == {}
+
+
+def test_a_keyed_event_gets_its_key_back_with_its_label_before_and_after_a_restart():
+    join = LabelJoin()
+    join.add_events(["a", "b"], rows(2), [0, 1], now=0.0, keys=["s1", "s2"])
+    join.add_labels([("z", 1)], now=0.0)  # its event comes later, keyed
+    (early,) = join.add_events(["z"], rows(1), [0], now=1.0, keys=["s3"])
+    assert early.key == "s3"
+    restored = LabelJoin()
+    restored.load_state_dict(loads(dumps(join.state_dict())))
+    for j in (join, restored):
+        assert [(x.id, x.key) for x in j.add_labels([("b", 0), ("a", 1)], now=2.0)] == [("b", "s2"), ("a", "s1")]
+    join.add_events(["c"], rows(1), [0], now=3.0, keys=["s4"])
+    state = join.state_dict()  # as written before events kept their keys: no key list
+    state["events"] = json.dumps(json.loads(state["events"])[:4])
+    restored.load_state_dict(state)
+    assert [x.key for x in restored.add_labels([("c", 1)], now=4.0)] == [None]
 
 
 def test_a_join_state_from_before_pseudo_marks_still_loads():
