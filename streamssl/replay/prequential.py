@@ -19,12 +19,18 @@ It also says how honest the served confidence was: the expected calibration erro
 scored event (15 equal-width bins of the top probability) and the mean served confidence, the
 accuracy a user would estimate without any label.
 Batches with ``keys`` give a model that takes them each event's entity.
+
+Delayed labels go through the daemon's :class:`~streamssl.label_join.LabelJoin`: a revealed
+event waits there by its position in the stream, and its label is published ``label_delay``
+events later and joined to it by that id, as a label from Kafka is joined to its event.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 import resource
+import sys
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -32,6 +38,7 @@ from typing import Any, Callable, Hashable, Iterable, Iterator, Protocol
 
 import numpy as np
 
+from ..label_join import LabelJoin
 from ..learner.calibration import Reliability
 from ..sources.file import Batch
 
@@ -207,7 +214,9 @@ def prequential(
     if label_delay < 0:
         raise ValueError("label_delay must be >= 0")
     rng = np.random.default_rng(seed)
-    pending: deque[tuple[int, np.ndarray, Hashable, Hashable]] = deque()  # (revealed after event, x, y, key)
+    # Labels come only after their events, and none is given up: nothing expires, nothing waits.
+    join = LabelJoin(ttl_s=math.inf, max_events=sys.maxsize, pending_ttl_s=math.inf, max_pending=0)
+    published: deque[tuple[int, str, Hashable]] = deque()  # the label stream: (published after event, id, label)
     summary = ReplaySummary(ssl_stats=getattr(model, "ssl_stats", None),
                             experts=(lambda: model.experts) if hasattr(model, "experts") else None)
     last_event = None  # the newest drift event already reported
@@ -232,18 +241,21 @@ def prequential(
             summary.labels_used += int(revealed.sum())
         else:
             model.learn_many(batch.X, None, **keys)
-            for i in np.flatnonzero(revealed):
-                key = batch.keys[i] if keyed else None
-                pending.append((first + int(i) + label_delay, batch.X[i], batch.y[i], key))
+            shown = np.flatnonzero(revealed)
+            ids = [str(first + int(i)) for i in shown]
+            join.add_events(ids, batch.X[shown], [predicted[i] for i in shown], now=float(first),
+                            keys=[batch.keys[i] for i in shown] if keyed else None)
+            published.extend((first + int(i) + label_delay, event_id, batch.y[i]) for i, event_id in zip(shown, ids))
         _score_pseudo_labels(model, batch.y, summary)
         last = first + n - 1
         due = []
-        while pending and pending[0][0] <= last:
-            due.append(pending.popleft())
-        if due:
-            late = {"keys": [d[3] for d in due]} if keyed else {}
-            model.learn_late_labels(np.stack([d[1] for d in due]), [d[2] for d in due], **late)
-            summary.labels_used += len(due)
+        while published and published[0][0] <= last:
+            due.append(published.popleft()[1:])
+        joined = join.add_labels(due, now=float(last)) if due else []
+        if joined:
+            late = {"keys": [j.key for j in joined]} if keyed else {}
+            model.learn_late_labels(np.stack([j.x for j in joined]), [j.label for j in joined], **late)
+            summary.labels_used += len(joined)
         elapsed = time.perf_counter() - start
         if summary.events == 0:
             summary.first_batch_seconds = elapsed
