@@ -69,3 +69,27 @@ def test_balanced_replay_rehearses_a_rare_class_as_often_as_a_common_one():
         draws[balanced] = float((head._ybuf[idx] == 1).float().mean())
     assert draws[True] == pytest.approx(0.5, abs=0.02)
     assert draws[False] == pytest.approx(16 / 256, abs=0.01)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 5])  # 3 and 5: output slots beyond the classes in use
+def test_a_step_moves_the_weights_as_autograd_and_adam_would(n_classes):
+    import copy
+
+    import torch.nn.functional as F
+
+    head = OnlineMLPClassifier(n_inputs=6, hidden=16, seed=1)
+    head.add_classes(n_classes)
+    twin, before = copy.deepcopy(head), copy.deepcopy(head)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        H = torch.randn(9, 6, generator=g)
+        y = torch.randint(0, n_classes, (9,), generator=g)
+        w = torch.rand(9, generator=g) + 0.1
+        head._step(H, y, w)
+        loss = (F.cross_entropy(twin._logits(H), y, reduction="none") * w).sum() / w.sum()
+        twin.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        twin.optimizer.step()
+        for mine, theirs in zip(head.net.parameters(), twin.net.parameters()):
+            assert torch.allclose(mine, theirs, atol=1e-6)
+    assert all(not torch.equal(a, b) for a, b in zip(head.net.parameters(), before.net.parameters()))  # it learned
