@@ -101,23 +101,57 @@ class TemperatureCalibrator:
 
     def _fit_trend(self) -> float:
         """log T = a + b * s over the window (s from -1, its oldest label, to 0, its newest),
-        minimising the log-loss plus the prior on ``b``; returns the temperature at s = 0."""
-        from scipy.optimize import minimize  # river's own dependency
+        minimising the log-loss plus the prior on ``b``; returns the temperature at s = 0.
 
+        Newton's method on (a, b) with the exact gradient and Hessian, damped (Levenberg-Marquardt)
+        where the curvature is not positive or a step does not lower the loss: a few iterations
+        where a simplex search took about a hundred evaluations of the loss."""
         L, y = self._window()
         n, bound = len(y), math.log(self.bounds)
         picked = L[np.arange(n), y]
         at = np.linspace(-1.0, 0.0, n) if n > 1 else np.zeros(1)
+        A = np.stack([np.ones(n), at], axis=1)  # log T of each row = A @ (a, b)
+        prior = np.array([0.0, self.trend])
 
-        def loss(params: np.ndarray) -> float:
-            with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # far out: not finite, refused
-                nll = np.sum(_row_loss(L, picked, np.exp(params[0] + params[1] * at)[:, None]))
-            value = float(nll + self.trend * params[1] ** 2 / 2) / n
+        def loss(theta: np.ndarray) -> float:
+            beta = np.exp(-(A @ theta))  # 1 / T of each row
+            with np.errstate(over="ignore", invalid="ignore"):  # far out: not finite, refused
+                value = float(np.sum(_row_loss(L, picked, 1.0 / beta[:, None])) + prior @ theta ** 2 / 2)
             return value if math.isfinite(value) else math.inf
 
-        found = minimize(loss, x0=np.array([math.log(self.temperature), 0.0]), method="Nelder-Mead",
-                         options={"xatol": 1e-4, "fatol": 1e-7})
-        return math.exp(min(bound, max(-bound, float(found.x[0]))))
+        def slopes(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            beta = np.exp(-(A @ theta))
+            q = _softmax(L * beta[:, None])
+            mean = (q * L).sum(axis=1)
+            spread = (q * L * L).sum(axis=1) - mean ** 2
+            d_beta = mean - picked  # each row's loss against its 1 / T
+            h = beta ** 2 * spread + beta * d_beta  # ... and its second derivative against its log T
+            return A.T @ (-beta * d_beta) + prior * theta, (A * h[:, None]).T @ A + np.diag(prior)
+
+        theta = np.array([math.log(self.temperature), 0.0])
+        value, damping = loss(theta), 0.0
+        grad, hess = slopes(theta)
+        for _ in range(100):
+            if np.abs(grad).max() < 1e-9 * n:
+                break
+            try:  # Newton's step, damped towards the gradient's where the curvature is not positive
+                np.linalg.cholesky(hess + damping * np.eye(2))
+                step = -np.linalg.solve(hess + damping * np.eye(2), grad)
+            except np.linalg.LinAlgError:
+                damping = max(2 * damping, 1e-3 * (1.0 + float(np.abs(hess).max())))
+                continue
+            trial = theta + step
+            trial_value = loss(trial)
+            if trial_value < value:
+                theta, value, damping = trial, trial_value, damping / 4
+                if np.abs(step).max() < 1e-8:
+                    break
+                grad, hess = slopes(theta)
+            elif damping > 1e12:
+                break  # no step lowers the loss: a minimum to numerical precision
+            else:
+                damping = max(4 * damping, 1e-3 * (1.0 + float(np.abs(hess).max())))
+        return math.exp(min(bound, max(-bound, float(theta[0]))))
 
     def _fit_constant(self) -> float:
         L, y = self._window()

@@ -31,6 +31,34 @@ def test_with_a_trend_the_temperature_of_now_is_found_where_one_for_the_window_l
     assert trend.temperature == pytest.approx(1.0, rel=0.2)
 
 
+@pytest.mark.parametrize("start", [0.05, 1.0, 20.0])  # the last fit's temperature: far off, or near
+def test_the_trend_fit_reaches_the_minimum_a_simplex_search_finds(start):
+    """The window's penalised log-loss minimised by Newton's method (the fit) and by scipy's
+    Nelder-Mead (the fit before): the same temperature, from a start on the loss's flat far
+    side included (answers so soft at T = 20 that the loss barely moves)."""
+    from scipy.optimize import minimize
+
+    from streamssl.learner.calibration import _row_loss
+
+    rng = np.random.default_rng(1)
+    n = 128
+    z = rng.normal(scale=3.0, size=(n, 3))
+    temperature = np.exp(np.linspace(np.log(4.0), np.log(2.0), n))
+    y = np.array([rng.choice(3, p=p) for p in _softmax(z / temperature[:, None])])
+    cal = TemperatureCalibrator(window=n, min_labels=n + 1)
+    cal.observe(_softmax(z), y)
+    cal.temperature = start
+    L, labels = cal._window()
+    picked, at = L[np.arange(n), labels], np.linspace(-1.0, 0.0, n)
+
+    def loss(p):
+        return float(np.sum(_row_loss(L, picked, np.exp(p[0] + p[1] * at)[:, None])) + 8.0 * p[1] ** 2 / 2) / n
+
+    best = minimize(loss, x0=np.zeros(2), method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-12})
+    assert np.log(cal._fit()) == pytest.approx(best.x[0], abs=1e-3)
+    assert 1.3 < cal._fit() < 3.0  # the newest end's temperature, 2, within the noise of 128 labels
+
+
 @pytest.mark.parametrize("true_temperature", [0.5, 2.0])
 def test_the_temperature_that_made_the_labels_is_found(true_temperature):
     """Labels drawn from softmax(z / T): the answer softmax(z) is over- (T > 1) or
