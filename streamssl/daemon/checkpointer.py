@@ -99,7 +99,7 @@ class Checkpointer:
         snapshot = snapshot()
         self.since, self._last = 0, time.monotonic()
         path, key = self.path, self.config.key()
-        future = self._writer.submit(lambda: ckpt.write_atomic(path, ckpt.encode(self.state(snapshot), key)))
+        future = self._writer.submit(lambda: ckpt.write_atomic(path, ckpt.encode_parts(self.state(snapshot), key)))
         self._writing = (future, offsets, hand_over, t0)
 
     def state(self, snapshot: dict) -> dict:

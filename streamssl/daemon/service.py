@@ -35,7 +35,6 @@ and no label is lost.
 
 from __future__ import annotations
 
-import copy
 import gc
 import logging
 import math
@@ -62,6 +61,7 @@ from ..sources.kafka import Batch, KafkaSource
 from ..sources.partitions import Partitions
 from ..state import checkpoint as ckpt
 from ..state.progress import ProgressMark
+from ..state.snapshot import Snapshots
 from . import logs
 from ..config import DaemonConfig
 from .http import HealthServer
@@ -101,6 +101,7 @@ class Daemon:
         self.labels_correct = 0
         self._drifts_logged = 0
         self.checkpoints = Checkpointer(config.checkpoint, STATE_KIND, STATE_VERSION, build=_build_state)
+        self._snapshots = Snapshots()  # the learner's copies for periodic checkpoints
         self.sharing: LabelSharing | None = None  # with replicas (distributed.world_size > 1), from run()
         self._sharing_state: dict = {}  # LabelSharing's part of the checkpoint restored (offers, learned_round)
         self._failed = False
@@ -196,13 +197,14 @@ class Daemon:
         self.metrics.sync_join(self.join)
 
     def state_dict(self) -> dict:
-        return self.checkpoints.state(self._snapshot())
+        return self.checkpoints.state(self._snapshot(Snapshots()))
 
-    def _snapshot(self) -> dict:
-        """Everything a checkpoint holds, copied or frozen, so it can be written from another thread."""
+    def _snapshot(self, snapshots: Snapshots) -> dict:
+        """Everything a checkpoint holds, copied or frozen, so it can be written from another
+        thread (the learner's state copied by ``snapshots``, into its last copy's buffers)."""
         return {
             "n_features": self.decoder.n_features,
-            "learner": copy.deepcopy(self.learner.state_dict()), "join": self.join.snapshot(),
+            "learner": snapshots.copy(self.learner.state_dict()), "join": self.join.snapshot(),
             "encoder": self.decoder.encoder.state_dict(),
             **self.partitions.state_dict(),
             "sharing": {} if self.sharing is None else self.sharing.checkpoint(self.learner),
@@ -617,7 +619,9 @@ class Daemon:
             self._finish_checkpoint(blocking_commit)
         positions = self._commit_offsets()
         windows = self._handover_windows(positions) if self.handover is not None else {}
-        self.checkpoints.start(self._snapshot, positions, self._flush, lambda: self._hand_over(windows))
+        # The write before is down (finished above), so its copy's buffers may be taken over.
+        self.checkpoints.start(lambda: self._snapshot(self._snapshots), positions, self._flush,
+                               lambda: self._hand_over(windows))
         if wait:
             self._finish_checkpoint(blocking_commit)
 

@@ -24,12 +24,18 @@ class CheckpointError(StreamSSLError):
 
 def encode(state: object, key: bytes | None = None) -> bytes:
     """The bytes of a checkpoint: magic, a JSON header (format, checksum, optional HMAC), the payload."""
+    return b"".join(encode_parts(state, key))
+
+
+def encode_parts(state: object, key: bytes | None = None) -> tuple[bytes, bytes]:
+    """:func:`encode`'s bytes in two parts, the header and the payload, for a writer that need
+    not join them (a copy of the whole state)."""
     payload = serialize.dumps(state)
     header = {"format": FORMAT_VERSION, "sha256": hashlib.sha256(payload).hexdigest()}
     if key is not None:
         header["hmac_sha256"] = hmac.new(key, payload, hashlib.sha256).hexdigest()
     head = json.dumps(header).encode()
-    return MAGIC + struct.pack(">I", len(head)) + head + payload
+    return MAGIC + struct.pack(">I", len(head)) + head, payload
 
 
 def decode(data: bytes, key: bytes | None = None, device: torch.device | None = None, source: str = "checkpoint") -> object:
@@ -45,8 +51,8 @@ def decode(data: bytes, key: bytes | None = None, device: torch.device | None = 
         raise CheckpointError(f"{source}: {exc}") from None
 
 
-def _checked(data: bytes, source: str) -> tuple[bytes, dict]:
-    """The payload and header of checkpoint bytes whose format and checksum hold."""
+def _checked(data: bytes, source: str) -> tuple[memoryview, dict]:
+    """The payload (a view, not a copy) and header of checkpoint bytes whose format and checksum hold."""
     if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 4:
         raise CheckpointError(f"{source}: not a streamssl checkpoint")
     (n,) = struct.unpack(">I", data[len(MAGIC): len(MAGIC) + 4])
@@ -59,7 +65,7 @@ def _checked(data: bytes, source: str) -> tuple[bytes, dict]:
         raise CheckpointError(f"{source}: unreadable header (not a JSON object)")
     if header.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"{source}: format {header.get('format')!r}, this version reads {FORMAT_VERSION}")
-    payload = data[start + n:]
+    payload = memoryview(data)[start + n:]
     if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
         raise CheckpointError(f"{source}: checksum mismatch (truncated or corrupted file)")
     return payload, header
@@ -75,8 +81,9 @@ def intact(path: str | os.PathLike) -> bool:
     return True
 
 
-def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves either the old or the new file whole.
+def write_atomic(path: str | os.PathLike, data: bytes | tuple[bytes, ...]) -> None:
+    """Write ``data`` (or its parts, one after the other) to ``path`` so that a crash leaves
+    either the old or the new file whole.
 
     The previous file becomes ``path.prev`` only if it is :func:`intact`: a damaged one (from
     which a restore fell back to ``.prev``) is moved to ``path.damaged`` for inspection instead,
@@ -85,7 +92,8 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        f.write(data)
+        for part in (data,) if isinstance(data, bytes) else data:
+            f.write(part)
         f.flush()
         os.fsync(f.fileno())
     if path.exists():  # a hard link, then the rename over it: the path never goes missing
