@@ -132,6 +132,23 @@ def test_a_keyed_event_gets_its_key_back_with_its_label_before_and_after_a_resta
     assert [x.key for x in restored.add_labels([("c", 1)], now=4.0)] == [None]
 
 
+def test_a_join_state_with_its_times_in_json_still_loads_and_expires_alike():
+    join = LabelJoin(ttl_s=10)
+    join.add_events(["a", "b"], rows(2), [0, 1], now=1.25)
+    join.add_events(["c"], rows(1), [1], now=7.5)
+    state = join.state_dict()
+    assert state["event_times"].tolist() == [1.25, 1.25, 7.5]
+    old = dict(state)
+    events = json.loads(old["events"])
+    events[1] = old.pop("event_times").tolist()  # as written before the times were an array
+    old["events"] = json.dumps(events)
+    for written in (state, old):
+        restored = LabelJoin(ttl_s=10)
+        restored.load_state_dict(loads(dumps(written)))
+        restored.expire(now=12.0)  # a and b are 10.75 s old: gone; c stays
+        assert list(restored.events) == ["c"] and restored.evictions == {"ttl": 2}
+
+
 def test_a_join_state_from_before_pseudo_marks_still_loads():
     join = LabelJoin()
     join.add_events(["a"], np.eye(2, dtype=np.float32)[:1], [0], now=0.0)
