@@ -30,7 +30,6 @@ from __future__ import annotations
 import inspect
 import math
 import resource
-import sys
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -215,7 +214,9 @@ def prequential(
         raise ValueError("label_delay must be >= 0")
     rng = np.random.default_rng(seed)
     # Labels come only after their events, and none is given up: nothing expires, nothing waits.
-    join = LabelJoin(ttl_s=math.inf, max_events=sys.maxsize, pending_ttl_s=math.inf, max_pending=0)
+    # At most label_delay revealed events wait between batches, plus the batch in hand: sized so
+    # (per batch) the join never evicts one and remembers no more ids than that.
+    join = LabelJoin(ttl_s=math.inf, max_events=label_delay, pending_ttl_s=math.inf, max_pending=0)
     published: deque[tuple[int, str, Hashable]] = deque()  # the label stream: (published after event, id, label)
     summary = ReplaySummary(ssl_stats=getattr(model, "ssl_stats", None),
                             experts=(lambda: model.experts) if hasattr(model, "experts") else None)
@@ -242,6 +243,7 @@ def prequential(
         else:
             model.learn_many(batch.X, None, **keys)
             shown = np.flatnonzero(revealed)
+            join.max_events = max(join.max_events, label_delay + n)
             ids = [str(first + int(i)) for i in shown]
             join.add_events(ids, batch.X[shown], [predicted[i] for i in shown], now=float(first),
                             keys=[batch.keys[i] for i in shown] if keyed else None)
