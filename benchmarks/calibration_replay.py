@@ -3,9 +3,11 @@
     python benchmarks/calibration_replay.py --record DIR   # the 42 suite cells (~8 minutes, 2 workers)
     python benchmarks/calibration_replay.py DIR            # every calibrator below against them
 
-A temperature never moves an answer's class and nothing the learner learns depends on it (with
-pseudo-labels off, the default), so the learner's answers before calibration are the same
-whatever calibrator serves them. ``--record`` runs the default ``streamssl`` on each cell of
+A temperature never moves an answer's class, and with pseudo-labels off (the default) the
+learner reads the calibrated confidence only in the drift channel on the residual (correct -
+confidence), so the learner's answers before calibration are the same whatever calibrator
+serves them, up to where a different temperature would move a residual drift signal (then the
+replay is an approximation from that point of the cell on). ``--record`` runs the default ``streamssl`` on each cell of
 ``benchmarks/suite.py`` (same streams, seeds, label masks, batches of 64) and keeps, in order,
 every served batch's combined probabilities with the correctness of its answers, and every
 labelled batch the calibrator is given. Replaying that log through a calibrator gives the ECE and
