@@ -143,14 +143,14 @@ def test_switching_the_encoder_and_pseudo_labels(capsys, tmp_path, monkeypatch):
 
     with_pseudo, _, _ = replay_json(capsys, tmp_path, "--no-ssl", "--pseudo", *common)
     assert with_pseudo["pseudo_labels_accepted"] > 0  # so that switching it off means something
-    assert built[-1].pseudo_labels is True
+    assert built[-1].pseudo_labels.threshold == 0.9  # --threshold reaches the policy
 
     default, _, _ = replay_json(capsys, tmp_path, *common)
     assert default["pseudo_labels_accepted"] == 0  # both mechanisms default to off
     assert built[-1].ssl is None
 
     replay_json(capsys, tmp_path, "--ssl", *common)
-    assert built[-1].ssl is not None and built[-1].encoder is True
+    assert built[-1].ssl is not None and built[-1].encoder.objective == "infonce"
 
     result, _, _ = replay_json(capsys, tmp_path, "--no-ssl", "--no-pseudo", *common)
     assert result["pseudo_labels_accepted"] == 0
@@ -436,9 +436,10 @@ def test_syncing_a_learner_twice_does_not_count_twice():
 
 def test_collapse_measures_are_exported_from_a_real_learner():
     from streamssl.learner import StreamLearner
+    from streamssl.ssl.continual import Encoder
 
     registry = CollectorRegistry()
-    metrics, learner = LearnerMetrics(registry), StreamLearner(encoder=True, objective="byol", seed=0)
+    metrics, learner = LearnerMetrics(registry), StreamLearner(encoder=Encoder("byol"), seed=0)
     metrics.sync_learner(learner)  # before the first step: nothing to report, nothing set
     assert registry.get_sample_value("streamssl_ssl_effective_rank", {"space": "encoder"}) is None
     rng = np.random.default_rng(0)

@@ -11,6 +11,14 @@ import pytest
 from river import checks
 
 from streamssl.learner import StreamLearner
+from streamssl.learner.calibration import TemperatureCalibrator
+from streamssl.learner.classifier import MLPHead
+from streamssl.learner.combine import EWA, Select
+from streamssl.learner.duel import Duel
+from streamssl.learner.memory import NearestNeighbourMemory
+from streamssl.learner.pseudo import PseudoLabelPolicy
+from streamssl.learner.temporal import TemporalContext
+from streamssl.ssl.continual import Encoder
 from streamssl.state.checkpoint import decode, encode
 
 CONFIGS = {  # the default, then each other part switched in turn (without the tree head, whose cost is river's)
@@ -19,13 +27,20 @@ CONFIGS = {  # the default, then each other part switched in turn (without the t
     "encoder+pseudo-labels": {"encoder": True, "pseudo_labels": True, "trees": False},
     "no temporal, no memory": {"temporal": False, "memory": False, "trees": False},
     "select combiner": {"combiner": "select", "trees": False},  # the default is ewa
+    # Every part given with settings of its own (river's checks clone it; the state names its classes).
+    "parts with settings": {
+        "temporal": TemporalContext(spans=(4, 16)), "encoder": Encoder("vicreg", embedding_dim=4, hidden=16),
+        "mlp": MLPHead(hidden=16, replay=64), "memory": NearestNeighbourMemory(capacity=64, k=3),
+        "combiner": EWA(rate=1.0, share=0.05), "calibrate": TemperatureCalibrator(window=64),
+        "pseudo_labels": PseudoLabelPolicy(threshold=0.9, warmup=10), "duel": Duel(min_labels=10), "trees": False,
+    },
 }
 
 
 #: The configurations whose every part is also in the default or the encoder configuration skip
 #: river's memory-growth check (three long learn_one runs each, a minute in all): the default and
 #: the encoder configuration hold every bounded buffer there is.
-GROWTH_COVERED = {"no trees", "no temporal, no memory", "select combiner"}
+GROWTH_COVERED = {"no trees", "no temporal, no memory", "select combiner", "parts with settings"}
 
 
 def _checks():
@@ -58,4 +73,46 @@ def test_state_round_trips_through_the_restricted_loader(params):
     more, labels = rng.normal(size=(64, 4)).astype(np.float32), [1, 0] * 32
     model.learn_many(more, labels)
     restored.learn_many(more, labels)  # and goes on learning exactly alike
+    np.testing.assert_array_equal(restored.predict_proba_many(probe), model.predict_proba_many(probe))
+
+
+def test_a_learner_works_with_clones_of_its_parts_and_keeps_their_settings():
+    policy, combiner = PseudoLabelPolicy(threshold=0.9, warmup=0), Select(window=7)
+    a, b = StreamLearner(pseudo_labels=policy, combiner=combiner, trees=False, seed=0), StreamLearner(
+        pseudo_labels=policy, combiner=combiner, trees=False, seed=0)
+    assert a.policy is not policy and a.policy is not b.policy and a.policy.threshold == 0.9
+    assert a.mix.window == 7 and a.mix.members == ["mlp", "raw", "memory", "linear"] and combiner.members == []
+    a.learn_many(np.eye(4), [0, 1, 0, 1])
+    assert policy.true_labels == 0 and a.policy.true_labels == 4  # the given part never learns
+    clone = a.clone()
+    assert clone.pseudo_labels.threshold == 0.9 and clone.combiner.window == 7 and clone.classes_ == []
+
+
+def test_checkpoints_written_before_the_parts_load_onto_them():
+    """Learners before the parts kept their settings flat: ``params`` as such a learner wrote
+    them (``_get_params`` of release 2026-12-04) map onto the same parts."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(900, 3))
+    y = [int(a > 0) if i % 4 == 0 else None for i, (a, *_) in enumerate(X)]
+    model = StreamLearner(
+        encoder=Encoder("byol", embedding_dim=8, every=32), pseudo_labels=PseudoLabelPolicy(threshold=0.95, warmup=20),
+        temporal=TemporalContext(spans=(4, 16)), mlp=MLPHead(hidden=32, balanced_replay=False),
+        memory=NearestNeighbourMemory(k=3), combiner=Select(window=30), duel=Duel(min_labels=40), seed=3)
+    for i in range(0, 900, 64):
+        model.learn_many(X[i:i + 64], y[i:i + 64])
+    state = model.state_dict()
+    state["params"] = {
+        "encoder": True, "objective": "byol", "objective_params": None, "embedding_dim": 8, "encoder_hidden": 64,
+        "encoder_lr": 0.001, "corruption": 0.3, "ssl_every": 32, "ssl_batch": 128, "head_hidden": 32,
+        "head_lr": 0.003, "head_replay": 256, "head_steps": 1, "head_steps_per_label": 2.0,  # no balanced_replay
+        "head_max_steps": 16, "pseudo_labels": True, "threshold": 0.95, "warmup_labels": 20, "pseudo_weight": 0.3,
+        "class_slack": 1.5, "drift_cooldown": 500, "challenger_min_labels": 40, "challenger_patience": 500,
+        "challenger_margin": 0.05, "drift_channels": None, "drift_response": True, "drift_lr_boost": 3.0,
+        "temporal": True, "temporal_spans": (4, 16), "temporal_ssl": False, "memory": True, "raw_head": True,
+        "trees": True, "raw_tree": True, "linear": True, "members": None, "pseudo_source": "self",
+        "memory_size": 256, "memory_k": 3, "selection_window": 30, "combiner": "select", "calibrate": True,
+        "device": "cpu", "threads": 1, "one_batch": 64, "seed": 3}
+    restored = StreamLearner.from_state_dict(decode(encode(state)))
+    assert repr(restored) == repr(model)  # the same parts with the same settings
+    probe = rng.normal(size=(40, 3))
     np.testing.assert_array_equal(restored.predict_proba_many(probe), model.predict_proba_many(probe))

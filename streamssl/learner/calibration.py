@@ -13,6 +13,7 @@ import math
 from collections import deque
 
 import numpy as np
+from river import base
 
 _FLOOR = 1e-6  # probabilities are floored here before their log: a member may say exactly 0
 
@@ -34,7 +35,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=1, keepdims=True)
 
 
-class TemperatureCalibrator:
+class TemperatureCalibrator(base.Base):
     """Temperature scaling refit online on the last ``window`` labelled events.
 
     The window is short so that the temperature follows the learner as it learns and the

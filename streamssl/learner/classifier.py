@@ -6,6 +6,7 @@ import math
 from typing import Callable
 
 import torch
+from river import base
 from torch import nn
 
 from ..device import GeneratorPickling, restore_generator
@@ -219,3 +220,33 @@ class OnlineMLPClassifier(GeneratorPickling):
         pending = state.get("pending")  # absent in checkpoints from before grouping
         self._pending = None if pending is None else (*(t.to(self.device) for t in pending[:4]), float(pending[4]))
 
+
+
+class MLPHead(base.Base):
+    """The settings every MLP head of a :class:`~streamssl.learner.StreamLearner` is built from
+    (the main head, its challengers and the head on the event's own features): ``hidden``
+    units, Adam's ``lr``, a replay of the last ``replay`` labelled rows (drawn class-balanced
+    with ``balanced_replay``), and per update ``steps_per_label`` steps per unit of label
+    weight, at least ``steps`` and at most ``max_steps`` (see :class:`OnlineMLPClassifier`).
+
+    >>> head = MLPHead(hidden=8).build(3, device=torch.device("cpu"), seed=0)
+    >>> head.hidden, head.balanced, head.predict_proba(torch.zeros(2, 3)).shape
+    (8, True, torch.Size([2, 0]))
+    """
+
+    def __init__(self, hidden: int = 64, lr: float = 3e-3, replay: int = 256, balanced_replay: bool = True,
+                 steps: int = 1, steps_per_label: float = 2.0, max_steps: int = 16) -> None:
+        if hidden < 1 or lr <= 0 or replay < 1 or steps < 1 or steps_per_label < 0 or max_steps < steps:
+            raise ValueError("MLPHead needs hidden, replay and steps >= 1, lr > 0, steps_per_label >= 0 and "
+                             "max_steps >= steps")
+        self.hidden, self.lr, self.replay, self.balanced_replay = hidden, lr, replay, balanced_replay
+        self.steps, self.steps_per_label, self.max_steps = steps, steps_per_label, max_steps
+
+    def build(self, n_inputs: int, *, device: torch.device, seed: int,
+              row_width: int | None = None) -> OnlineMLPClassifier:
+        """A head on ``n_inputs`` features (its replay keeps rows ``row_width`` wide)."""
+        return OnlineMLPClassifier(
+            n_inputs, self.hidden, self.lr, self.replay, steps=self.steps, device=device, seed=seed,
+            row_width=row_width, steps_per_row=self.steps_per_label, max_steps=self.max_steps,
+            balanced=self.balanced_replay,
+        )

@@ -1,5 +1,9 @@
 """Combiners: how the members of a :class:`StreamLearner` answer together, learned from their
-prequential outcomes (right or wrong, before learning) on labelled events."""
+prequential outcomes (right or wrong, before learning) on labelled events.
+
+A learner is given a combiner without members, as a part with its settings (``EWA(rate=1.0)``),
+and works with a clone of it for its own members (``combiner.clone({"members": names})``).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,10 @@ from collections import deque
 from typing import Mapping, Sequence
 
 import numpy as np
+from river import base
 
 
-class EWA:
+class EWA(base.Base):
     """An exponentially weighted average of the members' probabilities, on 0/1 loss with fixed share.
 
     Each error of a member on a labelled event multiplies its weight by ``exp(-rate)``; after
@@ -29,7 +34,7 @@ class EWA:
     array([[0.872, 0.128]])
     """
 
-    def __init__(self, members: Sequence[str], rate: float = 0.5, share: float = 0.02,
+    def __init__(self, members: Sequence[str] = (), rate: float = 0.5, share: float = 0.02,
                  min_weight: float = 1e-3) -> None:
         if rate <= 0 or not 0 <= share < 1:
             raise ValueError(f"EWA needs rate > 0 and 0 <= share < 1, got rate={rate}, share={share}")
@@ -76,7 +81,7 @@ class EWA:
         self.logw.update({k: v for k, v in state["logw"].items() if k in self.logw})
 
 
-class Select:
+class Select(base.Base):
     """The member with the best accuracy over its last ``window`` scored labelled events answers
     alone; the earlier member in ``members`` wins ties.
 
@@ -88,7 +93,7 @@ class Select:
     ('b', {'a': 0.0, 'b': 1.0})
     """
 
-    def __init__(self, members: Sequence[str], window: int = 50) -> None:
+    def __init__(self, members: Sequence[str] = (), window: int = 50) -> None:
         self.members = list(members)
         self.window = window
         self.scores: dict[str, deque] = {name: deque(maxlen=window) for name in self.members}

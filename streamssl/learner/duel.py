@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Literal, Sequence
 
+from river import base
 
-class Duel:
+
+class Duel(base.Base):
     """The main head against a challenger started after a drift warning, scored on the same
     labelled events (each answered before either learns it).
 

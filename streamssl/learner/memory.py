@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
+from river import base
 
 
-class NearestNeighbourMemory:
+class NearestNeighbourMemory(base.Base):
     """The last ``capacity`` labelled events (as the heads see them) and their labels.
 
     A prediction is the distance-weighted vote of the ``k`` nearest stored events

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+from river import base
 
 
-class PseudoLabelPolicy:
+class PseudoLabelPolicy(base.Base):
     """Accept a prediction as a label only when it is confident and the guards allow it.
 
     Guards against confirmation bias:
@@ -20,7 +21,10 @@ class PseudoLabelPolicy:
       per label), the most confident candidates going first;
     * **weight**: accepted labels carry ``weight`` (< 1) in the loss; applied by the learner.
 
-    Rejections are counted by reason.
+    Rejections are counted by reason. ``source`` says whose answers a
+    :class:`~streamssl.learner.StreamLearner` offers: ``"self"``, its served answer (combined and
+    calibrated, so ``threshold`` is a calibrated confidence), or ``"memory"``, the
+    nearest-neighbour memory's (co-training).
 
     Examples
     --------
@@ -43,13 +47,17 @@ class PseudoLabelPolicy:
         slack: float = 1.5,
         cooldown: int = 500,
         decay: float = 0.999,
+        source: str = "self",
     ) -> None:
         if not 0.0 < threshold <= 1.0:
             raise ValueError("threshold must be in (0, 1]")
         if not 0.0 < weight <= 1.0:
             raise ValueError("weight must be in (0, 1]")
+        if source not in ("self", "memory"):
+            raise ValueError(f"source must be 'self' or 'memory', got {source!r}")
         self.threshold, self.warmup, self.weight = threshold, warmup, weight
         self.slack, self.cooldown, self.decay = slack, cooldown, decay
+        self.source = source
         self._reset()
 
     def _reset(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 from collections import deque
-from typing import Any, Hashable, Sequence
+from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -14,10 +14,10 @@ from river import base
 from ..device import resolve_device, to_tensor, torch_threads
 from ..drift.detectors import VECTOR_SIGNALS, ChannelSpec
 from ..drift.monitor import ChannelSet, DriftEvent, DriftMonitor, default_channels
-from ..ssl.continual import ContinualEncoder
-from ..ssl import DEFAULT_OBJECTIVE, OBJECTIVE_NAMES
+from ..ssl import DEFAULT_OBJECTIVE
+from ..ssl.continual import ContinualEncoder, Encoder
 from .calibration import Reliability, TemperatureCalibrator
-from .classifier import OnlineMLPClassifier
+from .classifier import MLPHead, OnlineMLPClassifier
 from .combine import COMBINERS, EWA, Select
 from .duel import Duel
 from .features import Features
@@ -31,24 +31,42 @@ from .standardize import OnlineStandardizer
 from .temporal import TemporalContext
 
 
+#: The learner's arguments that take a part, and the part's class (:func:`build_learner` builds
+#: one from a mapping of its settings).
+PARTS: dict[str, type] = {
+    "temporal": TemporalContext, "encoder": Encoder, "mlp": MLPHead, "memory": NearestNeighbourMemory,
+    "calibrate": TemperatureCalibrator, "pseudo_labels": PseudoLabelPolicy, "duel": Duel,
+}
+
+
 def build_learner(threshold: float = 0.99, device: str = "cpu", seed: int = 0, threads: int = 1,
-                  objective: str | None = None, **switches: bool | None) -> "StreamLearner":
-    """A :class:`StreamLearner` from user-facing settings: torch gets ``threads`` CPU threads, and
-    a switch left ``None`` (``encoder``, ``pseudo_labels``, ``temporal``, ``memory``,
-    ``trees``, ``combiner``) keeps its default. Naming an ``objective`` switches the encoder on unless ``encoder=False`` is given.
+                  objective: str | None = None, objective_params: dict | None = None,
+                  **switches: bool | None) -> "StreamLearner":
+    """A :class:`StreamLearner` from the settings of the CLI and the daemon's config: torch gets
+    ``threads`` CPU threads, a switch left ``None`` (``encoder``, ``pseudo_labels``,
+    ``temporal``, ``memory``, ``trees``, ``combiner``...) keeps its default, and the switches
+    with settings get their parts: pseudo-labels a :class:`PseudoLabelPolicy` at ``threshold``,
+    the encoder an :class:`~streamssl.ssl.continual.Encoder` with ``objective`` and
+    ``objective_params``. Naming an ``objective`` switches the encoder on unless ``encoder=False``
+    is given. A part may also be given by its settings, as a mapping (``mlp={"hidden": 32}``).
 
     >>> build_learner(seed=1, encoder=None, memory=False).memory
     False
-    >>> m = build_learner(objective="vicreg")
-    >>> m.encoder, m.objective
-    (True, 'vicreg')
+    >>> m = build_learner(objective="vicreg", pseudo_labels=True, threshold=0.95)
+    >>> m.encoder.objective, m.pseudo_labels.threshold
+    ('vicreg', 0.95)
+    >>> build_learner(pseudo_labels={"source": "memory"}).pseudo_labels.source
+    'memory'
     """
     torch.set_num_threads(threads)
-    settings = {k: v for k, v in switches.items() if v is not None}
+    settings = {k: PARTS[k](**v) if isinstance(v, Mapping) else v for k, v in switches.items() if v is not None}
     if objective is not None:
-        settings["objective"] = objective
         settings.setdefault("encoder", True)
-    return StreamLearner(threshold=threshold, device=device, seed=seed, threads=threads, **settings)
+    if settings.get("encoder") is True:
+        settings["encoder"] = Encoder(objective or DEFAULT_OBJECTIVE, objective_params)
+    if settings.get("pseudo_labels") is True:
+        settings["pseudo_labels"] = PseudoLabelPolicy(threshold=threshold)
+    return StreamLearner(device=device, seed=seed, threads=threads, **settings)
 
 
 def _in_threads(method):
@@ -73,6 +91,64 @@ HEADS = ("mlp", "raw", "memory", "tree", "raw-tree", "linear")
 
 def _is_missing(label: Any) -> bool:
     return label is None or (isinstance(label, float) and math.isnan(label))
+
+
+def _check_part(name: str, value: Any, kind: type) -> None:
+    if not isinstance(value, (bool, kind)):
+        raise TypeError(f"{name} must be True, False or a {kind.__name__}, got {type(value).__name__}")
+
+
+def _part(value: bool | base.Base, kind: type):
+    """The part a switch-or-part argument gives: a fresh clone of a part, a default one for
+    ``True``, ``None`` for ``False``."""
+    if value is False:
+        return None
+    return kind() if value is True else value.clone()
+
+
+def _rebuilt(value: Any) -> Any:
+    """A part from its ``(class, settings)`` as river's ``_get_params`` gives it."""
+    if (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], type)
+            and issubclass(value[0], base.Base) and isinstance(value[1], dict)):
+        return value[0](**{k: _rebuilt(v) for k, v in value[1].items()})
+    return value
+
+
+def _arguments(params: dict) -> dict:
+    """A learner's arguments from the ``params`` of its :meth:`StreamLearner.state_dict`.
+
+    Checkpoints written before the learner took parts kept their settings flat (``head_hidden``,
+    ``threshold``, ``memory_k``...); they are mapped onto the parts. Those from before balanced
+    replay keep the uniform replay they learned with, and those from before the linear head,
+    calibration or the raw-feature forest go on without them.
+    """
+    params = {"linear": False, "calibrate": False, "raw_tree": False, **{k: _rebuilt(v) for k, v in params.items()}}
+    if "mlp" in params:
+        return params
+    old = {"balanced_replay": False, **params}
+    take = old.pop
+    cooldown = take("drift_cooldown", 500)
+    encoder = Encoder(take("objective", DEFAULT_OBJECTIVE), take("objective_params", None), take("embedding_dim", 16),
+                      take("encoder_hidden", 64), take("encoder_lr", 1e-3), take("corruption", 0.3),
+                      take("ssl_every", 64), take("ssl_batch", 128), take("drift_lr_boost", 3.0), cooldown)
+    policy = PseudoLabelPolicy(take("threshold", 0.99), take("warmup_labels", 100), take("pseudo_weight", 0.3),
+                               take("class_slack", 1.5), cooldown, source=take("pseudo_source", "self"))
+    memory = NearestNeighbourMemory(take("memory_size", 256), take("memory_k", 5))
+    spans = take("temporal_spans", (4, 16, 64))
+    combiner, window = take("combiner", "ewa"), take("selection_window", 50)
+    parts = {
+        "encoder": encoder if take("encoder", False) else False,
+        "pseudo_labels": policy if take("pseudo_labels", False) else False,
+        "memory": memory if take("memory", True) else False,
+        "temporal": TemporalContext(spans) if take("temporal", True) else False,
+        "combiner": Select(window=window) if combiner == "select" else combiner,
+        "mlp": MLPHead(take("head_hidden", 64), take("head_lr", 3e-3), take("head_replay", 256),
+                       take("balanced_replay"), take("head_steps", 1), take("head_steps_per_label", 2.0),
+                       take("head_max_steps", 16)),
+        "duel": Duel(take("challenger_min_labels", 30), take("challenger_patience", 500),
+                     take("challenger_margin", 0.05)),
+    }
+    return {**old, **parts}  # what is left of old: the switches and settings that kept their names
 
 
 class StreamLearner(base.Classifier):
@@ -107,58 +183,47 @@ class StreamLearner(base.Classifier):
     :meth:`learn_late_labels`, so those events are not counted twice by the unsupervised parts.
 
     The defaults are what won the benchmark tables (benchmarks/RESULTS.md and
-    benchmarks/results/): the temporal context, the five heads weighed by ``ewa``; the encoder and pseudo-labels are switches that default to
-    off, since they did not win. Turn them on with ``encoder=True`` / ``pseudo_labels=True``
-    (``pseudo_source="memory"`` for co-training).
+    benchmarks/results/): the temporal context, the six heads weighed by ``ewa``, calibration;
+    the encoder and pseudo-labels default to off, since they did not win.
+
+    **A composition of parts.** Each stage is a small estimator with its own settings, given
+    river-style as an argument: the learner works with a fresh clone of it (``clone()``) and
+    ``_get_params`` nests its settings. An argument that is also a switch of the CLI and the
+    daemon's config (:mod:`~streamssl.learner.switches`) takes ``True`` (the part with its default
+    settings), ``False`` (no such stage) or the part itself::
+
+        StreamLearner(
+            temporal=TemporalContext(spans=(4, 16, 64)),   # feature stage; False: raw events
+            encoder=Encoder("vicreg", embedding_dim=32),     # self-supervised encoder; default False
+            mlp=MLPHead(hidden=64, lr=3e-3),                 # every MLP head's settings
+            memory=NearestNeighbourMemory(capacity=256, k=5),
+            combiner=EWA(rate=0.5, share=0.02),              # or "ewa", "select", Select(window=50)
+            calibrate=TemperatureCalibrator(window=128),
+            pseudo_labels=PseudoLabelPolicy(threshold=0.99, source="self"),  # default False
+            duel=Duel(min_labels=30, patience=500, margin=0.05),
+        )
 
     Parameters
     ----------
-    encoder
-        Use the self-supervised encoder (``False``: the head sees standardised features only).
-    objective, objective_params
-        The encoder's self-supervised objective by name (``denoising``, ``masked``, ``infonce``,
-        ``byol``, ``simsiam``, ``vicreg``, ``jepa``, ``dino``) and its settings. InfoNCE is the
-        default: best mean accuracy over the streams of benchmarks/OBJECTIVES.md.
-    embedding_dim, encoder_hidden, encoder_lr, corruption
-        Encoder size, learning rate, and the share of entries the denoising objective resamples.
-    ssl_every
-        One encoder step per this many observed events (a batch of ``ssl_batch`` replayed events).
-    head_hidden, head_lr, head_replay
-        The MLP head: hidden units, Adam learning rate, labelled replay size.
-    balanced_replay
-        Draw the MLP heads' replay rows so that each class in the replay is as likely (rare
-        classes are rehearsed as often as common ones) rather than uniformly: +0.27 / +0.37
-        points of mean accuracy over the suite at 1 % / 5 % labels, better in 14 of 21 cells at
-        each rate (``benchmarks/results/balanced-replay``).
-    head_steps, head_steps_per_label, head_max_steps
-        Optimisation steps of the head per update: ``head_steps_per_label`` per unit of label
-        weight that arrived, at least ``head_steps`` and at most ``head_max_steps``.
-    pseudo_labels
-        Learn from accepted pseudo-labels.
-    threshold, warmup_labels, pseudo_weight, class_slack, drift_cooldown
-        Guards of the pseudo-labelling policy (see :class:`PseudoLabelPolicy`).
-    challenger_min_labels, challenger_patience, challenger_margin
-        The background head replaces the current one once it has been scored on at least
-        ``challenger_min_labels`` labels and leads by ``challenger_margin`` (share of those
-        labels); it is dropped after ``challenger_patience`` labels without winning.
-    drift_channels
-        Which detector watches which signal, as specs ``signal:Detector[:name=value...]``
-        (see :mod:`streamssl.drift.detectors`); ``None``: ADWIN on the error (warning and
-        drift) and on the confidence, and the CUSUM on the calibrated residual
-        (:func:`~streamssl.drift.monitor.default_channels`).
-    drift_response, drift_lr_boost
-        Whether detections change the learner (see :meth:`_react`), and by how much the
-        encoder's learning rate rises after a drift; with ``drift_response=False`` drifts
-        are only reported.
-    temporal, temporal_spans
-        The temporal context stage and the spans of its moving averages.
+    temporal
+        The temporal context stage (:class:`~streamssl.learner.temporal.TemporalContext`: each
+        event with its differences from moving averages of the past, over its ``spans``).
     temporal_ssl
-        Learn the temporal context instead (:class:`~streamssl.learner.learned_temporal.LearnedTemporalContext`:
+        With ``temporal``, learn the context instead (:class:`~streamssl.learner.learned_temporal.LearnedTemporalContext`:
         an embedding of the last 16 events trained to predict the next one's latent).
-    memory, memory_size, memory_k
-        The nearest-neighbour memory head: how many labelled events it keeps, how many vote.
+    encoder
+        The self-supervised encoder (:class:`~streamssl.ssl.continual.Encoder`: its objective,
+        size, learning rate and rhythm); ``False``: the heads see standardised features only.
+    mlp
+        The settings of every MLP head (:class:`~streamssl.learner.classifier.MLPHead`: hidden
+        units, learning rate, labelled replay, steps per label). Its default draws the replay
+        class-balanced: +0.27 / +0.37 points of mean accuracy over the suite at 1 % / 5 % labels,
+        better in 14 of 21 cells at each rate (``benchmarks/results/balanced-replay``).
     raw_head
         With the temporal context, also an MLP head on the event's own features.
+    memory
+        The nearest-neighbour memory head (:class:`~streamssl.learner.memory.NearestNeighbourMemory`:
+        how many labelled events it keeps, how many vote).
     trees
         A head that splits: river's adaptive random forest (``ARFClassifier``, default
         settings) on the same features as the MLP, before standardisation (on by default since
@@ -185,25 +250,40 @@ class StreamLearner(base.Classifier):
         features as the tree head, :class:`~streamssl.learner.members.RiverMember`), weighed
         by the combiner beside the built-in heads, e.g.
         ``{"lr": linear_model.LogisticRegression()}``. River learns them label by label in Python.
-    selection_window
-        Labelled events over which the heads' recent accuracy is compared.
     combiner
-        How the heads answer (:mod:`streamssl.learner.combine`): ``"ewa"`` (the default), every
-        head's probabilities averaged with exponentially weighted weights on its 0/1 errors
-        with a fixed share (:class:`~streamssl.learner.combine.EWA`); ``"select"``, the head with
-        the best accuracy over the last ``selection_window`` labelled events answers alone (the
-        default before; ``benchmarks/results/ewa``).
+        How the heads answer (:mod:`streamssl.learner.combine`), by name or as a part:
+        ``"ewa"`` (the default, :class:`~streamssl.learner.combine.EWA`), every head's
+        probabilities averaged with exponentially weighted weights on its 0/1 errors with a
+        fixed share; ``"select"`` (:class:`~streamssl.learner.combine.Select`), the head with the
+        best accuracy over its last ``window`` labelled events answers alone (the default
+        before; ``benchmarks/results/ewa``).
     calibrate
-        Calibrate the served answer: one temperature for the combined probabilities, fitted on
-        the last 128 labelled events as they were answered before their labels were learned
-        (:class:`~streamssl.learner.calibration.TemperatureCalibrator`), so a confidence of 0.9
-        is right about 90 % of the time; the most probable class, and so accuracy, do not move.
-    pseudo_source
-        Where pseudo-labels come from: ``"self"``, the learner's own served answer (its heads
-        combined and calibrated, so that ``threshold`` is a calibrated confidence: at 0.99 on
-        elec2, kdd and spam at 5 % labels, precision 0.989-0.994 against 0.966-0.982 when the
-        main MLP's own probabilities chose; ``benchmarks/results/calibration``), or
-        ``"memory"``, the memory's (co-training). The main MLP learns them.
+        Calibrate the served answer (:class:`~streamssl.learner.calibration.TemperatureCalibrator`):
+        a temperature for the combined probabilities, fitted on the last labelled events as they
+        were answered before their labels were learned, so a confidence of 0.9 is right about
+        90 % of the time; the most probable class, and so accuracy, do not move.
+    pseudo_labels
+        Learn from accepted pseudo-labels, guarded by a
+        :class:`~streamssl.learner.pseudo.PseudoLabelPolicy` (threshold, warm-up, weight, class
+        balance, cooldown after a drift, and where they come from: ``source="self"``, the
+        learner's own served answer, combined and calibrated, so that the threshold is a
+        calibrated confidence: at 0.99 on elec2, kdd and spam at 5 % labels, precision
+        0.989-0.994 against 0.966-0.982 when the main MLP's own probabilities chose,
+        ``benchmarks/results/calibration``; or ``"memory"``, the memory's, co-training). The
+        main MLP learns them.
+    drift_channels
+        Which detector watches which signal, as specs ``signal:Detector[:name=value...]``
+        (see :mod:`streamssl.drift.detectors`); ``None``: ADWIN on the error (warning and
+        drift) and on the confidence, and the CUSUM on the calibrated residual
+        (:func:`~streamssl.drift.monitor.default_channels`).
+    drift_response
+        Whether detections change the learner (see :meth:`_react`); with ``False`` drifts are
+        only reported.
+    duel
+        When the background head started by a drift replaces the main one
+        (:class:`~streamssl.learner.duel.Duel`): once scored on at least ``min_labels`` labels
+        and ahead by ``margin`` (share of those labels); it is dropped after ``patience``
+        labels without winning.
     device
         ``"cpu"`` (the default), ``"cuda"`` or ``"auto"`` (CUDA when present); chosen once.
         With micro-batches of 64 and small networks the CPU wins: on an H200 machine the
@@ -243,91 +323,38 @@ class StreamLearner(base.Classifier):
 
     def __init__(
         self,
-        encoder: bool = False,
-        objective: str = DEFAULT_OBJECTIVE,
-        objective_params: dict | None = None,
-        embedding_dim: int = 16,
-        encoder_hidden: int = 64,
-        encoder_lr: float = 1e-3,
-        corruption: float = 0.3,
-        ssl_every: int = 64,
-        ssl_batch: int = 128,
-        head_hidden: int = 64,
-        head_lr: float = 3e-3,
-        head_replay: int = 256,
-        balanced_replay: bool = True,
-        head_steps: int = 1,
-        head_steps_per_label: float = 2.0,
-        head_max_steps: int = 16,
-        pseudo_labels: bool = False,
-        threshold: float = 0.99,
-        warmup_labels: int = 100,
-        pseudo_weight: float = 0.3,
-        class_slack: float = 1.5,
-        drift_cooldown: int = 500,
-        challenger_min_labels: int = 30,
-        challenger_patience: int = 500,
-        challenger_margin: float = 0.05,
-        drift_channels: tuple[str, ...] | None = None,
-        drift_response: bool = True,
-        drift_lr_boost: float = 3.0,
-        temporal: bool = True,
-        temporal_spans: tuple = (4, 16, 64),
+        temporal: bool | TemporalContext = True,
         temporal_ssl: bool = False,
-        memory: bool = True,
+        encoder: bool | Encoder = False,
+        mlp: MLPHead | None = None,
         raw_head: bool = True,
+        memory: bool | NearestNeighbourMemory = True,
         trees: bool = True,
         raw_tree: bool = True,
         linear: bool = True,
         members: dict[str, base.Classifier] | None = None,
-        pseudo_source: str = "self",
-        memory_size: int = 256,
-        memory_k: int = 5,
-        selection_window: int = 50,
-        combiner: str = "ewa",
-        calibrate: bool = True,
+        combiner: str | EWA | Select = "ewa",
+        calibrate: bool | TemperatureCalibrator = True,
+        pseudo_labels: bool | PseudoLabelPolicy = False,
+        drift_channels: tuple[str, ...] | None = None,
+        drift_response: bool = True,
+        duel: Duel | None = None,
         device: str = "cpu",
         threads: int | None = 1,
         one_batch: int = 64,
         seed: int = 0,
     ) -> None:
-        self.encoder = encoder
-        if objective not in OBJECTIVE_NAMES:
-            raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVE_NAMES)}")
-        self.objective = objective
-        self.objective_params = objective_params
-        self.embedding_dim = embedding_dim
-        self.encoder_hidden = encoder_hidden
-        self.encoder_lr = encoder_lr
-        self.corruption = corruption
-        self.ssl_every = ssl_every
-        self.ssl_batch = ssl_batch
-        self.head_hidden = head_hidden
-        self.head_lr = head_lr
-        self.head_replay = head_replay
-        self.balanced_replay = balanced_replay
-        self.head_steps = head_steps
-        self.head_steps_per_label = head_steps_per_label
-        self.head_max_steps = head_max_steps
-        self.pseudo_labels = pseudo_labels
-        self.threshold = threshold
-        self.warmup_labels = warmup_labels
-        self.pseudo_weight = pseudo_weight
-        self.class_slack = class_slack
-        self.drift_cooldown = drift_cooldown
-        self.challenger_min_labels = challenger_min_labels
-        self.challenger_patience = challenger_patience
-        self.challenger_margin = challenger_margin
-        if drift_channels is not None:
-            drift_channels = tuple(str(ChannelSpec.parse(c) if isinstance(c, str) else c) for c in drift_channels)
-        self.drift_channels = drift_channels
-        self.drift_response = drift_response
-        self.drift_lr_boost = drift_lr_boost
+        _check_part("temporal", temporal, TemporalContext)
+        _check_part("encoder", encoder, Encoder)
+        _check_part("memory", memory, NearestNeighbourMemory)
+        _check_part("calibrate", calibrate, TemperatureCalibrator)
+        _check_part("pseudo_labels", pseudo_labels, PseudoLabelPolicy)
         self.temporal = temporal
-        self.temporal_spans = tuple(temporal_spans)
         self.temporal_ssl = temporal_ssl
-        self.memory = memory
+        self.encoder = encoder
+        self.mlp = mlp
         self.raw_head = raw_head
+        self.memory = memory
         self.trees = trees
         self.raw_tree = raw_tree
         self.linear = linear
@@ -335,16 +362,18 @@ class StreamLearner(base.Classifier):
         if clash:
             raise ValueError(f"members: {', '.join(clash)} is the name of a built-in head")
         self.members = members
-        if pseudo_source not in ("self", "memory"):
-            raise ValueError(f"pseudo_source must be 'self' or 'memory', got {pseudo_source!r}")
-        self.pseudo_source = pseudo_source
-        self.memory_size = memory_size
-        self.memory_k = memory_k
-        self.selection_window = selection_window
-        if combiner not in COMBINERS:
-            raise ValueError(f"combiner must be one of {', '.join(COMBINERS)}, got {combiner!r}")
+        if isinstance(combiner, str) and combiner not in COMBINERS:
+            raise ValueError(f"combiner must be one of {', '.join(COMBINERS)} or a combiner, got {combiner!r}")
+        if not isinstance(combiner, (str, EWA, Select)):
+            raise TypeError(f"combiner must be a name or a combiner, got {type(combiner).__name__}")
         self.combiner = combiner
         self.calibrate = calibrate
+        self.pseudo_labels = pseudo_labels
+        if drift_channels is not None:
+            drift_channels = tuple(str(ChannelSpec.parse(c) if isinstance(c, str) else c) for c in drift_channels)
+        self.drift_channels = drift_channels
+        self.drift_response = drift_response
+        self.duel = duel
         self.device = device
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1 or None, got {threads}")
@@ -358,12 +387,16 @@ class StreamLearner(base.Classifier):
     # ------------------------------------------------------------------ state
     def _reset(self) -> None:
         self._device = resolve_device(self.device)
+        # The parts' settings as this learner works with them (fresh clones of what it was given).
+        self._encoder = _part(self.encoder, Encoder)
+        self._mlp = self.mlp if self.mlp is not None else MLPHead()
+        self._duel = self.duel if self.duel is not None else Duel()
+        self._pseudo_on = self.pseudo_labels is not False
+        self._memory = _part(self.memory, NearestNeighbourMemory)
         # The event with its temporal context (the rows), standardised (what the networks see), and
         # with the encoder (built with the heads) its embedding.
-        self.features = Features(TemporalContext(self.temporal_spans) if self.temporal else None)
-        self.policy = PseudoLabelPolicy(
-            self.threshold, self.warmup_labels, self.pseudo_weight, self.class_slack, self.drift_cooldown
-        )
+        self.features = Features(_part(self.temporal, TemporalContext))
+        self.policy = _part(self.pseudo_labels, PseudoLabelPolicy) or PseudoLabelPolicy()
         self.monitor = DriftMonitor(default_channels if self.drift_channels is None else ChannelSet(self.drift_channels))
         self.feature_names_: list[Hashable] | None = None
         self.classes_: list[Hashable] = []
@@ -372,15 +405,17 @@ class StreamLearner(base.Classifier):
         self.n_inputs_: int | None = None  # what an event has
         # The heads beside the main MLP, by name, built with it (_build).
         self.heads: dict[str, Member] = {}
-        built = {"mlp": True, "raw": self.temporal and self.raw_head, "memory": self.memory, "tree": self.trees,
-                 "raw-tree": self.temporal and self.trees and self.raw_tree, "linear": self.linear}
+        temporal = self.features.context is not None
+        built = {"mlp": True, "raw": temporal and self.raw_head, "memory": self._memory is not None, "tree": self.trees,
+                 "raw-tree": temporal and self.trees and self.raw_tree, "linear": self.linear}
         names = [name for name in HEADS if built[name]] + list(self.members or {})
         # How the heads answer together, learned from their prequential outcomes on labelled events.
-        self.mix: EWA | Select = EWA(names) if self.combiner == "ewa" else Select(names, self.selection_window)
+        combiner = COMBINERS[self.combiner]() if isinstance(self.combiner, str) else self.combiner
+        self.mix: EWA | Select = combiner.clone({"members": names})
         # Each head's prequential outcomes over every labelled event: [scored, correct] (for reports).
         self.head_tally: dict[str, list[int]] = {name: [0, 0] for name in names}
         # The temperature of the served answer, fitted on labelled events scored before learning.
-        self.calibrator = TemperatureCalibrator() if self.calibrate else None
+        self.calibrator = _part(self.calibrate, TemperatureCalibrator)
         # (served confidence, right) of the last labelled events, answered before learning them.
         self._recent_served: deque[tuple[float, bool]] = deque(maxlen=1000)
         self._outcomes: dict[str, list[bool]] = {}  # the heads' outcomes on the labelled batch in hand
@@ -400,23 +435,15 @@ class StreamLearner(base.Classifier):
 
     def _build(self, n_features: int) -> None:
         self.n_features_ = n_features
-        if self.encoder:
-            self.features.encoder = ContinualEncoder(
-                n_features, self.encoder_hidden, self.embedding_dim, self.encoder_lr, self.ssl_batch,
-                self.ssl_every, self.corruption, device=self._device, seed=self.seed,
-                objective=self.objective, objective_params=self.objective_params,
-            )
+        if self._encoder is not None:
+            self.features.encoder = self._encoder.build(n_features, device=self._device, seed=self.seed)
         self.main = MainHead(self._new_mlp, self._new_duel)
         if "raw" in self.mix.members:
-            self.heads["raw"] = OwnFeaturesMLP(OnlineMLPClassifier(
-                self.n_inputs_, self.head_hidden, self.head_lr, self.head_replay, steps=self.head_steps,
-                device=self._device, seed=self.seed + 104729, row_width=self.n_features_,
-                steps_per_row=self.head_steps_per_label, max_steps=self.head_max_steps,
-                balanced=self.balanced_replay,
-            ))
+            self.heads["raw"] = OwnFeaturesMLP(self._mlp.build(
+                self.n_inputs_, device=self._device, seed=self.seed + 104729, row_width=self.n_features_))
             self.heads["raw"].add_classes(len(self.classes_))
-        if self.memory:
-            self.heads["memory"] = MemoryMember(NearestNeighbourMemory(self.memory_size, self.memory_k))
+        if self._memory is not None:
+            self.heads["memory"] = MemoryMember(self._memory)
         if self.trees:
             from river import forest
 
@@ -434,9 +461,14 @@ class StreamLearner(base.Classifier):
     def _start(self, n_inputs: int) -> None:
         """Size everything for events of ``n_inputs`` features (the first event, or a restore)."""
         self.n_inputs_ = n_inputs
-        if self.temporal and self.temporal_ssl:
+        if self.features.context is not None and self.temporal_ssl:
             self.features.context = LearnedTemporalContext(n_inputs, seed=self.seed, device=self._device)
         self._build(self.features.n_outputs(n_inputs))
+
+    @property
+    def objective(self) -> str | None:
+        """The encoder's self-supervised objective (``None`` without an encoder)."""
+        return None if self._encoder is None else self._encoder.objective
 
     @property
     def context(self) -> TemporalContext | LearnedTemporalContext | None:
@@ -459,18 +491,13 @@ class StreamLearner(base.Classifier):
 
     def _new_mlp(self, made: int) -> OnlineMLPClassifier:
         """The ``made``-th MLP on every feature (the main head, then each challenger)."""
-        n_inputs = self.n_features_ + (self.embedding_dim if self.encoder else 0)
-        head = OnlineMLPClassifier(
-            n_inputs, self.head_hidden, self.head_lr, self.head_replay, steps=self.head_steps,
-            device=self._device, seed=self.seed + 7919 * made, row_width=self.n_features_,
-            steps_per_row=self.head_steps_per_label, max_steps=self.head_max_steps,
-            balanced=self.balanced_replay,
-        )
+        n_inputs = self.n_features_ + (0 if self._encoder is None else self._encoder.embedding_dim)
+        head = self._mlp.build(n_inputs, device=self._device, seed=self.seed + 7919 * made, row_width=self.n_features_)
         head.add_classes(len(self.classes_))
         return head
 
     def _new_duel(self) -> Duel:
-        return Duel(self.challenger_min_labels, self.challenger_patience, self.challenger_margin)
+        return self._duel.clone()
 
     @property
     def head(self) -> OnlineMLPClassifier | None:
@@ -840,13 +867,13 @@ class StreamLearner(base.Classifier):
                 for name, weight in self.mix.weights.items()}
 
     def _pseudo_weights(self, n: int) -> torch.Tensor:
-        return torch.full((n,), self.pseudo_weight, device=self._device)
+        return torch.full((n,), self.policy.weight, device=self._device)
 
     def _pseudo_label(self, Z: torch.Tensor, positions: np.ndarray,
                       rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Watch the confidence on unlabelled events and pick those the policy accepts: by the
         served answer (combined and calibrated, so the threshold is a calibrated confidence), or
-        the memory's with ``pseudo_source="memory"``."""
+        the memory's with the policy's ``source="memory"``."""
         self.last_pseudo_labels = (np.zeros(0, dtype=np.int64), [])
         if len(Z) == 0 or not self.classes_:
             return None
@@ -856,12 +883,12 @@ class StreamLearner(base.Classifier):
         if "entropy" in self.monitor.signals and proba.shape[1] > 1:
             entropy = -(proba * proba.clamp_min(1e-12).log()).sum(1).mean() / math.log(proba.shape[1])
             self._react(self.monitor.update("entropy", [float(entropy)], self.n_seen))
-        if not self.pseudo_labels:
+        if not self._pseudo_on:
             return None
-        if self.pseudo_source == "memory":
+        if self.policy.source == "memory":
             # Co-training: the memory, another learner over another view, labels for the MLP.
             memory = self.heads.get("memory")
-            if memory is None or len(memory.memory) < self.memory_k:
+            if memory is None or len(memory.memory) < memory.memory.k:
                 return None
             proba = memory.memory.predict_proba(self._raw(Z), len(self.classes_)).cpu().numpy()
         else:  # the served answer, so that the threshold is a calibrated confidence
@@ -878,16 +905,16 @@ class StreamLearner(base.Classifier):
     def _react(self, events: list[DriftEvent]) -> None:
         """The response (``drift_response``): on a warning or drift, a background head starts
         learning from the labels that come (it replaces the main head once it proves better);
-        on a drift, pseudo-labelling pauses for ``drift_cooldown`` events, the encoder learns
-        at ``drift_lr_boost`` times its rate for as long, and the two-sample tests take a
+        on a drift, pseudo-labelling pauses for the policy's ``cooldown`` events, the encoder
+        learns at its ``drift_boost`` times its rate for its ``boost_events``, and the two-sample tests take a
         new reference."""
         if not self.drift_response:
             return
         for event in events:
             if event.level == "drift":
                 self.policy.pause(self.n_seen)
-                if self.ssl is not None and self.drift_lr_boost != 1.0:
-                    self.ssl.boost(self.drift_lr_boost, max(1, self.drift_cooldown // self.ssl.every))
+                if self.ssl is not None and self._encoder.drift_boost != 1.0:
+                    self.ssl.boost(self._encoder.drift_boost, max(1, self._encoder.boost_events // self.ssl.every))
                 if event.signal not in VECTOR_SIGNALS:  # a two-sample test that fired takes a new reference itself
                     self.monitor.refresh()
             self.main.challenge(self._group)
@@ -949,10 +976,7 @@ class StreamLearner(base.Classifier):
     @classmethod
     def from_state_dict(cls, state: dict) -> "StreamLearner":
         """Rebuild a learner from :meth:`state_dict` (see :mod:`streamssl.state.checkpoint`)."""
-        # Checkpoints from before balanced replay keep the uniform replay they learned with, and
-        # those from before the linear head, calibration or the raw-feature forest go on without them.
-        model = cls(**{"balanced_replay": False, "linear": False, "calibrate": False, "raw_tree": False,
-                       **state["params"]})
+        model = cls(**_arguments(state["params"]))
         if state["n_inputs"] is not None:
             model._start(state["n_inputs"])
         model.feature_names_ = state["feature_names"]

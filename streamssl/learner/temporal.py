@@ -7,9 +7,10 @@ from typing import Hashable, Sequence
 
 import numpy as np
 from scipy.signal import lfilter
+from river import base
 
 
-class TemporalContext:
+class TemporalContext(base.Base):
     """Each event ``x_t`` becomes ``[x_t, x_t − EMA_s(x)_{t−1} for s in spans]``.
 
     ``EMA_s`` is the exponential moving average of the past events (smoothing ``2 / (s + 1)``),

@@ -29,7 +29,7 @@ STREAMSSL_MODELS: dict[str, dict] = {
     # The mechanisms switched on (they did not win the tables):
     "streamssl-ssl": {"encoder": True},
     "streamssl-pseudo": {"pseudo_labels": True},  # the MLP's own confident predictions
-    "streamssl-cotrain": {"pseudo_labels": True, "pseudo_source": "memory"},  # the memory's, for the MLP
+    "streamssl-cotrain": {"pseudo_labels": {"source": "memory"}},  # the memory's, for the MLP
     "streamssl-ssl-pseudo": {"encoder": True, "pseudo_labels": True},
     "streamssl-trees": {"trees": True},  # the head that splits (river ARF on the same features), explicit
     "streamssl-no-trees": {"trees": False},
@@ -37,16 +37,17 @@ STREAMSSL_MODELS: dict[str, dict] = {
     "streamssl-linear": {"linear": True},  # the linear head (softmax regression on the own features), explicit
     "streamssl-no-linear": {"linear": False},  # without it: the default before 2026-12-03
     "streamssl-uncalibrated": {"calibrate": False},  # the combined answer served as it is
-    "streamssl-uniform-replay": {"balanced_replay": False},  # replay drawn uniformly: the default before 2026-12-03  # without it: the default before 2026-12-03
+    "streamssl-uniform-replay": {"mlp": {"balanced_replay": False}},  # replay drawn uniformly: the default before 2026-12-03
     "streamssl-ewa": {"combiner": "ewa"},  # heads averaged by weights on their 0/1 errors, fixed share
     "streamssl-select": {"combiner": "select"},  # the head with the best recent accuracy answers alone
     # Self-supervision over time: the learned context instead of the moving averages (one MLP head).
     "streamssl-temporal-ssl": {"temporal_ssl": True, "raw_head": False, "memory": False},
 }
-"""streamssl configurations by benchmark name: keyword arguments of ``StreamLearner``."""
+"""streamssl configurations by benchmark name: keyword arguments of
+:func:`~streamssl.learner.build_learner` (a part by the mapping of its settings)."""
 for _objective in OBJECTIVE_NAMES:  # the encoder with each objective, pseudo-labels on (benchmarks/OBJECTIVES.md)
-    STREAMSSL_MODELS[f"streamssl-ssl-pseudo-{_objective}"] = {"encoder": True, "pseudo_labels": True,
-                                                              "objective": _objective}
+    STREAMSSL_MODELS[f"streamssl-ssl-pseudo-{_objective}"] = {"encoder": {"objective": _objective},
+                                                              "pseudo_labels": True}
 
 DEFAULT_MODELS = ["streamssl", "streamssl-ssl", "streamssl-pseudo", "river-arf", "river-hat", "river-lr",
                   "river-nb", "no-change"]
@@ -114,14 +115,14 @@ class ModelRun:
 def build_model(name: str, seed: int, feature_names: list[str], classes: Callable[[], list] | None = None):
     """A fresh model by benchmark name, ready for the prequential loop (``classes`` lists the
     stream's labels, for peers that need them up front)."""
-    from ..learner import StreamLearner
+    from ..learner import build_learner
     from .peers import CAPYMOA_PEERS, CONTEXT_SUFFIX, PEERS, CapyMOABatchAdapter, RiverBatchAdapter, WithTemporalContext
 
     if name.endswith(CONTEXT_SUFFIX):
         base = name[: -len(CONTEXT_SUFFIX)]
         return WithTemporalContext(lambda names: build_model(base, seed, names, classes), feature_names)
     if name in STREAMSSL_MODELS:
-        return StreamLearner(seed=seed, **STREAMSSL_MODELS[name])
+        return build_learner(seed=seed, **STREAMSSL_MODELS[name])
     if name in PEERS:
         return RiverBatchAdapter(PEERS[name](seed), feature_names)
     if name in CAPYMOA_PEERS and classes is not None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from river import base
 
 from ..device import GeneratorPickling, restore_generator, to_tensor
-from . import DEFAULT_OBJECTIVE
+from . import DEFAULT_OBJECTIVE, OBJECTIVE_NAMES
 from .buffer import ReplayBuffer
 from .collapse import CollapseMonitor
 from .encoder import MLPEncoder
@@ -173,3 +174,36 @@ class ContinualEncoder(GeneratorPickling):
             rows = state.get("collapse", {}).get(name)
             if rows is not None:
                 mon.add_rows(rows.to(self.device))
+
+
+class Encoder(base.Base):
+    """The settings of a :class:`~streamssl.learner.StreamLearner`'s self-supervised encoder,
+    from which it builds its :class:`ContinualEncoder` at the first event.
+
+    ``objective`` by name (``denoising``, ``masked``, ``infonce``, ``byol``, ``simsiam``,
+    ``vicreg``, ``jepa``, ``dino``; InfoNCE, the best mean accuracy of benchmarks/OBJECTIVES.md,
+    by default) with its ``objective_params``; an embedding of ``embedding_dim`` through
+    ``hidden`` units, learned at ``lr``; one step on a replayed batch of ``batch`` events per
+    ``every`` events; ``corruption``, the share of entries the denoising objective resamples.
+    After a drift the encoder learns at ``drift_boost`` times its rate for ``boost_events`` events.
+
+    >>> enc = Encoder("vicreg", embedding_dim=4, hidden=8).build(3, device=torch.device("cpu"), seed=0)
+    >>> enc.objective_name, enc.embed(np.zeros((2, 3))).shape
+    ('vicreg', torch.Size([2, 4]))
+    """
+
+    def __init__(self, objective: str = DEFAULT_OBJECTIVE, objective_params: dict | None = None,
+                 embedding_dim: int = 16, hidden: int = 64, lr: float = 1e-3, corruption: float = 0.3,
+                 every: int = 64, batch: int = 128, drift_boost: float = 3.0, boost_events: int = 500) -> None:
+        if objective not in OBJECTIVE_NAMES:
+            raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVE_NAMES)}")
+        self.objective, self.objective_params = objective, objective_params
+        self.embedding_dim, self.hidden, self.lr, self.corruption = embedding_dim, hidden, lr, corruption
+        self.every, self.batch = every, batch
+        self.drift_boost, self.boost_events = drift_boost, boost_events
+
+    def build(self, n_features: int, *, device: torch.device, seed: int) -> ContinualEncoder:
+        """The encoder of events ``n_features`` wide."""
+        return ContinualEncoder(n_features, self.hidden, self.embedding_dim, self.lr, self.batch, self.every,
+                                self.corruption, device=device, seed=seed, objective=self.objective,
+                                objective_params=self.objective_params)

@@ -7,7 +7,8 @@ three containers from ``collections``, ``random.Random``, ``functools.partial`` 
 is allowed, ``float`` and ``int``, and classes defined in river's ``drift``, ``stats``,
 ``tree``, ``forest``, ``metrics``, ``proba``, ``linear_model``, ``optim`` and ``multiclass``
 packages that are river estimators, running statistics, tree nodes or splitters, and river's
-``VectorDict`` of weights), never a dotted name; anything else in a file is refused.
+``VectorDict`` of weights, and the classes of the learner's parts named in its params), never a
+dotted name; anything else in a file is refused.
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ _ALLOWED_GLOBALS = {
     # Our drift detectors: plain-data state by construction (see their __getstate__).
     ("streamssl.drift.detectors", "PageHinkley"), ("streamssl.drift.detectors", "HDDM_W"),
     ("streamssl.drift.two_sample", "MMDTest"), ("streamssl.drift.cusum", "CUSUM"),
+    # The learner's parts, named in its params as (class, settings): classes, built from settings.
+    ("streamssl.learner.temporal", "TemporalContext"), ("streamssl.ssl.continual", "Encoder"),
+    ("streamssl.learner.classifier", "MLPHead"), ("streamssl.learner.memory", "NearestNeighbourMemory"),
+    ("streamssl.learner.combine", "EWA"), ("streamssl.learner.combine", "Select"),
+    ("streamssl.learner.calibration", "TemperatureCalibrator"), ("streamssl.learner.pseudo", "PseudoLabelPolicy"),
+    ("streamssl.learner.duel", "Duel"),
 }
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from streamssl.learner import StreamLearner
+from streamssl.learner.pseudo import PseudoLabelPolicy
 from streamssl.learner.calibration import Reliability, TemperatureCalibrator
 
 
@@ -185,7 +186,7 @@ def test_pseudo_labels_taken_at_a_confidence_are_right_at_least_that_often():
     X = rng.normal(size=(n, 3))
     truth = (X[:, 0] + 0.5 * rng.normal(size=n) > 0).astype(int)
     y = [int(t) if i % 10 == 0 else None for i, t in enumerate(truth)]
-    model = StreamLearner(seed=0, pseudo_labels=True, threshold=0.97, warmup_labels=50, trees=False)
+    model = StreamLearner(seed=0, pseudo_labels=PseudoLabelPolicy(threshold=0.97, warmup=50), trees=False)
     accepted = right = 0
     for i in range(0, n, 100):
         model.learn_many(X[i:i + 100], y[i:i + 100])

@@ -6,6 +6,7 @@ from river import datasets, evaluate, metrics
 import torch
 
 from streamssl.learner import StreamLearner
+from streamssl.learner.pseudo import PseudoLabelPolicy
 from streamssl.state import serialize
 
 
@@ -102,7 +103,7 @@ def test_late_labels_do_not_count_events_twice():
 
 def test_pseudo_labels_in_the_learner_pass_the_threshold():
     X, y = two_concepts(6000, flip_at=10**9)
-    model = StreamLearner(pseudo_labels=True, threshold=0.99, warmup_labels=50, seed=0)
+    model = StreamLearner(pseudo_labels=PseudoLabelPolicy(threshold=0.99, warmup=50), seed=0)
     seen = []
     real_select = model.policy.select
 
@@ -122,7 +123,7 @@ def test_pseudo_labels_in_the_learner_pass_the_threshold():
 
 def test_without_pseudo_labels_none_are_accepted():
     X, y = two_concepts(3000, flip_at=10**9)
-    model = StreamLearner(pseudo_labels=False, warmup_labels=10, seed=0)
+    model = StreamLearner(pseudo_labels=False, seed=0)
     for i in range(0, 3000, 64):
         model.learn_many(X[i:i + 64], [v if j % 10 == 0 else None for j, v in enumerate(y[i:i + 64])])
     assert model.pseudo_labels_accepted == 0 and len(model.last_pseudo_labels[0]) == 0

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from streamssl.config import EventsConfig, LabelsConfig
 from streamssl.errors import InputError
 from streamssl.learner import StreamLearner
+from streamssl.learner.pseudo import PseudoLabelPolicy
 from streamssl.sources.decode import REASONS, DecodeError, EventDecoder, LabelDecoder
 from streamssl.sources.file import FileSource
 
@@ -177,7 +178,7 @@ def test_the_file_reader_reports_every_bad_row_and_yields_only_finite_rows(tmp_p
                 min_size=1, max_size=200),
        st.integers(1, 64))
 def test_the_learner_stays_finite_on_any_finite_events_and_any_labels(rows, batch):
-    model = StreamLearner(encoder=True, pseudo_labels=True, seed=0, warmup_labels=5)
+    model = StreamLearner(encoder=True, pseudo_labels=PseudoLabelPolicy(warmup=5), seed=0)
     X = np.array([r[0] for r in rows], dtype=np.float64)
     y = [r[1] for r in rows]
     for i in range(0, len(rows), batch):

@@ -14,6 +14,8 @@ import torch
 
 from streamssl.errors import StreamSSLError
 from streamssl.learner import StreamLearner
+from streamssl.learner.duel import Duel
+from streamssl.learner.pseudo import PseudoLabelPolicy
 from streamssl.state import checkpoint, serialize
 from streamssl.state.checkpoint import CheckpointError, decode, encode, intact, load_learner, save_learner, write_atomic
 from streamssl.state.serialize import UnsafeStateError
@@ -51,7 +53,7 @@ def feed(models, X, y, batch_size: int = 50, every: int = 3) -> None:
 
 
 def trained(encoder: bool, n: int = 600, n_classes: int = 2) -> StreamLearner:
-    model = StreamLearner(encoder=encoder, pseudo_labels=True, seed=0, warmup_labels=20, threshold=0.9, device="cpu")
+    model = StreamLearner(encoder=encoder, pseudo_labels=PseudoLabelPolicy(threshold=0.9, warmup=20), seed=0, device="cpu")
     feed([model], *data(n, seed=0, n_classes=n_classes))
     return model
 
@@ -104,7 +106,7 @@ def test_learner_that_has_not_learned_yet_round_trips(tmp_path):
 def test_learner_with_drift_events_and_a_challenger_round_trips(tmp_path):
     # A concept that flips halfway triggers the error detectors and a background head;
     # the checkpoint is taken in the middle of the duel.
-    model = StreamLearner(encoder=False, seed=0, device="cpu", challenger_min_labels=200)
+    model = StreamLearner(encoder=False, seed=0, device="cpu", duel=Duel(min_labels=200))
     X, y = data(1600, seed=4)
     y = y[:800] + [1 - v for v in y[800:]]
     for i in range(0, len(X), 50):
