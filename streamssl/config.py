@@ -217,11 +217,17 @@ class LabelsConfig(_Section):
 
 
 class CheckpointConfig(_Section):
-    """Atomic checkpoints of the learner, the label buffer and the consumer offsets."""
+    """Atomic checkpoints of the learner, the label buffer and the consumer offsets.
+
+    ``writer``: ``process`` (the default) writes each in a forked child, which holds the state as
+    it was at the fork while the loop goes on, and serialises it without sharing the loop's
+    interpreter lock; ``thread`` copies the state and writes it from a thread of the daemon.
+    ``process`` falls back to ``thread`` off Linux and for a learner not on the CPU."""
 
     path: Path = Path("streamssl-state/daemon.ckpt")
     every_events: int = Field(50_000, ge=1)
     every_s: float = Field(60.0, gt=0)
+    writer: Literal["process", "thread"] = "process"
     hmac_key: SecretStr | None = None
     hmac_key_file: Path | None = None
 

@@ -9,10 +9,14 @@ A checkpoint follows the order that makes the daemon lose nothing:
    daemon's handover windows, :mod:`streamssl.sources.handover`), acknowledged by Kafka;
 4. commit those offsets to Kafka.
 
-Step 2 works on a snapshot taken between batches and runs on a writer thread, so that
-serialising a large label buffer does not hold up the events behind it; steps 3 and 4 run on
-the caller's thread once the file is down (:meth:`Checkpointer.finish`). At most one write is
-in flight. A crash between any two steps replays records from the last checkpoint's offsets:
+Step 2 runs beside the loop, so that serialising the learner and a large label buffer does not
+hold up the events behind it; steps 3 and 4 run on the caller's thread once the file is down
+(:meth:`Checkpointer.finish`). At most one write is in flight. The writer is a forked child
+process by default (``writer="process"``, on Linux): the fork is the snapshot (the child sees
+the state as it was, copy-on-write, and the caller goes on at once) and the child serialises
+without sharing the caller's interpreter lock. With ``writer="thread"`` (elsewhere, and for a
+learner on a GPU, which a forked child must not touch) the caller's snapshot is copied or
+frozen and a thread of the caller's process writes it. A crash between any two steps replays records from the last checkpoint's offsets:
 events may be predicted twice (at-least-once), none is skipped, and no label is lost. A crash
 between steps 2 and 3 can have a label joined twice, once in the file of the daemon that
 crashed and again by the next owner of its partition; a crash between 3 and 4 cannot, because
@@ -37,29 +41,120 @@ True
 
 from __future__ import annotations
 
+import functools
+import os
+import signal
+import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 from ..config import CheckpointConfig
 from ..state import checkpoint as ckpt
 
 
+def can_fork() -> bool:
+    """Whether checkpoints may be written by a forked child here (Linux)."""
+    return sys.platform.startswith("linux") and hasattr(os, "fork")
+
+
+_PR_SET_PDEATHSIG = 1
+
+#: A forked writer's niceness: it is background work, and on a small machine the loop, the
+#: broker and the producers beside it come first (it gets the cores when they are idle, or when
+#: the loop waits for it at the next checkpoint).
+CHILD_NICENESS = 19
+
+
+@functools.cache
+def _prctl() -> Callable[..., int]:
+    """Linux's ``prctl``, looked up in the parent (a child must not take the loader's locks)."""
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True).prctl
+
+
+def _die_with(parent: int) -> None:
+    """In a forked child: be killed when ``parent`` dies (as a writer thread would be), so that a
+    write cut short by a crash never lands after a restarted daemon has written its own."""
+    _prctl()(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the line above
+        os._exit(1)
+
+
+class ChildWrite:
+    """A write in a forked child process, awaited like a :class:`~concurrent.futures.Future`.
+
+    The child runs ``write`` on the parent's memory as it was at the fork, reports a failure
+    through a pipe, and leaves with ``os._exit`` (none of the parent's exit handlers, buffers
+    or sockets touched). It dies with the parent (``PR_SET_PDEATHSIG``), as a thread would.
+    """
+
+    def __init__(self, write: Callable[[], None]) -> None:
+        read_end, write_end = os.pipe()
+        parent = os.getpid()
+        _prctl()  # looked up before the fork
+        pid = os.fork()
+        if pid == 0:  # the child
+            code = 1
+            try:
+                _die_with(parent)
+                os.close(read_end)
+                os.nice(CHILD_NICENESS)
+                import torch
+
+                torch.set_num_threads(1)  # no thread pool of the parent's is usable here
+                write()
+                code = 0
+            except BaseException as exc:  # noqa: BLE001 - everything is reported to the parent
+                try:
+                    os.write(write_end, f"{type(exc).__name__}: {exc}".encode()[:4096])
+                except OSError:
+                    pass
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        self.pid, self._pipe, self._status = pid, read_end, None
+
+    def done(self) -> bool:
+        if self._status is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self._status = status
+        return self._status is not None
+
+    def result(self) -> None:
+        """Wait for the child; raise :class:`~streamssl.state.checkpoint.CheckpointError` if it failed."""
+        if self._status is None:
+            _, self._status = os.waitpid(self.pid, 0)
+        with os.fdopen(self._pipe, "rb") as pipe:
+            message = pipe.read().decode(errors="replace")
+        code = os.waitstatus_to_exitcode(self._status)
+        if code != 0:
+            raise ckpt.CheckpointError(f"the checkpoint writer process failed (exit status {code})"
+                                       + (f": {message}" if message else ""))
+
+
 class Checkpointer:
     """Checkpoints of one daemon at ``config.path``, of state ``kind`` and ``version``.
 
-    The caller owns what a checkpoint holds (a plain-data snapshot, built by ``build`` on the
-    writer thread) and how offsets are committed; this class owns when a checkpoint is due
-    (every ``config.every_events`` records or ``config.every_s`` seconds, whichever first), the
-    order of the steps, the writer thread and reading back (:meth:`read`, falling back to ``.prev``).
+    The caller owns what a checkpoint holds (a plain-data snapshot, built by ``build`` in the
+    writer) and how offsets are committed; this class owns when a checkpoint is due (every
+    ``config.every_events`` records or ``config.every_s`` seconds, whichever first), the order
+    of the steps, the writer (``writer``: a forked child process, or a thread where forking is
+    not possible, :func:`can_fork`) and reading back (:meth:`read`, falling back to ``.prev``).
     """
 
     def __init__(self, config: CheckpointConfig, kind: str, version: int,
-                 build: Callable[[dict], Any] = lambda snapshot: snapshot) -> None:
+                 build: Callable[[dict], Any] = lambda snapshot: snapshot,
+                 writer: Literal["process", "thread"] = "process") -> None:
         self.config, self.kind, self.version, self.build = config, kind, version, build
         self.path = config.path
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamssl-checkpoint")
-        self._writing: tuple[Future, Mapping, Callable[[], None], float] | None = None
+        #: Whether the writer is a forked child: then the snapshot need not be copied.
+        self.forks = writer == "process" and can_fork()
+        self._writer = None if self.forks else ThreadPoolExecutor(max_workers=1,
+                                                                  thread_name_prefix="streamssl-checkpoint")
+        self._writing: tuple[Future | ChildWrite, Mapping, Callable[[], None], float] | None = None
         self.since = 0  # records processed since the last checkpoint started
         self._last = time.monotonic()
         self.unusable: list[tuple[str, str]] = []  # (path, why) of the files the last read skipped
@@ -88,10 +183,11 @@ class Checkpointer:
 
     def start(self, snapshot: Callable[[], dict], offsets: Mapping, flush: Callable[[], None],
               hand_over: Callable[[], None] = lambda: None) -> None:
-        """Steps 1 and 2: ``flush`` the outputs, take the ``snapshot`` (on the caller's thread,
-        copied or frozen so the caller can go on) and write it on the writer thread. Once the
-        file is down, :meth:`finish` calls ``hand_over`` (step 3: it publishes what goes with
-        this snapshot and returns once that is acknowledged, or raises) and commits ``offsets``."""
+        """Steps 1 and 2: ``flush`` the outputs, take the ``snapshot`` on the caller's thread and
+        write it in the writer (with a thread writer, the snapshot must be copied or frozen so
+        the caller can go on; with :attr:`forks`, the child's memory is the copy). Once the file
+        is down, :meth:`finish` calls ``hand_over`` (step 3: it publishes what goes with this
+        snapshot and returns once that is acknowledged, or raises) and commits ``offsets``."""
         if self._writing is not None:
             raise RuntimeError("a checkpoint is already being written: finish it first")
         t0 = time.perf_counter()
@@ -99,7 +195,10 @@ class Checkpointer:
         snapshot = snapshot()
         self.since, self._last = 0, time.monotonic()
         path, key = self.path, self.config.key()
-        future = self._writer.submit(lambda: ckpt.write_atomic(path, ckpt.encode_parts(self.state(snapshot), key)))
+        def write() -> None:
+            ckpt.write_atomic(path, ckpt.encode_parts(self.state(snapshot), key))
+
+        future = ChildWrite(write) if self.forks else self._writer.submit(write)
         self._writing = (future, offsets, hand_over, t0)
 
     def state(self, snapshot: dict) -> dict:
@@ -119,8 +218,14 @@ class Checkpointer:
         return time.perf_counter() - t0
 
     def close(self) -> None:
-        """Stop the writer thread (after the write in flight, if any)."""
-        self._writer.shutdown()
+        """Stop the writer (after the write in flight, if any; its failure is not raised here)."""
+        if self._writer is not None:
+            self._writer.shutdown()
+        elif self._writing is not None and isinstance(self._writing[0], ChildWrite):
+            try:
+                self._writing[0].result()
+            except ckpt.CheckpointError:
+                pass
 
     # -------------------------------------------------------------- reading
     def read(self, check: Callable[[dict, str], None] = lambda state, source: None) -> dict | None:

@@ -64,6 +64,7 @@ from ..state.progress import ProgressMark
 from ..state.snapshot import Snapshots
 from . import logs
 from ..config import DaemonConfig
+from ..device import resolve_device
 from .http import HealthServer
 
 STATE_KIND = "streamssl-daemon"
@@ -100,7 +101,10 @@ class Daemon:
         self.labels_scored = 0
         self.labels_correct = 0
         self._drifts_logged = 0
-        self.checkpoints = Checkpointer(config.checkpoint, STATE_KIND, STATE_VERSION, build=_build_state)
+        # A forked writer must not touch a GPU: a learner there is written by a thread.
+        writer = config.checkpoint.writer if resolve_device(config.learner.device).type == "cpu" else "thread"
+        self.checkpoints = Checkpointer(config.checkpoint, STATE_KIND, STATE_VERSION, build=_build_state,
+                                        writer=writer)
         self._snapshots = Snapshots()  # the learner's copies for periodic checkpoints
         self.sharing: LabelSharing | None = None  # with replicas (distributed.world_size > 1), from run()
         self._sharing_state: dict = {}  # LabelSharing's part of the checkpoint restored (offers, learned_round)
@@ -199,12 +203,16 @@ class Daemon:
     def state_dict(self) -> dict:
         return self.checkpoints.state(self._snapshot(Snapshots()))
 
-    def _snapshot(self, snapshots: Snapshots) -> dict:
-        """Everything a checkpoint holds, copied or frozen, so it can be written from another
-        thread (the learner's state copied by ``snapshots``, into its last copy's buffers)."""
+    def _snapshot(self, snapshots: Snapshots | None) -> dict:
+        """Everything a checkpoint holds, for :func:`_build_state` in the writer. With
+        ``snapshots``, copied or frozen so that a thread can write it while the loop goes on (the
+        learner's state copied into its last copy's buffers, the label join frozen); with
+        ``None``, for a forked writer, whose memory is the copy: the learner's and the join's
+        state are left for the writer to build."""
+        learner = self.learner.state_dict if snapshots is None else snapshots.copy(self.learner.state_dict())
+        join = self.join.state_dict if snapshots is None else self.join.snapshot().state_dict
         return {
-            "n_features": self.decoder.n_features,
-            "learner": snapshots.copy(self.learner.state_dict()), "join": self.join.snapshot(),
+            "n_features": self.decoder.n_features, "learner": learner, "join": join,
             "encoder": self.decoder.encoder.state_dict(),
             **self.partitions.state_dict(),
             "sharing": {} if self.sharing is None else self.sharing.checkpoint(self.learner),
@@ -620,7 +628,8 @@ class Daemon:
         positions = self._commit_offsets()
         windows = self._handover_windows(positions) if self.handover is not None else {}
         # The write before is down (finished above), so its copy's buffers may be taken over.
-        self.checkpoints.start(lambda: self._snapshot(self._snapshots), positions, self._flush,
+        snapshots = None if self.checkpoints.forks else self._snapshots
+        self.checkpoints.start(lambda: self._snapshot(snapshots), positions, self._flush,
                                lambda: self._hand_over(windows))
         if wait:
             self._finish_checkpoint(blocking_commit)
@@ -722,8 +731,9 @@ class _Decoded:
 
 
 def _build_state(snapshot: dict) -> dict:
-    """The checkpoint's plain-data tree from :meth:`Daemon._snapshot` (the heavy part)."""
-    return {**snapshot, "join": snapshot["join"].state_dict()}
+    """The checkpoint's plain-data tree from :meth:`Daemon._snapshot`: the parts it left to
+    build (callables) are built here, in the writer (the heavy part)."""
+    return {k: v() if callable(v) else v for k, v in snapshot.items()}
 
 
 def _written(rec: Any, now: float) -> float:

@@ -1,18 +1,30 @@
 """The checkpoint steps without a daemon or a broker: their order, when one is due, reading back."""
 
+import subprocess
+import sys
+import time
+
+import numpy as np
 import pytest
 
 from streamssl.config import CheckpointConfig
-from streamssl.daemon.checkpointer import Checkpointer
+from streamssl.daemon.checkpointer import Checkpointer, can_fork
 from streamssl.state.checkpoint import CheckpointError
 
-
-def checkpointer(tmp_path, **settings) -> Checkpointer:
-    return Checkpointer(CheckpointConfig(path=tmp_path / "d.ckpt", **settings), kind="test", version=2)
+WRITERS = ["process", "thread"] if can_fork() else ["thread"]
 
 
-def test_the_outputs_are_flushed_before_the_snapshot_and_handed_over_and_committed_after_the_file(tmp_path):
-    ckpts, steps = checkpointer(tmp_path), []
+@pytest.fixture(params=WRITERS)
+def writer(request):
+    return request.param
+
+
+def checkpointer(tmp_path, writer="process", **settings) -> Checkpointer:
+    return Checkpointer(CheckpointConfig(path=tmp_path / "d.ckpt", **settings), kind="test", version=2, writer=writer)
+
+
+def test_the_outputs_are_flushed_before_the_snapshot_and_handed_over_and_committed_after_the_file(tmp_path, writer):
+    ckpts, steps = checkpointer(tmp_path, writer), []
 
     def snapshot():
         steps.append("snapshot")
@@ -32,17 +44,71 @@ def test_the_outputs_are_flushed_before_the_snapshot_and_handed_over_and_committ
     ckpts.close()
 
 
-def test_a_failed_write_commits_nothing(tmp_path):
+def test_a_failed_write_commits_nothing(tmp_path, writer):
     def unwritable(snapshot):
         raise ValueError("cannot serialise")
 
     config, commits = CheckpointConfig(path=tmp_path / "d.ckpt"), []
-    ckpts = Checkpointer(config, kind="test", version=2, build=unwritable)
+    ckpts = Checkpointer(config, kind="test", version=2, build=unwritable, writer=writer)
     ckpts.start(lambda: {"n": 1}, {"ev:0": 10}, flush=lambda: None)
-    with pytest.raises(ValueError, match="cannot serialise"):
+    # The thread re-raises the error itself; the child process reports it, with its type.
+    with pytest.raises(ValueError if writer == "thread" else CheckpointError, match="ValueError: cannot serialise"
+                       if writer == "process" else "cannot serialise"):
         ckpts.finish(commits.append)
-    assert commits == [] and not ckpts.pending
+    assert commits == [] and not ckpts.pending and not (tmp_path / "d.ckpt").exists()
     ckpts.close()
+
+
+@pytest.mark.skipif(not can_fork(), reason="forked writers need Linux")
+def test_the_forked_writer_writes_the_state_as_it_was_while_the_caller_goes_on(tmp_path):
+    ckpts = checkpointer(tmp_path, "process")
+    state = {"w": np.arange(1_000_000, dtype=np.float64), "seen": [1, 2]}
+    ckpts.start(lambda: state, {}, flush=lambda: None)  # no copy taken
+    state["w"][:] = -1.0  # the caller goes on at once and changes everything
+    state["seen"].append(3)
+    ckpts.finish(lambda offsets: None)
+    written = ckpts.read()
+    assert written["seen"] == [1, 2] and written["w"][0] == 0.0 and written["w"][-1] == 999_999.0
+    ckpts.close()
+
+
+@pytest.mark.skipif(not can_fork(), reason="forked writers need Linux")
+def test_a_forked_writer_dies_with_its_daemon(tmp_path):
+    """A daemon killed mid-write takes its writer with it: no late file lands after a restart."""
+    script = f"""
+import time
+from streamssl.config import CheckpointConfig
+from streamssl.daemon.checkpointer import Checkpointer
+
+def slow(snapshot):
+    time.sleep(120)
+    return snapshot
+
+ckpts = Checkpointer(CheckpointConfig(path={str(tmp_path / "d.ckpt")!r}), "test", 2, build=slow, writer="process")
+ckpts.start(lambda: {{"n": 1}}, {{}}, flush=lambda: None)
+print(ckpts._writing[0].pid, flush=True)
+time.sleep(120)
+"""
+    daemon = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(daemon.stdout.readline())
+        assert _alive(child)
+        daemon.kill()
+        daemon.wait(60)
+        deadline = time.monotonic() + 60
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child) and not (tmp_path / "d.ckpt").exists()
+    finally:
+        daemon.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"  # a zombie is dead
+    except FileNotFoundError:
+        return False
 
 
 def test_a_failed_hand_over_commits_nothing_and_the_file_stands(tmp_path):
