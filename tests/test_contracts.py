@@ -116,3 +116,21 @@ def test_checkpoints_written_before_the_parts_load_onto_them():
     assert repr(restored) == repr(model)  # the same parts with the same settings
     probe = rng.normal(size=(40, 3))
     np.testing.assert_array_equal(restored.predict_proba_many(probe), model.predict_proba_many(probe))
+
+
+def test_the_forests_are_parts_too():
+    from river import forest, tree
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(400, 3))
+    y = [int(a > 0) if i % 3 == 0 else None for i, (a, *_) in enumerate(X)]
+    given = forest.ARFClassifier(n_models=3, seed=5)
+    model = StreamLearner(trees=given, raw_tree=tree.HoeffdingTreeClassifier(grace_period=20), seed=0)
+    for i in range(0, 400, 64):
+        model.learn_many(X[i:i + 64], y[i:i + 64])
+    assert len(model.heads["tree"].model) == 3 and len(given) == 0  # a clone learned, not the part given
+    assert isinstance(model.heads["raw-tree"].model, tree.HoeffdingTreeClassifier)
+    assert StreamLearner(trees=given, raw_tree=False).mix.members == ["mlp", "raw", "memory", "tree", "linear"]
+    restored = StreamLearner.from_state_dict(decode(encode(model.state_dict())))
+    probe = rng.normal(size=(30, 3))
+    np.testing.assert_array_equal(restored.predict_proba_many(probe), model.predict_proba_many(probe))

@@ -197,6 +197,7 @@ class StreamLearner(base.Classifier):
             encoder=Encoder("vicreg", embedding_dim=32),     # self-supervised encoder; default False
             mlp=MLPHead(hidden=64, lr=3e-3),                 # every MLP head's settings
             memory=NearestNeighbourMemory(capacity=256, k=5),
+            trees=forest.ARFClassifier(n_models=20, seed=0),  # the forest on the same features
             combiner=EWA(rate=0.5, share=0.02),              # or "ewa", "select", Select(window=50)
             calibrate=TemperatureCalibrator(window=128),
             pseudo_labels=PseudoLabelPolicy(threshold=0.99, source="self"),  # default False
@@ -226,7 +227,8 @@ class StreamLearner(base.Classifier):
         how many labelled events it keeps, how many vote).
     trees
         A head that splits: river's adaptive random forest (``ARFClassifier``, default
-        settings) on the same features as the MLP, before standardisation (on by default since
+        settings, or the river classifier given, e.g. ``forest.ARFClassifier(n_models=20)``) on
+        the same features as the MLP, before standardisation (on by default since
         it won the suite: ``benchmarks/results/trees-ewa``). Weighted by the combiner like the
         other heads; it learns and is scored on labelled events only, and predicts a
         micro-batch at once (:func:`~streamssl.learner.trees.forest_proba`). It costs about
@@ -235,7 +237,7 @@ class StreamLearner(base.Classifier):
     raw_tree
         With the temporal context and ``trees``, also a forest on the event's own features
         alone, each split choosing among 60 % of them (MOA's default; river's is the square
-        root), at most 32. Where the concept is a threshold on one of the event's own features,
+        root), at most 32 (or the river classifier given). Where the concept is a threshold on one of the event's own features,
         the forest among the context's four times as many columns rarely gets to choose it:
         Luxembourg +1.8 / +4.2 points at 1 % / 5 % labels (``benchmarks/results/raw-tree``).
     linear
@@ -329,8 +331,8 @@ class StreamLearner(base.Classifier):
         mlp: MLPHead | None = None,
         raw_head: bool = True,
         memory: bool | NearestNeighbourMemory = True,
-        trees: bool = True,
-        raw_tree: bool = True,
+        trees: bool | base.Classifier = True,
+        raw_tree: bool | base.Classifier = True,
         linear: bool = True,
         members: dict[str, base.Classifier] | None = None,
         combiner: str | EWA | Select = "ewa",
@@ -349,6 +351,8 @@ class StreamLearner(base.Classifier):
         _check_part("memory", memory, NearestNeighbourMemory)
         _check_part("calibrate", calibrate, TemperatureCalibrator)
         _check_part("pseudo_labels", pseudo_labels, PseudoLabelPolicy)
+        _check_part("trees", trees, base.Classifier)
+        _check_part("raw_tree", raw_tree, base.Classifier)
         self.temporal = temporal
         self.temporal_ssl = temporal_ssl
         self.encoder = encoder
@@ -406,8 +410,9 @@ class StreamLearner(base.Classifier):
         # The heads beside the main MLP, by name, built with it (_build).
         self.heads: dict[str, Member] = {}
         temporal = self.features.context is not None
-        built = {"mlp": True, "raw": temporal and self.raw_head, "memory": self._memory is not None, "tree": self.trees,
-                 "raw-tree": temporal and self.trees and self.raw_tree, "linear": self.linear}
+        trees = self.trees is not False  # a river forest has a length: never read a part as a truth value
+        built = {"mlp": True, "raw": temporal and self.raw_head, "memory": self._memory is not None, "tree": trees,
+                 "raw-tree": temporal and trees and self.raw_tree is not False, "linear": self.linear}
         names = [name for name in HEADS if built[name]] + list(self.members or {})
         # How the heads answer together, learned from their prequential outcomes on labelled events.
         combiner = COMBINERS[self.combiner]() if isinstance(self.combiner, str) else self.combiner
@@ -444,14 +449,16 @@ class StreamLearner(base.Classifier):
             self.heads["raw"].add_classes(len(self.classes_))
         if self._memory is not None:
             self.heads["memory"] = MemoryMember(self._memory)
-        if self.trees:
+        if "tree" in self.mix.members:
             from river import forest
 
-            self.heads["tree"] = RiverMember(forest.ARFClassifier(seed=self.seed))
+            tree = forest.ARFClassifier(seed=self.seed) if self.trees is True else self.trees.clone()
+            self.heads["tree"] = RiverMember(tree)
         if "raw-tree" in self.mix.members:
             features = max(1, min(int(RAW_TREE_FEATURES * self.n_inputs_), RAW_TREE_MAX_FEATURES))
-            self.heads["raw-tree"] = RiverMember(forest.ARFClassifier(max_features=features, seed=self.seed),
-                                                 own_features=True)
+            tree = (forest.ARFClassifier(max_features=features, seed=self.seed) if self.raw_tree is True
+                    else self.raw_tree.clone())
+            self.heads["raw-tree"] = RiverMember(tree, own_features=True)
         if self.linear:
             self.heads["linear"] = LinearMember(OnlineLinear(self.n_inputs_))
             self.heads["linear"].add_classes(len(self.classes_))
