@@ -46,8 +46,11 @@ import os
 import signal
 import sys
 import time
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Literal, Mapping
+
+import torch
 
 from ..config import CheckpointConfig
 from ..state import checkpoint as ckpt
@@ -94,15 +97,18 @@ class ChildWrite:
         read_end, write_end = os.pipe()
         parent = os.getpid()
         _prctl()  # looked up before the fork
-        pid = os.fork()
+        with warnings.catch_warnings():
+            # Python 3.12 warns of fork() in a process with threads (Kafka's, the HTTP server's):
+            # the child only serialises plain data and writes a file; it takes none of their
+            # locks, imports nothing and logs nothing.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
         if pid == 0:  # the child
             code = 1
             try:
                 _die_with(parent)
                 os.close(read_end)
                 os.nice(CHILD_NICENESS)
-                import torch
-
                 torch.set_num_threads(1)  # no thread pool of the parent's is usable here
                 write()
                 code = 0
