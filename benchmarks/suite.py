@@ -364,7 +364,7 @@ def main() -> None:
     seeds = [int(s) for s in (args.seeds or ("0" if args.quick else "0,1,2")).split(",")]
     rates = [float(r) for r in (args.rates or ("0.05" if args.quick else "0.01,0.05")).split(",")]
     models = args.models.split(",") if args.models else (QUICK_MODELS if args.quick else FULL_MODELS)
-    report = args.report or (args.out / "RESULTS.md" if args.quick else HERE / "RESULTS.md")
+    report = args.report or (args.out / "RESULTS.md" if args.quick else args.out.parent / "RESULTS.md")
     (args.out / "plots").mkdir(parents=True, exist_ok=True)
     for s in stream_list:
         prepare(s)
