@@ -161,8 +161,9 @@ class StreamLearner(base.Classifier):
     Several heads predict, and a combiner weighs them by their prequential errors on labelled
     events: an MLP on everything, an MLP on the event's own features (for streams where the past
     is noise), a nearest-neighbour memory over the last labelled events (for many classes with
-    few labels each, and right after a change), river's adaptive random forest (a head that
-    splits) and a linear head (softmax regression, steady with few labels). The MLPs learn from
+    few labels each, and right after a change), river's adaptive random forests on the same
+    features and on the event's own (heads that split) and a linear head (softmax regression,
+    steady with few labels). The MLPs learn from
     true labels (with a replay of recent ones) and from pseudo-labels that pass a
     :class:`PseudoLabelPolicy`, either their own confident predictions or the memory's
     (co-training). A :class:`DriftMonitor` watches the error on labelled events and the

@@ -1,6 +1,7 @@
 """The learner's switches, declared once.
 
-Each :class:`Switch` names the :class:`~streamssl.learner.StreamLearner` argument it sets, its
+Each :class:`Switch` names the :class:`~streamssl.learner.StreamLearner` argument it sets (on is
+``True``, or the part with settings that :func:`~streamssl.learner.build_learner` gives it), its
 flag on ``streamssl replay`` / ``bench`` (``--flag``; an on/off switch also has ``--no-flag``)
 and its key in the daemon's ``learner:`` config section. The CLI's flags
 (:func:`add_switches`), the daemon's config fields and both commands' learner
