@@ -150,6 +150,18 @@ class HardEWA(EWA):
         return p
 
 
+class LogPool(EWA):
+    """EWA's weights, the members' probabilities pooled geometrically (the weighted mean of their
+    logarithms, floored at 1e-6, renormalised) instead of arithmetically."""
+
+    def combine(self, probas):
+        weights = self.weights
+        total = sum(weights[name] for name in probas)
+        logp = sum((weights[name] / total) * np.log(np.clip(p, 1e-6, 1.0)) for name, p in probas.items())
+        out = np.exp(logp - logp.max(axis=1, keepdims=True))
+        return out / out.sum(axis=1, keepdims=True)
+
+
 VARIANTS = {
     "default": lambda m: EWA(m),
     "ewa-r0.25": lambda m: EWA(m, rate=0.25),
@@ -163,6 +175,7 @@ VARIANTS = {
     "select200": lambda m: Select(m, 200),
     "margin-z1": lambda m: Margin(m, 200, 1.0),
     "margin-z2": lambda m: Margin(m, 200, 2.0),
+    "logpool": lambda m: LogPool(m),
 }
 
 
