@@ -396,7 +396,6 @@ class StreamLearner(base.Classifier):
         self._encoder = _part(self.encoder, Encoder)
         self._mlp = self.mlp if self.mlp is not None else MLPHead()
         self._duel = self.duel if self.duel is not None else Duel()
-        self._pseudo_on = self.pseudo_labels is not False
         self._memory = _part(self.memory, NearestNeighbourMemory)
         # The event with its temporal context (the rows), standardised (what the networks see), and
         # with the encoder (built with the heads) its embedding.
@@ -891,7 +890,7 @@ class StreamLearner(base.Classifier):
         if "entropy" in self.monitor.signals and proba.shape[1] > 1:
             entropy = -(proba * proba.clamp_min(1e-12).log()).sum(1).mean() / math.log(proba.shape[1])
             self._react(self.monitor.update("entropy", [float(entropy)], self.n_seen))
-        if not self._pseudo_on:
+        if self.pseudo_labels is False:
             return None
         if self.policy.source == "memory":
             # Co-training: the memory, another learner over another view, labels for the MLP.
