@@ -115,8 +115,8 @@ class TemperatureCalibrator(base.Base):
         prior = np.array([0.0, self.trend])
 
         def loss(theta: np.ndarray) -> float:
-            beta = np.exp(-(A @ theta))  # 1 / T of each row
-            with np.errstate(over="ignore", invalid="ignore"):  # far out: not finite, refused
+            with np.errstate(all="ignore"):  # far out: not finite, refused
+                beta = np.exp(-(A @ theta))  # 1 / T of each row
                 value = float(np.sum(_row_loss(L, picked, 1.0 / beta[:, None])) + prior @ theta ** 2 / 2)
             return value if math.isfinite(value) else math.inf
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -77,6 +79,20 @@ def test_the_temperature_that_made_the_labels_is_found(true_temperature):
     after.add(served.max(1), served.argmax(1) == y)
     assert after.calibration_error < 0.03 < before.calibration_error
     assert (served.argmax(1) == _softmax(z).argmax(1)).all()  # the answer's class never moves
+
+
+@pytest.mark.parametrize("seed", [140, 220, 244])
+def test_a_window_of_right_answers_sharpens_to_the_bound_without_numpy_warnings(seed):
+    # Every answer right: the log-loss falls as T does, so Newton's trials go far out, where
+    # 1 / T overflows; such a trial is refused quietly (it warned "overflow in exp" before).
+    rng = np.random.default_rng(seed)
+    k, n = int(rng.integers(2, 6)), int(rng.integers(5, 128))
+    proba = rng.dirichlet(np.ones(k) * rng.choice([0.05, 0.3, 1, 5]), n)
+    cal = TemperatureCalibrator(min_labels=1, refit=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cal.observe(proba, proba.argmax(axis=1))
+    assert cal.temperature < 1.0
 
 
 def test_it_waits_for_min_labels_and_refits_only_every_refit_labels():
