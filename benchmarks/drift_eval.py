@@ -40,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from suite import SHARED, machine  # noqa: E402
 
-from streamssl.drift.monitor import Channel  # noqa: E402
+from streamssl.drift.monitor import Channel, DriftMonitor  # noqa: E402
 from streamssl.learner import StreamLearner  # noqa: E402
 from streamssl.sources.file import FileSource  # noqa: E402
 
@@ -101,7 +101,7 @@ def recorded(name: str) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
 def replay(X: np.ndarray, y: np.ndarray, seed: int, channels: tuple[str, ...], response: bool,
            rate: float = 0.05) -> dict:
     """Prequential run at ``rate`` labels; detections of every channel, plus the baseline's."""
-    model = StreamLearner(seed=seed, drift_channels=channels, drift_response=response)
+    model = StreamLearner(seed=seed, drift=DriftMonitor(channels, respond=response))
     baseline = Channel.from_spec("error:ADWIN")
     mask = np.random.default_rng(seed).random(len(y)) < rate
     correct = np.zeros(len(y), dtype=bool)

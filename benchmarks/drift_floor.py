@@ -80,6 +80,7 @@ def run(job: tuple) -> dict:
     :func:`information` at each drift point of both (the twin's should be near 0)."""
     from drift_eval import BATCH, synthetic
 
+    from streamssl.drift.monitor import DriftMonitor
     from streamssl.learner import StreamLearner
 
     import torch
@@ -89,7 +90,7 @@ def run(job: tuple) -> dict:
     out = {"kind": kind, "seed": seed}
     for name, drifting in (("drifts", True), ("twin", False)):
         X, y, _ = synthetic(kind, seed, drifting)
-        model = StreamLearner(seed=seed, drift_response=False)
+        model = StreamLearner(seed=seed, drift=DriftMonitor(respond=False))
         mask = np.random.default_rng(seed).random(len(y)) < rate
         confidence, correct = np.zeros(len(y)), np.zeros(len(y), dtype=bool)
         for i in range(0, len(y), BATCH):

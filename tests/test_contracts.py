@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from river import checks
 
+from streamssl.drift.monitor import DriftMonitor
 from streamssl.learner import StreamLearner
 from streamssl.learner.calibration import TemperatureCalibrator
 from streamssl.learner.classifier import MLPHead
@@ -33,6 +34,7 @@ CONFIGS = {  # the default, then each other part switched in turn (without the t
         "mlp": MLPHead(hidden=16, replay=64), "memory": NearestNeighbourMemory(capacity=64, k=3),
         "combiner": EWA(rate=1.0, share=0.05), "calibrate": TemperatureCalibrator(window=64),
         "pseudo_labels": PseudoLabelPolicy(threshold=0.9, warmup=10), "duel": Duel(min_labels=10), "trees": False,
+        "drift": DriftMonitor(("error:DDM", "residual:CUSUM"), respond=False),
     },
 }
 
@@ -116,6 +118,25 @@ def test_checkpoints_written_before_the_parts_load_onto_them():
     assert repr(restored) == repr(model)  # the same parts with the same settings
     probe = rng.normal(size=(40, 3))
     np.testing.assert_array_equal(restored.predict_proba_many(probe), model.predict_proba_many(probe))
+
+
+def test_the_drift_stage_is_a_part_and_its_flat_settings_of_before_load_onto_it():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(1200, 3))
+    y = [int((a > 0) == (i < 600)) if i % 2 == 0 else None for i, (a, *_) in enumerate(X)]  # flips at 600
+    model = StreamLearner(drift=DriftMonitor(("error:DDM",), respond=False), trees=False, seed=0)
+    for i in range(0, 1200, 50):
+        model.learn_many(X[i:i + 50], y[i:i + 50])
+    assert model.drift_events and not model.drift_in_progress  # DDM saw the flip; no response
+    # Checkpoints before the drift stage was a part kept its two settings flat, beside the parts.
+    state = model.state_dict()
+    state["params"] = {k: v for k, v in state["params"].items() if k != "drift"}
+    state["params"].update(drift_channels=("error:DDM",), drift_response=False)
+    restored = StreamLearner.from_state_dict(decode(encode(state)))
+    assert repr(restored) == repr(model) and list(restored.drift_events) == list(model.drift_events)
+    off = StreamLearner(drift=False, trees=False, seed=0)
+    off.learn_many(X, [int(a > 0) if i % 2 else int(a < 0) for i, (a, *_) in enumerate(X)])
+    assert off.monitor.signals == set() and not off.drift_events and off.drift is False
 
 
 def test_the_forests_are_parts_too():

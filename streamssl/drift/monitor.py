@@ -1,14 +1,15 @@
-"""Drift monitoring: signals fed to river detectors, detections reported as DriftEvents."""
+"""Drift monitoring: signals fed to river detectors, detections reported as DriftEvents; the
+learner's drift stage (:class:`DriftMonitor`)."""
 
 from __future__ import annotations
 
 import time
 from collections import Counter, deque
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
-from river import drift
+from river import base, drift
 
 from .cusum import CUSUM
 from .detectors import DETECTORS, ChannelSpec
@@ -100,28 +101,20 @@ def default_channels(error_delta: float = 0.002, warning_delta: float = 0.01,
     ]
 
 
-@dataclass(frozen=True)
-class ChannelSet:
-    """Channels built from specs (see :mod:`streamssl.drift.detectors`), as a factory that
-    pickles as plain text. An empty set watches nothing.
-
-    >>> [(c.signal, c.name, c.direction) for c in ChannelSet(("error:DDM", "features:MMD"))()]
-    [('error', 'DDM', 'up'), ('features', 'MMD', 'both')]
-    """
-
-    specs: tuple[str, ...]
-
-    def __call__(self) -> list[Channel]:
-        return [Channel.from_spec(s) for s in self.specs]
-
-
-class DriftMonitor:
-    """Feeds values of named signals to their detectors and returns what they detect.
+class DriftMonitor(base.Base):
+    """The learner's drift stage: feeds values of named signals to their detectors, returns
+    what they detect, and says whether the learner acts on it.
 
     Parameters
     ----------
     channels
-        Factory of the channels (a fresh set is built on reset); see :func:`default_channels`.
+        Which detector watches which signal, as specs ``signal:Detector[:name=value...]``
+        (:mod:`streamssl.drift.detectors`; kept in their normal form); ``None``:
+        :func:`default_channels`; ``()``: nothing is watched.
+    respond
+        Whether the learner acts on detections (background head, pseudo-label pause, encoder
+        boost, fresh two-sample reference: :meth:`StreamLearner._react`); ``False``: they are
+        only reported.
     history
         How many past events :attr:`events` keeps.
 
@@ -133,15 +126,25 @@ class DriftMonitor:
     [('error', 'drift'), ('error', 'warning')]
     >>> monitor.update("confidence", [0.9], position=1301)
     []
+    >>> DriftMonitor(["error:DDM", "features:MMD:window=300"], respond=False)
+    DriftMonitor (
+      channels=('error:DDM', 'features:MMD:window=300')
+      respond=False
+      history=10000
+    )
     """
 
-    def __init__(self, channels: Callable[[], list[Channel]] = default_channels, history: int = 10_000) -> None:
+    def __init__(self, channels: Sequence[str | ChannelSpec] | None = None, respond: bool = True,
+                 history: int = 10_000) -> None:
+        if channels is not None:
+            channels = tuple(str(ChannelSpec.parse(c) if isinstance(c, str) else c) for c in channels)
         self.channels = channels
+        self.respond = respond
         self.history = history
         self._reset()
 
     def _reset(self) -> None:
-        self._channels = self.channels()
+        self._channels = default_channels() if self.channels is None else [Channel.from_spec(c) for c in self.channels]
         self.events: deque[DriftEvent] = deque(maxlen=self.history)
         self.counts: Counter[tuple[str, str, str]] = Counter()
 

@@ -12,8 +12,8 @@ import torch
 from river import base
 
 from ..device import resolve_device, to_tensor, torch_threads
-from ..drift.detectors import VECTOR_SIGNALS, ChannelSpec
-from ..drift.monitor import ChannelSet, DriftEvent, DriftMonitor, default_channels
+from ..drift.detectors import VECTOR_SIGNALS
+from ..drift.monitor import DriftEvent, DriftMonitor
 from ..ssl import DEFAULT_OBJECTIVE
 from ..ssl.continual import ContinualEncoder, Encoder
 from .calibration import Reliability, TemperatureCalibrator
@@ -35,7 +35,7 @@ from .temporal import TemporalContext
 #: one from a mapping of its settings).
 PARTS: dict[str, type] = {
     "temporal": TemporalContext, "encoder": Encoder, "mlp": MLPHead, "memory": NearestNeighbourMemory,
-    "calibrate": TemperatureCalibrator, "pseudo_labels": PseudoLabelPolicy, "duel": Duel,
+    "calibrate": TemperatureCalibrator, "pseudo_labels": PseudoLabelPolicy, "duel": Duel, "drift": DriftMonitor,
 }
 
 
@@ -48,7 +48,8 @@ def build_learner(threshold: float = 0.99, device: str = "cpu", seed: int = 0, t
     with settings get their parts: pseudo-labels a :class:`PseudoLabelPolicy` at ``threshold``,
     the encoder an :class:`~streamssl.ssl.continual.Encoder` with ``objective`` and
     ``objective_params``. Naming an ``objective`` switches the encoder on unless ``encoder=False``
-    is given. A part may also be given by its settings, as a mapping (``mlp={"hidden": 32}``).
+    is given. A part may also be given by its settings, as a mapping (``mlp={"hidden": 32}``,
+    ``drift={"respond": False}``: how the switches that set one setting of a part reach it).
 
     >>> build_learner(seed=1, encoder=None, memory=False).memory
     False
@@ -57,6 +58,12 @@ def build_learner(threshold: float = 0.99, device: str = "cpu", seed: int = 0, t
     ('vicreg', 0.95)
     >>> build_learner(pseudo_labels={"source": "memory"}).pseudo_labels.source
     'memory'
+    >>> build_learner(drift={"channels": ["error:DDM"], "respond": False}).drift
+    DriftMonitor (
+      channels=('error:DDM',)
+      respond=False
+      history=10000
+    )
     """
     torch.set_num_threads(threads)
     settings = {k: PARTS[k](**v) if isinstance(v, Mapping) else v for k, v in switches.items() if v is not None}
@@ -118,11 +125,14 @@ def _arguments(params: dict) -> dict:
     """A learner's arguments from the ``params`` of its :meth:`StreamLearner.state_dict`.
 
     Checkpoints written before the learner took parts kept their settings flat (``head_hidden``,
-    ``threshold``, ``memory_k``...); they are mapped onto the parts. Those from before balanced
+    ``threshold``, ``memory_k``, ``drift_channels``...); they are mapped onto the parts. Those from before balanced
     replay keep the uniform replay they learned with, and those from before the linear head,
     calibration or the raw-feature forest go on without them.
     """
     params = {"linear": False, "calibrate": False, "raw_tree": False, **{k: _rebuilt(v) for k, v in params.items()}}
+    if "drift" not in params:  # before the drift stage was a part
+        channels, respond = params.pop("drift_channels", None), params.pop("drift_response", True)
+        params["drift"] = True if channels is None and respond else DriftMonitor(channels, respond)
     if "mlp" in params:
         return params
     old = {"balanced_replay": False, **params}
@@ -202,6 +212,7 @@ class StreamLearner(base.Classifier):
             combiner=EWA(rate=0.5, share=0.02),              # or "ewa", "select", Select(window=50)
             calibrate=TemperatureCalibrator(window=128),
             pseudo_labels=PseudoLabelPolicy(threshold=0.99, source="self"),  # default False
+            drift=DriftMonitor(channels=None, respond=True),  # None: the default channels
             duel=Duel(min_labels=30, patience=500, margin=0.05),
         )
 
@@ -274,14 +285,13 @@ class StreamLearner(base.Classifier):
         0.989-0.994 against 0.966-0.982 when the main MLP's own probabilities chose,
         ``benchmarks/results/calibration``; or ``"memory"``, the memory's, co-training). The
         main MLP learns them.
-    drift_channels
-        Which detector watches which signal, as specs ``signal:Detector[:name=value...]``
-        (see :mod:`streamssl.drift.detectors`); ``None``: ADWIN on the error (warning and
-        drift) and on the confidence, and the CUSUM on the calibrated residual
-        (:func:`~streamssl.drift.monitor.default_channels`).
-    drift_response
-        Whether detections change the learner (see :meth:`_react`); with ``False`` drifts are
-        only reported.
+    drift
+        The drift stage (:class:`~streamssl.drift.monitor.DriftMonitor`): which detector watches
+        which signal, as specs ``signal:Detector[:name=value...]`` (see
+        :mod:`streamssl.drift.detectors`; by default ADWIN on the error, warning and drift, and
+        on the confidence, and the CUSUM on the calibrated residual), and whether detections
+        change the learner (``respond``, see :meth:`_react`) or are only reported. ``False``:
+        nothing is watched.
     duel
         When the background head started by a drift replaces the main one
         (:class:`~streamssl.learner.duel.Duel`): once scored on at least ``min_labels`` labels
@@ -339,8 +349,7 @@ class StreamLearner(base.Classifier):
         combiner: str | EWA | Select = "ewa",
         calibrate: bool | TemperatureCalibrator = True,
         pseudo_labels: bool | PseudoLabelPolicy = False,
-        drift_channels: tuple[str, ...] | None = None,
-        drift_response: bool = True,
+        drift: bool | DriftMonitor = True,
         duel: Duel | None = None,
         device: str = "cpu",
         threads: int | None = 1,
@@ -354,6 +363,7 @@ class StreamLearner(base.Classifier):
         _check_part("pseudo_labels", pseudo_labels, PseudoLabelPolicy)
         _check_part("trees", trees, base.Classifier)
         _check_part("raw_tree", raw_tree, base.Classifier)
+        _check_part("drift", drift, DriftMonitor)
         self.temporal = temporal
         self.temporal_ssl = temporal_ssl
         self.encoder = encoder
@@ -374,10 +384,7 @@ class StreamLearner(base.Classifier):
         self.combiner = combiner
         self.calibrate = calibrate
         self.pseudo_labels = pseudo_labels
-        if drift_channels is not None:
-            drift_channels = tuple(str(ChannelSpec.parse(c) if isinstance(c, str) else c) for c in drift_channels)
-        self.drift_channels = drift_channels
-        self.drift_response = drift_response
+        self.drift = drift
         self.duel = duel
         self.device = device
         if threads is not None and threads < 1:
@@ -401,7 +408,8 @@ class StreamLearner(base.Classifier):
         # with the encoder (built with the heads) its embedding.
         self.features = Features(_part(self.temporal, TemporalContext))
         self.policy = _part(self.pseudo_labels, PseudoLabelPolicy) or PseudoLabelPolicy()
-        self.monitor = DriftMonitor(default_channels if self.drift_channels is None else ChannelSet(self.drift_channels))
+        monitor = _part(self.drift, DriftMonitor)
+        self.monitor: DriftMonitor = monitor if monitor is not None else DriftMonitor(channels=(), respond=False)
         self.feature_names_: list[Hashable] | None = None
         self.classes_: list[Hashable] = []
         self._class_index: dict[Hashable, int] = {}
@@ -910,12 +918,12 @@ class StreamLearner(base.Classifier):
 
     # ----------------------------------------------------------- drift response
     def _react(self, events: list[DriftEvent]) -> None:
-        """The response (``drift_response``): on a warning or drift, a background head starts
+        """The response (the monitor's ``respond``): on a warning or drift, a background head starts
         learning from the labels that come (it replaces the main head once it proves better);
         on a drift, pseudo-labelling pauses for the policy's ``cooldown`` events, the encoder
         learns at its ``drift_boost`` times its rate for its ``boost_events``, and the two-sample tests take a
         new reference."""
-        if not self.drift_response:
+        if not self.monitor.respond:
             return
         for event in events:
             if event.level == "drift":

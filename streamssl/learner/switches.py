@@ -1,7 +1,9 @@
 """The learner's switches, declared once.
 
 Each :class:`Switch` names the :class:`~streamssl.learner.StreamLearner` argument it sets (on is
-``True``, or the part with settings that :func:`~streamssl.learner.build_learner` gives it), its
+``True``, or the part with settings that :func:`~streamssl.learner.build_learner` gives it) or
+the one ``setting`` of that argument's part it sets (the drift stage's ``channels`` and
+``respond``: the switches given make the part's settings, as a mapping), its
 flag on ``streamssl replay`` / ``bench`` (``--flag``; an on/off switch also has ``--no-flag``)
 and its key in the daemon's ``learner:`` config section. The CLI's flags
 (:func:`add_switches`), the daemon's config fields and both commands' learner
@@ -13,7 +15,9 @@ learner's default.
 >>> p = argparse.ArgumentParser(); add_switches(p)
 >>> args = p.parse_args(["--no-trees", "--combiner", "select"])
 >>> switch_settings(vars(args), "flag")
-{'encoder': None, 'pseudo_labels': None, 'temporal': None, 'memory': None, 'trees': False, 'linear': None, 'calibrate': None, 'drift_channels': None, 'drift_response': None, 'combiner': 'select'}
+{'encoder': None, 'pseudo_labels': None, 'temporal': None, 'memory': None, 'trees': False, 'linear': None, 'calibrate': None, 'drift': None, 'combiner': 'select'}
+>>> switch_settings(vars(p.parse_args(["--drift", "error:DDM", "--no-drift-response"])), "flag")["drift"]
+{'channels': ('error:DDM',), 'respond': False}
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class Switch:
     help: str
     choices: tuple[str, ...] | None = None  # None: on/off
     repeated: bool = False  # a list of drift channel specs, --flag once per item
+    setting: str | None = None  # sets this setting of the argument's part, not the argument
 
     @property
     def dest(self) -> str:
@@ -70,13 +75,13 @@ SWITCHES: tuple[Switch, ...] = (
            "one SGD step per label (default: on)"),
     Switch("calibrate", "calibrate", "calibrate", "calibrate the served answer: one temperature refit on the last "
            "128 labelled events, so a confidence of 0.9 is right about 90 %% of the time (default: on)"),
-    Switch("drift_channels", "drift", "drift_channels", "a drift channel: a detector watching a signal, e.g. "
+    Switch("drift", "drift", "drift_channels", "a drift channel: a detector watching a signal, e.g. "
            "error:ADWIN, confidence:PageHinkley:threshold=1, features:MMD; repeat for several (default: ADWIN on the "
            "error and on the confidence, CUSUM on the residual). Signals: error, residual, confidence, entropy, ssl_loss, features, embedding; CUSUM reads the residual (correct - confidence)",
-           repeated=True),
-    Switch("drift_response", "drift-response", "drift_response", "respond to drifts: background head, pseudo-label "
+           repeated=True, setting="channels"),
+    Switch("drift", "drift-response", "drift_response", "respond to drifts: background head, pseudo-label "
            "pause, encoder learning-rate boost, fresh two-sample reference (default: on); off, drifts are only "
-           "reported"),
+           "reported", setting="respond"),
     Switch("combiner", "combiner", "combiner", "how the heads answer: ewa, averaged by weights on their recent "
            "errors (default); select, the most accurate of the last 50 labels alone", choices=tuple(COMBINERS)),
 )
@@ -103,9 +108,15 @@ def add_switches(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> N
 
 def switch_settings(values: Mapping[str, Any], by: Literal["flag", "key"]) -> dict[str, Any]:
     """The learner's arguments from parsed CLI arguments (``by="flag"``) or the daemon's
-    ``learner:`` section (``by="key"``), as a mapping."""
-    out = {}
+    ``learner:`` section (``by="key"``), as a mapping; the switches that set a part's settings
+    give that part's argument as a mapping of the settings given (``None`` if none was)."""
+    out: dict[str, Any] = {}
     for s in SWITCHES:
         value = values.get(s.dest if by == "flag" else s.key)
-        out[s.argument] = tuple(value) if s.repeated and value is not None else value
+        value = tuple(value) if s.repeated and value is not None else value
+        if s.setting is None:
+            out[s.argument] = value
+        else:
+            given = {**(out.get(s.argument) or {}), **({s.setting: value} if value is not None else {})}
+            out[s.argument] = given or None
     return out

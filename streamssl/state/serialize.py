@@ -42,7 +42,7 @@ _ALLOWED_GLOBALS = {
     ("streamssl.learner.classifier", "MLPHead"), ("streamssl.learner.memory", "NearestNeighbourMemory"),
     ("streamssl.learner.combine", "EWA"), ("streamssl.learner.combine", "Select"),
     ("streamssl.learner.calibration", "TemperatureCalibrator"), ("streamssl.learner.pseudo", "PseudoLabelPolicy"),
-    ("streamssl.learner.duel", "Duel"),
+    ("streamssl.learner.duel", "Duel"), ("streamssl.drift.monitor", "DriftMonitor"),
 }
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from streamssl.drift.cusum import CUSUM
 from streamssl.drift.detectors import ChannelSpec
+from streamssl.drift.monitor import DriftMonitor
 from streamssl.learner import StreamLearner
 from streamssl.state import checkpoint
 
@@ -71,7 +72,7 @@ def test_the_learner_feeds_it_and_sees_a_concept_flip_from_its_labels(tmp_path):
     truth = (X[:, 0] > 0).astype(int)
     truth[flip:] = 1 - truth[flip:]
     known = rng.random(n) < 0.05
-    model = StreamLearner(seed=0, drift_channels=("residual:CUSUM",), drift_response=False, trees=False)
+    model = StreamLearner(seed=0, drift=DriftMonitor(("residual:CUSUM",), respond=False), trees=False)
     for i in range(0, flip, 50):
         model.learn_many(X[i:i + 50], [int(t) if k else None for t, k in zip(truth[i:i + 50], known[i:i + 50])])
     assert not model.drift_events  # no false alarm before the flip

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from streamssl.drift.detectors import DETECTORS, ChannelSpec
-from streamssl.drift.monitor import ChannelSet, DriftMonitor
+from streamssl.drift.monitor import DriftMonitor
 from streamssl.drift.two_sample import MMDTest
 from streamssl.state.serialize import dumps, loads
 
@@ -34,7 +34,7 @@ def feed(monitor: DriftMonitor, seed: int, n_batches: int = 300, change_at: int 
 
 
 def test_every_detector_finds_an_abrupt_change_on_its_signal_and_round_trips_safely():
-    monitor = DriftMonitor(ChannelSet(ALL))
+    monitor = DriftMonitor(ALL)
     found = feed(monitor, seed=0)
     detected = {(e.signal, e.detector) for e in found if e.level == "drift"}
     for spec in map(ChannelSpec.parse, ALL):
@@ -46,7 +46,7 @@ def test_every_detector_finds_an_abrupt_change_on_its_signal_and_round_trips_saf
     warnings = {e.detector for e in found if e.level == "warning"}
     assert warnings & {"DDM", "HDDM_A", "HDDM_W"}  # the binary detectors' own warning level
     # Checkpoint: through the safe loader, and the restored monitor goes on identically.
-    restored = DriftMonitor(ChannelSet(ALL))
+    restored = DriftMonitor(ALL)
     restored.load_state_dict(loads(dumps(monitor.state_dict())))
     assert restored.counts == monitor.counts
     a, b = feed(monitor, seed=5, n_batches=20, change_at=10), feed(restored, seed=5, n_batches=20, change_at=10)
@@ -55,7 +55,7 @@ def test_every_detector_finds_an_abrupt_change_on_its_signal_and_round_trips_saf
 
 
 def test_quiet_on_a_stationary_stream():
-    found = feed(DriftMonitor(ChannelSet(ALL)), seed=1, n_batches=600, change_at=None)
+    found = feed(DriftMonitor(ALL), seed=1, n_batches=600, change_at=None)
     drifts = [e for e in found if e.level == "drift" and e.detector != "EDDM"]  # EDDM: see above
     assert len(drifts) <= 1, [(e.signal, e.detector, e.position) for e in drifts]
 
@@ -130,8 +130,8 @@ def test_the_learner_sees_an_abrupt_drift_without_labels_and_stays_quiet_without
     from streamssl.learner import StreamLearner
 
     X, y = rbf_stream(seed=7, n=12_000, change_at=change_at)
-    model = StreamLearner(seed=0, drift_channels=("features:MMD", "confidence:PageHinkley:threshold=1"),
-                          drift_response=False)
+    model = StreamLearner(seed=0, drift=DriftMonitor(("features:MMD", "confidence:PageHinkley:threshold=1"),
+                                                     respond=False))
     rng = np.random.default_rng(0)
     for i in range(0, len(X), 100):
         labels = [int(v) if rng.random() < 0.05 else None for v in y[i:i + 100]]

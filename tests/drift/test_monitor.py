@@ -1,7 +1,6 @@
 import numpy as np
-from river import drift
 
-from streamssl.drift.monitor import Channel, DriftMonitor
+from streamssl.drift.monitor import DriftMonitor
 
 
 def feed_errors(monitor, rate_before, rate_after, seed, n=4000, change_at=2000, batch=50):
@@ -30,8 +29,8 @@ def test_quiet_on_a_stationary_signal():
 
 
 def test_signals_without_a_channel_are_ignored_and_channels_are_configurable():
-    monitor = DriftMonitor(channels=lambda: [Channel("ssl_loss", "drift", drift.ADWIN())])
-    assert monitor.signals == {"ssl_loss"}
+    monitor = DriftMonitor(channels=["ssl_loss:ADWIN:delta=0.002"])
+    assert monitor.channels == ("ssl_loss:ADWIN:delta=0.002",) and monitor.signals == {"ssl_loss"}
     assert monitor.update("error", [1.0] * 100, position=100) == []
     found = monitor.update("ssl_loss", [0.1] * 500 + [3.0] * 200, position=700)
     assert found and found[0].signal == "ssl_loss" and found[0].statistic == 3.0
