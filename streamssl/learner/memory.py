@@ -69,6 +69,24 @@ class NearestNeighbourMemory(base.Base):
         votes = votes / votes.sum(1, keepdim=True)
         return (1 - self.smoothing) * votes + self.smoothing / n_classes
 
+    def familiar(self, Z: torch.Tensor, quantile: float) -> torch.Tensor:
+        """Whether each row of ``Z`` lies within the stored events' support: as near to its
+        nearest stored event as ``quantile`` of the stored events are to their own nearest other
+        one (all ``True`` while fewer than two are stored).
+
+        >>> m = NearestNeighbourMemory(capacity=4)
+        >>> m.add(torch.tensor([[0.0], [1.0], [2.0], [3.0]]), torch.tensor([0, 0, 1, 1]))
+        >>> m.familiar(torch.tensor([[1.5], [3.9], [9.0]]), quantile=0.95).tolist()
+        [True, True, False]
+        """
+        if self._size < 2:
+            return torch.ones(len(Z), dtype=torch.bool, device=Z.device)
+        self._on(Z.device)
+        stored = self.Z[: self._size]
+        own = torch.cdist(stored, stored).fill_diagonal_(float("inf")).min(1).values
+        radius = torch.quantile(own, quantile)
+        return torch.cdist(Z, stored).min(1).values <= radius
+
     def state_dict(self) -> dict:
         return {"Z": None if self.Z is None else self.Z.clone(), "y": None if self.y is None else self.y.clone(),
                 "next": self._next, "size": self._size}

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
+
+import math
 
 import numpy as np
 from river import base
+
+_Z = 2.0  # the audit's margin: standard deviations of the estimated precision
 
 
 class PseudoLabelPolicy(base.Base):
@@ -19,7 +23,27 @@ class PseudoLabelPolicy(base.Base):
     * **class balance**: the share of a class among accepted pseudo-labels may not exceed
       ``slack`` times its share among recent true labels (both counts decay by ``decay``
       per label), the most confident candidates going first;
-    * **weight**: accepted labels carry ``weight`` (< 1) in the loss; applied by the learner.
+    * **weight**: accepted labels carry ``weight`` (< 1) in the loss; applied by the learner;
+    * **support**: an event unlike every recent labelled one is not labelled: its own features
+      must lie as near to the nearest of the memory's labelled events as ``support`` (a
+      quantile) of those lie to their own nearest other one (applied by the learner with its
+      memory, :meth:`~streamssl.learner.memory.NearestNeighbourMemory.familiar`; off without a
+      memory). A class never labelled yet is answered confidently as an old one: on kdd, bursts
+      of a new class named as the class before them kept precision at 0.980-0.990;
+    * **audit**: the labels say how often an answer offered at ``threshold`` or more was right
+      (:meth:`observe_answers`: each labelled event's offered confidence and correctness,
+      before its label was learned). Over the last ``audit`` such answers, the policy accepts
+      from the lowest confidence (:attr:`cut`) above which their precision, shrunk towards the
+      offered confidence as if that were ``audit_prior`` more labels, is at least
+      ``threshold`` two standard deviations below its estimate: a cut that only expects the
+      threshold falls short about half the time. With few labels the calibrated confidence
+      decides; where answers at 0.99 prove right less often (a top tail more confident than one
+      temperature can fix), the cut rises, up to accepting nothing until the window recovers.
+
+    Both guards on (the default), every cell of the suite with 100 or more pseudo-labels at 0.99
+    had a precision of at least 0.99 (13 of 13; the threshold alone 9 of 15, the support guard
+    alone 14 of 15), with 25 % fewer accepted and the same accuracy
+    (``benchmarks/results/pseudo-guards``). ``None`` turns either off.
 
     Rejections are counted by reason. ``source`` says whose answers a
     :class:`~streamssl.learner.StreamLearner` offers: ``"self"``, its served answer (combined and
@@ -37,6 +61,14 @@ class PseudoLabelPolicy(base.Base):
     ([4, 3, 2], [0, 0, 1])
     >>> dict(policy.rejected)
     {'below_threshold': 1, 'class_balance': 1}
+
+    Labelled answers offered at 0.992 that were right only 9 times in 10 raise the cut above them:
+
+    >>> strict = PseudoLabelPolicy(threshold=0.99)
+    >>> strict.observe_answers(np.r_[np.full(100, 0.999), np.full(100, 0.992)],
+    ...                        np.r_[np.ones(100), np.arange(100) % 10 != 0])
+    >>> strict.cut
+    0.999
     """
 
     def __init__(
@@ -48,6 +80,9 @@ class PseudoLabelPolicy(base.Base):
         cooldown: int = 500,
         decay: float = 0.999,
         source: str = "self",
+        audit: int | None = 500,
+        audit_prior: float = 50.0,
+        support: float | None = 0.95,
     ) -> None:
         if not 0.0 < threshold <= 1.0:
             raise ValueError("threshold must be in (0, 1]")
@@ -55,9 +90,15 @@ class PseudoLabelPolicy(base.Base):
             raise ValueError("weight must be in (0, 1]")
         if source not in ("self", "memory"):
             raise ValueError(f"source must be 'self' or 'memory', got {source!r}")
+        if (audit is not None and audit < 1) or audit_prior < 0:
+            raise ValueError("audit must be None or >= 1, and audit_prior >= 0")
+        if support is not None and not 0.0 < support <= 1.0:
+            raise ValueError("support must be None or in (0, 1]")
         self.threshold, self.warmup, self.weight = threshold, warmup, weight
         self.slack, self.cooldown, self.decay = slack, cooldown, decay
         self.source = source
+        self.audit, self.audit_prior = audit, audit_prior
+        self.support = support
         self._reset()
 
     def _reset(self) -> None:
@@ -67,6 +108,9 @@ class PseudoLabelPolicy(base.Base):
         self.paused_until = -1
         self.accepted = 0
         self.rejected: Counter[str] = Counter()
+        # Labelled answers offered at the threshold or above: (confidence, right), the last ``audit``.
+        self._audited: deque[tuple[float, bool]] = deque(maxlen=self.audit or 1)
+        self.cut = self.threshold  # the lowest confidence accepted
 
     def _grow(self, n_classes: int) -> None:
         if n_classes > len(self._prior):
@@ -82,12 +126,41 @@ class PseudoLabelPolicy(base.Base):
             self._prior[c] += 1.0
         self.true_labels += len(y)
 
+    def observe_answers(self, confidence: np.ndarray, correct: np.ndarray) -> None:
+        """Audit: labelled events' confidence as offered (before their labels were learned) and
+        whether the offered class was right; moves :attr:`cut`."""
+        if self.audit is None:
+            return
+        confidence = np.asarray(confidence, dtype=np.float64)
+        kept = confidence >= self.threshold
+        self._audited.extend(zip(confidence[kept].tolist(), np.asarray(correct, dtype=bool)[kept].tolist()))
+        if kept.any():
+            self.cut = self._cut()
+
+    def _cut(self) -> float:
+        """The lowest confidence above which the audited precision, shrunk towards the offered
+        confidence, is at least the threshold two standard deviations below its estimate
+        (a Beta posterior's); above every audited answer if none is."""
+        conf, right = (np.array(v, dtype=np.float64) for v in zip(*self._audited))
+        order = np.argsort(-conf, kind="stable")
+        conf, right = conf[order], right[order]
+        n = np.arange(1, len(conf) + 1)
+        mean = (np.cumsum(right) + self.audit_prior * np.cumsum(conf) / n) / (n + self.audit_prior)
+        low = mean - _Z * np.sqrt(mean * (1 - mean) / (n + self.audit_prior + 1))  # its lower bound
+        last_of_ties = np.r_[conf[1:] < conf[:-1], True]  # a cut takes every answer at its confidence
+        good = np.flatnonzero((low >= self.threshold) & last_of_ties)
+        if len(good) == 0:
+            return math.nextafter(float(conf[0]), math.inf)
+        return self.threshold if good[-1] == len(conf) - 1 else float(conf[good[-1]])
+
     def pause(self, position: int) -> None:
         """No pseudo-labels until ``position + cooldown`` (called on drift)."""
         self.paused_until = max(self.paused_until, position + self.cooldown)
 
-    def select(self, proba: np.ndarray, position: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows of ``proba`` (unlabelled events) accepted, and their labels (class indices)."""
+    def select(self, proba: np.ndarray, position: int,
+               familiar: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of ``proba`` (unlabelled events) accepted, and their labels (class indices);
+        ``familiar``: whether each event lies within the labelled events' support (``None``: all do)."""
         empty = np.zeros(0, dtype=np.int64)
         n = len(proba)
         if n == 0 or proba.shape[1] == 0:
@@ -102,6 +175,14 @@ class PseudoLabelPolicy(base.Base):
         labels = proba.argmax(axis=1)
         candidates = np.flatnonzero(conf >= self.threshold)
         self.rejected["below_threshold"] += n - len(candidates)
+        if familiar is not None:
+            near = candidates[np.asarray(familiar, dtype=bool)[candidates]]
+            self.rejected["unfamiliar"] += len(candidates) - len(near)
+            candidates = near
+        if self.cut > self.threshold:
+            audited = candidates[conf[candidates] >= self.cut]
+            self.rejected["audit"] += len(candidates) - len(audited)
+            candidates = audited
         if len(candidates) == 0:
             return empty, empty
         self._grow(proba.shape[1])
@@ -127,9 +208,13 @@ class PseudoLabelPolicy(base.Base):
         return {
             "true_labels": self.true_labels, "prior": self._prior, "given": self._given,
             "paused_until": self.paused_until, "accepted": self.accepted, "rejected": dict(self.rejected),
+            "audited": list(self._audited), "cut": self.cut,
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.true_labels, self._prior, self._given = state["true_labels"], state["prior"], state["given"]
         self.paused_until, self.accepted = state["paused_until"], state["accepted"]
         self.rejected = Counter(state["rejected"])
+        self._audited.clear()  # states from before the audit: none audited yet
+        self._audited.extend((float(c), bool(r)) for c, r in state.get("audited", []))
+        self.cut = float(state.get("cut", self.threshold))

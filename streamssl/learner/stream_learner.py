@@ -279,7 +279,8 @@ class StreamLearner(base.Classifier):
     pseudo_labels
         Learn from accepted pseudo-labels, guarded by a
         :class:`~streamssl.learner.pseudo.PseudoLabelPolicy` (threshold, warm-up, weight, class
-        balance, cooldown after a drift, and where they come from: ``source="self"``, the
+        balance, cooldown after a drift, the support of the memory's labelled events, the audit
+        of the threshold by the labels, and where they come from: ``source="self"``, the
         learner's own served answer, combined and calibrated, so that the threshold is a
         calibrated confidence: at 0.99 on elec2, kdd and spam at 5 % labels, precision
         0.989-0.994 against 0.966-0.982 when the main MLP's own probabilities chose,
@@ -828,6 +829,9 @@ class StreamLearner(base.Classifier):
         if challenger is not None and challenger is self.challenger:
             self.main.round(main_ok, Z, yt, self._featurize)
         self.policy.observe_labels(y, len(self.classes_))
+        if self.pseudo_labels is not False:  # the audit of the answers the policy is offered
+            offered = probas["memory"] if self.policy.source == "memory" and "memory" in probas else served
+            self.policy.observe_answers(offered.max(1), offered.argmax(1) == y)
         ones = torch.ones(len(y), device=self._device)
         remember = torch.ones(len(y), dtype=torch.bool, device=self._device)
         if self.challenger is not None:
@@ -909,7 +913,10 @@ class StreamLearner(base.Classifier):
         else:  # the served answer, so that the threshold is a calibrated confidence
             batch = self._batch(rows, Z)
             proba = self._served({name: self._head_proba(name, batch) for name in self.mix.asked()})
-        picked, labels = self.policy.select(proba, self.n_seen)
+        memory = self.heads.get("memory")
+        familiar = None if self.policy.support is None or memory is None else (
+            memory.memory.familiar(self._raw(Z), self.policy.support).cpu().numpy())
+        picked, labels = self.policy.select(proba, self.n_seen, familiar)
         if len(picked) == 0:
             return None
         self.last_pseudo_labels = (positions[picked], [self.classes_[c] for c in labels])

@@ -29,6 +29,8 @@ STREAMSSL_MODELS: dict[str, dict] = {
     # The mechanisms switched on (they did not win the tables):
     "streamssl-ssl": {"encoder": True},
     "streamssl-pseudo": {"pseudo_labels": True},  # the MLP's own confident predictions
+    "streamssl-pseudo-threshold-only": {"pseudo_labels": {"audit": None, "support": None}},  # no guard by the labels
+    "streamssl-pseudo-no-audit": {"pseudo_labels": {"audit": None}},  # the support guard without the audit
     "streamssl-cotrain": {"pseudo_labels": {"source": "memory"}},  # the memory's, for the MLP
     "streamssl-ssl-pseudo": {"encoder": True, "pseudo_labels": True},
     "streamssl-trees": {"trees": True},  # the head that splits (river ARF on the same features), explicit

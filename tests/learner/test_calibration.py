@@ -211,3 +211,6 @@ def test_pseudo_labels_taken_at_a_confidence_are_right_at_least_that_often():
         right += sum(int(truth[i + r] == label) for r, label in zip(rows, labels))
     assert accepted > 500
     assert right / accepted >= 0.97
+    # The policy audits the served answers of the labelled events that reached its threshold.
+    audited = list(model.policy._audited)
+    assert len(audited) > 50 and min(c for c, _ in audited) >= 0.97

@@ -64,3 +64,84 @@ def test_class_balance_caps_a_class_the_head_overpredicts():
 def test_invalid_settings_are_refused(kwargs):
     with pytest.raises(ValueError):
         PseudoLabelPolicy(**kwargs)
+
+
+def _offered(rng, n, bad_below):
+    """Answers offered at 0.99-1.0: right 96 % of the time below ``bad_below``, 99.9 % above."""
+    conf = rng.uniform(0.99, 1.0, n)
+    return conf, rng.random(n) < np.where(conf >= bad_below, 0.999, 0.96)
+
+
+def _stream(policy, rng, batches, bad_below, rate=0.05):
+    """5 % of each batch labelled (audited), the rest offered; the accepted ones' correctness."""
+    policy.observe_labels(np.array([0, 1]), n_classes=2)
+    right_accepted = []
+    for _ in range(batches):
+        conf, right = _offered(rng, 64, bad_below)
+        labelled = rng.random(64) < rate
+        policy.observe_answers(conf[labelled], right[labelled])
+        rows, _ = policy.select(np.stack([conf, 1 - conf], axis=1)[~labelled], position=10_000)
+        right_accepted += right[~labelled][rows].tolist()
+    return np.array(right_accepted)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_audit_keeps_accepted_pseudo_labels_right_as_often_as_the_threshold_says(seed):
+    # A top tail more confident than it is right: answers at 0.99-0.996 are right 96 % of the
+    # time. The threshold alone accepts them all (about 97.5 % right); the audit raises the cut.
+    alone = _stream(PseudoLabelPolicy(threshold=0.99, warmup=0, slack=10.0, audit=None),
+                    np.random.default_rng(seed), 400, bad_below=0.996)
+    policy = PseudoLabelPolicy(threshold=0.99, warmup=0, slack=10.0)
+    audited = _stream(policy, np.random.default_rng(seed), 400, bad_below=0.996)
+    assert alone.mean() < 0.98 and audited.mean() >= 0.99 and len(audited) > len(alone) / 4
+    assert 0.99 < policy.cut < 0.999 and policy.rejected["audit"] > 0
+    # Once the labels show every answer at 0.99 right again, the cut comes back down.
+    restored = PseudoLabelPolicy(threshold=0.99)
+    restored.load_state_dict(policy.state_dict())
+    assert restored.cut == policy.cut and list(restored._audited) == list(policy._audited)
+    _stream(restored, np.random.default_rng(seed + 10), 400, bad_below=0.99)
+    assert restored.cut == 0.99
+
+
+def test_with_every_answer_right_the_audit_takes_almost_all_that_the_threshold_does():
+    alone = _stream(PseudoLabelPolicy(threshold=0.99, warmup=0, slack=10.0, audit=None),
+                    np.random.default_rng(3), 400, bad_below=0.99)
+    audited = _stream(PseudoLabelPolicy(threshold=0.99, warmup=0, slack=10.0),
+                      np.random.default_rng(3), 400, bad_below=0.99)
+    assert len(audited) >= 0.9 * len(alone)
+
+
+def test_unfamiliar_events_are_not_labelled_and_are_counted():
+    policy = PseudoLabelPolicy(threshold=0.9, warmup=0, slack=10.0)
+    policy.observe_labels(np.array([0, 1]), n_classes=2)
+    proba = np.array([[0.99, 0.01], [0.02, 0.98], [0.995, 0.005]])
+    rows, _ = policy.select(proba, position=100, familiar=np.array([True, False, True]))
+    assert sorted(rows.tolist()) == [0, 2] and policy.rejected["unfamiliar"] == 1
+
+
+def test_a_new_class_far_from_every_label_is_not_pseudo_labelled_as_an_old_one():
+    """Two classes split at 0 for 3,000 events, then 640 of a class never labelled, far away:
+    the MLPs extrapolate and answer them confidently as class 1, and the threshold alone takes
+    nearly all. The guard takes a few, late: the standardiser moves towards the new events, and
+    the memory's events were stored standardised as they came."""
+    from streamssl.learner import StreamLearner
+
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(size=(3000, 3)), rng.normal(loc=6.0, size=(640, 3))]
+    truth = np.r_[(X[:3000, 0] > 0).astype(int), np.full(640, 2)]
+    known = np.r_[rng.random(3000) < 0.2, np.zeros(640, dtype=bool)]  # the new class: no label yet
+
+    def taken(support):
+        model = StreamLearner(seed=0, pseudo_labels=PseudoLabelPolicy(threshold=0.9, warmup=50, support=support),
+                              trees=False)
+        new = 0
+        for i in range(0, len(X), 64):
+            model.learn_many(X[i:i + 64], [int(t) if k else None for t, k in zip(truth[i:i + 64], known[i:i + 64])])
+            rows, _ = model.last_pseudo_labels
+            new += int((i + rows >= 3000).sum())
+        assert model.policy.accepted - new > 300  # the old classes' events are still labelled
+        return new, model.policy.rejected["unfamiliar"]
+
+    alone, _ = taken(None)
+    guarded, unfamiliar = taken(0.95)
+    assert alone > 0.9 * 640 and guarded < 0.1 * 640 and unfamiliar > 500

@@ -107,8 +107,8 @@ def test_pseudo_labels_in_the_learner_pass_the_threshold():
     seen = []
     real_select = model.policy.select
 
-    def spy(proba, position):
-        rows, labels = real_select(proba, position)
+    def spy(proba, position, familiar=None):
+        rows, labels = real_select(proba, position, familiar)
         seen.append(proba[rows].max(1) if len(rows) else np.zeros(0))
         return rows, labels
 
