@@ -434,6 +434,24 @@ def test_syncing_a_learner_twice_does_not_count_twice():
     assert value("streamssl_ssl_loss") == 0.25
 
 
+def test_the_pseudo_label_cut_is_exported_while_pseudo_labels_are_on():
+    from streamssl.learner import StreamLearner
+    from streamssl.learner.pseudo import PseudoLabelPolicy
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(256, 3))
+    for policy in (False, PseudoLabelPolicy(threshold=0.95, warmup=10)):
+        registry = CollectorRegistry()
+        metrics, learner = LearnerMetrics(registry), StreamLearner(pseudo_labels=policy, trees=False, seed=0)
+        learner.learn_many(X, [int(a > 0) if i % 4 == 0 else None for i, (a, *_) in enumerate(X)])
+        learner.policy.observe_answers(np.full(200, 0.96), np.arange(200) % 5 != 0)  # 80 % right at 0.96
+        metrics.sync_learner(learner)
+        cut = registry.get_sample_value("streamssl_pseudo_label_cut", {"threshold": "0.95"})
+        assert cut is None if policy is False else cut == learner.policy.cut > 0.96
+        samples = [s for family in registry.collect() for s in family.samples if s.name == "streamssl_pseudo_label_cut"]
+        assert len(samples) == (0 if policy is False else 1)  # no sample at all while off
+
+
 def test_collapse_measures_are_exported_from_a_real_learner():
     from streamssl.learner import StreamLearner
     from streamssl.ssl.continual import Encoder

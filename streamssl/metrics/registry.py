@@ -37,6 +37,10 @@ class LearnerMetrics:
         self.pseudo_rejected = Counter("streamssl_pseudo_labels_rejected",
                                        "Unlabelled events not used as pseudo-labels, by the guard that refused them.",
                                        ["reason"], registry=r)
+        self.pseudo_cut = Gauge(
+            "streamssl_pseudo_label_cut", "The lowest served confidence taken as a pseudo-label now: the threshold, "
+            "or above it where the labels' audit showed answers at the threshold right less often (above 1: none "
+            "taken). Labelled with the threshold; only while pseudo-labels are on.", ["threshold"], registry=r)
         self.pseudo_scored = Counter(
             "streamssl_pseudo_labels_scored", "Accepted pseudo-labels whose true label became known, by outcome "
             "(correct or wrong): their precision where it is known.", ["outcome"], registry=r)
@@ -92,6 +96,8 @@ class LearnerMetrics:
             for reason, n in policy.rejected.items():
                 self.pseudo_rejected.labels(reason=reason).inc(n - self._seen_rejections[reason])
                 self._seen_rejections[reason] = n
+            if getattr(learner, "pseudo_labels", False) is not False:
+                self.pseudo_cut.labels(threshold=f"{policy.threshold:g}").set(policy.cut)
         monitor = getattr(learner, "monitor", None)
         if monitor is not None:
             for key, n in monitor.counts.items():
