@@ -103,13 +103,14 @@ def build() -> dashboard.Dashboard:
                      .format(PromQueryFormat.HEATMAP)))
     board = board.with_panel(series(
         "Pseudo-labels", "Share of unlabelled events accepted as pseudo-labels; their precision over the last hour, "
-        "where known (the true label of a pseudo-labelled event arrived later); and the guards that refused the rest "
-        "(per second).",
+        "where known (the true label of a pseudo-labelled event arrived later); the lowest confidence taken now (the "
+        "threshold, or above it where the labels' audit raised it); and the guards that refused the rest (per second).",
         [("sum(rate(streamssl_pseudo_labels_accepted_total[$__rate_interval])) / "
           'clamp_min(sum(rate(streamssl_events_processed_total{kind="unlabelled"}[$__rate_interval])), 1e-9)',
           "accepted share"),
          ('sum(increase(streamssl_pseudo_labels_scored_total{outcome="correct"}[1h])) / '
           "sum(increase(streamssl_pseudo_labels_scored_total[1h]))", "precision (1 h)"),
+         ("max(streamssl_pseudo_label_cut)", "lowest confidence taken"),
          ("sum by (reason) (rate(streamssl_pseudo_labels_rejected_total[$__rate_interval]))", "refused: {{reason}}")],
         minimum=0))
     board = board.with_panel(series(
