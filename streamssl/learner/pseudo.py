@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections import Counter, deque
-
 import math
+from collections import Counter, deque
 
 import numpy as np
 from river import base
