@@ -904,16 +904,15 @@ class StreamLearner(base.Classifier):
             self._react(self.monitor.update("entropy", [float(entropy)], self.n_seen))
         if self.pseudo_labels is False:
             return None
+        memory = self.heads.get("memory")
         if self.policy.source == "memory":
             # Co-training: the memory, another learner over another view, labels for the MLP.
-            memory = self.heads.get("memory")
             if memory is None or len(memory.memory) < memory.memory.k:
                 return None
             proba = memory.memory.predict_proba(self._raw(Z), len(self.classes_)).cpu().numpy()
         else:  # the served answer, so that the threshold is a calibrated confidence
             batch = self._batch(rows, Z)
             proba = self._served({name: self._head_proba(name, batch) for name in self.mix.asked()})
-        memory = self.heads.get("memory")
         familiar = None if self.policy.support is None or memory is None else (
             memory.memory.familiar(self._raw(Z), self.policy.support).cpu().numpy())
         picked, labels = self.policy.select(proba, self.n_seen, familiar)

@@ -116,7 +116,8 @@ def switch_settings(values: Mapping[str, Any], by: Literal["flag", "key"]) -> di
         value = tuple(value) if s.repeated and value is not None else value
         if s.setting is None:
             out[s.argument] = value
+        elif value is not None:
+            out[s.argument] = {**(out.get(s.argument) or {}), s.setting: value}
         else:
-            given = {**(out.get(s.argument) or {}), **({s.setting: value} if value is not None else {})}
-            out[s.argument] = given or None
+            out.setdefault(s.argument, None)
     return out
