@@ -16,6 +16,7 @@ from streamssl.learner.calibration import TemperatureCalibrator
 from streamssl.learner.classifier import MLPHead
 from streamssl.learner.combine import EWA, Select
 from streamssl.learner.duel import Duel
+from streamssl.learner.linear import OnlineLinear
 from streamssl.learner.memory import NearestNeighbourMemory
 from streamssl.learner.pseudo import PseudoLabelPolicy
 from streamssl.learner.temporal import TemporalContext
@@ -35,6 +36,7 @@ CONFIGS = {  # the default, then each other part switched in turn (without the t
         "combiner": EWA(rate=1.0, share=0.05), "calibrate": TemperatureCalibrator(window=64),
         "pseudo_labels": PseudoLabelPolicy(threshold=0.9, warmup=10), "duel": Duel(min_labels=10), "trees": False,
         "drift": DriftMonitor(("error:DDM", "residual:CUSUM"), respond=False),
+        "linear": OnlineLinear(lr=0.02, link="softmax"),
     },
 }
 

@@ -36,6 +36,7 @@ from .temporal import TemporalContext
 PARTS: dict[str, type] = {
     "temporal": TemporalContext, "encoder": Encoder, "mlp": MLPHead, "memory": NearestNeighbourMemory,
     "calibrate": TemperatureCalibrator, "pseudo_labels": PseudoLabelPolicy, "duel": Duel, "drift": DriftMonitor,
+    "linear": OnlineLinear,
 }
 
 
@@ -172,7 +173,7 @@ class StreamLearner(base.Classifier):
     events: an MLP on everything, an MLP on the event's own features (for streams where the past
     is noise), a nearest-neighbour memory over the last labelled events (for many classes with
     few labels each, and right after a change), river's adaptive random forests on the same
-    features and on the event's own (heads that split) and a linear head (softmax regression,
+    features and on the event's own (heads that split) and a linear head (logistic regression,
     steady with few labels). The MLPs learn from
     true labels (with a replay of recent ones) and from pseudo-labels that pass a
     :class:`PseudoLabelPolicy`, either their own confident predictions or the memory's
@@ -253,12 +254,14 @@ class StreamLearner(base.Classifier):
         the forest among the context's four times as many columns rarely gets to choose it:
         Luxembourg +1.8 / +4.2 points at 1 % / 5 % labels (``benchmarks/results/raw-tree``).
     linear
-        A linear head: softmax regression on the event's own standardised features, one SGD
-        step per label in order, as river's logistic regression behind a scaler learns
-        (:class:`~streamssl.learner.linear.OnlineLinear`). Few labels move it little, so it is
-        a steady answer where the MLPs overfit their replay: +0.30 / +0.19 points of mean
-        accuracy over the suite at 1 % / 5 % labels, spam +1.4 / +0.9
-        (``benchmarks/results/linear``); a matrix product per micro-batch.
+        A linear head (:class:`~streamssl.learner.linear.OnlineLinear`, or one with settings):
+        by default river's logistic regression behind a scaler, one-vs-rest on the event's own
+        features standardised by the labelled events, one SGD step per label in order. Few
+        labels move it little, so it is a steady answer where the MLPs overfit their replay:
+        +0.30 / +0.19 points of mean accuracy over the suite at 1 % / 5 % labels, spam +1.4 /
+        +0.9 (``benchmarks/results/linear``, as softmax regression on the learner's
+        standardisation; river's recipe gained spam a further +0.4 / +0.7,
+        ``benchmarks/results/linear-recipe``); a matrix product per micro-batch.
     members
         More members by name: any river classifiers (a fresh clone of each learns on the same
         features as the tree head, :class:`~streamssl.learner.members.RiverMember`), weighed
@@ -345,7 +348,7 @@ class StreamLearner(base.Classifier):
         memory: bool | NearestNeighbourMemory = True,
         trees: bool | base.Classifier = True,
         raw_tree: bool | base.Classifier = True,
-        linear: bool = True,
+        linear: bool | OnlineLinear = True,
         members: dict[str, base.Classifier] | None = None,
         combiner: str | EWA | Select = "ewa",
         calibrate: bool | TemperatureCalibrator = True,
@@ -365,6 +368,7 @@ class StreamLearner(base.Classifier):
         _check_part("trees", trees, base.Classifier)
         _check_part("raw_tree", raw_tree, base.Classifier)
         _check_part("drift", drift, DriftMonitor)
+        _check_part("linear", linear, OnlineLinear)
         self.temporal = temporal
         self.temporal_ssl = temporal_ssl
         self.encoder = encoder
@@ -421,7 +425,7 @@ class StreamLearner(base.Classifier):
         temporal = self.features.context is not None
         trees = self.trees is not False  # a river forest has a length: never read a part as a truth value
         built = {"mlp": True, "raw": temporal and self.raw_head, "memory": self._memory is not None, "tree": trees,
-                 "raw-tree": temporal and trees and self.raw_tree is not False, "linear": self.linear}
+                 "raw-tree": temporal and trees and self.raw_tree is not False, "linear": self.linear is not False}
         names = [name for name in HEADS if built[name]] + list(self.members or {})
         # How the heads answer together, learned from their prequential outcomes on labelled events.
         combiner = COMBINERS[self.combiner]() if isinstance(self.combiner, str) else self.combiner
@@ -468,8 +472,8 @@ class StreamLearner(base.Classifier):
             tree = (forest.ARFClassifier(max_features=features, seed=self.seed) if self.raw_tree is True
                     else self.raw_tree.clone())
             self.heads["raw-tree"] = RiverMember(tree, own_features=True)
-        if self.linear:
-            self.heads["linear"] = LinearMember(OnlineLinear(self.n_inputs_))
+        if self.linear is not False:
+            self.heads["linear"] = LinearMember(_part(self.linear, OnlineLinear))
             self.heads["linear"].add_classes(len(self.classes_))
         for name, model in (self.members or {}).items():
             self.heads[name] = RiverMember(model.clone())

@@ -71,8 +71,8 @@ SWITCHES: tuple[Switch, ...] = (
     Switch("memory", "memory", "memory", "the nearest-neighbour memory head (default: on)"),
     Switch("trees", "trees", "trees", "the tree heads, river's adaptive random forests on the same features and on "
            "the event's own (default: on; --no-trees for about twice the events/s at 5 %% labels)"),
-    Switch("linear", "linear", "linear", "the linear head, softmax regression on the event's own features learned "
-           "one SGD step per label (default: on)"),
+    Switch("linear", "linear", "linear", "the linear head, logistic regression (one-vs-rest) on the event's own "
+           "features learned one SGD step per label (default: on)"),
     Switch("calibrate", "calibrate", "calibrate", "calibrate the served answer: one temperature refit on the last "
            "128 labelled events, so a confidence of 0.9 is right about 90 %% of the time (default: on)"),
     Switch("drift", "drift", "drift_channels", "a drift channel: a detector watching a signal, e.g. "

@@ -36,7 +36,9 @@ STREAMSSL_MODELS: dict[str, dict] = {
     "streamssl-trees": {"trees": True},  # the head that splits (river ARF on the same features), explicit
     "streamssl-no-trees": {"trees": False},
     "streamssl-no-raw-tree": {"raw_tree": False},  # the forest on the context alone: the default before 2026-12-04
-    "streamssl-linear": {"linear": True},  # the linear head (softmax regression on the own features), explicit
+    "streamssl-linear": {"linear": True},  # the linear head (logistic regression on the own features), explicit
+    # The linear head as it was before 2026-12-05: softmax regression on the learner's standardisation.
+    "streamssl-linear-softmax": {"linear": {"link": "softmax", "scale": False}},
     "streamssl-no-linear": {"linear": False},  # without it: the default before 2026-12-03
     "streamssl-uncalibrated": {"calibrate": False},  # the combined answer served as it is
     "streamssl-uniform-replay": {"mlp": {"balanced_replay": False}},  # replay drawn uniformly: the default before 2026-12-03

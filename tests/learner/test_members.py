@@ -7,6 +7,7 @@ import pytest
 from river import linear_model, multiclass
 
 from streamssl.learner import StreamLearner
+from streamssl.learner.linear import OnlineLinear
 from streamssl.state import checkpoint
 
 
@@ -86,6 +87,20 @@ def test_the_linear_head_is_a_member_scored_and_checkpointed_like_the_others(tmp
     restored.learn_many(X[600:], y[600:])
     assert restored.experts == model.experts
     assert "linear" not in StreamLearner(linear=False, seed=0).mix.members
+
+
+def test_checkpoints_from_before_the_linear_recipe_go_on_with_the_softmax_they_learned():
+    """Before 2026-12-05 the linear head was softmax regression on the learner's standardisation,
+    its state the weights alone, its setting ``linear=True``."""
+    X, y = _stream(300, seed=6)
+    model = StreamLearner(seed=0, linear=OnlineLinear(link="softmax", scale=False))
+    model.learn_many(X[:200], y[:200])
+    state = model.state_dict()
+    state["params"]["linear"] = True
+    state["members"]["linear"] = {k: state["members"]["linear"][k] for k in ("W", "b")}
+    restored = StreamLearner.from_state_dict(state)
+    assert (restored.heads["linear"].model.link, restored.heads["linear"].model.scale) == ("softmax", False)
+    np.testing.assert_array_equal(restored.predict_proba_many(X[200:]), model.predict_proba_many(X[200:]))
 
 
 @pytest.mark.parametrize("switch, head, seed", [("linear", "linear", 4), ("raw_tree", "raw-tree", 5)])
