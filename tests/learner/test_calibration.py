@@ -195,21 +195,24 @@ def test_checkpoints_from_before_calibration_serve_as_they_did():
 def test_pseudo_labels_taken_at_a_confidence_are_right_at_least_that_often():
     """The policy's threshold applies to the served, calibrated answer: pseudo-labels accepted at
     0.97 are right at least 97 % of the time on a stream whose certainty varies (labels noisy
-    near the boundary, certain far from it). Chosen by the main MLP's own probabilities, as
-    before, they were right 96.8 % of the time here."""
-    rng = np.random.default_rng(5)
-    n = 8000
-    X = rng.normal(size=(n, 3))
-    truth = (X[:, 0] + 0.5 * rng.normal(size=n) > 0).astype(int)
-    y = [int(t) if i % 10 == 0 else None for i, t in enumerate(truth)]
-    model = StreamLearner(seed=0, pseudo_labels=PseudoLabelPolicy(threshold=0.97, warmup=50), trees=False)
+    near the boundary, certain far from it), pooled over seven draws of it. One draw accepts
+    400–1,400, so its own rate moves by about a point from draw to draw (0.960–1.000 with the
+    linear head of 2026-12-05; 98.2 % pooled). Chosen by the main MLP's own probabilities, as
+    before, they were right 96.8 % of the time on one draw."""
     accepted = right = 0
-    for i in range(0, n, 100):
-        model.learn_many(X[i:i + 100], y[i:i + 100])
-        rows, labels = model.last_pseudo_labels
-        accepted += len(rows)
-        right += sum(int(truth[i + r] == label) for r, label in zip(rows, labels))
-    assert accepted > 500
+    for seed in range(1, 8):
+        rng = np.random.default_rng(seed)
+        n = 8000
+        X = rng.normal(size=(n, 3))
+        truth = (X[:, 0] + 0.5 * rng.normal(size=n) > 0).astype(int)
+        y = [int(t) if i % 10 == 0 else None for i, t in enumerate(truth)]
+        model = StreamLearner(seed=0, pseudo_labels=PseudoLabelPolicy(threshold=0.97, warmup=50), trees=False)
+        for i in range(0, n, 100):
+            model.learn_many(X[i:i + 100], y[i:i + 100])
+            rows, labels = model.last_pseudo_labels
+            accepted += len(rows)
+            right += sum(int(truth[i + r] == label) for r, label in zip(rows, labels))
+    assert accepted > 3000
     assert right / accepted >= 0.97
     # The policy audits the served answers of the labelled events that reached its threshold.
     audited = list(model.policy._audited)
