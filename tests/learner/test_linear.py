@@ -36,19 +36,25 @@ def test_the_default_is_rivers_scaled_one_vs_rest_logistic_regression():
     assert model.n_classes == 3
 
 
+def _autograd_sgd(X: np.ndarray, y: np.ndarray, loss_of, lr: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference: weights and biases after one autograd SGD step of ``loss_of(logits, label)``
+    per row, in order, from zero."""
+    W = torch.zeros(X.shape[1], 3, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    for x, label in zip(X, y):
+        gW, gb = torch.autograd.grad(loss_of(torch.as_tensor(x) @ W + b, int(label)), (W, b))
+        with torch.no_grad():
+            W -= lr * gW
+            b -= lr * gb
+    return W.detach(), b.detach()
+
+
 def test_softmax_on_given_rows_is_one_sgd_step_on_the_log_loss_as_autograd_computes_it():
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(30, 4)), rng.integers(0, 3, size=30)
     model = OnlineLinear(lr=0.05, link="softmax", scale=False)
     model.add_classes(3)
-    W = torch.zeros(4, 3, dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(3, dtype=torch.float64, requires_grad=True)
-    for x, label in zip(X, y):  # the reference: autograd, one row at a time
-        loss = F.cross_entropy((torch.as_tensor(x)[None] @ W + b), torch.tensor([int(label)]))
-        gW, gb = torch.autograd.grad(loss, (W, b))
-        with torch.no_grad():
-            W -= 0.05 * gW
-            b -= 0.05 * gb
+    W, b = _autograd_sgd(X, y, lambda logits, label: F.cross_entropy(logits[None], torch.tensor([label])))
     model.learn(X, y)
     np.testing.assert_allclose(model.W, W.detach().numpy(), atol=1e-12)
     np.testing.assert_allclose(model.b, b.detach().numpy(), atol=1e-12)
@@ -72,15 +78,8 @@ def test_one_vs_rest_steps_each_class_by_its_own_binary_log_loss():
     X, y = rng.normal(size=(30, 4)), rng.integers(0, 3, size=30)
     model = OnlineLinear(lr=0.05, scale=False)
     model.add_classes(3)
-    W = torch.zeros(4, 3, dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(3, dtype=torch.float64, requires_grad=True)
-    for x, label in zip(X, y):
-        target = F.one_hot(torch.tensor(int(label)), 3).double()
-        loss = F.binary_cross_entropy_with_logits(torch.as_tensor(x) @ W + b, target, reduction="sum")
-        gW, gb = torch.autograd.grad(loss, (W, b))
-        with torch.no_grad():
-            W -= 0.05 * gW
-            b -= 0.05 * gb
+    W, b = _autograd_sgd(X, y, lambda logits, label: F.binary_cross_entropy_with_logits(
+        logits, F.one_hot(torch.tensor(label), 3).double(), reduction="sum"))
     model.learn(X, y)
     np.testing.assert_allclose(model.W, W.detach().numpy(), atol=1e-12)
     sig = torch.sigmoid(torch.as_tensor(X) @ W + b).detach().numpy()
