@@ -162,6 +162,80 @@ class LogPool(EWA):
         return out / out.sum(axis=1, keepdims=True)
 
 
+class Vote(EWA):
+    """EWA's weights, each member voting for its argmax with its weight (ties to the pooled
+    probabilities), instead of averaging the members' probabilities: an over-confident member
+    of small weight cannot outvote the others."""
+
+    def combine(self, probas):
+        weights = self.weights
+        pooled = super().combine(probas)
+        votes = sum(weights[name] * np.eye(p.shape[1])[p.argmax(axis=1)] for name, p in probas.items())
+        out = votes + 1e-6 * pooled
+        return out / out.sum(axis=1, keepdims=True)
+
+
+class AdaHedge(EWA):
+    """EWA whose rate is AdaHedge's (de Rooij et al., 2014): ln(K) over the mixability gap the
+    mix has incurred so far, so it starts at follow-the-leader and softens as the members
+    prove hard to tell apart; the same fixed share after each labelled event."""
+
+    def __init__(self, members, share: float = 0.02, min_weight: float = 1e-3) -> None:
+        super().__init__(members, share=share, min_weight=min_weight)
+        self.gap = 0.0
+
+    def update(self, outcomes) -> None:
+        scored = [n for n in self.members if n in outcomes]
+        if not scored:
+            return
+        errors = {n: 1.0 - np.asarray(outcomes[n], dtype=np.float64) for n in scored}
+        mean = np.mean(list(errors.values()), axis=0)
+        losses = np.stack([errors.get(n, mean) for n in self.members])
+        w = np.array(list(self.weights.values()))
+        k = len(w)
+        for t in range(losses.shape[1]):
+            loss = losses[:, t]
+            eta = math.log(k) / self.gap if self.gap > 0 else math.inf
+            h = float(w @ loss)
+            if math.isinf(eta):
+                support = w > 0
+                m = float(loss[support].min())
+                new = np.where(loss == loss[support].min(), w, 0.0)
+            else:
+                lmin = loss.min()
+                z = w * np.exp(-eta * (loss - lmin))
+                m = lmin - math.log(z.sum()) / eta
+                new = z
+            self.gap += max(h - m, 0.0)
+            w = (1.0 - self.share) * new / new.sum() + self.share / k
+        self.logw = dict(zip(self.members, np.log(w).tolist()))
+
+
+class AnytimeEWA(EWA):
+    """EWA whose rate falls with the labelled events seen, sqrt(8 ln K / t) (the anytime Hedge
+    rate), floored at ``floor``; the same fixed share."""
+
+    def __init__(self, members, floor: float = 0.1, share: float = 0.02) -> None:
+        super().__init__(members, share=share)
+        self.floor, self.t = floor, 0
+
+    def update(self, outcomes) -> None:
+        scored = [n for n in self.members if n in outcomes]
+        if not scored:
+            return
+        errors = {n: 1.0 - np.asarray(outcomes[n], dtype=np.float64) for n in scored}
+        mean = np.mean(list(errors.values()), axis=0)
+        losses = np.stack([errors.get(n, mean) for n in self.members])
+        w = np.array(list(self.weights.values()))
+        k = len(w)
+        for t in range(losses.shape[1]):
+            self.t += 1
+            eta = max(math.sqrt(8 * math.log(k) / self.t), self.floor)
+            w = w * np.exp(-eta * losses[:, t])
+            w = (1.0 - self.share) * w / w.sum() + self.share / k
+        self.logw = dict(zip(self.members, np.log(w).tolist()))
+
+
 VARIANTS = {
     "default": lambda m: EWA(m),
     "ewa-r0.25": lambda m: EWA(m, rate=0.25),
@@ -176,6 +250,11 @@ VARIANTS = {
     "margin-z1": lambda m: Margin(m, 200, 1.0),
     "margin-z2": lambda m: Margin(m, 200, 2.0),
     "logpool": lambda m: LogPool(m),
+    "vote": lambda m: Vote(m),
+    "adahedge": lambda m: AdaHedge(m),
+    "adahedge-s0.005": lambda m: AdaHedge(m, share=0.005),
+    "anytime": lambda m: AnytimeEWA(m),
+    "anytime-f0.25": lambda m: AnytimeEWA(m, floor=0.25),
 }
 
 
