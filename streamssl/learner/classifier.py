@@ -138,19 +138,22 @@ class OnlineMLPClassifier(GeneratorPickling):
         self.net.train()
         # Steps scale with the label mass that arrived (pseudo-labels count by their weight).
         n_steps = min(self.max_steps, max(self.steps, round(mass * self.steps_per_row)))
-        chance = self.replay_chances() if n_replay and self.balanced else None
-        for _ in range(n_steps):
-            xs, ys, ws = Z, y, weight
-            if n_replay:
-                if chance is not None:
-                    idx = torch.multinomial(chance, self.replay_batch, replacement=True, generator=self.generator)
-                else:
-                    idx = torch.randint(0, n_replay, (self.replay_batch,), generator=self.generator,
-                                        device=self.device)
-                xs = torch.cat([Z, self._zbuf[idx]])
-                ys = torch.cat([y, self._ybuf[idx]])
-                ws = torch.cat([weight, torch.ones(len(idx), device=self.device)])
-            self._step(featurize(xs), ys, ws)
+        if not n_replay:
+            for _ in range(n_steps):
+                self._step(featurize(Z), y, weight)
+        else:
+            # Every step's replay rows drawn at once (on the CPU the generator gives the same
+            # draws as step by step) and gathered at once; each step adds them to the new rows.
+            draws = n_steps * self.replay_batch
+            if self.balanced:
+                idx = torch.multinomial(self.replay_chances(), draws, replacement=True, generator=self.generator)
+            else:
+                idx = torch.randint(0, n_replay, (draws,), generator=self.generator, device=self.device)
+            idx = idx.view(n_steps, self.replay_batch)
+            zs, ys = self._zbuf[idx], self._ybuf[idx]
+            ws = torch.cat([weight, torch.ones(self.replay_batch, device=self.device)])
+            for i in range(n_steps):
+                self._step(featurize(torch.cat([Z, zs[i]])), torch.cat([y, ys[i]]), ws)
         if bool(remember.any()):
             self._remember(Z[remember], y[remember])
 
@@ -162,36 +165,52 @@ class OnlineMLPClassifier(GeneratorPickling):
         out here: at this size autograd's bookkeeping costs as much as the arithmetic (a step
         on 45 rows of 32 features: 0.41 ms with autograd, 0.21 ms written out, on 2 cores)."""
         first, last, k = self.net[0], self.net[2], self.n_classes
+        full = k == last.out_features  # else the rows of classes not met yet get no gradient
+        w2, b2 = (last.weight, last.bias) if full else (last.weight[:k], last.bias[:k])
         a = torch.addmm(first.bias, H, first.weight.t())
-        cdf = 0.5 * (1.0 + torch.erf(a * _SQRT_HALF))
+        cdf = (a * _SQRT_HALF).erf_().add_(1.0).mul_(0.5)  # GELU: a * Phi(a)
         h = a * cdf
-        g = torch.softmax(torch.addmm(last.bias[:k], h, last.weight[:k].t()), dim=1)
-        g[torch.arange(len(y), device=g.device), y] -= 1.0
+        g = torch.softmax(torch.addmm(b2, h, w2.t()), dim=1)
+        g.scatter_add_(1, y.unsqueeze(1), torch.full((len(y), 1), -1.0, device=g.device))  # minus the one-hot
         g *= (weight / weight.sum()).unsqueeze(1)
-        d_last_w, d_last_b = torch.zeros_like(last.weight), torch.zeros_like(last.bias)
-        d_last_w[:k], d_last_b[:k] = g.t() @ h, g.sum(0)
-        da = (g @ last.weight[:k]) * (cdf + a * torch.exp(-0.5 * a * a) * _INV_SQRT_2PI)
+        if full:
+            d_last_w, d_last_b = g.t() @ h, g.sum(0)
+        else:
+            d_last_w, d_last_b = torch.zeros_like(last.weight), torch.zeros_like(last.bias)
+            d_last_w[:k], d_last_b[:k] = g.t() @ h, g.sum(0)
+        # Phi'(a) written with in-place steps in the order of cdf + a * exp(-a^2 / 2) / sqrt(2 pi).
+        slope = (a * -0.5).mul_(a).exp_().mul_(a).mul_(_INV_SQRT_2PI).add_(cdf)
+        da = (g @ w2).mul_(slope)
         self._adam((da.t() @ H, da.sum(0), d_last_w, d_last_b))
 
     def _adam(self, grads: tuple[torch.Tensor, ...]) -> None:
         """Adam's update of the network's parameters (in ``optimizer``'s order) by ``grads``:
         the arithmetic of ``torch.optim.Adam`` (no weight decay, no AMSGrad) on its own state
         and settings, so checkpoints hold the same optimizer state, without the per-call hooks
-        and dispatch of ``optimizer.step()`` (half the cost of a step at this size)."""
+        and dispatch of ``optimizer.step()`` (half the cost of a step at this size). Each
+        operation is applied to all the parameters at once (torch's ``_foreach`` kernels, as
+        torch's Adam with ``foreach=True``): the same arithmetic per tensor, a third of the time.
+        The parameters are always stepped together, so they share one step count."""
         group = self.optimizer.param_groups[0]
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-        for param, grad in zip(group["params"], grads):
-            state = self.optimizer.state[param]
-            if not state:  # as torch's Adam starts it
+        params = group["params"]
+        states = [self.optimizer.state[param] for param in params]
+        if not states[0]:  # as torch's Adam starts it
+            for param, state in zip(params, states):
                 state["step"] = torch.tensor(0.0, dtype=torch.float32)
                 state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-            state["step"] += 1
-            step = state["step"].item()
-            state["exp_avg"].lerp_(grad, 1 - beta1)
-            state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            denom = (state["exp_avg_sq"].sqrt() / (1 - beta2 ** step) ** 0.5).add_(eps)
-            param.addcdiv_(state["exp_avg"], denom, value=-(lr / (1 - beta1 ** step)))
+        torch._foreach_add_([state["step"] for state in states], 1.0)
+        step = states[0]["step"].item()
+        exp_avg = [state["exp_avg"] for state in states]
+        exp_avg_sq = [state["exp_avg_sq"] for state in states]
+        torch._foreach_lerp_(exp_avg, list(grads), 1 - beta1)
+        torch._foreach_mul_(exp_avg_sq, beta2)
+        torch._foreach_addcmul_(exp_avg_sq, list(grads), list(grads), value=1 - beta2)
+        denom = torch._foreach_sqrt(exp_avg_sq)
+        torch._foreach_div_(denom, (1 - beta2 ** step) ** 0.5)
+        torch._foreach_add_(denom, eps)
+        torch._foreach_addcdiv_(list(params), exp_avg, denom, value=-(lr / (1 - beta1 ** step)))
 
     def flush(self, featurize: Featurize | None = None) -> None:
         """Learn the rows waiting for their ``group`` to fill, if any, now."""

@@ -93,3 +93,30 @@ def test_a_step_moves_the_weights_as_autograd_and_adam_would(n_classes):
         for mine, theirs in zip(head.net.parameters(), twin.net.parameters()):
             assert torch.allclose(mine, theirs, atol=1e-6)
     assert all(not torch.equal(a, b) for a, b in zip(head.net.parameters(), before.net.parameters()))  # it learned
+
+
+@pytest.mark.parametrize("balanced", [True, False])
+def test_replay_drawn_for_all_steps_at_once_is_the_replay_drawn_step_by_step(balanced):
+    """learn() draws every step's replay rows in one call; the weights must be exactly those
+    of drawing them step by step from the same generator (as the loop did before)."""
+    import copy
+
+    head = OnlineMLPClassifier(n_inputs=4, hidden=8, replay=32, replay_batch=8, steps_per_row=2.0,
+                               max_steps=6, balanced=balanced, seed=3)
+    head.add_classes(3)
+    X, y = blobs(60, 3, seed=1)
+    head.learn(X[:40], y[:40], torch.ones(40), remember=torch.ones(40, dtype=torch.bool))  # fills the replay
+    twin = copy.deepcopy(head)
+    Z, yz, w = X[40:45], y[40:45], torch.rand(5) + 0.5
+    head.learn(Z, yz, w)
+    n_replay = min(twin._stored, twin.replay)
+    chance = twin.replay_chances()
+    for _ in range(min(twin.max_steps, max(twin.steps, round(float(w.sum()) * twin.steps_per_row)))):
+        if balanced:
+            idx = torch.multinomial(chance, twin.replay_batch, replacement=True, generator=twin.generator)
+        else:
+            idx = torch.randint(0, n_replay, (twin.replay_batch,), generator=twin.generator)
+        twin._step(torch.cat([Z, twin._zbuf[idx]]), torch.cat([yz, twin._ybuf[idx]]),
+                   torch.cat([w, torch.ones(len(idx))]))
+    for mine, theirs in zip(head.net.parameters(), twin.net.parameters()):
+        assert torch.equal(mine, theirs)
