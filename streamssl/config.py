@@ -303,6 +303,21 @@ class _LearnerSettings(_Section):
     device: str = "cpu"  # "auto": CUDA when present (slower for the default learner: README)
     threads: int = Field(1, ge=1)
     seed: int = 0
+    # Settings of the learner's parts by name, over what the switches make: e.g.
+    # {mlp: {max_steps: 64}} (streamssl.learner.PARTS; a part given settings is on).
+    parts: dict[str, dict[str, bool | int | float | str | list[float] | list[str] | None]] = {}
+
+    @model_validator(mode="after")
+    def _check_parts(self) -> "_LearnerSettings":
+        if not self.parts:
+            return self
+        from .learner.stream_learner import part_with  # torch: only for a config that sets parts
+        from .learner.switches import switch_settings
+
+        switched = switch_settings(dict(self), "key")
+        for name, values in self.parts.items():
+            part_with(name, values, False if switched.get(name) is False else None)  # ValueError: what is wrong
+        return self
 
     @model_validator(mode="after")
     def _check_drift_channels(self) -> "_LearnerSettings":

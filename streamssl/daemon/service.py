@@ -135,7 +135,8 @@ class Daemon:
 
         lc = self.config.learner
         return build_learner(lc.threshold, lc.device, lc.seed, lc.threads, lc.objective,
-                             objective_params=dict(lc.objective_params) or None, **switch_settings(dict(lc), "key"))
+                             objective_params=dict(lc.objective_params) or None, parts=dict(lc.parts) or None,
+                             **switch_settings(dict(lc), "key"))
 
     def _warm_up(self) -> None:
         """One learning step on a scratch learner, so that torch's lazy imports (a second or

@@ -6,7 +6,7 @@ daemon's config read :mod:`streamssl.learner.switches` without importing torch.
 
 from typing import Any
 
-__all__ = ["StreamLearner", "build_learner"]
+__all__ = ["PARTS", "StreamLearner", "build_learner", "part_with"]
 
 
 def __getattr__(name: str) -> Any:

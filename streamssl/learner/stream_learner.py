@@ -42,7 +42,7 @@ PARTS: dict[str, type] = {
 
 def build_learner(threshold: float = 0.99, device: str = "cpu", seed: int = 0, threads: int = 1,
                   objective: str | None = None, objective_params: dict | None = None,
-                  **switches: bool | None) -> "StreamLearner":
+                  parts: Mapping[str, Mapping] | None = None, **switches: bool | None) -> "StreamLearner":
     """A :class:`StreamLearner` from the settings of the CLI and the daemon's config: torch gets
     ``threads`` CPU threads, a switch left ``None`` (``encoder``, ``pseudo_labels``,
     ``temporal``, ``memory``, ``trees``, ``combiner``...) keeps its default, and the switches
@@ -51,6 +51,8 @@ def build_learner(threshold: float = 0.99, device: str = "cpu", seed: int = 0, t
     ``objective_params``. Naming an ``objective`` switches the encoder on unless ``encoder=False``
     is given. A part may also be given by its settings, as a mapping (``mlp={"hidden": 32}``,
     ``drift={"respond": False}``: how the switches that set one setting of a part reach it).
+    ``parts`` sets settings of :data:`PARTS` by name over what the switches made (the daemon's
+    ``learner.parts``); a part given settings is on, and one switched off cannot take any.
 
     >>> build_learner(seed=1, encoder=None, memory=False).memory
     False
@@ -65,6 +67,9 @@ def build_learner(threshold: float = 0.99, device: str = "cpu", seed: int = 0, t
       respond=False
       history=10000
     )
+    >>> m = build_learner(pseudo_labels=True, threshold=0.95, parts={"mlp": {"max_steps": 64}, "pseudo_labels": {"warmup": 50}})
+    >>> m.mlp.max_steps, m.pseudo_labels.threshold, m.pseudo_labels.warmup
+    (64, 0.95, 50)
     """
     torch.set_num_threads(threads)
     settings = {k: PARTS[k](**v) if isinstance(v, Mapping) else v for k, v in switches.items() if v is not None}
@@ -74,7 +79,37 @@ def build_learner(threshold: float = 0.99, device: str = "cpu", seed: int = 0, t
         settings["encoder"] = Encoder(objective or DEFAULT_OBJECTIVE, objective_params)
     if settings.get("pseudo_labels") is True:
         settings["pseudo_labels"] = PseudoLabelPolicy(threshold=threshold)
+    for name, values in (parts or {}).items():
+        settings[name] = part_with(name, values, settings.get(name))
     return StreamLearner(device=device, seed=seed, threads=threads, **settings)
+
+
+def part_with(name: str, values: Mapping, part: Any = None) -> base.Base:
+    """Part ``name`` of :data:`PARTS` with ``values`` over its settings: over ``part`` if it is
+    one, else over the part's defaults; ValueError says what is wrong.
+
+    >>> part_with("mlp", {"max_steps": 64}).max_steps
+    64
+    >>> part_with("mlp", {"steps_max": 64})
+    Traceback (most recent call last):
+    ...
+    ValueError: part mlp (MLPHead) has no setting steps_max (its settings: balanced_replay, hidden, lr, max_steps, replay, steps, steps_per_label)
+    """
+    if name not in PARTS:
+        raise ValueError(f"no part {name!r} (the parts: {', '.join(sorted(PARTS))})")
+    if part is False:
+        raise ValueError(f"part {name} is switched off and takes no settings")
+    if not isinstance(part, base.Base):
+        part = PARTS[name]()
+    known = set(part._get_params())
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"part {name} ({type(part).__name__}) has no setting {', '.join(unknown)} "
+                         f"(its settings: {', '.join(sorted(known))})")
+    try:
+        return part.clone(dict(values))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"part {name}: {exc}") from None
 
 
 def _in_threads(method):

@@ -58,6 +58,20 @@ def test_the_objective_from_file_or_env_reaches_the_learner():
     assert not off.encoder
 
 
+def test_parts_settings_reach_the_daemons_learner(tmp_path: Path):
+    import logging
+
+    from streamssl.daemon.service import Daemon
+
+    text = BASE + ("learner: {pseudo_labels: true, threshold: 0.95, "
+                   "parts: {mlp: {max_steps: 64}, pseudo_labels: {warmup: 50}, linear: {link: softmax}}}\n"
+                   f"checkpoint: {{path: {tmp_path / 'd.ckpt'}}}\n")
+    learner = Daemon(load_config_text(text, environ={}), log=logging.getLogger("t")).learner
+    assert learner.mlp.max_steps == 64 and learner.mlp.hidden == 64  # the rest stays the default
+    assert learner.pseudo_labels.threshold == 0.95 and learner.pseudo_labels.warmup == 50  # over the switch's part
+    assert learner.linear.link == "softmax"
+
+
 def test_secrets_come_from_env_or_files_and_never_show(tmp_path: Path):
     secret_file = tmp_path / "pw"
     secret_file.write_text("from-a-file\n")
@@ -85,6 +99,12 @@ def test_secrets_come_from_env_or_files_and_never_show(tmp_path: Path):
     (("events:", "learner: {objective: simclr}\nevents:"), "learner.objective: Input should be 'denoising'"),
     (("events:", "learner: {objective: dino, objective_params: {temprature: 0.1}}\nevents:"),
      "objective_params: dino has no setting temprature"),
+    (("events:", "learner: {parts: {mlp: {steps_max: 64}}}\nevents:"),
+     "part mlp (MLPHead) has no setting steps_max (its settings: balanced_replay, hidden"),
+    (("events:", "learner: {parts: {forest: {n_models: 5}}}\nevents:"), "no part 'forest' (the parts: calibrate,"),
+    (("events:", "learner: {memory: false, parts: {memory: {k: 3}}}\nevents:"),
+     "part memory is switched off and takes no settings"),
+    (("events:", "learner: {parts: {mlp: {max_steps: 0}}}\nevents:"), "part mlp: MLPHead needs"),
     (("events:", "labels: {max_pending: 100}\nbatch: {max_events: 64}\nevents:"),
      "labels.max_pending (100) must be 0 or at least twice batch.max_events (64)"),
     (("events:", "labels: {max_lead_s: 0}\nevents:"), "labels.max_lead_s: Input should be greater than 0"),
