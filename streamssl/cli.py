@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from .errors import InputError, StreamSSLError
 from .learner.switches import add_switches, switch_settings
@@ -60,6 +61,37 @@ def add_learner_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=_positive, default=1,
                    help="torch CPU threads (default 1: the networks are small, and more threads "
                    "only contend with other processes)")
+    g.add_argument("--part", type=_part_setting, action="append", default=[], metavar="NAME.SETTING=VALUE",
+                   help="a setting of one of the learner's parts over what the switches make, repeatable "
+                   "(e.g. mlp.max_steps=64; the daemon's learner.parts)")
+
+
+def _part_setting(text: str) -> tuple[str, str, Any]:
+    """``NAME.SETTING=VALUE`` as (name, setting, value), the value read as YAML (64, 0.5, true,
+    softmax, [4, 16])."""
+    import yaml
+
+    target, sep, raw = text.partition("=")
+    name, dot, setting = target.strip().partition(".")
+    if not sep or not dot or not name or not setting:
+        raise argparse.ArgumentTypeError(f"expected NAME.SETTING=VALUE, got {text!r}")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the value is not YAML") from None
+    return name, setting.strip(), value
+
+
+def part_settings(given: list[tuple[str, str, Any]]) -> dict[str, dict[str, Any]]:
+    """The ``--part`` settings gathered by part: ``{"mlp": {"max_steps": 64}}``.
+
+    >>> part_settings([("mlp", "max_steps", 64), ("mlp", "hidden", 32), ("memory", "k", 7)])
+    {'mlp': {'max_steps': 64, 'hidden': 32}, 'memory': {'k': 7}}
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name, setting, value in given:
+        out.setdefault(name, {})[setting] = value
+    return out
 
 
 def _columns(text: str) -> tuple[str, ...]:
@@ -204,9 +236,17 @@ def _check_writable(path: Path | None, flag: str) -> None:
 def make_learner(args: argparse.Namespace):
     from .learner import build_learner
 
+    from .learner import part_with
+
     _check_device(args.device)
+    switches, parts = switch_settings(vars(args), "flag"), part_settings(args.part)
+    for name, values in parts.items():
+        try:
+            part_with(name, values, False if switches.get(name) is False else None)
+        except ValueError as exc:
+            raise InputError(f"--part: {exc}") from None
     return build_learner(args.threshold, args.device, args.seed, args.threads, args.objective,
-                         **switch_settings(vars(args), "flag"))
+                         parts=parts or None, **switches)
 
 
 def _stdout_console():

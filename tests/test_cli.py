@@ -265,6 +265,8 @@ def test_unusable_input_is_one_error_line_and_exit_2(capsys, tmp_path, make):
     ("--limit", "-5", "must be >= 0"),
     ("--threshold", "1.5", "must be in (0, 1]"),
     ("--threads", "0", "must be >= 1"),
+    ("--part", "mlp", "expected NAME.SETTING=VALUE"),
+    ("--part", "mlp.max_steps", "expected NAME.SETTING=VALUE"),
 ])
 def test_invalid_flag_values_are_argparse_errors(capsys, flag, value, message):
     with pytest.raises(SystemExit) as info:
@@ -272,6 +274,31 @@ def test_invalid_flag_values_are_argparse_errors(capsys, flag, value, message):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert flag in err and message in err and "Traceback" not in err
+
+
+def test_part_flags_set_the_learners_parts_over_the_switches():
+    parser = cli.build_parser()
+    args = parser.parse_args(["replay", "--pseudo", "--threshold", "0.95", "--part", "mlp.max_steps=64",
+                              "--part", "pseudo_labels.warmup=50", "--part", "temporal.spans=[4, 16]"])
+    learner = cli.make_learner(args)
+    assert learner.mlp.max_steps == 64 and learner.mlp.hidden == 64
+    assert learner.pseudo_labels.threshold == 0.95 and learner.pseudo_labels.warmup == 50
+    assert tuple(learner.temporal.spans) == (4, 16)
+
+
+@pytest.mark.parametrize("part,message", [
+    ("mlp.steps_max=64", "--part: part mlp (MLPHead) has no setting steps_max (its settings:"),
+    ("forest.n_models=5", "--part: no part 'forest'"),
+    ("mlp.max_steps=0", "--part: part mlp: MLPHead needs"),
+])
+def test_a_wrong_part_setting_is_a_user_error(capsys, part, message):
+    code, _, err = replay(capsys, "--limit", 10, "--part", part, *FAST)
+    assert code == 2 and message in error_lines(err)[0]
+
+
+def test_a_part_switched_off_takes_no_settings(capsys):
+    code, _, err = replay(capsys, "--limit", 10, "--no-memory", "--part", "memory.k=3", *FAST)
+    assert code == 2 and "part memory is switched off" in error_lines(err)[0]
 
 
 def test_threshold_zero_is_refused_by_the_argument_parser(capsys):
