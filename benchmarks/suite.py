@@ -4,6 +4,7 @@ written up as benchmarks/RESULTS.md with tables and plots.
     python benchmarks/suite.py                 # the whole suite: 1 % and 5 % labels, 3 seeds (about 64 minutes)
     python benchmarks/suite.py --quick --out /tmp/quick   # CI's smoke run (about a minute)
     python benchmarks/suite.py --held-out      # two recorded streams kept out of the suite (results/held-out/)
+    python benchmarks/suite.py --models streamssl --tag cap64 --part mlp.max_steps=64   # a probe, as a tagged pass
 
 Every cell (stream, label rate, seed) runs each model in a fresh process through the same
 prequential protocol and seeded label mask (`streamssl.replay.bench`). `--workers 2` runs two
@@ -89,10 +90,11 @@ def prepare(stream: Stream) -> None:
         hash_csv(SHARED / "spam_corpus.csv.gz", stream.path, dims=1024)
 
 
-def run_cell(stream: Stream, rate: float, seed: int, models: list[str], out: Path, plot: bool, tag: str = "") -> dict:
+def run_cell(stream: Stream, rate: float, seed: int, models: list[str], out: Path, plot: bool, tag: str = "",
+             parts: dict | None = None) -> dict:
     settings = BenchSettings(label_rate=rate, seed=seed, limit=stream.limit,
                              window=200 if (stream.limit or 10**9) <= 5000 or "usenet" in stream.name
-                             or "lux" in stream.name else 1000)
+                             or "lux" in stream.name else 1000, parts=parts or {})
     start = time.time()
     runs = bench(stream.path, models, settings)
     doc = bench_json(stream.path, settings, runs)
@@ -367,7 +369,20 @@ def main() -> None:
     p.add_argument("--report-only", action="store_true", help="rebuild the report from the JSON in --out, run nothing")
     p.add_argument("--tag", default="", help="name of an extra pass (e.g. capymoa): its JSON files sit beside "
                    "the main ones and the report merges them")
+    p.add_argument("--part", action="append", default=[], metavar="NAME.SETTING=VALUE",
+                   help="a setting of the learner's parts for every streamssl model (as streamssl bench --part); "
+                   "give the pass a --tag")
     args = p.parse_args()
+    from streamssl.cli import _part_setting, checked_parts
+
+    if args.part and not args.tag:
+        p.error("--part needs --tag: the pass's JSON files must not take the place of the main pass's")
+    try:
+        parts = checked_parts([_part_setting(text) for text in args.part])
+    except argparse.ArgumentTypeError as exc:
+        p.error(f"--part: {exc}")
+    except Exception as exc:  # the parts' own errors (an InputError that names --part)
+        p.error(str(exc))
 
     stream_list = held_out() if args.held_out else streams(args.quick)
     args.out = args.out or HERE / "results" / ("held-out" if args.held_out else "")
@@ -386,8 +401,8 @@ def main() -> None:
         prepare(s)
 
     start = time.time()
-    jobs = [] if args.report_only else [(s, r, seed, models, args.out, seed == seeds[0] and r in (0.05, rates[0]), args.tag)
-            for seed in seeds for r in rates for s in stream_list]
+    jobs = [] if args.report_only else [(s, r, seed, models, args.out, seed == seeds[0] and r in (0.05, rates[0]), args.tag,
+                                         parts) for seed in seeds for r in rates for s in stream_list]
     # Longest cells first, so that two workers finish together.
     jobs.sort(key=lambda j: -(j[0].limit or 50_000) * (4 if j[1] == 1.0 else 1))
     if jobs:
@@ -396,7 +411,8 @@ def main() -> None:
     command = "python benchmarks/suite.py" + (" --quick" if args.quick else "") + (
         " --held-out" if args.held_out else "") + "".join(
         f" --{k} {v}" for k, v in (("seeds", args.seeds), ("rates", args.rates), ("streams", args.streams),
-                                   ("models", args.models), ("tag", args.tag)) if v)
+                                   ("models", args.models), ("tag", args.tag)) if v) + "".join(
+        f" --part {text}" for text in args.part)
     # The report covers every pass whose JSON is in --out (the main one and any tagged extras).
     names = {s.name for s in stream_list}
     docs = [json.loads(p.read_text()) for p in sorted(args.out.glob("*.json")) if p.name != "passes.json"]

@@ -94,6 +94,20 @@ def part_settings(given: list[tuple[str, str, Any]]) -> dict[str, dict[str, Any]
     return out
 
 
+def checked_parts(given: list[tuple[str, str, Any]], switches: dict | None = None) -> dict[str, dict[str, Any]]:
+    """The ``--part`` settings by part, each checked against its part (and against ``switches``:
+    a part switched off takes none); a wrong one is an :class:`InputError`."""
+    from .learner import part_with
+
+    parts = part_settings(given)
+    for name, values in parts.items():
+        try:
+            part_with(name, values, False if (switches or {}).get(name) is False else None)
+        except ValueError as exc:
+            raise InputError(f"--part: {exc}") from None
+    return parts
+
+
 def _columns(text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     if not names:
@@ -167,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--limit", type=_natural, default=None, help="stop after N events")
     b.add_argument("--batch-size", type=_positive, default=64, help="micro-batch size (default 64)")
     b.add_argument("--threads", type=_positive, default=1, help="torch CPU threads per model (default 1)")
+    b.add_argument("--part", type=_part_setting, action="append", default=[], metavar="NAME.SETTING=VALUE",
+                   help="a setting of the learner's parts for every streamssl model, repeatable (as on replay; "
+                   "a part a model does not have stays off)")
     b.add_argument("--window", type=_positive, default=None,
                    help="scored events per point of the plotted accuracy (default: a twentieth of the stream, "
                    "50 to 1000)")
@@ -236,15 +253,9 @@ def _check_writable(path: Path | None, flag: str) -> None:
 def make_learner(args: argparse.Namespace):
     from .learner import build_learner
 
-    from .learner import part_with
-
     _check_device(args.device)
-    switches, parts = switch_settings(vars(args), "flag"), part_settings(args.part)
-    for name, values in parts.items():
-        try:
-            part_with(name, values, False if switches.get(name) is False else None)
-        except ValueError as exc:
-            raise InputError(f"--part: {exc}") from None
+    switches = switch_settings(vars(args), "flag")
+    parts = checked_parts(args.part, switches)
     return build_learner(args.threshold, args.device, args.seed, args.threads, args.objective,
                          parts=parts or None, **switches)
 
@@ -326,9 +337,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _check_writable(args.plot, "--plot")
     from .replay.plot import default_window
 
+    parts = checked_parts(args.part)
     total = count_records(path, args.limit)
     settings = BenchSettings(args.label_rate, args.label_delay, args.seed, args.batch_size, args.limit,
-                             args.threads, args.window or default_window(total), file_options(args))
+                             args.threads, args.window or default_window(total), file_options(args), parts)
     err = Console(stderr=True)
     progress = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("accuracy {task.fields[accuracy]:.3f}"), TimeRemainingColumn(),

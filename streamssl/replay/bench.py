@@ -100,6 +100,9 @@ class BenchSettings:
     threads: int = 1
     window: int = 1000  # scored events per point of the accuracy curve
     file: FileOptions = FileOptions()  # how the file's columns are read
+    # Settings of the learner's parts for every streamssl model (``--part``; a part that a model
+    # does not have, switched off or off by default, stays off), e.g. {"mlp": {"max_steps": 64}}.
+    parts: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -116,9 +119,11 @@ class ModelRun:
         return {"model": self.model, **self.result}
 
 
-def build_model(name: str, seed: int, feature_names: list[str], classes: Callable[[], list] | None = None):
+def build_model(name: str, seed: int, feature_names: list[str], classes: Callable[[], list] | None = None,
+                parts: dict | None = None):
     """A fresh model by benchmark name, ready for the prequential loop (``classes`` lists the
-    stream's labels, for peers that need them up front)."""
+    stream's labels, for peers that need them up front; ``parts``: settings of a streamssl
+    model's parts, see :class:`BenchSettings`)."""
     from ..learner import build_learner
     from .peers import CAPYMOA_PEERS, CONTEXT_SUFFIX, PEERS, CapyMOABatchAdapter, RiverBatchAdapter, WithTemporalContext
 
@@ -126,7 +131,11 @@ def build_model(name: str, seed: int, feature_names: list[str], classes: Callabl
         base = name[: -len(CONTEXT_SUFFIX)]
         return WithTemporalContext(lambda names: build_model(base, seed, names, classes), feature_names)
     if name in STREAMSSL_MODELS:
-        return build_learner(seed=seed, **STREAMSSL_MODELS[name])
+        model = build_learner(seed=seed, **STREAMSSL_MODELS[name])
+        # Only the parts this model has: a part it switches off (or that is off by default,
+        # as pseudo-labels) is not switched on by settings given for every model.
+        own = {part: values for part, values in (parts or {}).items() if getattr(model, part, None) is not False}
+        return build_learner(seed=seed, parts=own, **STREAMSSL_MODELS[name]) if own else model
     if name in PEERS:
         return RiverBatchAdapter(PEERS[name](seed), feature_names)
     if name in CAPYMOA_PEERS and classes is not None:
@@ -162,7 +171,7 @@ def run_model(name: str, path: str, settings: BenchSettings, send: Callable[[tup
                 for label in batch.y if label is not None}
         return list(seen)
 
-    model = build_model(name, settings.seed, probe.feature_names, classes)
+    model = build_model(name, settings.seed, probe.feature_names, classes, settings.parts)
     dead = DeadLetters()
     source = settings.file.source(path, batch_size=settings.batch_size, limit=settings.limit, on_bad=dead)
     history: list[tuple[int, int, int]] = [(0, 0, 0)]
@@ -242,10 +251,13 @@ def bench_json(path: str | Path, settings: BenchSettings, runs: list[ModelRun]) 
     "rows_rejected", "runs": [...]}`` (the file's label column and rejected rows by reason are
     the same for every model)."""
     ok = [r for r in runs if r.error is None]
-    return {
+    doc = {
         "stream": Path(path).name, "label_rate": settings.label_rate, "label_delay": settings.label_delay,
         "seed": settings.seed, "label_column": ok[0].result.get("label_column") if ok else None,
         "rows_rejected": ok[0].result.get("rows_rejected", {}) if ok else {},
         "runs": [r.to_json() for r in ok],
     }
+    if settings.parts:
+        doc["parts"] = settings.parts
+    return doc
 

@@ -143,3 +143,27 @@ def test_a_peer_with_context_sees_the_same_features_as_streamssl():
     expected = ctx.update(X)
     assert np.allclose(peer.context.recall(X), expected)
     assert peer.model.feature_names[2:4] == ["a-ema4", "b-ema4"]
+
+
+def test_part_settings_reach_every_streamssl_model_that_has_the_part():
+    from streamssl.replay.bench import build_model
+
+    parts = {"mlp": {"max_steps": 3}, "memory": {"k": 3}, "pseudo_labels": {"warmup": 10}}
+    default = build_model("streamssl", 0, ["a"], parts=parts)
+    assert default.mlp.max_steps == 3 and default.memory.k == 3
+    assert default.pseudo_labels is False  # off by default: settings for every model do not switch it on
+    baseline = build_model("streamssl-baseline", 0, ["a"], parts=parts)
+    assert baseline.memory is False and baseline.mlp.max_steps == 3  # switched off by the model: stays off
+    pseudo = build_model("streamssl-pseudo", 0, ["a"], parts=parts)
+    assert pseudo.pseudo_labels.warmup == 10
+    assert build_model("streamssl", 0, ["a"]).mlp is None  # no settings: the learner's defaults
+
+
+def test_bench_part_flags_are_checked_first_and_written_to_the_json(tmp_path, capsys):
+    assert cli.main(["bench", "--models", "streamssl", "--part", "mlp.steps_max=3", "--quiet"]) == 2
+    assert "--part: part mlp (MLPHead) has no setting steps_max" in capsys.readouterr().err
+    out = tmp_path / "bench.json"
+    code = cli.main(["bench", str(bundled_sample()), "--limit", "640", "--models", "streamssl", "--part",
+                     "mlp.max_steps=3", "--json", str(out), "--quiet"])
+    assert code == 0
+    assert json.loads(out.read_text())["parts"] == {"mlp": {"max_steps": 3}}
