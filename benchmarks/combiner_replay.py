@@ -185,12 +185,9 @@ class AdaHedge(EWA):
         self.gap = 0.0
 
     def update(self, outcomes) -> None:
-        scored = [n for n in self.members if n in outcomes]
-        if not scored:
+        losses = self.losses(outcomes)
+        if losses is None:
             return
-        errors = {n: 1.0 - np.asarray(outcomes[n], dtype=np.float64) for n in scored}
-        mean = np.mean(list(errors.values()), axis=0)
-        losses = np.stack([errors.get(n, mean) for n in self.members])
         w = np.array(list(self.weights.values()))
         k = len(w)
         for t in range(losses.shape[1]):
@@ -220,12 +217,9 @@ class AnytimeEWA(EWA):
         self.floor, self.t = floor, 0
 
     def update(self, outcomes) -> None:
-        scored = [n for n in self.members if n in outcomes]
-        if not scored:
+        losses = self.losses(outcomes)
+        if losses is None:
             return
-        errors = {n: 1.0 - np.asarray(outcomes[n], dtype=np.float64) for n in scored}
-        mean = np.mean(list(errors.values()), axis=0)
-        losses = np.stack([errors.get(n, mean) for n in self.members])
         w = np.array(list(self.weights.values()))
         k = len(w)
         for t in range(losses.shape[1]):

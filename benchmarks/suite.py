@@ -373,12 +373,12 @@ def main() -> None:
                    help="a setting of the learner's parts for every streamssl model (as streamssl bench --part); "
                    "give the pass a --tag")
     args = p.parse_args()
-    from streamssl.cli import _part_setting, checked_parts
+    from streamssl.cli import checked_parts, parse_part_setting
 
     if args.part and not args.tag:
         p.error("--part needs --tag: the pass's JSON files must not take the place of the main pass's")
     try:
-        parts = checked_parts([_part_setting(text) for text in args.part])
+        parts = checked_parts([parse_part_setting(text) for text in args.part])
     except argparse.ArgumentTypeError as exc:
         p.error(f"--part: {exc}")
     except Exception as exc:  # the parts' own errors (an InputError that names --part)

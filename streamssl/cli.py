@@ -61,12 +61,12 @@ def add_learner_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=_positive, default=1,
                    help="torch CPU threads (default 1: the networks are small, and more threads "
                    "only contend with other processes)")
-    g.add_argument("--part", type=_part_setting, action="append", default=[], metavar="NAME.SETTING=VALUE",
+    g.add_argument("--part", type=parse_part_setting, action="append", default=[], metavar="NAME.SETTING=VALUE",
                    help="a setting of one of the learner's parts over what the switches make, repeatable "
                    "(e.g. mlp.max_steps=64; the daemon's learner.parts)")
 
 
-def _part_setting(text: str) -> tuple[str, str, Any]:
+def parse_part_setting(text: str) -> tuple[str, str, Any]:
     """``NAME.SETTING=VALUE`` as (name, setting, value), the value read as YAML (64, 0.5, true,
     softmax, [4, 16])."""
     import yaml
@@ -97,14 +97,13 @@ def part_settings(given: list[tuple[str, str, Any]]) -> dict[str, dict[str, Any]
 def checked_parts(given: list[tuple[str, str, Any]], switches: dict | None = None) -> dict[str, dict[str, Any]]:
     """The ``--part`` settings by part, each checked against its part (and against ``switches``:
     a part switched off takes none); a wrong one is an :class:`InputError`."""
-    from .learner import part_with
+    from .learner import check_parts
 
     parts = part_settings(given)
-    for name, values in parts.items():
-        try:
-            part_with(name, values, False if (switches or {}).get(name) is False else None)
-        except ValueError as exc:
-            raise InputError(f"--part: {exc}") from None
+    try:
+        check_parts(parts, switches or {})
+    except ValueError as exc:
+        raise InputError(f"--part: {exc}") from None
     return parts
 
 
@@ -181,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--limit", type=_natural, default=None, help="stop after N events")
     b.add_argument("--batch-size", type=_positive, default=64, help="micro-batch size (default 64)")
     b.add_argument("--threads", type=_positive, default=1, help="torch CPU threads per model (default 1)")
-    b.add_argument("--part", type=_part_setting, action="append", default=[], metavar="NAME.SETTING=VALUE",
+    b.add_argument("--part", type=parse_part_setting, action="append", default=[], metavar="NAME.SETTING=VALUE",
                    help="a setting of the learner's parts for every streamssl model, repeatable (as on replay; "
                    "a part a model does not have stays off)")
     b.add_argument("--window", type=_positive, default=None,

@@ -311,12 +311,10 @@ class _LearnerSettings(_Section):
     def _check_parts(self) -> "_LearnerSettings":
         if not self.parts:
             return self
-        from .learner.stream_learner import part_with  # torch: only for a config that sets parts
+        from .learner.stream_learner import check_parts  # torch: only for a config that sets parts
         from .learner.switches import switch_settings
 
-        switched = switch_settings(dict(self), "key")
-        for name, values in self.parts.items():
-            part_with(name, values, False if switched.get(name) is False else None)  # ValueError: what is wrong
+        check_parts(self.parts, switch_settings(dict(self), "key"))
         return self
 
     @model_validator(mode="after")

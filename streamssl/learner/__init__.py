@@ -6,7 +6,7 @@ daemon's config read :mod:`streamssl.learner.switches` without importing torch.
 
 from typing import Any
 
-__all__ = ["PARTS", "StreamLearner", "build_learner", "part_with"]
+__all__ = ["PARTS", "StreamLearner", "build_learner", "check_parts", "part_with"]
 
 
 def __getattr__(name: str) -> Any:

@@ -62,17 +62,24 @@ class EWA(base.Base):
     def update(self, outcomes: Mapping[str, Sequence[bool]]) -> None:
         """Learn from the members' outcomes on a batch of labelled events, event by event. A
         member not scored this time is charged the others' mean error."""
-        scored = [n for n in self.members if n in outcomes]
-        if not scored:
+        losses = self.losses(outcomes)
+        if losses is None:
             return
-        errors = {n: 1.0 - np.asarray(outcomes[n], dtype=np.float64) for n in scored}
-        mean = np.mean(list(errors.values()), axis=0)
-        decay = np.exp(-self.rate * np.stack([errors.get(n, mean) for n in self.members]))
+        decay = np.exp(-self.rate * losses)
         w = np.array(list(self.weights.values()))
         for t in range(decay.shape[1]):
             w *= decay[:, t]
             w = (1.0 - self.share) * w / w.sum() + self.share / len(w)
         self.logw = dict(zip(self.members, np.log(w).tolist()))
+
+    def losses(self, outcomes: Mapping[str, Sequence[bool]]) -> np.ndarray | None:
+        """The 0/1 losses of ``outcomes``, one row per member (in ``members``' order), one column
+        per event; a member not scored is charged the others' mean. ``None`` if none was scored."""
+        errors = {n: 1.0 - np.asarray(outcomes[n], dtype=np.float64) for n in self.members if n in outcomes}
+        if not errors:
+            return None
+        mean = np.mean(list(errors.values()), axis=0)
+        return np.stack([errors.get(n, mean) for n in self.members])
 
     def state_dict(self) -> dict:
         return {"logw": dict(self.logw)}

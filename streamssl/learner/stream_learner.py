@@ -112,6 +112,13 @@ def part_with(name: str, values: Mapping, part: Any = None) -> base.Base:
         raise ValueError(f"part {name}: {exc}") from None
 
 
+def check_parts(parts: Mapping[str, Mapping], switches: Mapping[str, Any]) -> None:
+    """Check each part's settings in ``parts`` (:func:`part_with`) against the learner arguments
+    the ``switches`` make: a part they switch off takes none. ValueError says what is wrong."""
+    for name, values in parts.items():
+        part_with(name, values, False if switches.get(name) is False else None)
+
+
 def _in_threads(method):
     """Run a learner method with torch's CPU threads set to the learner's ``threads``."""
 
