@@ -341,9 +341,9 @@ class _LearnerSettings(_Section):
         return self
 
 
-# The tree head (river's adaptive random forest) is off in the daemon, on in the library and
-# replay: it adds 0.4-1.3 points of mean accuracy on the suite, but river learns each label in
-# Python and the daemon's sustained rate falls from ~8k to ~3.8k events/s (README).
+# The tree heads (the two forests) are off in the daemon, on in the library and replay: they add
+# 0.5-2.1 points of mean accuracy on the suite, and cost the daemon 45 % more time per batch
+# (benchmarks/daemon_batch.py, 2026-12-05: 45.0 against 31.1 ms per 256 events at 5 % labels).
 _DAEMON_DEFAULTS = {"trees": False}
 
 LearnerConfig = create_model(

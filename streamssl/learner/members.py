@@ -18,6 +18,7 @@ from river import base
 
 from ..state import serialize
 from .classifier import OnlineMLPClassifier
+from .forest import BatchForest
 from .linear import OnlineLinear
 from .memory import NearestNeighbourMemory
 from .trees import forest_proba
@@ -167,8 +168,9 @@ class RiverMember:
     a tree's thresholds are then in the units of the data), one ``learn_one`` per label;
     with ``own_features``, on the event's own features alone.
 
-    River's adaptive random forest predicts a micro-batch at once
-    (:func:`~streamssl.learner.trees.forest_proba`); other classifiers row by row. Rows are
+    Our :class:`~streamssl.learner.forest.BatchForest` learns and predicts a micro-batch at
+    once, river's adaptive random forest predicts one at once
+    (:func:`~streamssl.learner.trees.forest_proba`); other classifiers go row by row. Rows are
     normalised, uniform where the classifier knows nothing yet. Its state is pickled bytes,
     loaded back through the restricted loader (:mod:`streamssl.state.serialize`), which builds
     river's trees, forests, linear models and naive Bayes, not other classes.
@@ -196,6 +198,8 @@ class RiverMember:
         from river import forest
 
         rows = self._rows(batch)
+        if isinstance(self.model, BatchForest):
+            return self.model.proba_batch(rows, n_classes)
         if isinstance(self.model, forest.ARFClassifier):
             return forest_proba(self.model, rows, n_classes)
         out = np.zeros((len(rows), n_classes))
@@ -207,6 +211,9 @@ class RiverMember:
         return np.where(total > 0, out / np.where(total > 0, total, 1.0), 1.0 / max(1, n_classes))
 
     def learn(self, batch: Batch, y: np.ndarray) -> None:
+        if isinstance(self.model, BatchForest):
+            self.model.learn_batch(self._rows(batch), y)
+            return
         for row, label in zip(self._rows(batch).tolist(), y.tolist()):
             self.model.learn_one(dict(enumerate(row)), label)
 

@@ -21,6 +21,7 @@ from .classifier import MLPHead, OnlineMLPClassifier
 from .combine import COMBINERS, EWA, Select
 from .duel import Duel
 from .features import Features
+from .forest import BatchForest
 from .learned_temporal import LearnedTemporalContext
 from .linear import OnlineLinear
 from .main_head import MainHead
@@ -36,7 +37,7 @@ from .temporal import TemporalContext
 PARTS: dict[str, type] = {
     "temporal": TemporalContext, "encoder": Encoder, "mlp": MLPHead, "memory": NearestNeighbourMemory,
     "calibrate": TemperatureCalibrator, "pseudo_labels": PseudoLabelPolicy, "duel": Duel, "drift": DriftMonitor,
-    "linear": OnlineLinear,
+    "linear": OnlineLinear, "trees": BatchForest,
 }
 
 
@@ -214,8 +215,8 @@ class StreamLearner(base.Classifier):
     Several heads predict, and a combiner weighs them by their prequential errors on labelled
     events: an MLP on everything, an MLP on the event's own features (for streams where the past
     is noise), a nearest-neighbour memory over the last labelled events (for many classes with
-    few labels each, and right after a change), river's adaptive random forests on the same
-    features and on the event's own (heads that split) and a linear head (logistic regression,
+    few labels each, and right after a change), adaptive random forests on the same
+    features and on the event's own (heads that split, :class:`~streamssl.learner.forest.BatchForest`) and a linear head (logistic regression,
     steady with few labels). The MLPs learn from
     true labels (with a replay of recent ones) and from pseudo-labels that pass a
     :class:`PseudoLabelPolicy`, either their own confident predictions or the memory's
@@ -251,7 +252,7 @@ class StreamLearner(base.Classifier):
             encoder=Encoder("vicreg", embedding_dim=32),     # self-supervised encoder; default False
             mlp=MLPHead(hidden=64, lr=3e-3),                 # every MLP head's settings
             memory=NearestNeighbourMemory(capacity=256, k=5),
-            trees=forest.ARFClassifier(n_models=20, seed=0),  # the forest on the same features
+            trees=BatchForest(n_models=20),                  # the forests; or any river classifier
             combiner=EWA(rate=0.5, share=0.02),              # or "ewa", "select", Select(window=50)
             calibrate=TemperatureCalibrator(window=128),
             pseudo_labels=PseudoLabelPolicy(threshold=0.99, source="self"),  # default False
@@ -281,18 +282,19 @@ class StreamLearner(base.Classifier):
         The nearest-neighbour memory head (:class:`~streamssl.learner.memory.NearestNeighbourMemory`:
         how many labelled events it keeps, how many vote).
     trees
-        A head that splits: river's adaptive random forest (``ARFClassifier``, default
-        settings, or the river classifier given, e.g. ``forest.ARFClassifier(n_models=20)``) on
-        the same features as the MLP, before standardisation (on by default since
-        it won the suite: ``benchmarks/results/trees-ewa``). Weighted by the combiner like the
-        other heads; it learns and is scored on labelled events only, and predicts a
-        micro-batch at once (:func:`~streamssl.learner.trees.forest_proba`). It costs about
-        half the learner's events/s at 5 % labels (river's ARF learning each label in Python);
-        ``trees=False`` for the faster learner without it.
+        A head that splits: an adaptive random forest on the same features as the MLP, before
+        standardisation (on by default since it won the suite: ``benchmarks/results/trees-ewa``).
+        ``True``: a :class:`~streamssl.learner.forest.BatchForest` (river's ``ARFClassifier``
+        algorithm held as arrays, learned and asked a micro-batch at a time: the same accuracy
+        over the suite at 1.2-3.6 times the learner's events/s, ``benchmarks/results/batch-forest``);
+        or the part with settings (``BatchForest(n_models=20)``), or any river classifier
+        (``forest.ARFClassifier()``, river's own, the default before 2026-12-05). Weighted by
+        the combiner like the other heads; it learns and is scored on labelled events only.
+        ``trees=False`` for the learner without it.
     raw_tree
         With the temporal context and ``trees``, also a forest on the event's own features
-        alone, each split choosing among 60 % of them (MOA's default; river's is the square
-        root), at most 32 (or the river classifier given). Where the concept is a threshold on one of the event's own features,
+        alone: the ``trees`` part again, each split choosing among 60 % of them (MOA's default;
+        river's is the square root), at most 32 (or the river classifier given). Where the concept is a threshold on one of the event's own features,
         the forest among the context's four times as many columns rarely gets to choose it:
         Luxembourg +1.8 / +4.2 points at 1 % / 5 % labels (``benchmarks/results/raw-tree``).
     linear
@@ -505,20 +507,25 @@ class StreamLearner(base.Classifier):
         if self._memory is not None:
             self.heads["memory"] = MemoryMember(self._memory)
         if "tree" in self.mix.members:
-            from river import forest
-
-            tree = forest.ARFClassifier(seed=self.seed) if self.trees is True else self.trees.clone()
-            self.heads["tree"] = RiverMember(tree)
+            self.heads["tree"] = RiverMember(self._forest())
         if "raw-tree" in self.mix.members:
             features = max(1, min(int(RAW_TREE_FEATURES * self.n_inputs_), RAW_TREE_MAX_FEATURES))
-            tree = (forest.ARFClassifier(max_features=features, seed=self.seed) if self.raw_tree is True
-                    else self.raw_tree.clone())
+            tree = self._forest(max_features=features) if self.raw_tree is True else self.raw_tree.clone()
             self.heads["raw-tree"] = RiverMember(tree, own_features=True)
         if self.linear is not False:
             self.heads["linear"] = LinearMember(_part(self.linear, OnlineLinear))
             self.heads["linear"].add_classes(len(self.classes_))
         for name, model in (self.members or {}).items():
             self.heads[name] = RiverMember(model.clone())
+
+    def _forest(self, **settings: Any) -> base.Classifier:
+        """A fresh forest member: the ``trees`` part (a :class:`BatchForest` for ``True``) with
+        the learner's seed where it has none, and those of ``settings`` it takes."""
+        part = BatchForest() if self.trees is True else self.trees
+        params = part._get_params()
+        if params.get("seed", 0) is None:
+            settings["seed"] = self.seed
+        return part.clone({k: v for k, v in settings.items() if k in params})
 
     def _start(self, n_inputs: int) -> None:
         """Size everything for events of ``n_inputs`` features (the first event, or a restore)."""

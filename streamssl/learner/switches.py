@@ -69,8 +69,8 @@ SWITCHES: tuple[Switch, ...] = (
     Switch("temporal", "temporal", "temporal", "the temporal context stage: each event with its differences from "
            "moving averages of the past (default: on)"),
     Switch("memory", "memory", "memory", "the nearest-neighbour memory head (default: on)"),
-    Switch("trees", "trees", "trees", "the tree heads, river's adaptive random forests on the same features and on "
-           "the event's own (default: on; --no-trees for about twice the events/s at 5 %% labels)"),
+    Switch("trees", "trees", "trees", "the tree heads, adaptive random forests on the same features and on the "
+           "event's own (default: on; --no-trees for about 1.5 times the events/s at 5 %% labels)"),
     Switch("linear", "linear", "linear", "the linear head, logistic regression (one-vs-rest) on the event's own "
            "features learned one SGD step per label (default: on)"),
     Switch("calibrate", "calibrate", "calibrate", "calibrate the served answer: one temperature refit on the last "

@@ -14,6 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from river import forest
+
+from ..learner.forest import BatchForest
 from ..sources.file import FileOptions
 from ..ssl import OBJECTIVE_NAMES
 
@@ -33,9 +36,12 @@ STREAMSSL_MODELS: dict[str, dict] = {
     "streamssl-pseudo-no-audit": {"pseudo_labels": {"audit": None}},  # the support guard without the audit
     "streamssl-cotrain": {"pseudo_labels": {"source": "memory"}},  # the memory's, for the MLP
     "streamssl-ssl-pseudo": {"encoder": True, "pseudo_labels": True},
-    "streamssl-trees": {"trees": True},  # the head that splits (river ARF on the same features), explicit
+    "streamssl-trees": {"trees": True},  # the heads that split (BatchForest on the same features and the own), explicit
     "streamssl-no-trees": {"trees": False},
-    "streamssl-no-raw-tree": {"raw_tree": False},  # the forest on the context alone: the default before 2026-12-04
+    "streamssl-no-raw-tree": {"raw_tree": False},
+    # River's adaptive random forests as the two forest members: the default before 2026-12-05.
+    "streamssl-river-forest": {"trees": forest.ARFClassifier()},
+    "streamssl-batch-forest": {"trees": BatchForest()},  # our forest as arrays (the default since 2026-12-05), explicit  # the forest on the context alone: the default before 2026-12-04
     "streamssl-linear": {"linear": True},  # the linear head (logistic regression on the own features), explicit
     # The linear head as it was before 2026-12-05: softmax regression on the learner's standardisation.
     "streamssl-linear-softmax": {"linear": {"link": "softmax", "scale": False}},

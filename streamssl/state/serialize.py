@@ -43,7 +43,7 @@ _ALLOWED_GLOBALS = {
     ("streamssl.learner.combine", "EWA"), ("streamssl.learner.combine", "Select"),
     ("streamssl.learner.calibration", "TemperatureCalibrator"), ("streamssl.learner.pseudo", "PseudoLabelPolicy"),
     ("streamssl.learner.duel", "Duel"), ("streamssl.drift.monitor", "DriftMonitor"),
-    ("streamssl.learner.linear", "OnlineLinear"),
+    ("streamssl.learner.linear", "OnlineLinear"), ("streamssl.learner.forest", "BatchForest"),
 }
 
 

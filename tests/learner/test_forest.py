@@ -1,0 +1,121 @@
+"""BatchForest: river's adaptive random forest held as arrays, learned a chunk of rows at a time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import river.forest.adaptive_random_forest as river_arf
+from river import forest
+
+from streamssl.learner.forest import BatchForest
+from streamssl.state import serialize
+
+
+def _stream(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Three classes by thresholds on two of four features."""
+    X = np.random.default_rng(seed).uniform(0, 1, size=(n, 4))
+    return X, (X[:, 0] > 0.3).astype(int) + (X[:, 1] > 0.5).astype(int)
+
+
+class _SameDraws:
+    """The forest's generator, but its Poisson weights taken from ``draws`` in river's order
+    (row by row, tree by tree)."""
+
+    def __init__(self, rng: np.random.Generator, draws: np.ndarray) -> None:
+        self.rng, self.draws, self.at = rng, draws, 0
+
+    def poisson(self, lam: float, shape: tuple[int, int]) -> np.ndarray:
+        trees, rows = shape
+        out = self.draws[self.at:self.at + trees * rows].reshape(rows, trees).T
+        self.at += trees * rows
+        return out.astype(float)
+
+    def __getattr__(self, name: str):
+        return getattr(self.rng, name)
+
+
+def test_row_by_row_with_rivers_bagging_weights_it_answers_as_rivers_forest(monkeypatch):
+    """With every feature open to every leaf (no random subsets) and river's forest given the
+    same bagging weights, learning one row at a time gives river's answers: the same trees.
+    (Poisson draws, nudged off the integers so that no two class weights tie: river breaks a tie
+    by the order in which a leaf met the classes, this forest by the class index.)"""
+    rng = np.random.default_rng(1)
+    draws = rng.poisson(6, 100_000)
+    draws = np.where(draws > 0, draws + rng.uniform(0, 0.1, len(draws)), 0.0)
+    at = iter(draws.tolist())
+    monkeypatch.setattr(river_arf, "poisson", lambda rate, rng: next(at))
+    X, y = _stream(1500)
+    theirs = forest.ARFClassifier(n_models=3, max_features=None, seed=0)
+    ours = BatchForest(n_models=3, max_features=None, seed=0)
+    ours._rng = _SameDraws(ours._rng, draws)
+    for i in range(len(X)):
+        if i > 0:
+            expected = theirs.predict_proba_one(dict(enumerate(X[i])))
+            got = ours.proba_batch(X[i:i + 1], 3)[0]
+            np.testing.assert_allclose(got, [expected.get(c, 0.0) for c in range(3)], atol=1e-6)
+        theirs.learn_one(dict(enumerate(X[i])), int(y[i]))
+        ours.learn_batch(X[i:i + 1], y[i:i + 1])
+    assert ours.size > 3  # the trees did split
+    assert ours.n_drifts.tolist() == [theirs.n_drifts_detected(i) for i in range(3)]
+    assert ours.n_warnings.tolist() == [theirs.n_warnings_detected(i) for i in range(3)]
+
+
+def test_it_learns_in_batches_and_relearns_a_flipped_concept():
+    X, y = _stream(6000, seed=2)
+    y = np.where(np.arange(6000) < 3000, y, 2 - y)  # the concept turns over half-way
+    model = BatchForest(seed=0)
+    right = []
+    for start in range(0, 6000, 64):
+        rows, labels = X[start:start + 64], y[start:start + 64]
+        right += (model.proba_batch(rows, 3).argmax(1) == labels).tolist()
+        model.learn_batch(rows, labels)
+    assert np.mean(right[2000:3000]) > 0.9
+    assert model.n_drifts.sum() >= model.n_models // 2  # the trees saw their error jump
+    assert np.mean(right[5000:]) > 0.9
+
+
+def test_classes_may_appear_at_any_time():
+    X, y = _stream(900)
+    model = BatchForest(seed=0)
+    seen = y < 2
+    model.learn_batch(X[:300][seen[:300]], y[:300][seen[:300]])
+    assert model.proba_batch(X[:5], 3)[:, 2].max() == 0.0  # no weight for a class never learned
+    for start in range(300, 900, 50):
+        model.learn_batch(X[start:start + 50], y[start:start + 50])
+    proba = model.proba_batch(X[:200], 3)
+    np.testing.assert_allclose(proba.sum(1), 1.0)
+    assert (proba.argmax(1) == y[:200]).mean() > 0.8
+
+
+def test_state_round_trips_through_the_restricted_loader_and_learns_on_alike():
+    X, y = _stream(3000)
+    model = BatchForest(seed=0)
+    for start in range(0, 2000, 64):
+        model.learn_batch(X[start:start + 64], y[start:start + 64])
+    restored = serialize.loads(serialize.dumps(model))
+    np.testing.assert_array_equal(restored.proba_batch(X[2000:], 3), model.proba_batch(X[2000:], 3))
+    for start in range(2000, 3000, 64):
+        for m in (model, restored):
+            m.learn_batch(X[start:start + 64], y[start:start + 64])
+    np.testing.assert_array_equal(restored.proba_batch(X[:500], 3), model.proba_batch(X[:500], 3))
+
+
+def test_compaction_keeps_the_trees_in_use_and_their_answers():
+    X, y = _stream(4000, seed=3)
+    model = BatchForest(seed=0, grace_period=10)
+    for start in range(0, 4000, 64):
+        labels = y[start:start + 64] if (start // 1000) % 2 == 0 else 2 - y[start:start + 64]
+        model.learn_batch(X[start:start + 64], labels)
+    live = sum(len(model._subtree(r)) for r in model._roots.tolist() if r >= 0)
+    before = model.proba_batch(X[:300], 3)
+    model._compact()
+    assert model.size == live
+    np.testing.assert_array_equal(model.proba_batch(X[:300], 3), before)
+
+
+@pytest.mark.parametrize("rows", [np.zeros((3, 5)), np.zeros(4)])
+def test_rows_of_another_width_are_refused(rows):
+    model = BatchForest(seed=0)
+    model.learn_batch(np.zeros((2, 4)), np.array([0, 1]))
+    with pytest.raises(ValueError, match="4 features"):
+        model.proba_batch(rows, 2)
