@@ -232,7 +232,9 @@ class BatchForest(base.Classifier):
         var = self.m2[leaf] / np.where(n > 1.0, n - 1.0, np.inf)  # river's Gaussian: none below 2
         valid = var > 0.0
         safe = np.where(valid, var, 1.0)
-        log_pdf = (x[:, None, :] - self.mean[leaf]) ** 2 / (-2.0 * safe) - 0.5 * np.log(safe)
+        with np.errstate(over="ignore"):
+            log_pdf = (x[:, None, :] - self.mean[leaf]) ** 2 / (-2.0 * safe) - 0.5 * np.log(safe)
+        valid &= np.isfinite(log_pdf)  # river leaves out a density that underflows to 0, as it does no density
         votes = np.log(np.where(seen, mc, 1.0)) + np.where(valid, log_pdf - _HALF_LOG_TAU, 0.0).sum(axis=2)
         votes = np.where(seen, votes, -np.inf)
         top = votes.max(axis=1, keepdims=True)
@@ -385,7 +387,8 @@ class BatchForest(base.Classifier):
         cand = np.where(usable, cand, 0.0)
         sigma = np.sqrt(self.m2[j] / np.where(n > 1.0, n - 1.0, np.inf))[..., None]
         s = cand[None]
-        z = (s - mean[..., None]) / np.where(sigma > 0, sigma, 1.0)
+        with np.errstate(over="ignore"):
+            z = (s - mean[..., None]) / np.where(sigma > 0, sigma, 1.0)
         inside = np.where(sigma > 0, ndtr(z), 0.0) * n[..., None]  # river: no spread, no weight left
         left = np.where(s < lo[..., None], 0.0, np.where(s >= hi[..., None], n[..., None], inside))
         left = np.where(seen[..., None], left, 0.0)  # (C, m, S)

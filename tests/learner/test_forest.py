@@ -60,6 +60,31 @@ def test_row_by_row_with_rivers_bagging_weights_it_answers_as_rivers_forest(monk
     assert ours.n_warnings.tolist() == [theirs.n_warnings_detected(i) for i in range(3)]
 
 
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")  # river's, in numpy floats
+def test_a_density_too_narrow_to_hold_is_left_out_as_river_leaves_it_out():
+    """A class whose values barely differ has a variance so small that another value's log
+    density overflows to -inf: river then counts no density for that feature (the class keeps
+    its prior and the other features), rather than ruling the class out."""
+    theirs, ours = forest.ARFClassifier(n_models=1, max_features=None, seed=0), BatchForest(
+        n_models=1, max_features=None, seed=0, lambda_value=1e-9)
+    river_arf_poisson = river_arf.poisson
+    try:
+        river_arf.poisson = lambda rate, rng: 1
+        ours._rng = _SameDraws(ours._rng, np.ones(100, dtype=int))
+        X = np.array([[0.0, 0.0], [1e-160, 1.0], [5.0, 0.2], [6.0, 0.9]])
+        y = np.array([0, 0, 1, 1])
+        for row, label in zip(X, y):
+            theirs.learn_one(dict(enumerate(row)), int(label))
+            ours.learn_batch(row[None], label[None])
+    finally:
+        river_arf.poisson = river_arf_poisson
+    probe = np.array([[3.0, 0.5]])
+    expected = theirs.predict_proba_one(dict(enumerate(probe[0])))
+    got = ours.proba_batch(probe, 2)[0]
+    np.testing.assert_allclose(got, [expected[0], expected[1]], atol=1e-9)
+    assert got[0] > 0.0  # not ruled out
+
+
 def test_it_learns_in_batches_and_relearns_a_flipped_concept():
     X, y = _stream(6000, seed=2)
     y = np.where(np.arange(6000) < 3000, y, 2 - y)  # the concept turns over half-way
