@@ -3,12 +3,12 @@
 Two parts:
 
 1. micro-batches: `streamssl bench` on recorded streams at 1 % and 5 % labels, streamssl's
-   default and without its tree head against river's ARF and Hoeffding adaptive tree (raw
-   features), each model in a fresh process one after the other; prints events/s and the ratio
+   default, without its tree heads and with river's ARF as them against river's ARF and
+   Hoeffding adaptive tree (raw features), each model in a fresh process one after the other; prints events/s and the ratio
    to ARF of the same run;
 2. one event at a time: river's `evaluate.progressive_val_score` on river's bundled Phishing
    (every label known) with `StreamLearner()` as a user builds it, against
-   `forest.ARFClassifier(seed=0)`; also with a torch step per label (`one_batch=1`) and with
+   `forest.ARFClassifier(seed=0)`; also with river's forests as its tree heads, with a torch step per label (`one_batch=1`) and with
    torch's own thread setting (`threads=None`). `--busy N` runs N busy processes beside it, as
    on a shared machine. torch's first optimiser imports `torch._dynamo` (about 2 s, once per
    process); it is paid before the timings and reported apart.
@@ -32,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("STREAMSSL_SHARED_DATA", ROOT.parent / "shared" / "data"))
-MODELS = ["streamssl", "streamssl-no-trees", "river-arf", "river-hat"]
+MODELS = ["streamssl", "streamssl-no-trees", "streamssl-river-forest", "river-arf", "river-hat"]
 LIMITS = {"kddcup99_10pct": 20_000}  # ARF on all of kdd's 23 classes would take most of the run
 
 
@@ -71,6 +71,8 @@ def one_at_a_time(busy: int) -> list[tuple[str, str, float]]:
     try:
         for name, model in [("river forest.ARFClassifier(seed=0)", forest.ARFClassifier(seed=0)),
                             ("StreamLearner()", StreamLearner()),
+                            ("StreamLearner(trees=forest.ARFClassifier()): river's forests",
+                             StreamLearner(trees=forest.ARFClassifier())),
                             ("StreamLearner(trees=False)", StreamLearner(trees=False)),
                             ("StreamLearner(one_batch=1): a torch step per label", StreamLearner(one_batch=1)),
                             ("StreamLearner(threads=None): torch's threads", StreamLearner(threads=None))]:

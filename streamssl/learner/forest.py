@@ -69,6 +69,9 @@ class BatchForest(base.Classifier):
     warning_delta, drift_delta
         Confidence of each tree's ADWIN on its 0/1 error: at a warning a background tree starts
         learning, at a drift it replaces the tree (a new tree does if there is none).
+    max_size
+        MiB the forest's arrays may take: past it no leaf splits (the leaves go on learning).
+        River caps each tree at 100 MB by deactivating its least promising leaves.
     seed
         Seed of the bagging weights and of the features drawn.
 
@@ -87,7 +90,7 @@ class BatchForest(base.Classifier):
     'yes'
     """
 
-    _NODE = ("feature", "threshold", "children", "depth", "leaf_features", "counts",
+    _NODE = ("feature", "threshold", "children", "leaf_features", "counts",
              "n", "mean", "m2", "lo", "hi", "mc_right", "nb_right", "attempted")
     _FILL = {"feature": -1, "lo": np.inf, "hi": -np.inf}
 
@@ -104,6 +107,7 @@ class BatchForest(base.Classifier):
         max_share_to_split: float = 0.99,
         warning_delta: float = 0.01,
         drift_delta: float = 0.001,
+        max_size: float = 256.0,
         seed: int | None = None,
     ) -> None:
         self.n_models, self.max_features, self.lambda_value = n_models, max_features, lambda_value
@@ -111,6 +115,7 @@ class BatchForest(base.Classifier):
         self.n_splits, self.min_branch_fraction = n_splits, min_branch_fraction
         self.max_share_to_split = max_share_to_split
         self.warning_delta, self.drift_delta, self.seed = warning_delta, drift_delta, seed
+        self.max_size = max_size
         self._reset()
 
     def _reset(self) -> None:
@@ -133,6 +138,11 @@ class BatchForest(base.Classifier):
     def _multiclass(self) -> bool:
         return True
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes the forest's node arrays take (their capacity, dropped trees' nodes included)."""
+        return sum(getattr(self, name).nbytes for name in self._NODE) if self.n_features is not None else 0
+
     # -- storage -------------------------------------------------------------------------------
     def _start(self, n_features: int) -> None:
         self.n_features = n_features
@@ -144,7 +154,6 @@ class BatchForest(base.Classifier):
         self.feature = np.full(cap, -1, dtype=np.int64)  # a branch's feature; -1 in a leaf
         self.threshold = np.zeros(cap)
         self.children = np.zeros((cap, 2), dtype=np.int64)
-        self.depth = np.zeros(cap, dtype=np.int64)
         self.leaf_features = np.zeros((cap, self.n_leaf_features), dtype=np.int64)
         self.counts = np.zeros((cap, self.n_classes))  # class weights
         # Gaussian estimators per (leaf, class, leaf feature): weight, mean, squared deviations, range.
@@ -168,13 +177,12 @@ class BatchForest(base.Classifier):
                 tuple(slice(0, min(a, b)) for a, b in zip(old.shape, shape))]
             setattr(self, name, new)
 
-    def _new_leaf(self, parent: int | None = None, counts: np.ndarray | None = None) -> int:
-        """A new leaf: a tree's root, or a child of ``parent`` holding ``counts``."""
+    def _new_leaf(self, counts: np.ndarray | None = None) -> int:
+        """A new leaf: a tree's root, or a child holding the class weights ``counts``."""
         if self.size == len(self.feature):
             self._resize(n_nodes=2 * self.size)
         i, self.size = self.size, self.size + 1
         self.feature[i] = -1
-        self.depth[i] = 0 if parent is None else self.depth[parent] + 1
         self.counts[i] = 0.0 if counts is None else counts
         self.leaf_features[i] = self._rng.choice(self.n_features, self.n_leaf_features, replace=False)
         self._restart(i)
@@ -414,7 +422,9 @@ class BatchForest(base.Classifier):
             self._restart(j)
             return
         fi, si = int(order[-1]), int(best_s[order[-1]])
-        kids = [self._new_leaf(j, side[:, fi, si]) for side in (left, right)]
+        if self.nbytes > self.max_size * 2**20:
+            return  # the forest is at its size: its leaves go on learning, none splits
+        kids = [self._new_leaf(side[:, fi, si]) for side in (left, right)]
         self.feature[j], self.threshold[j] = self.leaf_features[j, fi], cand[fi, si]
         self.children[j] = kids
 

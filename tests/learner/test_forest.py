@@ -144,3 +144,14 @@ def test_rows_of_another_width_are_refused(rows):
     model.learn_batch(np.zeros((2, 4)), np.array([0, 1]))
     with pytest.raises(ValueError, match="4 features"):
         model.proba_batch(rows, 2)
+
+
+def test_past_its_size_the_forest_splits_no_more_and_goes_on_learning():
+    X, y = _stream(2000)
+    capped, free = BatchForest(seed=0, max_size=0.0), BatchForest(seed=0)
+    for start in range(0, 2000, 64):
+        for model in (capped, free):
+            model.learn_batch(X[start:start + 64], y[start:start + 64])
+    assert (free.feature[: free.size] >= 0).any()
+    assert (capped.feature[: capped.size] < 0).all()  # leaves only: no split
+    assert capped.nbytes > 0 and (capped.proba_batch(X[:500], 3).argmax(1) == y[:500]).mean() > 0.6
