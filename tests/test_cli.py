@@ -286,10 +286,18 @@ def test_part_flags_set_the_learners_parts_over_the_switches():
     assert tuple(learner.temporal.spans) == (4, 16)
 
 
+def test_a_number_yaml_reads_as_text_is_read_as_the_number_its_setting_holds():
+    # YAML 1.1 reads 1e-5 (no dot) as a string; it reached the forest and failed mid-run.
+    args = cli.build_parser().parse_args(["replay", "--part", "trees.drift_delta=1e-5", "--part", "trees.n_models=5"])
+    trees = cli.make_learner(args).trees
+    assert trees.drift_delta == 1e-5 and isinstance(trees.drift_delta, float) and trees.n_models == 5
+
+
 @pytest.mark.parametrize("part,message", [
     ("mlp.steps_max=64", "--part: part mlp (MLPHead) has no setting steps_max (its settings:"),
     ("forest.n_models=5", "--part: no part 'forest'"),
     ("mlp.max_steps=0", "--part: part mlp: MLPHead needs"),
+    ("trees.drift_delta=small", "--part: part trees: drift_delta must be a number, got 'small'"),
 ])
 def test_a_wrong_part_setting_is_a_user_error(capsys, part, message):
     code, _, err = replay(capsys, "--limit", 10, "--part", part, *FAST)

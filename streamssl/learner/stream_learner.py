@@ -107,10 +107,34 @@ def part_with(name: str, values: Mapping, part: Any = None) -> base.Base:
     if unknown:
         raise ValueError(f"part {name} ({type(part).__name__}) has no setting {', '.join(unknown)} "
                          f"(its settings: {', '.join(sorted(known))})")
+    current = part._get_params()
+    typed = {k: _as_type_of(current[k], v, f"part {name}: {k}") for k, v in values.items()}
     try:
-        return part.clone(dict(values))
+        return part.clone(typed)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"part {name}: {exc}") from None
+
+
+def _as_type_of(current: Any, value: Any, what: str) -> Any:
+    """``value`` read as a number where the setting it replaces is one: YAML reads ``1e-5``
+    (no dot) as a string, and a string in a float setting failed deep inside the run.
+
+    >>> _as_type_of(0.001, "1e-5", "x"), _as_type_of(0.5, 1, "x"), _as_type_of(10, "20", "x")
+    (1e-05, 1.0, 20)
+    >>> _as_type_of(0.001, "small", "part trees: drift_delta")
+    Traceback (most recent call last):
+    ...
+    ValueError: part trees: drift_delta must be a number, got 'small'
+    """
+    if isinstance(current, bool) or isinstance(value, bool) or not isinstance(current, (int, float)):
+        return value
+    kind = float if isinstance(current, float) else int
+    if isinstance(value, str) or (kind is float and isinstance(value, int)):
+        try:
+            return kind(value)
+        except ValueError:
+            raise ValueError(f"{what} must be {'a number' if kind is float else 'an integer'}, got {value!r}") from None
+    return value
 
 
 def check_parts(parts: Mapping[str, Mapping], switches: Mapping[str, Any]) -> None:
