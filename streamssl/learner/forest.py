@@ -133,6 +133,7 @@ class BatchForest(base.Classifier):
         self.n_warnings = np.zeros(self.n_models, dtype=np.int64)
         self.n_drifts = np.zeros(self.n_models, dtype=np.int64)
         self._classes: dict[Any, int] = {}  # river's labels as class indices (learn_one's path)
+        self._waiting: tuple = ()  # (rows, classes) given with wait, short of a whole chunk
 
     @property
     def _multiclass(self) -> bool:
@@ -283,10 +284,30 @@ class BatchForest(base.Classifier):
             raise ValueError(f"rows of {self.n_features} features expected, got shape {X.shape}")
         return X
 
-    def learn_batch(self, X: np.ndarray, y: np.ndarray) -> None:
+    def learn_batch(self, X: np.ndarray, y: np.ndarray, wait: bool = False) -> None:
         """Learn rows ``X`` (shape ``(n, n_features)``) with class indices ``y``, in order, a
-        chunk of :attr:`chunk` rows at a time."""
+        chunk of :attr:`chunk` rows at a time. With ``wait``, rows short of a whole chunk wait
+        for the next call (or :meth:`flush`): a caller that gives rows one by one pays for a
+        chunk per :attr:`chunk` rows, and a row is learned at most ``chunk - 1`` rows late.
+
+        >>> model = BatchForest(seed=0)
+        >>> model.learn_batch(np.zeros((2, 3)), np.array([0, 1]), wait=True)
+        >>> model.waiting, model.n_features
+        (2, None)
+        >>> model.flush()
+        >>> model.waiting, model.n_features
+        (0, 3)
+        """
         X, y = self._check(X), np.asarray(y, dtype=np.int64)
+        if self._waiting and X.shape[1] != self._waiting[0].shape[1]:
+            raise ValueError(f"rows of {self._waiting[0].shape[1]} features expected, got shape {X.shape}")
+        if self._waiting:
+            X, y = np.concatenate([self._waiting[0], X]), np.concatenate([self._waiting[1], y])
+            self._waiting = ()
+        if wait and len(X) % self.chunk:
+            cut = len(X) - len(X) % self.chunk
+            self._waiting = (X[cut:], y[cut:])
+            X, y = X[:cut], y[:cut]
         if not len(X):
             return
         if self.n_features is None:
@@ -296,6 +317,16 @@ class BatchForest(base.Classifier):
             self._resize(n_classes=self.n_classes)
         for start in range(0, len(X), self.chunk):
             self._learn_chunk(X[start:start + self.chunk], y[start:start + self.chunk])
+
+    @property
+    def waiting(self) -> int:
+        """Rows given with ``wait`` and not learned yet."""
+        return len(self._waiting[0]) if self._waiting else 0
+
+    def flush(self) -> None:
+        """Learn the rows that wait."""
+        if self._waiting:
+            self.learn_batch(np.empty((0, self._waiting[0].shape[1])), np.empty(0, dtype=np.int64))
 
     @property
     def chunk(self) -> int:
@@ -492,6 +523,7 @@ class BatchForest(base.Classifier):
         state = dict(state)
         rng = np.random.default_rng()
         rng.bit_generator.state = state.pop("_rng")
+        state.setdefault("_waiting", ())  # forests pickled before rows could wait
         self.__dict__.update(state)
         self._rng = rng
         if self.n_features is not None:

@@ -18,7 +18,6 @@ from river import base
 
 from ..state import serialize
 from .classifier import OnlineMLPClassifier
-from .forest import BatchForest
 from .linear import OnlineLinear
 from .memory import NearestNeighbourMemory
 from .trees import forest_proba
@@ -50,7 +49,9 @@ class Member(Protocol):
         """Class probabilities, shape ``(len(batch.rows), n_classes)``, float64."""
 
     def learn(self, batch: Batch, y: np.ndarray) -> None:
-        """Learn labelled events ``batch`` with class indices ``y``."""
+        """Learn labelled events ``batch`` with class indices ``y`` (a member with a ``flush``
+        method may hold them back until it is called: the learner calls it after each group of
+        :meth:`StreamLearner.learn_one` events and before any other learning)."""
 
     def state_dict(self) -> Any: ...
 
@@ -163,15 +164,28 @@ class MemoryMember:
         self.memory.load_state_dict(state)
 
 
+class BatchClassifier(Protocol):
+    """A classifier that answers and learns rows of class indices at once, as
+    :class:`~streamssl.learner.forest.BatchForest` does; with ``wait``, it may hold rows back
+    until :meth:`flush`."""
+
+    def proba_batch(self, X: np.ndarray, n_classes: int) -> np.ndarray: ...
+
+    def learn_batch(self, X: np.ndarray, y: np.ndarray, wait: bool = False) -> None: ...
+
+    def flush(self) -> None: ...
+
+
 class RiverMember:
     """Any river classifier, on the features with their temporal context (not standardised:
     a tree's thresholds are then in the units of the data), one ``learn_one`` per label;
     with ``own_features``, on the event's own features alone.
 
-    Our :class:`~streamssl.learner.forest.BatchForest` learns and predicts a micro-batch at
-    once, river's adaptive random forest predicts one at once
-    (:func:`~streamssl.learner.trees.forest_proba`); other classifiers go row by row. Rows are
-    normalised, uniform where the classifier knows nothing yet. Its state is pickled bytes,
+    A :class:`BatchClassifier` (our :class:`~streamssl.learner.forest.BatchForest`) answers
+    and learns a micro-batch at once, and with :attr:`wait` set (the learner's per-event path)
+    may hold labelled rows back for a chunk of them; river's adaptive random forest answers
+    one at once (:func:`~streamssl.learner.trees.forest_proba`); other classifiers go row by
+    row. Rows are normalised, uniform where the classifier knows nothing yet. Its state is pickled bytes,
     loaded back through the restricted loader (:mod:`streamssl.state.serialize`), which builds
     river's trees, forests, linear models and naive Bayes, not other classes.
 
@@ -189,6 +203,11 @@ class RiverMember:
     def __init__(self, model: base.Classifier, own_features: bool = False) -> None:
         self.model = model
         self.own_features = own_features
+        self.wait = False  # a BatchClassifier may hold labelled rows back (until flush)
+
+    @property
+    def _batched(self) -> bool:  # isinstance on a runtime Protocol costs more than the call it picks
+        return all(callable(getattr(self.model, name, None)) for name in ("proba_batch", "learn_batch", "flush"))
 
     def _rows(self, batch: Batch) -> np.ndarray:
         rows = np.asarray(batch.rows, dtype=np.float64)
@@ -198,7 +217,7 @@ class RiverMember:
         from river import forest
 
         rows = self._rows(batch)
-        if isinstance(self.model, BatchForest):
+        if self._batched:
             return self.model.proba_batch(rows, n_classes)
         if isinstance(self.model, forest.ARFClassifier):
             return forest_proba(self.model, rows, n_classes)
@@ -211,11 +230,16 @@ class RiverMember:
         return np.where(total > 0, out / np.where(total > 0, total, 1.0), 1.0 / max(1, n_classes))
 
     def learn(self, batch: Batch, y: np.ndarray) -> None:
-        if isinstance(self.model, BatchForest):
-            self.model.learn_batch(self._rows(batch), y)
+        if self._batched:
+            self.model.learn_batch(self._rows(batch), y, wait=self.wait)
             return
         for row, label in zip(self._rows(batch).tolist(), y.tolist()):
             self.model.learn_one(dict(enumerate(row)), label)
+
+    def flush(self) -> None:
+        """Learn the rows a :class:`BatchClassifier` holds back."""
+        if self._batched:
+            self.model.flush()
 
     def state_dict(self) -> bytes:
         # Pickled here (C speed, and bytes need no copy when a checkpoint snapshots the state);

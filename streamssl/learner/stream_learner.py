@@ -508,6 +508,8 @@ class StreamLearner(base.Classifier):
         self.main: MainHead | None = None  # the MLP on every feature and its challenger, built with the others
         self.n_seen = 0
         self._group = 0.0  # label mass the MLP heads gather before learning (inf inside learn_one)
+        # (X, keys, classes, each asked head's answers) of the last predict_proba_many (_take_served).
+        self._last_served: tuple | None = None
         self._since_flush = 0  # learn_one events since the MLP heads last learned
         self.labels_used = 0
         # Rows of the last learn_many batch accepted as pseudo-labels, and their labels.
@@ -647,7 +649,18 @@ class StreamLearner(base.Classifier):
             return np.zeros((len(X), len(self.classes_)))
         A, Z = self.features.peek(X, keys)
         batch = self._batch(A, to_tensor(Z, self._device))
-        return self._served({name: self._head_proba(name, batch) for name in self.mix.asked()})
+        probas = {name: self._head_proba(name, batch) for name in self.mix.asked()}
+        # Kept for learn_many of these very events: their labels are scored on what was served.
+        self._last_served = (X.copy(), None if keys is None else list(keys), len(self.classes_), probas)
+        return self._served(probas)
+
+    def _take_served(self, X: np.ndarray, keys: Sequence[Hashable] | None) -> dict[str, np.ndarray] | None:
+        """The heads' answers served for ``X`` by the last :meth:`predict_proba_many`, if nothing
+        was learned since and they were these events (``None`` otherwise); taken once."""
+        last, self._last_served = self._last_served, None
+        if last is None or last[2] != len(self.classes_) or last[1] != (None if keys is None else list(keys)):
+            return None
+        return last[3] if np.array_equal(last[0], X) else None
 
     def _served(self, probas: dict[str, np.ndarray]) -> np.ndarray:
         """The answer from the heads' probabilities: combined, then calibrated."""
@@ -718,21 +731,25 @@ class StreamLearner(base.Classifier):
         return [*(self.main.mlps if self.main is not None else ()), *((raw.mlp,) if raw is not None else ())]
 
     def _set_groups(self) -> None:
-        """Before learning: the MLP heads gather labels inside learn_one, and learn at once (with
-        what waits) otherwise."""
+        """Before learning: the MLP heads gather labels inside learn_one, and the forests hold
+        them for a chunk; both learn at once (with what waits) otherwise."""
         if self._group == 0.0 and self._since_flush:
             self._flush_heads()
         for mlp in self._mlps():
             mlp.group = self._group
+        for member in self.heads.values():
+            if isinstance(member, RiverMember):
+                member.wait = self._group != 0.0
 
     def _flush_heads(self) -> None:
-        """The MLP heads learn the labels waiting for their group."""
+        """The MLP heads learn the labels waiting for their group, the forests those they hold."""
         self._since_flush = 0
         with torch_threads(self.threads):
             if self.main is not None:
                 self.main.flush(self._featurize)
-            if "raw" in self.heads:
-                self.heads["raw"].flush()
+            for member in self.heads.values():
+                if hasattr(member, "flush"):
+                    member.flush()
 
     @_in_threads
     def learn_many(self, X: np.ndarray, y: Sequence[Hashable | None] | None = None,
@@ -748,6 +765,9 @@ class StreamLearner(base.Classifier):
             raise ValueError(f"{len(X)} events but {len(y)} labels")
         if self.n_inputs_ is None:
             self._start(X.shape[1])
+        served = self._take_served(X, keys)
+        if self._group == 0.0 and self._since_flush:
+            served = None  # the MLP heads first learn the labels that wait: their answers change
         self._set_groups()
         raw = X
         X, Z = self.features.learn(X, keys)
@@ -770,7 +790,8 @@ class StreamLearner(base.Classifier):
         # together with them.
         pseudo = self._pseudo_label(Zt[~mask], np.flatnonzero(~labelled), X[~labelled])
         if labelled.any():
-            self._learn_labelled(Zt[mask], [v for v, k in zip(y, labelled) if k], pseudo, rows=X[labelled])
+            self._learn_labelled(Zt[mask], [v for v, k in zip(y, labelled) if k], pseudo, rows=X[labelled],
+                                 served=None if served is None else {k: p[labelled] for k, p in served.items()})
             self._keep_shared(X[labelled], [v for v, k in zip(y, labelled) if k])
         elif pseudo is not None:
             Zp, yp = pseudo
@@ -783,6 +804,7 @@ class StreamLearner(base.Classifier):
         keep = [i for i, v in enumerate(y) if not _is_missing(v)]
         if not keep:
             return
+        self._last_served = None  # the heads learn: what they served before is not what they answer now
         if self.n_inputs_ is None:
             self._start(X.shape[1])
         self._set_groups()
@@ -824,11 +846,13 @@ class StreamLearner(base.Classifier):
         """Take encoder weights (e.g. the replicas' average); the optimiser's state stays."""
         if self.ssl is None:
             raise ValueError("this learner has no encoder")
+        self._last_served = None
         self.ssl.objective.load_state_dict({k: v.to(self.ssl.device) for k, v in state.items()})
 
     def merge_moments(self, n: int, mean: np.ndarray, m2: np.ndarray) -> None:
         """Merge another replica's event statistics (:meth:`take_moments`) into the
         standardisation, as if this learner had seen those events too."""
+        self._last_served = None
         self.features.merge_moments(n, mean, m2)
 
     def _keep_shared(self, rows: np.ndarray, labels: list[Hashable]) -> None:
@@ -872,13 +896,20 @@ class StreamLearner(base.Classifier):
             raise ValueError("learn_shared needs a learner that has seen events of its own first")
         if rows.shape[1] != self.n_features_:
             raise ValueError(f"shared rows have {rows.shape[1]} columns, this learner's heads see {self.n_features_}")
+        self._last_served = None
         self._learn_labelled(to_tensor(self.standardizer.transform(rows), self._device), list(labels), rows=rows)
 
     def _learn_labelled(self, Z: torch.Tensor, labels: list[Hashable],
-                        pseudo: tuple[torch.Tensor, torch.Tensor] | None = None, *, rows: np.ndarray) -> None:
+                        pseudo: tuple[torch.Tensor, torch.Tensor] | None = None, *, rows: np.ndarray,
+                        served: dict[str, np.ndarray] | None = None) -> None:
         """Learn labelled events ``Z`` (standardised; ``rows``: the same before standardisation)
-        and the pseudo-labels riding along."""
+        and the pseudo-labels riding along. ``served``: heads' answers already served for these
+        events (:meth:`predict_proba_many` just before, nothing learned since); the heads scored,
+        combined and calibrated on them need not answer again."""
+        known = len(self.classes_)
         y = self._encode_labels(labels)
+        if len(self.classes_) != known:
+            served = None  # a new class: the answers served had no column for it
         yt = torch.as_tensor(y, device=self._device)
         # Prequential error of the heads on these labels, before they learn them. A challenger
         # born from this very update is not scored on labels it has never had a chance at.
@@ -886,8 +917,8 @@ class StreamLearner(base.Classifier):
         self._outcomes = {}
         batch = self._batch(rows, Z)
         # Every head answers these events before any of them learns their labels.
-        probas = {"mlp": self._head_proba("mlp", batch)}
-        probas.update((name, member.proba(batch, len(self.classes_))) for name, member in self.heads.items())
+        served = served or {}
+        probas = {name: served[name] if name in served else self._head_proba(name, batch) for name in ("mlp", *self.heads)}
         main_ok = torch.as_tensor(probas["mlp"].argmax(1) == y, device=self._device)
         self._react(self.monitor.update("error", (~main_ok).float().tolist(), self.n_seen))
         for name, proba in probas.items():

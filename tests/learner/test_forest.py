@@ -125,6 +125,24 @@ def test_state_round_trips_through_the_restricted_loader_and_learns_on_alike():
     np.testing.assert_array_equal(restored.proba_batch(X[:500], 3), model.proba_batch(X[:500], 3))
 
 
+def test_rows_given_one_by_one_to_wait_are_learned_in_the_chunks_of_one_batch():
+    X, y = _stream(1000, seed=2)
+    at_once, one_by_one = BatchForest(seed=0), BatchForest(seed=0)
+    at_once.learn_batch(X, y)
+    for i in range(len(X)):
+        one_by_one.learn_batch(X[i:i + 1], y[i:i + 1], wait=True)
+        assert one_by_one.waiting == (i + 1) % one_by_one.chunk
+    restored = serialize.loads(serialize.dumps(one_by_one))  # the rows that wait are state too
+    for m in (one_by_one, restored):
+        m.flush()
+        assert m.waiting == 0
+        np.testing.assert_array_equal(m.proba_batch(X[:300], 3), at_once.proba_batch(X[:300], 3))
+    waiting = BatchForest()
+    waiting.learn_batch(np.zeros((1, 4)), np.array([0]), wait=True)
+    with pytest.raises(ValueError, match="rows of 4 features expected"):
+        waiting.learn_batch(np.zeros((1, 3)), np.array([0]), wait=True)
+
+
 def test_compaction_keeps_the_trees_in_use_and_their_answers():
     X, y = _stream(4000, seed=3)
     model = BatchForest(seed=0, grace_period=10)

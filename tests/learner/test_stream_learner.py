@@ -232,8 +232,35 @@ def test_labels_waiting_in_a_group_survive_a_checkpoint_and_learn_many_learns_th
             m.learn_one(x, int(x[0] > 0))
     X = np.array([[x[k] for k in range(3)] for x in rows[30:]])
     np.testing.assert_array_equal(restored.predict_proba_many(X), model.predict_proba_many(X))
+    forests = [model.heads[name].model for name in ("tree", "raw-tree")]
+    assert [f.waiting for f in forests] == [5, 5]  # flushed with the MLPs at 16, then 5 held back
     model.learn_many(X[:2], [None, None])  # a micro-batch learns what waits first, labelled or not
     assert model.head._pending is None and model.heads["raw"].mlp._pending is None
+    assert [f.waiting for f in forests] == [0, 0]
+
+
+def test_labels_are_scored_on_the_answers_served_for_them_without_asking_the_heads_again(monkeypatch):
+    X, y = two_concepts(n=400)
+    model = StreamLearner(seed=0)
+    model.learn_many(X[:64], y[:64])
+    name = next(n for n in model.mix.asked() if n in model.heads)
+    member, calls = model.heads[name], []
+    answer = member.proba
+    monkeypatch.setattr(member, "proba", lambda batch, n: calls.append(len(batch.rows)) or answer(batch, n))
+    labels = [v if i % 8 == 0 else None for i, v in enumerate(y[:64].tolist())]
+
+    model.predict_proba_many(X[64:128])
+    model.learn_many(X[64:128], labels)
+    assert calls == [64]  # served, and the 8 labels scored on those answers
+    calls.clear()
+    model.predict_proba_many(X[128:192])
+    model.learn_late_labels(X[:2], y[:2].tolist())  # the heads learned since they answered
+    model.learn_many(X[128:192], labels)
+    assert calls == [64, 2, 8]
+    calls.clear()
+    model.predict_proba_many(X[192:256])
+    model.learn_many(X[256:320], labels)  # not the events served
+    assert calls == [64, 8]
 
 
 def test_a_memory_restored_on_another_device_answers_there():
