@@ -376,7 +376,9 @@ class StreamLearner(base.Classifier):
     one_batch
         Events given one at a time (:meth:`learn_one`) after which the MLP heads learn the
         labels that came with them, all together, as :meth:`learn_many` learns a micro-batch of
-        that size; 1 for a torch step with every label.
+        that size (the forests learn theirs a chunk at a time, 9 with their defaults, and at
+        the end of the group); 1 for a torch step with every label, and every head learning it
+        at once.
     threads
         torch's CPU threads while the learner computes (set on entry to ``learn_many``,
         ``predict_proba_many`` and ``learn_late_labels``, and the caller's setting restored on
@@ -392,7 +394,7 @@ class StreamLearner(base.Classifier):
     >>> from river import datasets, evaluate, metrics
     >>> model = StreamLearner(seed=0)
     >>> evaluate.progressive_val_score(datasets.Phishing(), model, metrics.Accuracy())
-    Accuracy: 90.47%
+    Accuracy: 90.07%
 
     Micro-batches on numpy arrays, with ``None`` for unlabelled events:
 
@@ -710,13 +712,19 @@ class StreamLearner(base.Classifier):
 
     # ---------------------------------------------------------------- learning
     def learn_one(self, x: dict, y: Hashable | None = None) -> None:
-        """Learn one event. Everything but the MLP heads learns it at once (temporal context,
-        standardiser, memory, forest, combiner, drift monitor, pseudo-label policy); the MLP
-        heads learn the labels given here once every ``one_batch`` events, all together, as
-        :meth:`learn_many` would learn a micro-batch of that size. So a label reaches the MLPs'
-        predictions at most ``one_batch - 1`` events later, and the per-event path takes a
-        torch step per few labels, not several per label. :meth:`learn_many` and
-        :meth:`learn_late_labels` first learn what waits."""
+        """Learn one event. The temporal context, standardiser, memory, linear head, combiner,
+        drift monitor and pseudo-label policy learn it at once; the MLP heads learn the labels
+        given here once every ``one_batch`` events, all together, as :meth:`learn_many` would
+        learn a micro-batch of that size; the forests a chunk of labels at a time (9 with
+        their defaults, the rows they learn together in a micro-batch too) and at the end of
+        each group. So a label reaches the MLPs' predictions at most ``one_batch - 1`` events
+        later, the forests' at most 8, and the per-event path takes a torch step per few
+        labels, not several per label. :meth:`learn_many` and :meth:`learn_late_labels` first
+        learn what waits.
+
+        A label given with the event that :meth:`predict_proba_one` just answered (river's
+        test-then-train) is scored, for the combiner and the calibrator, on the heads' answers
+        served then; they are not asked again."""
         self._group = math.inf
         try:
             self.learn_many(self._vector(x), [y])
