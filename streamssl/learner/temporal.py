@@ -76,6 +76,11 @@ class TemporalContext(base.Base):
             ema = self.state.get(key)
             if ema is None:
                 ema = np.repeat(Xk[:1], len(self.spans), axis=0)  # the first event is its own past
+            if len(rows) == 1:  # one event (learn_one, or one per entity): the filter's first step, for every span at once
+                alphas = np.asarray(self._alphas)[:, None]
+                out[rows[0], X.shape[1]:] = (Xk[0] - ema).ravel()
+                new_state[key] = alphas * Xk[0] + (1.0 - alphas) * ema
+                continue
             last = np.empty((len(self.spans), X.shape[1]))
             for j, a in enumerate(self._alphas):
                 # y_t = a x_t + (1 − a) y_{t−1}, started from the stored average.
