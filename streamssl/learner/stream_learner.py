@@ -155,11 +155,6 @@ def _in_threads(method):
     return wrapper
 
 
-#: Each split of the raw-feature forest chooses among this share of an event's own features
-#: (MOA's default), and among at most ``RAW_TREE_MAX_FEATURES``: a leaf's work per label grows
-#: with them (a 1,024-column stream: 32, its square root, instead of 614).
-RAW_TREE_FEATURES, RAW_TREE_MAX_FEATURES = 0.6, 32
-
 #: The built-in heads, in the order that breaks ties of recent accuracy (plugged members follow).
 HEADS = ("mlp", "raw", "memory", "tree", "raw-tree", "linear")
 
@@ -317,8 +312,7 @@ class StreamLearner(base.Classifier):
         ``trees=False`` for the learner without it.
     raw_tree
         With the temporal context and ``trees``, also a forest on the event's own features
-        alone: the ``trees`` part again, each split choosing among 60 % of them (MOA's default;
-        river's is the square root), at most 32 (or the river classifier given). Where the concept is a threshold on one of the event's own features,
+        alone: the ``trees`` part again (or the river classifier given). Where the concept is a threshold on one of the event's own features,
         the forest among the context's four times as many columns rarely gets to choose it:
         Luxembourg +1.8 / +4.2 points at 1 % / 5 % labels (``benchmarks/results/raw-tree``).
     linear
@@ -394,7 +388,7 @@ class StreamLearner(base.Classifier):
     >>> from river import datasets, evaluate, metrics
     >>> model = StreamLearner(seed=0)
     >>> evaluate.progressive_val_score(datasets.Phishing(), model, metrics.Accuracy())
-    Accuracy: 90.07%
+    Accuracy: 90.23%
 
     Micro-batches on numpy arrays, with ``None`` for unlabelled events:
 
@@ -537,8 +531,7 @@ class StreamLearner(base.Classifier):
         if "tree" in self.mix.members:
             self.heads["tree"] = RiverMember(self._forest())
         if "raw-tree" in self.mix.members:
-            features = max(1, min(int(RAW_TREE_FEATURES * self.n_inputs_), RAW_TREE_MAX_FEATURES))
-            tree = self._forest(max_features=features) if self.raw_tree is True else self.raw_tree.clone()
+            tree = self._forest() if self.raw_tree is True else self.raw_tree.clone()
             self.heads["raw-tree"] = RiverMember(tree, own_features=True)
         if self.linear is not False:
             self.heads["linear"] = LinearMember(_part(self.linear, OnlineLinear))
@@ -546,14 +539,11 @@ class StreamLearner(base.Classifier):
         for name, model in (self.members or {}).items():
             self.heads[name] = RiverMember(model.clone())
 
-    def _forest(self, **settings: Any) -> base.Classifier:
+    def _forest(self) -> base.Classifier:
         """A fresh forest member: the ``trees`` part (a :class:`BatchForest` for ``True``) with
-        the learner's seed where it has none, and those of ``settings`` it takes."""
+        the learner's seed where it has none."""
         part = BatchForest() if self.trees is True else self.trees
-        params = part._get_params()
-        if params.get("seed", 0) is None:
-            settings["seed"] = self.seed
-        return part.clone({k: v for k, v in settings.items() if k in params})
+        return part.clone({"seed": self.seed} if part._get_params().get("seed", 0) is None else {})
 
     def _start(self, n_inputs: int) -> None:
         """Size everything for events of ``n_inputs`` features (the first event, or a restore)."""

@@ -143,6 +143,19 @@ def test_rows_given_one_by_one_to_wait_are_learned_in_the_chunks_of_one_batch():
         waiting.learn_batch(np.zeros((1, 3)), np.array([0]), wait=True)
 
 
+@pytest.mark.parametrize("settings,width,per_leaf", [
+    ({}, 20, 12), ({}, 1024, 32),  # 60 % of them, at most 32
+    ({"max_features": "sqrt", "feature_cap": None}, 1024, 32), ({"max_features": None, "feature_cap": None}, 50, 50),
+    ({"max_features": 5}, 20, 5), ({"max_features": 0.5, "feature_cap": 4}, 20, 4),
+])
+def test_each_leaf_draws_its_share_of_the_features_up_to_the_cap(settings, width, per_leaf):
+    model = BatchForest(seed=0, **settings)
+    model.learn_batch(np.zeros((2, width)), np.array([0, 1]))
+    assert model.n_leaf_features == per_leaf and model.leaf_features.shape[1] == per_leaf
+    with pytest.raises(ValueError, match="feature_cap"):
+        BatchForest(feature_cap=0)
+
+
 def test_compaction_keeps_the_trees_in_use_and_their_answers():
     X, y = _stream(4000, seed=3)
     model = BatchForest(seed=0, grace_period=10)

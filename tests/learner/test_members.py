@@ -118,19 +118,22 @@ def test_checkpoints_from_before_a_head_go_on_without_it(switch, head, seed):
 
 def test_the_raw_feature_forest_sees_the_events_own_features_alone():
     """A threshold on one of an event's own features among ten that are noise: the forest on the
-    own features (60 % of them per split) finds it from fewer labels than the forest among the
-    context's four times as many columns (the square root of them per split)."""
-    rng = np.random.default_rng(0)
-    X = rng.uniform(0, 1, size=(3000, 10))
-    y = [int(x[0] > 0.5) if i % 10 == 0 else None for i, x in enumerate(X)]
-    model = StreamLearner(seed=0)
-    for i in range(0, len(X), 64):
-        model.learn_many(X[i:i + 64], y[i:i + 64])
-    raw, context = model.heads["raw-tree"].model, model.heads["tree"].model
-    assert raw.n_leaf_features == 6 == context.n_leaf_features  # of 10 own columns; of 40 with the context
-    assert _split_features(raw) and _split_features(raw) <= set(range(10))  # the own columns only
-    experts = model.experts
-    assert experts["raw-tree"]["accuracy"] > experts["tree"]["accuracy"] + 0.02, experts  # seeds 0-4: +2.0 to +7.0 points
+    own features finds it from fewer labels than the forest among the context's four times as
+    many columns, where each leaf's draw of 60 % of them holds 30 columns of the context."""
+    margins = []
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        X = rng.uniform(0, 1, size=(3000, 10))
+        y = [int(x[0] > 0.5) if i % 10 == 0 else None for i, x in enumerate(X)]
+        model = StreamLearner(seed=seed)
+        for i in range(0, len(X), 64):
+            model.learn_many(X[i:i + 64], y[i:i + 64])
+        raw, context = model.heads["raw-tree"].model, model.heads["tree"].model
+        assert (raw.n_leaf_features, context.n_leaf_features) == (6, 24)  # 60 % of 10 own columns; of 40 with the context
+        assert _split_features(raw) and _split_features(raw) <= set(range(10))  # the own columns only
+        experts = model.experts
+        margins.append(experts["raw-tree"]["accuracy"] - experts["tree"]["accuracy"])
+    assert np.mean(margins) > 0.01, margins  # seeds 0-4: +2.6, +3.0, +2.3, +0.7, -0.3 points
     wide = StreamLearner(seed=0)
     wide.learn_many(rng.uniform(0, 1, size=(64, 100)), [0, 1] * 32)
     assert wide.heads["raw-tree"].model.n_leaf_features == 32  # 60 % of 100, capped: a leaf's work per label
