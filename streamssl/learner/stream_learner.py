@@ -504,7 +504,8 @@ class StreamLearner(base.Classifier):
         self.main: MainHead | None = None  # the MLP on every feature and its challenger, built with the others
         self.n_seen = 0
         self._group = 0.0  # label mass the MLP heads gather before learning (inf inside learn_one)
-        # (X, keys, classes, each asked head's answers) of the last predict_proba_many (_take_served).
+        # (X, keys, each asked head's answers) of the last predict_proba_many (_take_served);
+        # whatever learns labels or changes the features drops it.
         self._last_served: tuple | None = None
         self._since_flush = 0  # learn_one events since the MLP heads last learned
         self.labels_used = 0
@@ -643,16 +644,16 @@ class StreamLearner(base.Classifier):
         batch = self._batch(A, to_tensor(Z, self._device))
         probas = {name: self._head_proba(name, batch) for name in self.mix.asked()}
         # Kept for learn_many of these very events: their labels are scored on what was served.
-        self._last_served = (X.copy(), None if keys is None else list(keys), len(self.classes_), probas)
+        self._last_served = (X.copy(), None if keys is None else list(keys), probas)
         return self._served(probas)
 
     def _take_served(self, X: np.ndarray, keys: Sequence[Hashable] | None) -> dict[str, np.ndarray] | None:
         """The heads' answers served for ``X`` by the last :meth:`predict_proba_many`, if nothing
         was learned since and they were these events (``None`` otherwise); taken once."""
         last, self._last_served = self._last_served, None
-        if last is None or last[2] != len(self.classes_) or last[1] != (None if keys is None else list(keys)):
+        if last is None or last[1] != (None if keys is None else list(keys)):
             return None
-        return last[3] if np.array_equal(last[0], X) else None
+        return last[2] if np.array_equal(last[0], X) else None
 
     def _served(self, probas: dict[str, np.ndarray]) -> np.ndarray:
         """The answer from the heads' probabilities: combined, then calibrated."""
@@ -728,16 +729,19 @@ class StreamLearner(base.Classifier):
         raw = self.heads.get("raw")
         return [*(self.main.mlps if self.main is not None else ()), *((raw.mlp,) if raw is not None else ())]
 
-    def _set_groups(self) -> None:
+    def _set_groups(self) -> bool:
         """Before learning: the MLP heads gather labels inside learn_one, and the forests hold
-        them for a chunk; both learn at once (with what waits) otherwise."""
-        if self._group == 0.0 and self._since_flush:
+        them for a chunk; both learn at once (with what waits) otherwise. True if what waited
+        was learned now."""
+        flushed = self._group == 0.0 and self._since_flush > 0
+        if flushed:
             self._flush_heads()
         for mlp in self._mlps():
             mlp.group = self._group
         for member in self.heads.values():
             if isinstance(member, RiverMember):
                 member.wait = self._group != 0.0
+        return flushed
 
     def _flush_heads(self) -> None:
         """The MLP heads learn the labels waiting for their group, the forests those they hold."""
@@ -764,9 +768,8 @@ class StreamLearner(base.Classifier):
         if self.n_inputs_ is None:
             self._start(X.shape[1])
         served = self._take_served(X, keys)
-        if self._group == 0.0 and self._since_flush:
-            served = None  # the MLP heads first learn the labels that wait: their answers change
-        self._set_groups()
+        if self._set_groups():
+            served = None  # the heads first learned the labels that waited: their answers changed
         raw = X
         X, Z = self.features.learn(X, keys)
         self.n_seen += len(X)
@@ -802,7 +805,6 @@ class StreamLearner(base.Classifier):
         keep = [i for i, v in enumerate(y) if not _is_missing(v)]
         if not keep:
             return
-        self._last_served = None  # the heads learn: what they served before is not what they answer now
         if self.n_inputs_ is None:
             self._start(X.shape[1])
         self._set_groups()
@@ -894,7 +896,6 @@ class StreamLearner(base.Classifier):
             raise ValueError("learn_shared needs a learner that has seen events of its own first")
         if rows.shape[1] != self.n_features_:
             raise ValueError(f"shared rows have {rows.shape[1]} columns, this learner's heads see {self.n_features_}")
-        self._last_served = None
         self._learn_labelled(to_tensor(self.standardizer.transform(rows), self._device), list(labels), rows=rows)
 
     def _learn_labelled(self, Z: torch.Tensor, labels: list[Hashable],
@@ -951,6 +952,7 @@ class StreamLearner(base.Classifier):
             remember = torch.cat([remember, torch.zeros(len(yp), dtype=torch.bool, device=self._device)])
         self.head.learn(Z, yt, ones, self._featurize, remember, mass=float(len(y)))
         self.labels_used += len(y)
+        self._last_served = None  # the heads learned: what they served before is not what they answer now
 
     def _score(self, head: str, correct: list[bool]) -> None:
         """A head's prequential outcomes on labelled events (before it learns them)."""

@@ -77,7 +77,7 @@ class TemporalContext(base.Base):
             if ema is None:
                 ema = np.repeat(Xk[:1], len(self.spans), axis=0)  # the first event is its own past
             if len(rows) == 1:  # one event (learn_one, or one per entity): the filter's first step, for every span at once
-                alphas = np.asarray(self._alphas)[:, None]
+                alphas = self._alphas[:, None]
                 out[rows[0], X.shape[1]:] = (Xk[0] - ema).ravel()
                 new_state[key] = alphas * Xk[0] + (1.0 - alphas) * ema
                 continue
