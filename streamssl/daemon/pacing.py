@@ -12,10 +12,14 @@ far ahead of the other:
 :class:`Pacer` tracks how far each partition has been read, in record time, and decides which
 partitions to hold (stop fetching) for now:
 
-- the *event clock* is the record time up to which the events are read: the oldest among the
-  event partitions that still have a backlog, or the wall clock when none has one. Waiting
-  labels expire against it (:class:`~streamssl.label_join.LabelJoin`), not against the
-  wall clock, so a label that ran ahead of a backlog waits for it however long it takes;
+- the *event clock* is the time up to which the events are read: the earliest, over the
+  event partitions, of how far each is known to be read, which is the later of the last
+  record read from it (its record time) and the last time the broker said it ends where it is
+  read to (:meth:`Pacer.caught_up`). Waiting labels expire against it
+  (:class:`~streamssl.label_join.LabelJoin`), not against the wall clock, so a label that ran
+  ahead of a backlog waits for it however long it takes. A fetch's high watermark does not
+  move the clock: a partition not fetched for a while (a rebalance, a starved machine) keeps an
+  old one and looks read to its end while its records, and the events of waiting labels, wait;
 - the labels partitions are held while the pending buffer is over half full, and let go once
   it has drained to a quarter;
 - the events partitions are held while the labels have a backlog and the events are read more
@@ -40,8 +44,11 @@ class Pacer:
     >>> ev, lb = TopicPartition("events", 0), TopicPartition("labels", 0)
     >>> pacer = Pacer("events", "labels", max_pending=100, max_lead_s=30)
     >>> pacer.saw(ev, 1_000.0); pacer.saw(lb, 1_100.0)
-    >>> pacer.event_clock({ev: 5_000, lb: 0}, now=2_000.0)  # events have a backlog
+    >>> pacer.event_clock({ev: 5_000, lb: 0}, now=2_000.0)  # read up to the record of 1000
     1000.0
+    >>> pacer.caught_up(ev, 1_990.0); pacer.event_clock({ev: 0, lb: 0}, now=2_000.0)  # the broker said: read to its end
+    1990.0
+    >>> pacer.forget({ev}); pacer.saw(ev, 1_000.0)
     >>> pacer.decide({ev: 5_000, lb: 0}, pending=80, now=2_000.0) == {lb}  # pending over half full
     True
     >>> pacer.decide({ev: 5_000, lb: 0}, pending=10, now=2_000.0)  # drained
@@ -56,6 +63,7 @@ class Pacer:
     max_pending: int
     max_lead_s: float | None = None
     times: dict[TopicPartition, float] = field(default_factory=dict)
+    confirmed: dict[TopicPartition, float] = field(default_factory=dict)
     hold_labels: bool = False
     hold_events: bool = False
 
@@ -64,10 +72,17 @@ class Pacer:
         if t > self.times.get(tp, -math.inf):
             self.times[tp] = t
 
+    def caught_up(self, tp: TopicPartition, t: float) -> None:
+        """``tp`` was read to its end as the broker said at ``t`` (Unix seconds): everything
+        written to it before ``t`` is read."""
+        if t > self.confirmed.get(tp, -math.inf):
+            self.confirmed[tp] = t
+
     def forget(self, tps: set[TopicPartition]) -> None:
         """These partitions left this consumer."""
         for tp in tps:
             self.times.pop(tp, None)
+            self.confirmed.pop(tp, None)
 
     def _clock(self, topic: str, lag: dict[TopicPartition, int | None]) -> float | None:
         """Record time read up to on ``topic``'s partitions that have a backlog, or whose
@@ -77,11 +92,11 @@ class Pacer:
         return min(behind) if behind else None
 
     def event_clock(self, lag: dict[TopicPartition, int | None], now: float) -> float:
-        """How far the events are read, in record time (``now`` when they are caught up).
-
-        ``lag``: every assigned partition's backlog in records, ``None`` where not known yet."""
-        clock = self._clock(self.events_topic, lag)
-        return now if clock is None else min(clock, now)
+        """How far the events are read (see the module docstring), at most ``now``; ``now``
+        without an events partition. ``lag``: the assigned partitions (their backlogs)."""
+        reached = [max(self.times.get(tp, -math.inf), self.confirmed.get(tp, -math.inf))
+                   for tp in lag if tp.topic == self.events_topic]
+        return min([*reached, now])
 
     def decide(self, lag: dict[TopicPartition, int | None], pending: int, now: float) -> set[TopicPartition]:
         """The partitions (of those in ``lag``) to hold, given the labels waiting for events."""

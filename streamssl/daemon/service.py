@@ -20,8 +20,8 @@ The run loop reads a micro-batch from the source, processes it and ticks:
      ``learn_many``, labels that arrived for earlier events with ``learn_late_labels``; other
      events wait in the :class:`~streamssl.label_join.LabelJoin`;
   7. count;
-- tick (:meth:`Daemon._tick`): expire waiting entries, readiness, lag, pacing, and a
-  checkpoint when one is due.
+- tick (:meth:`Daemon._tick`): ask the broker where the partitions end (once a second), expire
+  waiting entries, readiness, lag, pacing, and a checkpoint when one is due.
 
 A checkpoint (:meth:`Daemon.checkpoint`) takes the steps of
 :class:`~streamssl.daemon.checkpointer.Checkpointer`: flush the sinks, write a snapshot taken
@@ -79,6 +79,10 @@ class Daemon:
     writes a final checkpoint, commits and returns 0.
     """
 
+    #: Seconds between asking the broker where the assigned partitions end: waiting labels
+    #: expire against the event clock, which trusts a partition read to its end only as of then.
+    ENDS_EVERY_S = 1.0
+
     def __init__(self, config: DaemonConfig, registry=None, log: logging.Logger | None = None) -> None:
         self.config = config
         self.metrics = DaemonMetrics(registry)
@@ -97,6 +101,7 @@ class Daemon:
         self._ahead: dict[TopicPartition, int] = {}  # offsets reached before a restart, past the checkpoint
         self.handover = None
         self._lag_shown: set[TopicPartition] = set()  # partitions with a consumer_lag sample
+        self._ends_asked = -math.inf  # when the broker was last asked where the partitions end
         self.events_seen = 0  # event messages consumed, including dead-lettered ones
         self.labels_scored = 0
         self.labels_correct = 0
@@ -365,6 +370,10 @@ class Daemon:
         checkpoint when one is due."""
         self._loop_at = time.monotonic()
         now = time.time()
+        if lag and now - self._ends_asked >= self.ENDS_EVERY_S:  # what the event clock may trust
+            self._ends_asked = now
+            for tp, asked in self.source.confirm_ends(self.partitions.positions).items():
+                self.pacer.caught_up(tp, asked)
         if lag:  # with nothing assigned (between rebalances, before the first) the events read reach nowhere yet
             self.join.expire(now, self.pacer.event_clock(lag, now))
         self.metrics.sync_join(self.join)

@@ -13,8 +13,9 @@ offsets of all those waiting (unless there are too many to list). The next owner
 partition reads the latest such record, starts reading the partition at ``start``, and treats
 the listed records before ``end`` as *handed over*: they only rebuild the waiting state (no
 prediction, no learning but from the labels that then join); the others are skipped. The record is
-used only if ``end`` is at least the group's committed offset (a record older than the
-commit is stale).
+used unless ``end`` is below the group's committed offset (a record older than the commit is
+stale); where the group has no commit, or one behind ``end`` (the owner's commit failed), the
+window is what was processed (:func:`taking_over`).
 
 A window decides which records the next owner predicts, so only the daemons may write the
 topic (Kafka ACLs); with ``checkpoint.hmac_key`` set, each record also carries an HMAC-SHA256
@@ -101,6 +102,32 @@ class Window:
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
         return cls(start, end, only) if 0 <= start <= end else None
+
+
+def taking_over(window: Window | None, committed: int | None) -> tuple[str, int | None]:
+    """How a partition's next owner starts it, given its previous owner's latest ``window`` and
+    the group's ``committed`` offset: the outcome (``none``: no window, ``stale``: a window older
+    than the commit, ``empty``: nothing left waiting, ``replay``) and the offset to start at
+    (``None``: from the committed offset, as a fresh consumer would).
+
+    A window is written before its owner commits, so a commit that failed (a session expired
+    on a busy machine) leaves the window ahead of the commit, or the only trace of the owner:
+    the window, not the commit, says what was processed.
+
+    >>> taking_over(None, 12), taking_over(Window(5, 9, (5,)), 12)
+    (('none', None), ('stale', None))
+    >>> taking_over(Window(5, 9, (5,)), 9), taking_over(Window(9, 9, ()), 9)
+    (('replay', 5), ('empty', 9))
+    >>> taking_over(Window(5, 9, (5,)), None), taking_over(Window(9, 9, ()), 4)  # commits that failed
+    (('replay', 5), ('empty', 9))
+    """
+    if window is None:
+        return "none", None
+    if committed is not None and window.end < committed:
+        return "stale", None
+    if window.start >= window.end:
+        return "empty", window.end
+    return "replay", window.start
 
 
 def handover_key(group_id: str, tp: TopicPartition) -> str:

@@ -9,10 +9,11 @@ from typing import Callable
 
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError
 from kafka.record import MemoryRecords
 
 from ..config import KafkaConfig
-from .handover import HandoverLog
+from .handover import HandoverLog, taking_over
 from .partitions import Partitions, Routed
 
 Offsets = dict[TopicPartition, int]
@@ -119,6 +120,7 @@ class KafkaSource:
         self._restored: Offsets = {}  # partitions just started from the checkpoint's offsets
         self.taken_over: list[dict] = []  # what each partition new to this consumer was handed (for the log)
         self.unreadable: list[Unreadable] = []  # batches skipped since the caller last took them
+        self._ends: Offsets = {}  # each partition's end, as the broker last said (confirm_ends)
         self.consumer = KafkaConsumer(
             group_id=config.group_id, enable_auto_commit=False, auto_offset_reset=config.auto_offset_reset,
             session_timeout_ms=config.session_timeout_ms, heartbeat_interval_ms=config.heartbeat_interval_ms,
@@ -243,16 +245,10 @@ class KafkaSource:
         moved = set()
         for tp in sorted(fresh):
             window = windows.get(tp)
-            start = None  # where to read from, if not from the group's committed offset
             at = committed.get(tp)  # the group's committed offset
-            if window is None or at is None or window.end < at:
-                outcome = "none" if window is None else "stale"
-                if tp in stale and at is not None:
-                    start = at  # not from this consumer's outdated checkpoint
-            elif window.start >= window.end:
-                outcome, start = "empty", window.end
-            else:
-                outcome, start = "replay", window.start
+            outcome, start = taking_over(window, at)
+            if start is None and tp in stale and at is not None:
+                start = at  # not from this consumer's outdated checkpoint
             if start is not None:
                 try:
                     self.consumer.seek(tp, start)
@@ -301,16 +297,44 @@ class KafkaSource:
         return set(self.consumer.paused())
 
     def lag(self, positions: Offsets) -> dict[TopicPartition, int | None]:
-        """Messages between ``positions`` (next to read) and each assigned partition's high
-        watermark (``None`` until a fetch has told it)."""
+        """Messages between ``positions`` (next to read) and each assigned partition's end: the
+        later of its last fetch's high watermark and the end :meth:`confirm_ends` was told
+        (``None`` until either is known)."""
         out: dict[TopicPartition, int | None] = {}
         for tp in self.assignment():
-            high = self.consumer.highwater(tp)
-            at = positions.get(tp)
-            if at is None:
-                at = self._fetch_position(tp)
+            high = max((h for h in (self.consumer.highwater(tp), self._ends.get(tp)) if h is not None), default=None)
+            at = self._position(tp, positions)
             out[tp] = None if high is None or at is None else max(0, high - at)
         return out
+
+    def confirm_ends(self, positions: Offsets, timeout_ms: int = 1000) -> dict[TopicPartition, float]:
+        """Ask the broker where each assigned partition ends; returns those read to their end
+        (``positions``, else the consumer's), each with the time it was asked: everything
+        written to it before then has been read. A fetch's high watermark cannot say as much:
+        a partition not fetched for a while (a rebalance, a starved machine) keeps an old one
+        and looks read to its end while records wait. None where the broker does not answer."""
+        assigned = sorted(self.assignment())
+        if not assigned:
+            return {}
+        asked = time.time()
+        try:
+            ends = self.consumer.end_offsets(assigned, timeout_ms=timeout_ms)
+        except KafkaError:
+            return {}
+        # Some Kafka-protocol brokers (Tansu) answer short of the end, at the last record
+        # batch's first offset + 1: the later of that and the last fetch's high watermark.
+        self._ends = {tp: max(end, self.consumer.highwater(tp) or 0) for tp, end in ends.items()}
+        out = {}
+        for tp, end in self._ends.items():
+            at = self._position(tp, positions)
+            if at is not None and at >= end:
+                out[tp] = asked
+        return out
+
+    def _position(self, tp: TopicPartition, positions: Offsets) -> int | None:
+        """The next offset to process in ``tp``: the caller's position, else the consumer's."""
+        at = positions.get(tp)
+        return self._fetch_position(tp) if at is None else at
 
     def _fetch_position(self, tp: TopicPartition) -> int | None:
         """The consumer's position in ``tp`` (the next offset poll would return), read

@@ -14,19 +14,25 @@ def pacer(**kw) -> Pacer:
     return Pacer("ev", "lb", **{"max_pending": 100, "max_lead_s": 30.0, **kw})
 
 
-def test_the_event_clock_is_the_slowest_partition_with_a_backlog_else_the_wall_clock():
+def test_the_event_clock_is_the_slowest_partition_by_what_was_read_or_confirmed_read_to_its_end():
     p = pacer()
     p.saw(EV0, 500.0)
     p.saw(EV0, 400.0)  # an older record does not move it back
     p.saw(EV1, 700.0)
     assert p.event_clock({EV0: 10, EV1: 10}, now=1000.0) == 500.0
+    # A lag of 0 is only the last fetch's high watermark (old, after a rebalance or on a starved
+    # machine): without the broker's word the partition is read as far as its last record.
+    assert p.event_clock({EV0: 0, EV1: 10}, now=1000.0) == 500.0
+    p.caught_up(EV0, 990.0)
     assert p.event_clock({EV0: 0, EV1: 10}, now=1000.0) == 700.0
-    assert p.event_clock({EV0: 0, EV1: 0}, now=1000.0) == 1000.0
-    assert p.event_clock({EV0: 0, EV1: 0, TopicPartition("ev", 2): 5}, now=1000.0) == -math.inf  # unread backlog
-    assert p.event_clock({EV0: 0, EV1: 0, TopicPartition("ev", 2): None}, now=1000.0) == -math.inf  # not fetched yet
-    assert p.event_clock({EV0: None, EV1: 0}, now=1000.0) == 500.0
+    p.caught_up(EV1, 995.0)
+    p.caught_up(EV1, 900.0)  # an older word does not move it back
+    assert p.event_clock({EV0: 0, EV1: 0}, now=1000.0) == 990.0
+    assert p.event_clock({EV0: 0, EV1: 0}, now=950.0) == 950.0  # never past now
+    assert p.event_clock({EV0: 0, EV1: 0, TopicPartition("ev", 2): 5}, now=1000.0) == -math.inf  # nothing read yet
+    assert p.event_clock({LB: 0}, now=1000.0) == 1000.0  # no events partition: nothing to wait for
     p.forget({EV1})
-    assert p.event_clock({EV0: 10}, now=1000.0) == 500.0 and EV1 not in p.times
+    assert p.event_clock({EV0: 10}, now=1000.0) == 990.0 and EV1 not in p.times and EV1 not in p.confirmed
 
 
 def test_labels_are_held_while_the_pending_buffer_is_over_half_full_with_hysteresis():
@@ -51,7 +57,7 @@ def test_events_are_held_while_they_lead_labels_with_a_backlog_by_more_than_max_
     assert p.decide({EV0: 50, LB: 50}, pending=0, now=1000.0) == set()
     p.saw(EV0, 500.0)
     assert p.decide({EV0: 50, LB: 0}, pending=0, now=1000.0) == set()  # no labels backlog: nothing to wait for
-    # Caught-up events run on the wall clock: a labels backlog far behind holds them.
+    # Events read to their end (a lag of 0) are read up to their last record: a labels backlog far behind holds them.
     assert p.decide({EV0: 0, LB: 50}, pending=0, now=1000.0) == {EV0}
 
 
