@@ -42,7 +42,10 @@ def write_config(tmp_path: Path, bootstrap: str, topics: Topics, group: str, **s
     return path, port
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, proc: "DaemonProcess | None" = None) -> None:
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, proc: "DaemonProcess | None" = None,
+             explain: Callable[[], str] | None = None) -> None:
+    """Wait until ``condition()``; on timeout fail with ``explain()`` (the figures the condition
+    read) first, then ``proc``'s log tail and metrics and the other daemons' logs."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if condition():
@@ -53,11 +56,12 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, proc: "
     metrics = ""
     if proc is not None:
         status, body = proc.get("/metrics")
-        metrics = "\n".join(line for line in body.splitlines() if line.startswith("streamssl_") and "_bucket" not in line)
+        metrics = "\n".join(line for line in body.splitlines()
+                            if line.startswith("streamssl_") and "_bucket" not in line and "_created" not in line)
     # The other daemons of the test often hold the reason (a partition they did not let go).
     others = "".join(f"\n--- {other.log.name}:\n{other.log_text()[-2000:]}" for other in DaemonProcess.started
                      if other is not proc and other.process.poll() is None)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}"
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}" + (f" ({explain()})" if explain else "")
                          + (f"\n{proc.log_text()[-3000:]}\n{metrics}" if proc else "") + others)
 
 

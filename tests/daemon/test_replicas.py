@@ -89,6 +89,15 @@ def test_a_replica_killed_mid_stream_stops_no_other_loses_no_label_and_joins_aga
         return p.metric("streamssl_label_join_hits_total") + p.metric("streamssl_sync_rows_total",
                                                                       {"direction": "received"})
 
+    def figures(labels: int) -> str:  # where the labels went, by replica
+        return f"{labels} labels sent; " + "; ".join(
+            f"r{i}: reached {reached(q):.0f}, joined {q.metric('streamssl_label_join_hits_total'):.0f}, "
+            + ", ".join(f"missed ({m}) {q.metric('streamssl_label_join_misses_total', {'reason': m}):.0f}"
+                        for m in ("unknown", "expired", "duplicate")) + ", "
+            + ", ".join(f"rows {d} {q.metric('streamssl_sync_rows_total', {'direction': d}):.0f}"
+                        for d in ("received", "sent", "dropped", "expired"))
+            for i, q in enumerate(procs) if q.process.poll() is None)
+
     try:
         for rank in range(3):
             (tmp_path / f"r{rank}").mkdir()
@@ -118,9 +127,10 @@ def test_a_replica_killed_mid_stream_stops_no_other_loses_no_label_and_joins_aga
         wait_for(lambda: len({r.key for r in read_topic(bootstrap, topics.predictions, timeout_s=2)}) >= n, 120,
                  "a prediction for every event", procs[0])
         for p in procs[:2]:
-            wait_for(lambda: reached(p) >= sent["labels"], 120, "every label to reach the replicas that stayed", p)
-        print(f"\n{sent['labels']} labels; reached the two that stayed: {[reached(p) for p in procs[:2]]}; "
-              f"rounds: {[{o: p.metric('streamssl_sync_rounds_total', {'outcome': o}) for o in ('ok', 'alone', 'late', 'failed', 'timeout')} for p in procs[:2]]}")
+            wait_for(lambda: reached(p) >= sent["labels"], 120, "every label to reach the replicas that stayed", p,
+                     explain=lambda: figures(sent["labels"]))
+        print(f"\n{figures(sent['labels'])}; rounds: "
+              f"{[{o: p.metric('streamssl_sync_rounds_total', {'outcome': o}) for o in ('ok', 'alone', 'late', 'failed', 'timeout')} for p in procs[:2]]}")
         for p in procs:
             assert p.stop(signal.SIGTERM) == 0
     finally:
