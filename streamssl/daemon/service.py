@@ -20,8 +20,8 @@ The run loop reads a micro-batch from the source, processes it and ticks:
      ``learn_many``, labels that arrived for earlier events with ``learn_late_labels``; other
      events wait in the :class:`~streamssl.label_join.LabelJoin`;
   7. count;
-- tick (:meth:`Daemon._tick`): ask the broker where the partitions end (once a second), expire
-  waiting entries, readiness, lag, pacing, and a checkpoint when one is due.
+- tick (:meth:`Daemon._tick`): ask the broker where the partitions end (once a second while
+  labels wait for their events), expire waiting entries, readiness, lag, pacing, and a checkpoint when one is due.
 
 A checkpoint (:meth:`Daemon.checkpoint`) takes the steps of
 :class:`~streamssl.daemon.checkpointer.Checkpointer`: flush the sinks, write a snapshot taken
@@ -79,8 +79,9 @@ class Daemon:
     writes a final checkpoint, commits and returns 0.
     """
 
-    #: Seconds between asking the broker where the assigned partitions end: waiting labels
-    #: expire against the event clock, which trusts a partition read to its end only as of then.
+    #: Seconds between asking the broker where the assigned partitions end, while labels wait
+    #: for their events: they expire against the event clock, which trusts a partition read to
+    #: its end only as of then.
     ENDS_EVERY_S = 1.0
 
     def __init__(self, config: DaemonConfig, registry=None, log: logging.Logger | None = None) -> None:
@@ -370,7 +371,7 @@ class Daemon:
         checkpoint when one is due."""
         self._loop_at = time.monotonic()
         now = time.time()
-        if lag and now - self._ends_asked >= self.ENDS_EVERY_S:  # what the event clock may trust
+        if lag and self.join.pending and now - self._ends_asked >= self.ENDS_EVERY_S:  # what the event clock may trust
             self._ends_asked = now
             for tp, asked in self.source.confirm_ends(self.partitions.positions).items():
                 self.pacer.caught_up(tp, asked)
