@@ -222,7 +222,8 @@ class CheckpointConfig(_Section):
     ``writer``: ``process`` (the default) writes each in a forked child, which holds the state as
     it was at the fork while the loop goes on, and serialises it without sharing the loop's
     interpreter lock; ``thread`` copies the state and writes it from a thread of the daemon.
-    ``process`` falls back to ``thread`` off Linux and for a learner not on the CPU."""
+    ``process`` falls back to ``thread`` off Linux and for a learner not on the CPU.
+    ``every_events`` counts the records read, labels included (what a crash would replay)."""
 
     path: Path = Path("streamssl-state/daemon.ckpt")
     every_events: int = Field(50_000, ge=1)
