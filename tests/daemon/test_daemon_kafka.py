@@ -515,7 +515,10 @@ def test_a_daemon_killed_and_restarted_takes_its_partitions_back_without_redoing
         wait_for(lambda: b.metric("streamssl_predictions_produced_total") >= 100, 120, "100 predictions from B", b)
         wait_for(lambda: (tmp_path / "a" / "state" / "daemon.ckpt").exists(), 120, "a checkpoint from A", a)
         assert a.stop(signal.SIGKILL) == -signal.SIGKILL
-        wait_for(lambda: len(b.log_events("taken_over")) >= 2, 120, "B to take A's partitions", b)
+        # All four partitions B was handed, whether two at its join and two at A's death, or all at
+        # once where A, starved, fell out of the group before B's first assignment.
+        wait_for(lambda: len({p["partition"] for e in b.log_events("taken_over") for p in e["partitions"]}) >= 4,
+                 120, "B to take A's partitions", b)
         b_before = b.metric("streamssl_predictions_produced_total")
         wait_for(lambda: b.metric("streamssl_predictions_produced_total") >= b_before + 100, 120, "B to go on", b)
         a2 = DaemonProcess(*configs["a"], tmp_path / "a2.log")
