@@ -312,7 +312,7 @@ class KafkaSource:
         (``positions``, else the consumer's), each with the time it was asked: everything
         written to it before then has been read. A fetch's high watermark cannot say as much:
         a partition not fetched for a while (a rebalance, a starved machine) keeps an old one
-        and looks read to its end while records wait. None where the broker does not answer."""
+        and looks read to its end while records wait. Empty where the broker does not answer."""
         assigned = sorted(self.assignment())
         if not assigned:
             return {}
