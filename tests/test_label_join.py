@@ -338,3 +338,63 @@ def test_a_partition_moving_twice_loses_and_repeats_no_label(data):
             feed(third, kind, offset, handed)
     assert first.hits + second.hits + third.hits == len(labels)
     assert not first.misses and not second.misses and not third.misses
+
+
+def _walked(join: LabelJoin) -> dict[str, list[int]]:
+    """What :meth:`LabelJoin.waiting` must answer, from a walk over every waiting entry."""
+    out: dict[str, list[int]] = {}
+    for entries, at in ((join.events, 3), (join.pending, 2)):
+        for entry in entries.values():
+            if entry[at] is not None:
+                out.setdefault(entry[at][0], []).append(entry[at][1])
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["events", "labels", "expire", "drop", "restart"]),
+                          st.lists(st.integers(0, 30), min_size=1, max_size=6), st.integers(0, 1)),
+                max_size=40))
+def test_the_waiting_offsets_kept_as_entries_come_and_go_match_a_walk_over_the_buffer(steps):
+    join = LabelJoin(ttl_s=50, max_events=12, pending_ttl_s=20, max_pending=5)
+    now, offset = 0.0, 0
+    for kind, ids, partition in steps:
+        now += 3.0
+        names = [f"e{i}" for i in ids]  # repeated ids: redeliveries, duplicates
+        origins = [(f"{kind}:{partition}", offset + k, (False, True, "all")[k % 3 * (kind == "events")])
+                   for k in range(len(ids))]
+        offset += len(ids)
+        if kind == "events":
+            join.add_events(names, rows(len(ids)), [0] * len(ids), now=now, origins=origins)
+        elif kind == "labels":
+            join.add_labels([(n, 1) for n in names], now=now, origins=origins)
+        elif kind == "expire":
+            join.expire(now + 10 * ids[0])
+        elif kind == "drop":
+            join.drop_sources({f"events:{partition}", f"labels:{1 - partition}"})
+        else:
+            join = _restarted(join)
+        assert join.waiting() == _walked(join)
+
+
+def _restarted(join: LabelJoin) -> LabelJoin:
+    again = LabelJoin(ttl_s=join.ttl_s, max_events=join.max_events, pending_ttl_s=join.pending_ttl_s,
+                      max_pending=join.max_pending)
+    again.load_state_dict(loads(dumps(join.state_dict())))
+    for kept, back in ((join.events, again.events), (join.pending, again.pending)):
+        assert [(k, *e[:1], *e[2:]) for k, e in kept.items()] == [(k, *e[:1], *e[2:]) for k, e in back.items()]
+    return again
+
+
+def test_a_join_state_with_its_origins_in_json_still_loads():
+    join = LabelJoin()
+    join.add_events(["a", "b"], rows(2), [0, 1], now=0.0, origins=[("events:0", 7, False), ("events:1", 3, "all")])
+    state = join.state_dict()
+    ids, _, predicted, _, keys = json.loads(state["events"])
+    origins = [[source, offset, handed] for source, offset, handed in
+               [("events:0", 7, False), ("events:1", 3, "all")]]
+    state["events"] = json.dumps([ids, None, predicted, origins, keys])  # as written before 2026-12-05
+    del state["event_sources"], state["event_origins"]
+    again = LabelJoin()
+    again.load_state_dict(loads(dumps(state)))
+    assert again.waiting() == join.waiting() == {"events:0": [7], "events:1": [3]}
+    assert [e[3] for e in again.events.values()] == [("events:0", 7, False), ("events:1", 3, "all")]
