@@ -42,6 +42,7 @@ True
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import signal
 import sys
@@ -65,8 +66,20 @@ _PR_SET_PDEATHSIG = 1
 
 #: A forked writer's niceness: it is background work, and on a small machine the loop, the
 #: broker and the producers beside it come first (it gets the cores when they are idle, or when
-#: the loop waits for it at the next checkpoint).
+#: the loop waits for it at the next checkpoint). Where Linux allows, it also runs under
+#: ``SCHED_IDLE``, so that any of them waking takes its core at once (at niceness 19 alone a
+#: task waking waits out the writer's slice); a caller that must wait for it lifts that.
 CHILD_NICENESS = 19
+
+
+def _set_idle(pid: int, idle: bool) -> None:
+    """Put process ``pid`` under ``SCHED_IDLE`` (or back under ``SCHED_OTHER``), where the
+    platform has them; its niceness is kept."""
+    if hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(pid, os.SCHED_IDLE if idle else os.SCHED_OTHER, os.sched_param(0))
+        except OSError:  # refused (a sandbox, a container's seccomp policy): niceness alone
+            pass
 
 
 @functools.cache
@@ -106,6 +119,7 @@ class ChildWrite:
         if pid == 0:  # the child
             code = 1
             try:
+                gc.disable()  # a collection here would touch, and so copy, every page of the parent's heap
                 _die_with(parent)
                 os.close(read_end)
                 os.nice(CHILD_NICENESS)
@@ -120,6 +134,7 @@ class ChildWrite:
             finally:
                 os._exit(code)
         os.close(write_end)
+        _set_idle(pid, True)  # here, not in the child: :meth:`result` may lift it at once
         self.pid, self._pipe, self._status = pid, read_end, None
 
     def done(self) -> bool:
@@ -131,7 +146,8 @@ class ChildWrite:
 
     def result(self) -> None:
         """Wait for the child; raise :class:`~streamssl.state.checkpoint.CheckpointError` if it failed."""
-        if self._status is None:
+        if self._status is None and not self.done():
+            _set_idle(self.pid, False)  # the caller waits for it now: no longer only the idle time
             _, self._status = os.waitpid(self.pid, 0)
         with os.fdopen(self._pipe, "rb") as pipe:
             message = pipe.read().decode(errors="replace")
@@ -165,6 +181,9 @@ class Checkpointer:
         self._last = time.monotonic()
         self.unusable: list[tuple[str, str]] = []  # (path, why) of the files the last read skipped
         self.source: str | None = None  # the file the last read returned
+        # True while the file at ``path`` is known whole (this one wrote it, or read it back):
+        # the next write then keeps it as ``.prev`` without reading it again.
+        self._whole: bool | None = None
 
     # -------------------------------------------------------------- writing
     def seen(self, records: int) -> None:
@@ -200,9 +219,9 @@ class Checkpointer:
         flush()
         snapshot = snapshot()
         self.since, self._last = 0, time.monotonic()
-        path, key = self.path, self.config.key()
+        path, key, whole = self.path, self.config.key(), self._whole
         def write() -> None:
-            ckpt.write_atomic(path, ckpt.encode_parts(self.state(snapshot), key))
+            ckpt.write_atomic(path, ckpt.encode_parts(self.state(snapshot), key), intact_before=whole)
 
         future = ChildWrite(write) if self.forks else self._writer.submit(write)
         self._writing = (future, offsets, hand_over, t0)
@@ -217,8 +236,9 @@ class Checkpointer:
         ``commit`` the file's offsets; nothing is committed if a step before fails.
         Returns the checkpoint's seconds from its start."""
         future, offsets, hand_over, t0 = self._writing
-        self._writing = None
+        self._writing, self._whole = None, None
         future.result()
+        self._whole = True
         hand_over()
         commit(offsets)
         return time.perf_counter() - t0
@@ -255,6 +275,7 @@ class Checkpointer:
                 self.unusable.append((str(p), str(exc)))
                 continue
             self.source = str(p)
+            self._whole = True if p == self.path else None
             return state
         if self.unusable:
             raise ckpt.CheckpointError("no usable checkpoint: " + "; ".join(e for _, e in self.unusable))

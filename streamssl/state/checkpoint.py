@@ -81,13 +81,15 @@ def intact(path: str | os.PathLike) -> bool:
     return True
 
 
-def write_atomic(path: str | os.PathLike, data: bytes | tuple[bytes, ...]) -> None:
+def write_atomic(path: str | os.PathLike, data: bytes | tuple[bytes, ...], intact_before: bool | None = None) -> None:
     """Write ``data`` (or its parts, one after the other) to ``path`` so that a crash leaves
     either the old or the new file whole.
 
     The previous file becomes ``path.prev`` only if it is :func:`intact`: a damaged one (from
     which a restore fell back to ``.prev``) is moved to ``path.damaged`` for inspection instead,
-    so the last good backup survives a second fault."""
+    so the last good backup survives a second fault. ``intact_before``: whether the caller
+    knows the file at ``path`` whole (it wrote or read it back itself), which spares reading it
+    again; ``None``: read it and check."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -97,7 +99,8 @@ def write_atomic(path: str | os.PathLike, data: bytes | tuple[bytes, ...]) -> No
         f.flush()
         os.fsync(f.fileno())
     if path.exists():  # a hard link, then the rename over it: the path never goes missing
-        keep = path.with_name(path.name + (".prev" if intact(path) else ".damaged"))
+        whole = intact(path) if intact_before is None else intact_before
+        keep = path.with_name(path.name + (".prev" if whole else ".damaged"))
         link = path.with_name(path.name + ".link")
         link.unlink(missing_ok=True)
         os.link(path, link)

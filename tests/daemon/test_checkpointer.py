@@ -1,14 +1,16 @@
 """The checkpoint steps without a daemon or a broker: their order, when one is due, reading back."""
 
+import os
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
 import pytest
 
 from streamssl.config import CheckpointConfig
-from streamssl.daemon.checkpointer import Checkpointer, can_fork
+from streamssl.daemon.checkpointer import Checkpointer, ChildWrite, can_fork
 from streamssl.state.checkpoint import CheckpointError
 
 WRITERS = ["process", "thread"] if can_fork() else ["thread"]
@@ -174,3 +176,51 @@ def test_reading_falls_back_to_the_previous_file_and_says_why(tmp_path):
         other.read()
     ckpts.close()
     other.close()
+
+
+def test_a_file_this_checkpointer_wrote_or_read_back_is_kept_without_reading_it_again(tmp_path, monkeypatch):
+    from streamssl.state import checkpoint as ckpt
+
+    checked = []
+    real = ckpt.intact
+    monkeypatch.setattr(ckpt, "intact", lambda path: checked.append(path) or real(path))
+    ckpts = checkpointer(tmp_path, "thread")
+    for n in (1, 2, 3):
+        ckpts.start(lambda: {"n": n}, {}, flush=lambda: None)
+        ckpts.finish(lambda offsets: None)
+    assert checked == [] and ckpts.read()["n"] == 3 and ckpts.unusable == []
+    ckpts.start(lambda: {"n": 4}, {}, flush=lambda: None)  # after reading the file back: still known whole
+    ckpts.finish(lambda offsets: None)
+    assert checked == []
+    (tmp_path / "d.ckpt").write_bytes(b"damaged")
+    assert ckpts.read()["n"] == 3  # from .prev: the file is not known whole, so the next write checks it
+    ckpts.start(lambda: {"n": 5}, {}, flush=lambda: None)
+    ckpts.finish(lambda offsets: None)
+    assert checked == [tmp_path / "d.ckpt"] and (tmp_path / "d.ckpt.damaged").read_bytes() == b"damaged"
+    assert Checkpointer(CheckpointConfig(path=tmp_path / "d.ckpt.prev"), kind="test", version=2).read()["n"] == 3
+    ckpts.close()
+
+
+@pytest.mark.skipif(not (can_fork() and hasattr(os, "SCHED_IDLE")), reason="a forked writer under SCHED_IDLE is Linux's")
+def test_a_forked_writer_runs_in_idle_time_until_its_caller_waits_for_it(tmp_path):
+    go, seen = tmp_path / "go", tmp_path / "policy"
+
+    def write():
+        while not go.exists():
+            time.sleep(0.01)
+        seen.write_text(str(os.sched_getscheduler(0)))
+
+    child = ChildWrite(write)
+    assert os.sched_getscheduler(child.pid) == os.SCHED_IDLE and not child.done()
+
+    def release():  # once the caller waits (its wait lifts the idle policy), let the child go on
+        deadline = time.monotonic() + 60
+        while os.sched_getscheduler(child.pid) == os.SCHED_IDLE and time.monotonic() < deadline:
+            time.sleep(0.01)
+        go.touch()
+
+    releaser = threading.Thread(target=release)
+    releaser.start()
+    child.result()
+    releaser.join()
+    assert int(seen.read_text()) == os.SCHED_OTHER
