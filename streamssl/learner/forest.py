@@ -32,11 +32,15 @@ from scipy.special import ndtr
 _HALF_LOG_TAU = 0.5 * math.log(2 * math.pi)
 
 
-def _entropy(counts: np.ndarray) -> np.ndarray:
-    """Entropy in bits of the class weights on axis 0 (0 where there is no weight)."""
-    total = counts.sum(axis=0)
+def _entropy(counts: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Entropy in bits of the class weights on ``axis`` (0 where there is no weight).
+
+    >>> _entropy(np.array([[1.0, 1.0], [3.0, 1.0]]), axis=1).round(3).tolist()
+    [1.0, 0.811]
+    """
+    total = counts.sum(axis=axis, keepdims=True)
     p = counts / np.where(total > 0, total, 1.0)
-    return -(p * np.log2(np.where(p > 0, p, 1.0))).sum(axis=0)
+    return -(p * np.log2(np.where(p > 0, p, 1.0))).sum(axis=axis)
 
 
 class BatchForest(base.Classifier):
@@ -383,11 +387,11 @@ class BatchForest(base.Classifier):
         np.add.at(self.nb_right, leaf, np.where(nb_ok, w, 0.0))
         np.add.at(self.counts, (leaf, yy), w)
         self._update_estimators(leaf, yy, w, self._leaf_rows(leaf, X, rows))
-        for j in np.unique(leaf).tolist():
-            total = self.counts[j].sum()
-            if total - self.attempted[j] >= self.grace_period:
-                self.attempted[j] = total
-                self._attempt_split(j)
+        touched = np.unique(leaf)
+        total = self.counts[touched].sum(axis=1)
+        due = total - self.attempted[touched] >= self.grace_period
+        self.attempted[touched[due]] = total[due]
+        self._attempt_splits(touched[due])
 
     def _update_estimators(self, leaf: np.ndarray, y: np.ndarray, w: np.ndarray, x: np.ndarray) -> None:
         """Merge rows into their (leaf, class) Gaussian estimators: per group the weighted mean
@@ -415,64 +419,72 @@ class BatchForest(base.Classifier):
         np.minimum.at(self.lo, (leaf, y), x)
         np.maximum.at(self.hi, (leaf, y), x)
 
-    def _attempt_split(self, j: int) -> None:
-        """Score leaf ``j``'s candidates (``n_splits`` evenly spaced thresholds inside each
-        feature's observed range; each class's weight on either side from its Gaussian) by
-        information gain, and split on the best when it beats the second best by the Hoeffding
-        bound, or the bound is under ``tau``.
+    def _attempt_splits(self, leaves: np.ndarray) -> None:
+        """Score the candidates of each of ``leaves`` (``n_splits`` evenly spaced thresholds
+        inside each feature's observed range; each class's weight on either side from its
+        Gaussian) by information gain, all leaves in one set of array operations, and split a
+        leaf on its best when that beats its second best by the Hoeffding bound, or the bound is
+        under ``tau``; leaves split in ascending order (each split draws its children's features).
 
         A leaf that holds one class (more than ``max_share_to_split`` of its weight), or whose
         candidates are all invalid when the bound calls for a split, starts its estimators afresh:
         river stops such a leaf and its memory management wakes it again at once, with new
         estimators (far under the size limit it always does)."""
-        counts = self.counts[j]
-        if (counts > 0).sum() < 2:
-            return
-        if counts.max() / counts.sum() > self.max_share_to_split:
+        counts = self.counts[leaves]  # (L, C)
+        classes, total = (counts > 0).sum(axis=1), counts.sum(axis=1)
+        keep = classes >= 2
+        leaves, counts, classes, total = leaves[keep], counts[keep], classes[keep], total[keep]
+        pure = counts.max(axis=1) / np.where(total > 0, total, 1.0) > self.max_share_to_split
+        for j in leaves[pure].tolist():
             self._restart(j)
+        leaves, counts, classes, total = leaves[~pure], counts[~pure], classes[~pure], total[~pure]
+        if not len(leaves):
             return
-        n, mean, lo, hi = self.n[j], self.mean[j], self.lo[j], self.hi[j]  # (C, m)
+        n, mean, lo, hi = self.n[leaves], self.mean[leaves], self.lo[leaves], self.hi[leaves]  # (L, C, m)
         seen = n > 0
-        f_lo, f_hi = np.where(seen, lo, np.inf).min(axis=0), np.where(seen, hi, -np.inf).max(axis=0)
+        f_lo, f_hi = np.where(seen, lo, np.inf).min(axis=1), np.where(seen, hi, -np.inf).max(axis=1)  # (L, m)
         steps = np.arange(1, self.n_splits + 1) / (self.n_splits + 1.0)
         with np.errstate(invalid="ignore"):
-            cand = f_lo[:, None] + (f_hi - f_lo)[:, None] * steps  # (m, S)
-            usable = (cand > f_lo[:, None]) & (cand < f_hi[:, None])
+            cand = f_lo[..., None] + (f_hi - f_lo)[..., None] * steps  # (L, m, S)
+            usable = (cand > f_lo[..., None]) & (cand < f_hi[..., None])
         cand = np.where(usable, cand, 0.0)
-        sigma = np.sqrt(self.m2[j] / np.where(n > 1.0, n - 1.0, np.inf))[..., None]
-        s = cand[None]
+        sigma = np.sqrt(self.m2[leaves] / np.where(n > 1.0, n - 1.0, np.inf))[..., None]
+        s = cand[:, None]  # (L, 1, m, S)
         with np.errstate(over="ignore"):
             z = (s - mean[..., None]) / np.where(sigma > 0, sigma, 1.0)
         inside = np.where(sigma > 0, ndtr(z), 0.0) * n[..., None]  # river: no spread, no weight left
         left = np.where(s < lo[..., None], 0.0, np.where(s >= hi[..., None], n[..., None], inside))
-        left = np.where(seen[..., None], left, 0.0)  # (C, m, S)
+        left = np.where(seen[..., None], left, 0.0)  # (L, C, m, S)
         right = np.where(seen[..., None], n[..., None], 0.0) - left
-        wl, wr = left.sum(axis=0), right.sum(axis=0)
+        wl, wr = left.sum(axis=1), right.sum(axis=1)  # (L, m, S)
         both = wl + wr
         share = np.where(both > 0, both, 1.0)
         ok = usable & (wl / share > self.min_branch_fraction) & (wr / share > self.min_branch_fraction)
-        post = (wl * _entropy(left) + wr * _entropy(right)) / share
-        merit = np.where(ok, _entropy(counts) - post, -np.inf)  # (m, S)
-        best_s = merit.argmax(axis=1)
-        best = merit[np.arange(self.n_leaf_features), best_s]
-        order = np.argsort(best, kind="stable")
-        first = best[order[-1]]
+        post = (wl * _entropy(left, axis=1) + wr * _entropy(right, axis=1)) / share
+        merit = np.where(ok, _entropy(counts, axis=1)[:, None, None] - post, -np.inf)  # (L, m, S)
+        best_s = merit.argmax(axis=2)  # (L, m)
+        best = np.take_along_axis(merit, best_s[..., None], axis=2)[..., 0]
+        order = np.argsort(best, axis=1, kind="stable")
+        first = np.take_along_axis(best, order[:, -1:], axis=1)[:, 0]
         # River puts a null split (merit -inf) beside each feature's best.
-        second = best[order[-2]] if self.n_leaf_features > 1 else -np.inf
-        bound = math.sqrt(math.log2(max(2, int((counts > 0).sum()))) ** 2 * math.log(1.0 / self.delta)
-                          / (2.0 * counts.sum()))
-        gap = (first - second if np.isfinite(second) else np.inf) if np.isfinite(first) else -np.inf
-        if not (gap > bound or bound < self.tau):
-            return
-        if not np.isfinite(first):
-            self._restart(j)
-            return
-        fi, si = int(order[-1]), int(best_s[order[-1]])
-        if self.nbytes > self.max_size * 2**20:
-            return  # the forest is at its size: its leaves go on learning, none splits
-        kids = [self._new_leaf(side[:, fi, si]) for side in (left, right)]
-        self.feature[j], self.threshold[j] = self.leaf_features[j, fi], cand[fi, si]
-        self.children[j] = kids
+        second = (np.take_along_axis(best, order[:, -2:-1], axis=1)[:, 0] if self.n_leaf_features > 1
+                  else np.full(len(leaves), -np.inf))
+        log_delta = math.log(1.0 / self.delta)
+        for i, j in enumerate(leaves.tolist()):
+            bound = math.sqrt(math.log2(max(2, int(classes[i]))) ** 2 * log_delta / (2.0 * total[i]))
+            gap = (first[i] - second[i] if np.isfinite(second[i]) else np.inf) if np.isfinite(first[i]) else -np.inf
+            if not (gap > bound or bound < self.tau):
+                continue
+            if not np.isfinite(first[i]):
+                self._restart(j)
+                continue
+            if self.nbytes > self.max_size * 2**20:
+                continue  # the forest is at its size: its leaves go on learning, none splits
+            fi = int(order[i, -1])
+            si = int(best_s[i, fi])
+            kids = [self._new_leaf(side[i, :, fi, si]) for side in (left, right)]
+            self.feature[j], self.threshold[j] = self.leaf_features[j, fi], cand[i, fi, si]
+            self.children[j] = kids
 
     def _restart(self, j: int) -> None:
         """Leaf ``j``'s Gaussian estimators, empty."""
