@@ -66,19 +66,33 @@ _PR_SET_PDEATHSIG = 1
 
 #: A forked writer's niceness: it is background work, and on a small machine the loop, the
 #: broker and the producers beside it come first (it gets the cores when they are idle, or when
-#: the loop waits for it at the next checkpoint). Where Linux allows, it also runs under
-#: ``SCHED_IDLE``, so that any of them waking takes its core at once (at niceness 19 alone a
-#: task waking waits out the writer's slice); a caller that must wait for it lifts that.
+#: the loop waits for it at the next checkpoint). Where it can be lifted again (:func:`can_idle`),
+#: it also runs under ``SCHED_IDLE``, so that any of them waking takes its core at once (at
+#: niceness 19 alone a task waking waits out the writer's slice); a caller that must wait for
+#: it (the next checkpoint, a rebalance, the way out) lifts that.
 CHILD_NICENESS = 19
 
 
+@functools.cache
+def can_idle() -> bool:
+    """Whether a writer may run under ``SCHED_IDLE``: Linux lets a process move another out of
+    it only as root or within ``RLIMIT_NICE`` of the writer's niceness (elsewhere a writer
+    left idle could be starved while its caller waits on a busy machine)."""
+    if not (hasattr(os, "SCHED_IDLE") and hasattr(os, "geteuid")):
+        return False
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_NICE)[0]
+    return os.geteuid() == 0 or limit == resource.RLIM_INFINITY or limit >= 20 - CHILD_NICENESS
+
+
 def _set_idle(pid: int, idle: bool) -> None:
-    """Put process ``pid`` under ``SCHED_IDLE`` (or back under ``SCHED_OTHER``), where the
-    platform has them; its niceness is kept."""
-    if hasattr(os, "SCHED_IDLE"):
+    """Put process ``pid`` under ``SCHED_IDLE`` (or back under ``SCHED_OTHER``) where
+    :func:`can_idle`; its niceness is kept."""
+    if can_idle():
         try:
             os.sched_setscheduler(pid, os.SCHED_IDLE if idle else os.SCHED_OTHER, os.sched_param(0))
-        except OSError:  # refused (a sandbox, a container's seccomp policy): niceness alone
+        except OSError:  # refused (a sandbox, a seccomp policy), or the writer is gone
             pass
 
 
@@ -110,6 +124,7 @@ class ChildWrite:
         read_end, write_end = os.pipe()
         parent = os.getpid()
         _prctl()  # looked up before the fork
+        can_idle()
         with warnings.catch_warnings():
             # Python 3.12 warns of fork() in a process with threads (Kafka's, the HTTP server's):
             # the child only serialises plain data and writes a file; it takes none of their

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from streamssl.config import CheckpointConfig
-from streamssl.daemon.checkpointer import Checkpointer, ChildWrite, can_fork
+from streamssl.daemon.checkpointer import Checkpointer, ChildWrite, can_fork, can_idle
 from streamssl.state.checkpoint import CheckpointError
 
 WRITERS = ["process", "thread"] if can_fork() else ["thread"]
@@ -201,7 +201,7 @@ def test_a_file_this_checkpointer_wrote_or_read_back_is_kept_without_reading_it_
     ckpts.close()
 
 
-@pytest.mark.skipif(not (can_fork() and hasattr(os, "SCHED_IDLE")), reason="a forked writer under SCHED_IDLE is Linux's")
+@pytest.mark.skipif(not (can_fork() and can_idle()), reason="a writer is put under SCHED_IDLE only where it may be lifted")
 def test_a_forked_writer_runs_in_idle_time_until_its_caller_waits_for_it(tmp_path):
     go, seen = tmp_path / "go", tmp_path / "policy"
 
