@@ -430,3 +430,14 @@ def test_prometheus_scrapes_a_running_daemon_and_loads_the_rules(kafka_broker, t
         prometheus.terminate()
         prometheus.wait(20)
         daemon.kill()
+
+
+def test_the_compose_daemons_may_lift_their_checkpoint_writer_out_of_sched_idle(compose):
+    """The image runs as an unprivileged user: without RLIMIT_NICE reaching niceness 19 the
+    daemon could not lift an idle-scheduled writer it waits for (checkpointer.can_idle)."""
+    from streamssl.daemon.checkpointer import CHILD_NICENESS
+
+    for name in ("streamssl", "streamssl-1"):
+        nice = compose["services"][name]["ulimits"]["nice"]
+        soft = nice["soft"] if isinstance(nice, dict) else nice
+        assert soft >= 20 - CHILD_NICENESS, name
