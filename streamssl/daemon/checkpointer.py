@@ -124,7 +124,7 @@ class ChildWrite:
         read_end, write_end = os.pipe()
         parent = os.getpid()
         _prctl()  # looked up before the fork
-        can_idle()
+        can_idle()  # answered (and cached) before the fork too
         with warnings.catch_warnings():
             # Python 3.12 warns of fork() in a process with threads (Kafka's, the HTTP server's):
             # the child only serialises plain data and writes a file; it takes none of their

@@ -434,7 +434,7 @@ class BatchForest(base.Classifier):
         classes, total = (counts > 0).sum(axis=1), counts.sum(axis=1)
         keep = classes >= 2
         leaves, counts, classes, total = leaves[keep], counts[keep], classes[keep], total[keep]
-        pure = counts.max(axis=1) / np.where(total > 0, total, 1.0) > self.max_share_to_split
+        pure = counts.max(axis=1) / total > self.max_share_to_split  # two classes seen: a total above 0
         for j in leaves[pure].tolist():
             self._restart(j)
         leaves, counts, classes, total = leaves[~pure], counts[~pure], classes[~pure], total[~pure]
