@@ -27,7 +27,10 @@ class OnlineMLPClassifier(GeneratorPickling):
     alone or in a crowd, so short label-scarce streams are not starved of updates. With
     ``balanced``, replayed rows are drawn so that each class in the replay is as likely (a rare
     class is rehearsed as often as a common one); otherwise uniformly. The replay keeps the *inputs* before
-    featurisation, so rows are re-encoded with the current encoder at every step.
+    featurisation, so rows are re-encoded with the current encoder at every step. With
+    ``label_smoothing`` ε, the target of a labelled row is 1 − ε on its class and ε spread evenly
+    over the classes met so far (a head rehearsing a few dozen labels otherwise drives their
+    probabilities to 1 and answers far more confidently than it is right).
     Classes may appear at any time: the output layer grows (capacity doubles) and
     logits of unused slots are masked out.
 
@@ -58,8 +61,12 @@ class OnlineMLPClassifier(GeneratorPickling):
         steps_per_row: float = 2.0,
         max_steps: int = 16,
         balanced: bool = False,
+        label_smoothing: float = 0.0,
     ) -> None:
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.n_inputs, self.hidden, self.lr = n_inputs, hidden, lr
+        self.label_smoothing = label_smoothing
         self.row_width = row_width or n_inputs
         self.replay, self.replay_batch, self.steps = replay, replay_batch, steps
         self.steps_per_row, self.max_steps = steps_per_row, max_steps
@@ -78,6 +85,8 @@ class OnlineMLPClassifier(GeneratorPickling):
         self._zbuf = torch.zeros(replay, self.row_width, device=device)
         self._ybuf = torch.zeros(replay, dtype=torch.long, device=device)
         self._stored = 0  # labelled rows ever remembered
+
+    label_smoothing = 0.0  # heads pickled before the setting existed
 
     def add_classes(self, n_classes: int) -> None:
         """Make room for classes ``0..n_classes-1`` (existing weights are kept)."""
@@ -174,7 +183,10 @@ class OnlineMLPClassifier(GeneratorPickling):
         cdf = (a * _SQRT_HALF).erf_().add_(1.0).mul_(0.5)  # GELU: a * Phi(a)
         h = a * cdf
         g = torch.softmax(torch.addmm(b2, h, w2.t()), dim=1)
-        g.scatter_add_(1, y.unsqueeze(1), torch.full((len(y), 1), -1.0, device=g.device))  # minus the one-hot
+        eps = self.label_smoothing
+        g.scatter_add_(1, y.unsqueeze(1), torch.full((len(y), 1), eps - 1.0, device=g.device))  # minus the target
+        if eps:
+            g -= eps / k
         g *= (weight / weight.sum()).unsqueeze(1)
         if full:
             d_last_w, d_last_b = g.t() @ h, g.sum(0)
@@ -267,20 +279,26 @@ class MLPHead(base.Base):
     (the main head, its challengers and the head on the event's own features): ``hidden``
     units, Adam's ``lr``, a replay of the last ``replay`` labelled rows (drawn class-balanced
     with ``balanced_replay``), and per update ``steps_per_label`` steps per unit of label
-    weight, at least ``steps`` and at most ``max_steps`` (see :class:`OnlineMLPClassifier`).
+    weight, at least ``steps`` and at most ``max_steps``, and targets smoothed by
+    ``label_smoothing`` (see :class:`OnlineMLPClassifier`).
 
     >>> head = MLPHead(hidden=8).build(3, device=torch.device("cpu"), seed=0)
     >>> head.hidden, head.balanced, head.predict_proba(torch.zeros(2, 3)).shape
     (8, True, torch.Size([2, 0]))
     """
 
+    label_smoothing = 0.0  # settings pickled before it existed learn as they did
+
     def __init__(self, hidden: int = 64, lr: float = 3e-3, replay: int = 256, balanced_replay: bool = True,
-                 steps: int = 1, steps_per_label: float = 2.0, max_steps: int = 16) -> None:
-        if hidden < 1 or lr <= 0 or replay < 1 or steps < 1 or steps_per_label < 0 or max_steps < steps:
-            raise ValueError("MLPHead needs hidden, replay and steps >= 1, lr > 0, steps_per_label >= 0 and "
-                             "max_steps >= steps")
+                 steps: int = 1, steps_per_label: float = 2.0, max_steps: int = 16,
+                 label_smoothing: float = 0.1) -> None:
+        if hidden < 1 or lr <= 0 or replay < 1 or steps < 1 or steps_per_label < 0 or max_steps < steps \
+                or not 0.0 <= label_smoothing < 1.0:
+            raise ValueError("MLPHead needs hidden, replay and steps >= 1, lr > 0, steps_per_label >= 0, "
+                             "max_steps >= steps and 0 <= label_smoothing < 1")
         self.hidden, self.lr, self.replay, self.balanced_replay = hidden, lr, replay, balanced_replay
         self.steps, self.steps_per_label, self.max_steps = steps, steps_per_label, max_steps
+        self.label_smoothing = label_smoothing
 
     def build(self, n_inputs: int, *, device: torch.device, seed: int,
               row_width: int | None = None) -> OnlineMLPClassifier:
@@ -288,5 +306,5 @@ class MLPHead(base.Base):
         return OnlineMLPClassifier(
             n_inputs, self.hidden, self.lr, self.replay, steps=self.steps, device=device, seed=seed,
             row_width=row_width, steps_per_row=self.steps_per_label, max_steps=self.max_steps,
-            balanced=self.balanced_replay,
+            balanced=self.balanced_replay, label_smoothing=self.label_smoothing,
         )

@@ -94,7 +94,7 @@ def part_with(name: str, values: Mapping, part: Any = None) -> base.Base:
     >>> part_with("mlp", {"steps_max": 64})
     Traceback (most recent call last):
     ...
-    ValueError: part mlp (MLPHead) has no setting steps_max (its settings: balanced_replay, hidden, lr, max_steps, replay, steps, steps_per_label)
+    ValueError: part mlp (MLPHead) has no setting steps_max (its settings: balanced_replay, hidden, label_smoothing, lr, max_steps, replay, steps, steps_per_label)
     """
     if name not in PARTS:
         raise ValueError(f"no part {name!r} (the parts: {', '.join(sorted(PARTS))})")
@@ -388,7 +388,7 @@ class StreamLearner(base.Classifier):
     >>> from river import datasets, evaluate, metrics
     >>> model = StreamLearner(seed=0)
     >>> evaluate.progressive_val_score(datasets.Phishing(), model, metrics.Accuracy())
-    Accuracy: 90.23%
+    Accuracy: 90.39%
 
     Micro-batches on numpy arrays, with ``None`` for unlabelled events:
 

@@ -71,13 +71,14 @@ def test_balanced_replay_rehearses_a_rare_class_as_often_as_a_common_one():
     assert draws[False] == pytest.approx(16 / 256, abs=0.01)
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
 @pytest.mark.parametrize("n_classes", [2, 3, 5])  # 3 and 5: output slots beyond the classes in use
-def test_a_step_moves_the_weights_as_autograd_and_adam_would(n_classes):
+def test_a_step_moves_the_weights_as_autograd_and_adam_would(n_classes, smoothing):
     import copy
 
     import torch.nn.functional as F
 
-    head = OnlineMLPClassifier(n_inputs=6, hidden=16, seed=1)
+    head = OnlineMLPClassifier(n_inputs=6, hidden=16, seed=1, label_smoothing=smoothing)
     head.add_classes(n_classes)
     twin, before = copy.deepcopy(head), copy.deepcopy(head)
     g = torch.Generator().manual_seed(0)
@@ -86,7 +87,7 @@ def test_a_step_moves_the_weights_as_autograd_and_adam_would(n_classes):
         y = torch.randint(0, n_classes, (9,), generator=g)
         w = torch.rand(9, generator=g) + 0.1
         head._step(H, y, w)
-        loss = (F.cross_entropy(twin._logits(H), y, reduction="none") * w).sum() / w.sum()
+        loss = (F.cross_entropy(twin._logits(H), y, reduction="none", label_smoothing=smoothing) * w).sum() / w.sum()
         twin.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         twin.optimizer.step()
@@ -120,3 +121,28 @@ def test_replay_drawn_for_all_steps_at_once_is_the_replay_drawn_step_by_step(bal
                    torch.cat([w, torch.ones(len(idx))]))
     for mine, theirs in zip(head.net.parameters(), twin.net.parameters()):
         assert torch.equal(mine, theirs)
+
+
+def test_smoothed_targets_keep_a_head_from_certainty_on_a_few_rehearsed_labels():
+    """Rehearsing 8 separable rows drives an unsmoothed head's confidence to 1; with targets
+    smoothed by 0.2 it settles near their 0.9."""
+    X = torch.tensor([[2.0, 0.0], [-2.0, 0.0]] * 4)
+    y = torch.tensor([1, 0] * 4)
+    confidence = {}
+    for smoothing in (0.0, 0.2):
+        head = OnlineMLPClassifier(n_inputs=2, hidden=16, lr=1e-2, seed=0, label_smoothing=smoothing)
+        head.add_classes(2)
+        for _ in range(200):
+            head.learn(X, y, torch.ones(8), remember=torch.ones(8, dtype=torch.bool))
+        confidence[smoothing] = head.predict_proba(X).max(1).values.mean().item()
+    assert confidence[0.0] > 0.99
+    assert confidence[0.2] == pytest.approx(0.9, abs=0.02)
+
+
+def test_label_smoothing_outside_0_1_is_refused():
+    from streamssl.learner.classifier import MLPHead
+
+    with pytest.raises(ValueError, match="label_smoothing"):
+        OnlineMLPClassifier(n_inputs=2, label_smoothing=1.0)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        MLPHead(label_smoothing=-0.1)
