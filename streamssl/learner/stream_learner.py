@@ -295,6 +295,9 @@ class StreamLearner(base.Classifier):
         units, learning rate, labelled replay, steps per label). Its default draws the replay
         class-balanced: +0.27 / +0.37 points of mean accuracy over the suite at 1 % / 5 % labels,
         better in 14 of 21 cells at each rate (``benchmarks/results/balanced-replay``).
+        Its targets are smoothed (``label_smoothing=0.1``): a head rehearsing a few dozen labels
+        otherwise answers near certainty while right three times in four, and outvotes the
+        forests in the mix; +0.20 / +0.22 points over the suite (2026-12-05, tagged passes).
     raw_head
         With the temporal context, also an MLP head on the event's own features.
     memory
