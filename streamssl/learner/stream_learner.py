@@ -297,7 +297,8 @@ class StreamLearner(base.Classifier):
         better in 14 of 21 cells at each rate (``benchmarks/results/balanced-replay``).
         Its targets are smoothed (``label_smoothing=0.1``): a head rehearsing a few dozen labels
         otherwise answers near certainty while right three times in four, and outvotes the
-        forests in the mix; +0.20 / +0.22 points over the suite (2026-12-05, tagged passes).
+        forests in the mix; +0.20 / +0.22 points over the suite (2026-12-05, tagged passes),
+        though -1.8 on the held-out powersupply at 5 %, whose underfit main MLP it slows.
     raw_head
         With the temporal context, also an MLP head on the event's own features.
     memory
