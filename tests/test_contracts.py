@@ -100,7 +100,7 @@ def test_checkpoints_written_before_the_parts_load_onto_them():
     y = [int(a > 0) if i % 4 == 0 else None for i, (a, *_) in enumerate(X)]
     model = StreamLearner(
         encoder=Encoder("byol", embedding_dim=8, every=32), pseudo_labels=PseudoLabelPolicy(threshold=0.95, warmup=20),
-        temporal=TemporalContext(spans=(4, 16)), mlp=MLPHead(hidden=32, balanced_replay=False),
+        temporal=TemporalContext(spans=(4, 16)), mlp=MLPHead(hidden=32, balanced_replay=False, label_smoothing=0.0),
         memory=NearestNeighbourMemory(k=3), combiner=Select(window=30), duel=Duel(min_labels=40), seed=3)
     for i in range(0, 900, 64):
         model.learn_many(X[i:i + 64], y[i:i + 64])
@@ -120,6 +120,20 @@ def test_checkpoints_written_before_the_parts_load_onto_them():
     assert repr(restored) == repr(model)  # the same parts with the same settings
     probe = rng.normal(size=(40, 3))
     np.testing.assert_array_equal(restored.predict_proba_many(probe), model.predict_proba_many(probe))
+
+
+def test_checkpoints_from_before_smoothed_targets_keep_one_hot_targets():
+    """MLP settings written without ``label_smoothing`` learned one-hot targets and go on so (a
+    learner left at the default part, ``mlp=None``, takes today's default, as every part does)."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(300, 3))
+    model = StreamLearner(mlp=MLPHead(hidden=32), trees=False, seed=0)
+    model.learn_many(X, [int(a > 0) if i % 3 == 0 else None for i, (a, *_) in enumerate(X)])
+    state = model.state_dict()
+    assert StreamLearner.from_state_dict(decode(encode(state))).mlp.label_smoothing == 0.1
+    kind, settings = state["params"]["mlp"]
+    state["params"]["mlp"] = (kind, {k: v for k, v in settings.items() if k != "label_smoothing"})
+    assert StreamLearner.from_state_dict(decode(encode(state))).mlp.label_smoothing == 0.0
 
 
 def test_the_drift_stage_is_a_part_and_its_flat_settings_of_before_load_onto_it():

@@ -189,9 +189,13 @@ def _arguments(params: dict) -> dict:
 
     Checkpoints written before the learner took parts kept their settings flat (``head_hidden``,
     ``threshold``, ``memory_k``, ``drift_channels``...); they are mapped onto the parts. Those from before balanced
-    replay keep the uniform replay they learned with, and those from before the linear head,
-    calibration or the raw-feature forest go on without them.
+    replay keep the uniform replay they learned with, MLP settings written before smoothed
+    targets their one-hot targets (a learner left at the default part takes today's), and those from before the linear head, calibration or the raw-feature
+    forest go on without them.
     """
+    mlp = params.get("mlp")
+    if isinstance(mlp, tuple) and len(mlp) == 2 and isinstance(mlp[1], dict):
+        params = {**params, "mlp": (mlp[0], {"label_smoothing": 0.0, **mlp[1]})}
     params = {"linear": False, "calibrate": False, "raw_tree": False, **{k: _rebuilt(v) for k, v in params.items()}}
     if "drift" not in params:  # before the drift stage was a part
         channels, respond = params.pop("drift_channels", None), params.pop("drift_response", True)
@@ -217,7 +221,7 @@ def _arguments(params: dict) -> dict:
         "combiner": Select(window=window) if combiner == "select" else combiner,
         "mlp": MLPHead(take("head_hidden", 64), take("head_lr", 3e-3), take("head_replay", 256),
                        take("balanced_replay"), take("head_steps", 1), take("head_steps_per_label", 2.0),
-                       take("head_max_steps", 16)),
+                       take("head_max_steps", 16), label_smoothing=0.0),
         "duel": Duel(take("challenger_min_labels", 30), take("challenger_patience", 500),
                      take("challenger_margin", 0.05)),
     }
