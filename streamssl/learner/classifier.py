@@ -47,6 +47,8 @@ class OnlineMLPClassifier(GeneratorPickling):
     [1]
     """
 
+    label_smoothing = 0.0  # heads pickled before the setting existed
+
     def __init__(
         self,
         n_inputs: int,
@@ -85,8 +87,6 @@ class OnlineMLPClassifier(GeneratorPickling):
         self._zbuf = torch.zeros(replay, self.row_width, device=device)
         self._ybuf = torch.zeros(replay, dtype=torch.long, device=device)
         self._stored = 0  # labelled rows ever remembered
-
-    label_smoothing = 0.0  # heads pickled before the setting existed
 
     def add_classes(self, n_classes: int) -> None:
         """Make room for classes ``0..n_classes-1`` (existing weights are kept)."""
