@@ -17,7 +17,7 @@ import torch
 from river import base
 
 from ..state import serialize
-from .classifier import OnlineMLPClassifier
+from .classifier import Lesson, OnlineMLPClassifier, learn_together
 from .linear import OnlineLinear
 from .memory import NearestNeighbourMemory
 from .trees import forest_proba
@@ -85,9 +85,14 @@ class OwnFeaturesMLP:
         return _numpy(self.mlp.predict_proba(batch.own))
 
     def learn(self, batch: Batch, y: np.ndarray) -> None:
+        learn_together([self.lesson(batch, y)])
+
+    def lesson(self, batch: Batch, y: np.ndarray) -> Lesson:
+        """What :meth:`learn` learns, for :func:`~streamssl.learner.classifier.learn_together`
+        (the learner steps this head together with its main MLP)."""
         n, device = len(y), batch.Z.device
-        self.mlp.learn(batch.Z, torch.as_tensor(y, device=device), torch.ones(n, device=device),
-                       self._own, torch.ones(n, dtype=torch.bool, device=device), mass=float(n))
+        return Lesson(self.mlp, batch.Z, torch.as_tensor(y, device=device), torch.ones(n, device=device),
+                      self._own, torch.ones(n, dtype=torch.bool, device=device), mass=float(n))
 
     def flush(self) -> None:
         """Learn the rows waiting for their group (see :meth:`StreamLearner.learn_one`)."""

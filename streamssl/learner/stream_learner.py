@@ -17,7 +17,7 @@ from ..drift.monitor import DriftEvent, DriftMonitor
 from ..ssl import DEFAULT_OBJECTIVE
 from ..ssl.continual import ContinualEncoder, Encoder
 from .calibration import Reliability, TemperatureCalibrator
-from .classifier import MLPHead, OnlineMLPClassifier
+from .classifier import Lesson, MLPHead, OnlineMLPClassifier, learn_together
 from .combine import COMBINERS, EWA, Select
 from .duel import Duel
 from .features import Features
@@ -930,8 +930,12 @@ class StreamLearner(base.Classifier):
         self._react(self.monitor.update("error", (~main_ok).float().tolist(), self.n_seen))
         for name, proba in probas.items():
             self._score(name, (proba.argmax(1) == y).tolist())
+        lessons = []  # the MLP heads learn in the same steps as the main one, below
         for member in self.heads.values():
-            member.learn(batch, y)
+            if isinstance(member, OwnFeaturesMLP):
+                lessons.append(member.lesson(batch, y))
+            else:
+                member.learn(batch, y)
         combined = self.mix.combine(probas)  # the answer as served, before anything learns
         served = self._calibrated(combined)
         confidence, right = served.max(1), served.argmax(1) == y
@@ -950,7 +954,7 @@ class StreamLearner(base.Classifier):
         ones = torch.ones(len(y), device=self._device)
         remember = torch.ones(len(y), dtype=torch.bool, device=self._device)
         if self.challenger is not None:
-            self.challenger.learn(Z, yt, ones, self._featurize, remember)
+            lessons.append(Lesson(self.challenger, Z, yt, ones, self._featurize, remember))
         if pseudo is not None:
             # Pseudo-labels ride along in the steps that the true labels pay for; they are
             # never replayed.
@@ -958,7 +962,7 @@ class StreamLearner(base.Classifier):
             Z, yt = torch.cat([Z, Zp]), torch.cat([yt, yp])
             ones = torch.cat([ones, self._pseudo_weights(len(yp))])
             remember = torch.cat([remember, torch.zeros(len(yp), dtype=torch.bool, device=self._device)])
-        self.head.learn(Z, yt, ones, self._featurize, remember, mass=float(len(y)))
+        learn_together([*lessons, Lesson(self.head, Z, yt, ones, self._featurize, remember, mass=float(len(y)))])
         self.labels_used += len(y)
         self._last_served = None  # the heads learned: what they served before is not what they answer now
 

@@ -146,3 +146,42 @@ def test_label_smoothing_outside_0_1_is_refused():
         OnlineMLPClassifier(n_inputs=2, label_smoothing=1.0)
     with pytest.raises(ValueError, match="label_smoothing"):
         MLPHead(label_smoothing=-0.1)
+
+
+def test_heads_learning_together_end_exactly_as_each_learning_alone():
+    """learn_together steps heads of different inputs, seeds and ages in one batched step (the
+    main MLP, the one on the event's own features, a challenger started later); each must end
+    with the very weights and Adam state it reaches learning alone."""
+    import copy
+
+    from streamssl.learner.classifier import Lesson, learn_together
+
+    def own(Z):
+        return Z[:, :2]
+
+    def new_head(n_inputs, seed):
+        head = OnlineMLPClassifier(n_inputs=n_inputs, hidden=8, replay=32, replay_batch=8, max_steps=6,
+                                   row_width=4, seed=seed, label_smoothing=0.1)
+        head.add_classes(3)  # capacity 4: one output not met yet, which gets no gradient
+        return head
+
+    together = {"main": new_head(4, 0), "own": new_head(2, 1)}
+    apart = copy.deepcopy(together)
+    X, y = blobs(160, 3)
+    for i in range(0, 160, 5):
+        if i == 80:  # a challenger starts: fewer Adam steps than the others from here on
+            together["late"] = new_head(4, 2)
+            apart["late"] = copy.deepcopy(together["late"])
+        Z, yz, ones, keep = X[i:i + 5], y[i:i + 5], torch.ones(5), torch.ones(5, dtype=torch.bool)
+        learn_together([Lesson(head, Z, yz, ones, own if name == "own" else None, keep)
+                        for name, head in together.items()])
+        for name, head in apart.items():
+            head.learn(Z, yz, ones, own if name == "own" else None, keep)
+    for name, head in together.items():
+        alone = apart[name]
+        for mine, theirs in zip(head.net.parameters(), alone.net.parameters()):
+            assert torch.equal(mine, theirs), name
+        for mine, theirs in zip(head.optimizer.state.values(), alone.optimizer.state.values()):
+            assert all(torch.equal(mine[k], theirs[k]) for k in ("step", "exp_avg", "exp_avg_sq")), name
+    assert float(together["late"].optimizer.state[together["late"].net[0].weight]["step"]) \
+        < float(together["main"].optimizer.state[together["main"].net[0].weight]["step"])
