@@ -148,7 +148,8 @@ def test_label_smoothing_outside_0_1_is_refused():
         MLPHead(label_smoothing=-0.1)
 
 
-def test_heads_learning_together_end_exactly_as_each_learning_alone():
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_heads_learning_together_end_exactly_as_each_learning_alone(n_classes):
     """learn_together steps heads of different inputs, seeds and ages in one batched step (the
     main MLP, the one on the event's own features, a challenger started later); each must end
     with the very weights and Adam state it reaches learning alone."""
@@ -160,19 +161,21 @@ def test_heads_learning_together_end_exactly_as_each_learning_alone():
         return Z[:, :2]
 
     def new_head(n_inputs, seed):
-        head = OnlineMLPClassifier(n_inputs=n_inputs, hidden=8, replay=32, replay_batch=8, max_steps=6,
-                                   row_width=4, seed=seed, label_smoothing=0.1)
-        head.add_classes(3)  # capacity 4: one output not met yet, which gets no gradient
+        head = OnlineMLPClassifier(n_inputs=n_inputs, replay=32, replay_batch=8, max_steps=6, row_width=4,
+                                   seed=seed, label_smoothing=0.1)
+        head.add_classes(n_classes)  # 3: capacity 4, one output not met yet, which gets no gradient
         return head
 
     together = {"main": new_head(4, 0), "own": new_head(2, 1)}
     apart = copy.deepcopy(together)
-    X, y = blobs(160, 3)
-    for i in range(0, 160, 5):
-        if i == 80:  # a challenger starts: fewer Adam steps than the others from here on
+    X, y = blobs(152, n_classes)
+    i = 0
+    for n, size in enumerate([1, 2, 3, 5, 8] * 8):  # a few rows take other kernels in a batched product
+        if n == 20:  # a challenger starts: fewer Adam steps than the others from here on
             together["late"] = new_head(4, 2)
             apart["late"] = copy.deepcopy(together["late"])
-        Z, yz, ones, keep = X[i:i + 5], y[i:i + 5], torch.ones(5), torch.ones(5, dtype=torch.bool)
+        Z, yz, ones, keep = X[i:i + size], y[i:i + size], torch.ones(size), torch.ones(size, dtype=torch.bool)
+        i += size
         learn_together([Lesson(head, Z, yz, ones, own if name == "own" else None, keep)
                         for name, head in together.items()])
         for name, head in apart.items():
