@@ -166,9 +166,7 @@ class OnlineMLPClassifier(GeneratorPickling):
             else:
                 idx = torch.randint(0, n_replay, (draws,), generator=self.generator, device=self.device)
             idx = idx.view(n_steps, self.replay_batch)
-            # Each step's rows: the new ones, then its replayed ones.
-            zs = torch.cat([Z.expand(n_steps, -1, -1), self._zbuf[idx]], dim=1)
-            ys = torch.cat([y.expand(n_steps, -1), self._ybuf[idx]], dim=1)
+            zs, ys = self._zbuf[idx], self._ybuf[idx]
             weight = torch.cat([weight, torch.ones(self.replay_batch, device=self.device)])
         return _Plan(self, lesson.featurize or (lambda x: x), Z, y, weight, remember, n_steps, zs, ys)
 
@@ -248,14 +246,14 @@ class _Plan:
     weight: torch.Tensor  # of a step's rows: the new ones, then the replayed ones
     remember: torch.Tensor
     n_steps: int
-    zs: torch.Tensor | None  # (n_steps, rows, width): each step's rows, the new then the replayed
-    ys: torch.Tensor | None  # (n_steps, rows): their classes
+    zs: torch.Tensor | None  # (n_steps, replay_batch, width): each step's replayed rows
+    ys: torch.Tensor | None  # (n_steps, replay_batch): their classes
 
     def inputs(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Step ``i``'s featurised rows and their classes."""
+        """Step ``i``'s featurised rows (the new ones, then its replayed ones) and their classes."""
         if self.zs is None:
             return self.featurize(self.Z), self.y
-        return self.featurize(self.zs[i]), self.ys[i]
+        return self.featurize(torch.cat([self.Z, self.zs[i]])), torch.cat([self.y, self.ys[i]])
 
     def key(self) -> tuple:
         """What heads stepping together must share: steps, rows, shapes and Adam's settings."""
