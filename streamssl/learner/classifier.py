@@ -177,14 +177,7 @@ class OnlineMLPClassifier(GeneratorPickling):
 
     def flush(self, featurize: Featurize | None = None) -> None:
         """Learn the rows waiting for their ``group`` to fill, if any, now."""
-        if self._pending is None:
-            return
-        group, self.group = self.group, 0.0
-        try:
-            Z, y, weight = (t[:0] for t in self._pending[:3])
-            self.learn(Z, y, weight, featurize, mass=0.0)
-        finally:
-            self.group = group
+        flush_together([(self, featurize)])
 
     def replay_chances(self) -> torch.Tensor:
         """Each stored row's chance to be drawn for replay: with ``balanced``, every class in the
@@ -291,6 +284,21 @@ def learn_together(lessons: Sequence[Lesson]) -> None:
     for plan in plans:
         if bool(plan.remember.any()):
             plan.mlp._remember(plan.Z[plan.remember], plan.y[plan.remember])
+
+
+def flush_together(heads: Sequence[tuple[OnlineMLPClassifier, Featurize | None]]) -> None:
+    """Each head of ``(head, featurize)`` learns the rows waiting for its ``group`` to fill, now,
+    in the same steps where they match (:func:`learn_together`)."""
+    waiting = [(head, featurize) for head, featurize in heads if head._pending is not None]
+    groups = [head.group for head, _ in waiting]
+    try:
+        for head, _ in waiting:
+            head.group = 0.0
+        learn_together([Lesson(head, *(t[:0] for t in head._pending[:3]), featurize, mass=0.0)
+                        for head, featurize in waiting])
+    finally:
+        for (head, _), group in zip(waiting, groups):
+            head.group = group
 
 
 def _stacked(tensors: Sequence[torch.Tensor]) -> torch.Tensor:

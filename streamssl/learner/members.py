@@ -75,7 +75,8 @@ class OwnFeaturesMLP:
     def __init__(self, mlp: OnlineMLPClassifier) -> None:
         self.mlp = mlp  # its inputs: the first mlp.n_inputs columns, the event's own features
 
-    def _own(self, Z: torch.Tensor) -> torch.Tensor:
+    def own(self, Z: torch.Tensor) -> torch.Tensor:
+        """The event's own features of standardised rows ``Z``: the head's inputs."""
         return Z[:, : self.mlp.n_inputs]
 
     def add_classes(self, n_classes: int) -> None:
@@ -92,11 +93,11 @@ class OwnFeaturesMLP:
         (the learner steps this head together with its main MLP)."""
         n, device = len(y), batch.Z.device
         return Lesson(self.mlp, batch.Z, torch.as_tensor(y, device=device), torch.ones(n, device=device),
-                      self._own, torch.ones(n, dtype=torch.bool, device=device), mass=float(n))
+                      self.own, torch.ones(n, dtype=torch.bool, device=device), mass=float(n))
 
     def flush(self) -> None:
         """Learn the rows waiting for their group (see :meth:`StreamLearner.learn_one`)."""
-        self.mlp.flush(self._own)
+        self.mlp.flush(self.own)
 
     def state_dict(self) -> dict:
         return self.mlp.state_dict()

@@ -17,7 +17,7 @@ from ..drift.monitor import DriftEvent, DriftMonitor
 from ..ssl import DEFAULT_OBJECTIVE
 from ..ssl.continual import ContinualEncoder, Encoder
 from .calibration import Reliability, TemperatureCalibrator
-from .classifier import Lesson, MLPHead, OnlineMLPClassifier, learn_together
+from .classifier import Lesson, MLPHead, OnlineMLPClassifier, flush_together, learn_together
 from .combine import COMBINERS, EWA, Select
 from .duel import Duel
 from .features import Features
@@ -755,11 +755,13 @@ class StreamLearner(base.Classifier):
         """The MLP heads learn the labels waiting for their group, the forests those they hold."""
         self._since_flush = 0
         with torch_threads(self.threads):
-            if self.main is not None:
-                self.main.flush(self._featurize)
+            mlps = [(mlp, self._featurize) for mlp in (self.main.mlps if self.main is not None else ())]
             for member in self.heads.values():
-                if hasattr(member, "flush"):
+                if isinstance(member, OwnFeaturesMLP):  # in the same steps as the main MLP
+                    mlps.append((member.mlp, member.own))
+                elif hasattr(member, "flush"):
                     member.flush()
+            flush_together(mlps)
 
     @_in_threads
     def learn_many(self, X: np.ndarray, y: Sequence[Hashable | None] | None = None,
