@@ -261,10 +261,10 @@ def learn_together(lessons: Sequence[Lesson]) -> None:
     whose steps match (as many steps on as many rows with the same weights, the same shapes and
     Adam settings: the main MLP, its challenger and the one on the event's own features, all
     learning a batch's labels) in the same steps: the element-wise work of a step done once on
-    their stacked activations, and one Adam update, with each head's own arithmetic, so each ends with the weights it would
-    have had alone, to the bit on the CPU (tests/learner/test_classifier.py). A step of two heads
-    on 35 rows took 587 µs against 389 µs for one (this 2-core machine): three quarters of the
-    time of stepping them apart."""
+    their stacked activations, and one Adam update, with each head's own arithmetic, so each
+    ends with the weights it would have had alone, to the bit on the CPU
+    (tests/learner/test_classifier.py). A step of two heads on 35 rows took 587 µs against 389 µs
+    for one (this 2-core machine): three quarters of the time of stepping them apart."""
     plans = [plan for plan in (lesson.mlp._plan(lesson) for lesson in lessons) if plan is not None]
     groups: list[tuple[tuple | None, list[_Plan]]] = []
     for plan in plans:
@@ -324,10 +324,11 @@ def _step_together(mlps: Sequence[OnlineMLPClassifier], Hs: Sequence[torch.Tenso
     a = _stacked([torch.addmm(head.net[0].bias, H, head.net[0].weight.t()) for head, H in zip(mlps, Hs)])
     cdf = (a * _SQRT_HALF).erf_().add_(1.0).mul_(0.5)  # GELU: a * Phi(a)
     h = a * cdf
-    logits = [torch.addmm(last.bias if full else last.bias[:k], h[i], w.t()) for i, (last, w) in enumerate(zip(lasts, w2))]
-    g = torch.softmax(_stacked(logits), dim=2)
+    b2 = [last.bias if full else last.bias[:k] for last in lasts]
+    g = torch.softmax(_stacked([torch.addmm(b, h_i, w.t()) for b, h_i, w in zip(b2, h, w2)]), dim=2)
     eps = mlps[0].label_smoothing
-    g.scatter_add_(2, _stacked(ys).unsqueeze(2), torch.full((len(mlps), len(share), 1), eps - 1.0, device=g.device))
+    minus = torch.full((len(mlps), len(share), 1), eps - 1.0, device=g.device)
+    g.scatter_add_(2, _stacked(ys).unsqueeze(2), minus)
     if eps:  # minus the target: 1 - eps on the label's class, eps / k on every class
         g -= eps / k
     g *= share

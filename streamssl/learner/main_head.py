@@ -81,11 +81,6 @@ class MainHead:
         elif outcome == "drop":
             self.challenger = None
 
-    def flush(self, featurize: Featurize) -> None:
-        """Learn the labels waiting for their group (see :meth:`StreamLearner.learn_one`)."""
-        for mlp in self.mlps:
-            mlp.flush(featurize)
-
     def state_dict(self) -> dict:
         return {"head": self.mlp.state_dict(),
                 "challenger": None if self.challenger is None else self.challenger.state_dict(),
