@@ -41,6 +41,8 @@ STREAMSSL_MODELS: dict[str, dict] = {
     "streamssl-no-raw-tree": {"raw_tree": False},
     # River's adaptive random forests as the two forest members: the default before 2026-12-05.
     "streamssl-river-forest": {"trees": forest.ARFClassifier()},
+    # Twice the trees in the forest on the event's own features alone (benchmarks/results/forest-size).
+    "streamssl-raw-forest-20": {"raw_tree": BatchForest(n_models=20)},
     "streamssl-batch-forest": {"trees": BatchForest()},  # our forest as arrays (the default since 2026-12-05), explicit  # the forest on the context alone: the default before 2026-12-04
     "streamssl-linear": {"linear": True},  # the linear head (logistic regression on the own features), explicit
     # The linear head as it was before 2026-12-05: softmax regression on the learner's standardisation.
