@@ -134,7 +134,8 @@ class OnlineMLPClassifier(GeneratorPickling):
 
         ``mass`` is the label mass that pays for steps (default: ``weight.sum()``); rows flagged
         in ``remember`` (true labels) join the replay afterwards. While less than ``group`` label
-        mass has gathered, rows wait and are learned with those of a later call.
+        mass has gathered, rows wait and are learned with those of a later call (or by
+        :func:`flush_together`).
         """
         learn_together([Lesson(self, Z, y, weight, featurize, remember, mass)])
 
@@ -174,10 +175,6 @@ class OnlineMLPClassifier(GeneratorPickling):
     def _step(self, H: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> None:
         """One optimiser step on the weighted mean cross-entropy of rows ``H``."""
         _step_together([self], [H], [y], (weight / weight.sum()).unsqueeze(1))
-
-    def flush(self, featurize: Featurize | None = None) -> None:
-        """Learn the rows waiting for their ``group`` to fill, if any, now."""
-        flush_together([(self, featurize)])
 
     def replay_chances(self) -> torch.Tensor:
         """Each stored row's chance to be drawn for replay: with ``balanced``, every class in the
@@ -379,11 +376,6 @@ def _adam(mlps: Sequence[OnlineMLPClassifier], grads: Sequence[tuple[torch.Tenso
     torch._foreach_mul_(exp_avg_sq, beta2)
     torch._foreach_addcmul_(exp_avg_sq, flat, flat, value=1 - beta2)
     denom = torch._foreach_sqrt(exp_avg_sq)
-    if len(mlps) == 1:
-        torch._foreach_div_(denom, (1 - beta2 ** steps[0]) ** 0.5)
-        torch._foreach_add_(denom, eps)
-        torch._foreach_addcdiv_(params, exp_avg, denom, value=-(lr / (1 - beta1 ** steps[0])))
-        return
     # Each head's bias corrections from its own step count, one scalar per tensor.
     per_tensor = [step for step, size in zip(steps, sizes) for _ in range(size)]
     torch._foreach_div_(denom, [(1 - beta2 ** step) ** 0.5 for step in per_tensor])

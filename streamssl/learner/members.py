@@ -95,10 +95,6 @@ class OwnFeaturesMLP:
         return Lesson(self.mlp, batch.Z, torch.as_tensor(y, device=device), torch.ones(n, device=device),
                       self.own, torch.ones(n, dtype=torch.bool, device=device), mass=float(n))
 
-    def flush(self) -> None:
-        """Learn the rows waiting for their group (see :meth:`StreamLearner.learn_one`)."""
-        self.mlp.flush(self.own)
-
     def state_dict(self) -> dict:
         return self.mlp.state_dict()
 

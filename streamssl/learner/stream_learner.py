@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 from collections import deque
-from typing import Any, Hashable, Mapping, Sequence
+from typing import Any, Callable, Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -733,9 +733,12 @@ class StreamLearner(base.Classifier):
         if self._since_flush >= self.one_batch:
             self._flush_heads()
 
-    def _mlps(self) -> list[OnlineMLPClassifier]:
+    def _mlps(self) -> list[tuple[OnlineMLPClassifier, Callable[[torch.Tensor], torch.Tensor]]]:
+        """The MLP heads, each with what makes its inputs of the standardised rows: the main one
+        (and its challenger), and the one on the event's own features."""
+        mlps = [(mlp, self._featurize) for mlp in (self.main.mlps if self.main is not None else ())]
         raw = self.heads.get("raw")
-        return [*(self.main.mlps if self.main is not None else ()), *((raw.mlp,) if raw is not None else ())]
+        return mlps if raw is None else [*mlps, (raw.mlp, raw.own)]
 
     def _set_groups(self) -> bool:
         """Before learning: the MLP heads gather labels inside learn_one, and the forests hold
@@ -744,7 +747,7 @@ class StreamLearner(base.Classifier):
         flushed = self._group == 0.0 and self._since_flush > 0
         if flushed:
             self._flush_heads()
-        for mlp in self._mlps():
+        for mlp, _ in self._mlps():
             mlp.group = self._group
         for member in self.heads.values():
             if isinstance(member, RiverMember):
@@ -755,13 +758,10 @@ class StreamLearner(base.Classifier):
         """The MLP heads learn the labels waiting for their group, the forests those they hold."""
         self._since_flush = 0
         with torch_threads(self.threads):
-            mlps = [(mlp, self._featurize) for mlp in (self.main.mlps if self.main is not None else ())]
+            flush_together(self._mlps())  # in the same steps where they match
             for member in self.heads.values():
-                if isinstance(member, OwnFeaturesMLP):  # in the same steps as the main MLP
-                    mlps.append((member.mlp, member.own))
-                elif hasattr(member, "flush"):
+                if hasattr(member, "flush"):
                     member.flush()
-            flush_together(mlps)
 
     @_in_threads
     def learn_many(self, X: np.ndarray, y: Sequence[Hashable | None] | None = None,
