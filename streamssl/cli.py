@@ -412,6 +412,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
     from .replay.produce import produce
     from .replay.run import DeadLetters, bundled_sample
+    from .stopping import StopFlag
 
     path = args.path or bundled_sample()
     if not path.exists():
@@ -426,7 +427,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
     except KafkaError as exc:
         raise InputError(f"cannot reach Kafka at {','.join(options['bootstrap_servers'])}: {exc}") from None
     dead = DeadLetters(None, sys.stderr)
-    stop = threading.Event()
+    stop = StopFlag()  # (set by a signal handler: a threading.Event there can deadlock)
 
     def stop_sending(signum, frame) -> None:  # the first SIGTERM/SIGINT ends the stream, a second aborts
         if stop.is_set():

@@ -65,6 +65,7 @@ from ..state.snapshot import Snapshots
 from . import logs
 from ..config import DaemonConfig
 from ..device import resolve_device
+from ..stopping import StopFlag
 from .http import HealthServer
 
 STATE_KIND = "streamssl-daemon"
@@ -115,7 +116,7 @@ class Daemon:
         self.sharing: LabelSharing | None = None  # with replicas (distributed.world_size > 1), from run()
         self._sharing_state: dict = {}  # LabelSharing's part of the checkpoint restored (offers, learned_round)
         self._failed = False
-        self._stop = threading.Event()
+        self._stop = StopFlag()  # (set by signal handlers: a threading.Event there can deadlock)
         self.stop_reason: str | None = None
         self.source = None
         self.predictions: PredictionSink | None = None

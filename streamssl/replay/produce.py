@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 
 from ..sources.file import BadRecord, FileOptions
+from ..stopping import StopFlag
 
 
 @dataclass
@@ -53,7 +54,7 @@ def produce(path: str | os.PathLike, producer, topic: str, labels_topic: str | N
             label_delay_s: float = 0.0, rate: float | None = None, seed: int = 0, limit: int | None = None,
             layout: str = "object", id_prefix: str = "", repeat: int = 1, on_bad: Callable[[BadRecord], None] | None = None,
             on_progress: Callable[[int], None] | None = None, options: FileOptions = FileOptions(),
-            stop: threading.Event | None = None) -> ProduceSummary:
+            stop: StopFlag | threading.Event | None = None) -> ProduceSummary:
     """Send every good record of ``path`` to ``topic`` as an event (ids ``{id_prefix}{row}``, row
     counted from 0 over good records) and, for a seeded ``label_rate`` share of them, its label
     as ``{"id", "label"}`` to ``labels_topic`` ``label_delay_s`` seconds later. ``rate`` caps
@@ -68,7 +69,7 @@ def produce(path: str | os.PathLike, producer, topic: str, labels_topic: str | N
     once every label is sent and the producer is flushed.
     """
     summary = ProduceSummary()
-    stop = stop if stop is not None else threading.Event()
+    stop = stop if stop is not None else StopFlag()
     rng = np.random.default_rng(seed)
     due: list[tuple[float, int, str, object]] = []
     start = time.monotonic()
