@@ -123,15 +123,22 @@ def test_checkpoints_written_before_the_parts_load_onto_them():
 
 
 def test_checkpoints_from_before_smoothed_targets_keep_one_hot_targets():
-    """MLP settings written without ``label_smoothing`` learned one-hot targets and go on so (a
-    learner left at the default part, ``mlp=None``, takes today's default, as every part does)."""
+    """MLP settings written without ``label_smoothing`` learned one-hot targets and go on so, and
+    those without ``smoothing_halved_at`` their constant smoothing (a learner left at the default
+    part, ``mlp=None``, takes today's default, as every part does)."""
     rng = np.random.default_rng(5)
     X = rng.normal(size=(300, 3))
     model = StreamLearner(mlp=MLPHead(hidden=32), trees=False, seed=0)
     model.learn_many(X, [int(a > 0) if i % 3 == 0 else None for i, (a, *_) in enumerate(X)])
     state = model.state_dict()
-    assert StreamLearner.from_state_dict(decode(encode(state))).mlp.label_smoothing == 0.1
+    restored = StreamLearner.from_state_dict(decode(encode(state)))
+    assert (restored.mlp.label_smoothing, restored.mlp.smoothing_halved_at) == (0.1, 256)
     kind, settings = state["params"]["mlp"]
+    # Written before the smoothing faded: it stays constant.
+    state["params"]["mlp"] = (kind, {k: v for k, v in settings.items() if k != "smoothing_halved_at"})
+    restored = StreamLearner.from_state_dict(decode(encode(state)))
+    assert (restored.mlp.label_smoothing, restored.mlp.smoothing_halved_at) == (0.1, None)
+    assert restored._mlps()[0][0].smoothing == 0.1
     state["params"]["mlp"] = (kind, {k: v for k, v in settings.items() if k != "label_smoothing"})
     assert StreamLearner.from_state_dict(decode(encode(state))).mlp.label_smoothing == 0.0
 

@@ -31,7 +31,9 @@ class OnlineMLPClassifier(GeneratorPickling):
     featurisation, so rows are re-encoded with the current encoder at every step. With
     ``label_smoothing`` ε, the target of a labelled row is 1 − ε on its class and ε spread evenly
     over the classes met so far (a head rehearsing a few dozen labels otherwise drives their
-    probabilities to 1 and answers far more confidently than it is right).
+    probabilities to 1 and answers far more confidently than it is right). With
+    ``smoothing_halved_at`` h, ε fades as labels come: ε · h / (h + n) after n labelled rows
+    remembered, as a prior's pseudo-counts weigh less against more evidence.
     Classes may appear at any time: the output layer grows (capacity doubles) and
     logits of unused slots are masked out.
 
@@ -49,6 +51,7 @@ class OnlineMLPClassifier(GeneratorPickling):
     """
 
     label_smoothing = 0.0  # heads pickled before the setting existed
+    smoothing_halved_at = None
 
     def __init__(
         self,
@@ -65,11 +68,14 @@ class OnlineMLPClassifier(GeneratorPickling):
         max_steps: int = 16,
         balanced: bool = False,
         label_smoothing: float = 0.0,
+        smoothing_halved_at: float | None = None,
     ) -> None:
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        if smoothing_halved_at is not None and smoothing_halved_at <= 0:
+            raise ValueError(f"smoothing_halved_at must be None or > 0, got {smoothing_halved_at}")
         self.n_inputs, self.hidden, self.lr = n_inputs, hidden, lr
-        self.label_smoothing = label_smoothing
+        self.label_smoothing, self.smoothing_halved_at = label_smoothing, smoothing_halved_at
         self.row_width = row_width or n_inputs
         self.replay, self.replay_batch, self.steps = replay, replay_batch, steps
         self.steps_per_row, self.max_steps = steps_per_row, max_steps
@@ -106,6 +112,12 @@ class OnlineMLPClassifier(GeneratorPickling):
             self.net[-1] = new
             self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr)
         self.n_classes = n_classes
+
+    @property
+    def smoothing(self) -> float:
+        """The ε of the next step's targets (``label_smoothing``, faded by the labels remembered)."""
+        h = self.smoothing_halved_at
+        return self.label_smoothing if h is None else self.label_smoothing * h / (h + self._stored)
 
     def _logits(self, H: torch.Tensor) -> torch.Tensor:
         # The network's layers called as functions: the same kernels as calling the module,
@@ -250,7 +262,7 @@ class _Plan:
         head = self.mlp
         group = head.optimizer.param_groups[0]
         return (self.n_steps, len(self.weight), head.hidden, head.n_classes, head.net[2].out_features,
-                head.label_smoothing, group["lr"], group["betas"], group["eps"], head.device)
+                group["lr"], group["betas"], group["eps"], head.device)
 
 
 def learn_together(lessons: Sequence[Lesson]) -> None:
@@ -323,11 +335,19 @@ def _step_together(mlps: Sequence[OnlineMLPClassifier], Hs: Sequence[torch.Tenso
     h = a * cdf
     b2 = [last.bias if full else last.bias[:k] for last in lasts]
     g = torch.softmax(_stacked([torch.addmm(b, h_i, w.t()) for b, h_i, w in zip(b2, h, w2)]), dim=2)
-    eps = mlps[0].label_smoothing
-    minus = torch.full((len(mlps), len(share), 1), eps - 1.0, device=g.device)
-    g.scatter_add_(2, _stacked(ys).unsqueeze(2), minus)
-    if eps:  # minus the target: 1 - eps on the label's class, eps / k on every class
-        g -= eps / k
+    # Minus the target: 1 - eps on the label's class, eps / k on every class (each head its eps).
+    eps = [head.smoothing for head in mlps]
+    if len(set(eps)) == 1:
+        minus = torch.full((len(mlps), len(share), 1), eps[0] - 1.0, device=g.device)
+        g.scatter_add_(2, _stacked(ys).unsqueeze(2), minus)
+        if eps[0]:
+            g -= eps[0] / k
+    else:
+        def per_head(values: list) -> torch.Tensor:  # (the arithmetic in Python, as for one head)
+            return torch.tensor(values, dtype=g.dtype, device=g.device).view(-1, 1, 1)
+
+        g.scatter_add_(2, _stacked(ys).unsqueeze(2), per_head([e - 1.0 for e in eps]).expand(-1, len(share), 1))
+        g -= per_head([e / k for e in eps])
     g *= share
     # Phi'(a) written with in-place steps in the order of cdf + a * exp(-a^2 / 2) / sqrt(2 pi).
     slope = (a * -0.5).mul_(a).exp_().mul_(a).mul_(_INV_SQRT_2PI).add_(cdf)
@@ -389,7 +409,7 @@ class MLPHead(base.Base):
     units, Adam's ``lr``, a replay of the last ``replay`` labelled rows (drawn class-balanced
     with ``balanced_replay``), and per update ``steps_per_label`` steps per unit of label
     weight, at least ``steps`` and at most ``max_steps``, and targets smoothed by
-    ``label_smoothing`` (see :class:`OnlineMLPClassifier`).
+    ``label_smoothing``, fading with ``smoothing_halved_at`` (see :class:`OnlineMLPClassifier`).
 
     >>> head = MLPHead(hidden=8).build(3, device=torch.device("cpu"), seed=0)
     >>> head.hidden, head.balanced, head.predict_proba(torch.zeros(2, 3)).shape
@@ -397,17 +417,18 @@ class MLPHead(base.Base):
     """
 
     label_smoothing = 0.0  # settings pickled before it existed learn as they did
+    smoothing_halved_at = None
 
     def __init__(self, hidden: int = 64, lr: float = 3e-3, replay: int = 256, balanced_replay: bool = True,
                  steps: int = 1, steps_per_label: float = 2.0, max_steps: int = 16,
-                 label_smoothing: float = 0.1) -> None:
+                 label_smoothing: float = 0.1, smoothing_halved_at: float | None = 256) -> None:
         if hidden < 1 or lr <= 0 or replay < 1 or steps < 1 or steps_per_label < 0 or max_steps < steps \
-                or not 0.0 <= label_smoothing < 1.0:
+                or not 0.0 <= label_smoothing < 1.0 or (smoothing_halved_at is not None and smoothing_halved_at <= 0):
             raise ValueError("MLPHead needs hidden, replay and steps >= 1, lr > 0, steps_per_label >= 0, "
-                             "max_steps >= steps and 0 <= label_smoothing < 1")
+                             "max_steps >= steps, 0 <= label_smoothing < 1 and smoothing_halved_at None or > 0")
         self.hidden, self.lr, self.replay, self.balanced_replay = hidden, lr, replay, balanced_replay
         self.steps, self.steps_per_label, self.max_steps = steps, steps_per_label, max_steps
-        self.label_smoothing = label_smoothing
+        self.label_smoothing, self.smoothing_halved_at = label_smoothing, smoothing_halved_at
 
     def build(self, n_inputs: int, *, device: torch.device, seed: int,
               row_width: int | None = None) -> OnlineMLPClassifier:
@@ -416,4 +437,5 @@ class MLPHead(base.Base):
             n_inputs, self.hidden, self.lr, self.replay, steps=self.steps, device=device, seed=seed,
             row_width=row_width, steps_per_row=self.steps_per_label, max_steps=self.max_steps,
             balanced=self.balanced_replay, label_smoothing=self.label_smoothing,
+            smoothing_halved_at=self.smoothing_halved_at,
         )

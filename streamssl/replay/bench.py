@@ -51,6 +51,8 @@ STREAMSSL_MODELS: dict[str, dict] = {
     "streamssl-uncalibrated": {"calibrate": False},  # the combined answer served as it is
     "streamssl-uniform-replay": {"mlp": {"balanced_replay": False}},  # replay drawn uniformly: the default before 2026-12-03
     "streamssl-no-smoothing": {"mlp": {"label_smoothing": 0.0}},  # the MLP heads on one-hot targets: the default before 2026-12-05
+    # The MLP heads' smoothing constant, not fading with the labels: the default of 2026-12-05 (evening).
+    "streamssl-constant-smoothing": {"mlp": {"smoothing_halved_at": None}},
     "streamssl-ewa": {"combiner": "ewa"},  # heads averaged by weights on their 0/1 errors, fixed share
     "streamssl-select": {"combiner": "select"},  # the head with the best recent accuracy answers alone
     # Self-supervision over time: the learned context instead of the moving averages (one MLP head).

@@ -149,10 +149,12 @@ def test_label_smoothing_outside_0_1_is_refused():
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
-def test_heads_learning_together_end_exactly_as_each_learning_alone(n_classes):
+@pytest.mark.parametrize("halved_at", [None, 16.0])
+def test_heads_learning_together_end_exactly_as_each_learning_alone(n_classes, halved_at):
     """learn_together steps heads of different inputs, seeds and ages in one batched step (the
-    main MLP, the one on the event's own features, a challenger started later); each must end
-    with the very weights and Adam state it reaches learning alone."""
+    main MLP, the one on the event's own features, a challenger started later: with fading
+    smoothing, its targets differ); each must end with the very weights and Adam state it
+    reaches learning alone."""
     import copy
 
     from streamssl.learner.classifier import Lesson, learn_together
@@ -162,7 +164,7 @@ def test_heads_learning_together_end_exactly_as_each_learning_alone(n_classes):
 
     def new_head(n_inputs, seed):
         head = OnlineMLPClassifier(n_inputs=n_inputs, replay=32, replay_batch=8, max_steps=6, row_width=4,
-                                   seed=seed, label_smoothing=0.1)
+                                   seed=seed, label_smoothing=0.1, smoothing_halved_at=halved_at)
         head.add_classes(n_classes)  # 3: capacity 4, one output not met yet, which gets no gradient
         return head
 
@@ -188,3 +190,5 @@ def test_heads_learning_together_end_exactly_as_each_learning_alone(n_classes):
             assert all(torch.equal(mine[k], theirs[k]) for k in ("step", "exp_avg", "exp_avg_sq")), name
     assert float(together["late"].optimizer.state[together["late"].net[0].weight]["step"]) \
         < float(together["main"].optimizer.state[together["main"].net[0].weight]["step"])
+    if halved_at is not None:  # (so the heads did step together with targets of their own)
+        assert together["late"].smoothing > together["main"].smoothing > 0

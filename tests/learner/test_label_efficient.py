@@ -63,9 +63,11 @@ def test_selection_keeps_the_better_head_on_each_kind_of_stream():
     X, y = random_walk_above_its_average(seed=1)
     model = StreamLearner(seed=0, combiner="select")
     prequential_accuracy(model, X, y)
-    assert model.selected_head == "mlp"  # the head with the temporal context
+    # A head that sees the temporal context (the MLP or the forest on it: within a point of each
+    # other here) over those on the event alone.
+    assert model.selected_head in ("mlp", "tree")
     scores = {k: sum(v) / len(v) for k, v in model.mix.scores.items()}
-    assert scores["mlp"] > scores["raw"] + 0.2
+    assert min(scores["mlp"], scores["tree"]) > max(scores["raw"], scores["raw-tree"], scores["linear"]) + 0.2
 
 
 def test_each_entity_keeps_its_own_temporal_context():
