@@ -105,7 +105,10 @@ class BatchForest(base.Classifier):
 
     _NODE = ("feature", "threshold", "children", "leaf_features", "counts",
              "n", "mean", "m2", "lo", "hi", "mc_right", "nb_right", "attempted")
-    _FILL = {"feature": -1, "lo": np.inf, "hi": -np.inf}
+    # Each estimator's Gaussian as the answers use it, kept from n and m2 (not pickled): whether
+    # it is one (a variance above 0), -2 variance, and half the log of the variance.
+    _GAUSS = ("gaussian", "neg2var", "halflog")
+    _FILL = {"feature": -1, "lo": np.inf, "hi": -np.inf, "neg2var": -2.0}
 
     def __init__(
         self,
@@ -159,7 +162,7 @@ class BatchForest(base.Classifier):
     @property
     def nbytes(self) -> int:
         """Bytes the forest's node arrays take (their capacity, dropped trees' nodes included)."""
-        return sum(getattr(self, name).nbytes for name in self._NODE) if self.n_features is not None else 0
+        return sum(getattr(self, name).nbytes for name in self._NODE + self._GAUSS) if self.n_features is not None else 0
 
     # -- storage -------------------------------------------------------------------------------
     def _start(self, n_features: int) -> None:
@@ -173,12 +176,13 @@ class BatchForest(base.Classifier):
         cap, stats = 16, (16, self.n_classes, self.n_leaf_features)
         self.feature = np.full(cap, -1, dtype=np.int64)  # a branch's feature; -1 in a leaf
         self.threshold = np.zeros(cap)
-        self.children = np.zeros((cap, 2), dtype=np.int64)
+        self.children = np.zeros((cap, 2), dtype=np.int64)  # a leaf's are itself (see _route)
         self.leaf_features = np.zeros((cap, self.n_leaf_features), dtype=np.int64)
         self.counts = np.zeros((cap, self.n_classes))  # class weights
         # Gaussian estimators per (leaf, class, leaf feature): weight, mean, squared deviations, range.
         self.n, self.mean, self.m2 = np.zeros(stats), np.zeros(stats), np.zeros(stats)
         self.lo, self.hi = np.full(stats, np.inf), np.full(stats, -np.inf)
+        self.gaussian, self.neg2var, self.halflog = np.zeros(stats, dtype=bool), np.full(stats, -2.0), np.zeros(stats)
         # Weights on which the leaf's majority class and its naive Bayes were right; weight at the last split attempt.
         self.mc_right, self.nb_right, self.attempted = np.zeros(cap), np.zeros(cap), np.zeros(cap)
         self._roots[: self.n_models] = [self._new_leaf() for _ in range(self.n_models)]
@@ -186,7 +190,7 @@ class BatchForest(base.Classifier):
         self._drift = [drift.ADWIN(delta=self.drift_delta) for _ in range(self.n_models)]
 
     def _resize(self, n_nodes: int | None = None, n_classes: int | None = None) -> None:
-        for name in self._NODE:
+        for name in self._NODE + self._GAUSS:
             old = getattr(self, name)
             shape = list(old.shape)
             shape[0] = n_nodes or shape[0]
@@ -202,7 +206,7 @@ class BatchForest(base.Classifier):
         if self.size == len(self.feature):
             self._resize(n_nodes=2 * self.size)
         i, self.size = self.size, self.size + 1
-        self.feature[i] = -1
+        self.feature[i], self.children[i] = -1, i
         self.counts[i] = 0.0 if counts is None else counts
         self.leaf_features[i] = self._rng.choice(self.n_features, self.n_leaf_features, replace=False)
         self._restart(i)
@@ -228,9 +232,9 @@ class BatchForest(base.Classifier):
         live = np.concatenate([self._subtree(r) for r in self._roots.tolist() if r >= 0])
         where = np.full(self.size, -1, dtype=np.int64)
         where[live] = np.arange(len(live))
-        for name in self._NODE:
+        for name in self._NODE + self._GAUSS:
             setattr(self, name, getattr(self, name)[live])
-        self.children = np.where(self.feature[:, None] >= 0, where[self.children], 0)
+        self.children = np.where(self.feature[:, None] >= 0, where[self.children], np.arange(len(live))[:, None])
         self._roots = np.where(self._roots >= 0, where[self._roots], -1)
         self.size, self._dropped = len(live), 0
         self._resize(n_nodes=max(16, 2 * self.size))
@@ -238,16 +242,18 @@ class BatchForest(base.Classifier):
     # -- answering -----------------------------------------------------------------------------
     def _route(self, roots: np.ndarray, X: np.ndarray) -> np.ndarray:
         """The leaf of every row in every tree given by its root, shape ``(len(roots), len(X))``;
-        a row goes left when its feature is at or under the threshold."""
+        a row goes left when its feature is at or under the threshold. A row at a leaf takes a
+        step too (its feature -1 reads the row's last value), to the leaf itself: both its
+        children are it, so a level is a few whole-array operations with no mask."""
         node = np.repeat(roots[:, None], len(X), axis=1)
-        rows = np.broadcast_to(np.arange(len(X)), node.shape)
-        while True:
+        values, start = X.ravel(), np.arange(len(X)) * X.shape[1]  # row r's feature f: values[start[r] + f]
+        children = self.children.reshape(-1)  # node i's left child at 2i, its right at 2i + 1
+        for _ in range(self.size + 1):  # (no path is longer than the nodes)
             f = self.feature[node]
-            branch = f >= 0
-            if not branch.any():
+            if not (f >= 0).any():
                 return node
-            right = X[rows, np.maximum(f, 0)] > self.threshold[node]
-            node = np.where(branch, self.children[node, right.astype(np.int64)], node)
+            node = children[2 * node + (values[start + f] > self.threshold[node])]
+        raise RuntimeError("the forest's nodes hold a cycle")
 
     def _answers(self, leaf: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The majority-class and naive-Bayes class probabilities at ``leaf`` (one per row) of rows
@@ -256,13 +262,10 @@ class BatchForest(base.Classifier):
         total = counts.sum(axis=1, keepdims=True)
         seen = counts > 0
         mc = counts / np.where(total > 0, total, 1.0)
-        n = self.n[leaf]
-        var = self.m2[leaf] / np.where(n > 1.0, n - 1.0, np.inf)  # river's Gaussian: none below 2
-        valid = var > 0.0
-        safe = np.where(valid, var, 1.0)
         with np.errstate(over="ignore"):
-            log_pdf = (x[:, None, :] - self.mean[leaf]) ** 2 / (-2.0 * safe) - 0.5 * np.log(safe)
-        valid &= np.isfinite(log_pdf)  # river leaves out a density that underflows to 0, as it does no density
+            log_pdf = (x[:, None, :] - self.mean[leaf]) ** 2 / self.neg2var[leaf] - self.halflog[leaf]
+        # River leaves out a density that underflows to 0, as it does no density.
+        valid = self.gaussian[leaf] & np.isfinite(log_pdf)
         votes = np.log(np.where(seen, mc, 1.0)) + np.where(valid, log_pdf - _HALF_LOG_TAU, 0.0).sum(axis=2)
         votes = np.where(seen, votes, -np.inf)
         top = votes.max(axis=1, keepdims=True)
@@ -416,6 +419,7 @@ class BatchForest(base.Classifier):
         self.mean[gl, gc] = mean0 + delta * (W / n1)
         self.m2[gl, gc] += gm2 + delta * delta * (n0 * W / n1)
         self.n[gl, gc] = n1
+        self._gaussians(gl, gc)
         np.minimum.at(self.lo, (leaf, y), x)
         np.maximum.at(self.hi, (leaf, y), x)
 
@@ -490,6 +494,16 @@ class BatchForest(base.Classifier):
         """Leaf ``j``'s Gaussian estimators, empty."""
         self.n[j] = self.mean[j] = self.m2[j] = 0.0
         self.lo[j], self.hi[j] = np.inf, -np.inf
+        self.gaussian[j], self.neg2var[j], self.halflog[j] = False, -2.0, 0.0
+
+    def _gaussians(self, *at) -> None:
+        """The estimators at index ``at`` (of the node arrays), as the answers use them: river's
+        Gaussian has a variance from its second weight on, and is none without spread."""
+        n = self.n[at]
+        var = self.m2[at] / np.where(n > 1.0, n - 1.0, np.inf)
+        valid = var > 0.0
+        safe = np.where(valid, var, 1.0)
+        self.gaussian[at], self.neg2var[at], self.halflog[at] = valid, -2.0 * safe, 0.5 * np.log(safe)
 
     def _detect(self, wrong: np.ndarray, learned: np.ndarray) -> None:
         """Each tree's warning and drift detectors, on its errors of the rows it learned."""
@@ -541,6 +555,8 @@ class BatchForest(base.Classifier):
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_rng"] = self._rng.bit_generator.state
+        for name in self._GAUSS:
+            state.pop(name, None)
         if self.n_features is not None:
             for name in self._NODE:  # the nodes in use only
                 state[name] = state[name][: self.size]
@@ -555,4 +571,9 @@ class BatchForest(base.Classifier):
         self.__dict__.update(state)
         self._rng = rng
         if self.n_features is not None:
+            stats = (self.size, *self.n.shape[1:])
+            self.gaussian, self.neg2var, self.halflog = np.zeros(stats, dtype=bool), np.full(stats, -2.0), np.zeros(stats)
+            self._gaussians(slice(None))
             self._resize(n_nodes=max(16, 2 * self.size))
+            leaf = np.flatnonzero(self.feature[: self.size] < 0)
+            self.children[leaf] = leaf[:, None]  # forests pickled when a leaf's children were 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import river.forest.adaptive_random_forest as river_arf
@@ -118,6 +120,25 @@ def test_state_round_trips_through_the_restricted_loader_and_learns_on_alike():
     for start in range(0, 2000, 64):
         model.learn_batch(X[start:start + 64], y[start:start + 64])
     restored = serialize.loads(serialize.dumps(model))
+    np.testing.assert_array_equal(restored.proba_batch(X[2000:], 3), model.proba_batch(X[2000:], 3))
+    for start in range(2000, 3000, 64):
+        for m in (model, restored):
+            m.learn_batch(X[start:start + 64], y[start:start + 64])
+    np.testing.assert_array_equal(restored.proba_batch(X[:500], 3), model.proba_batch(X[:500], 3))
+
+
+def test_a_forest_pickled_before_its_leaves_pointed_to_themselves_answers_and_learns_alike():
+    """Forests of before 2026-12-06 held 0 as a leaf's children (the walk now steps from a leaf
+    to itself) and their estimators' Gaussians were not kept apart: both are rebuilt on load."""
+    X, y = _stream(3000, seed=4)
+    model = BatchForest(seed=0)
+    for start in range(0, 2000, 64):
+        model.learn_batch(X[start:start + 64], y[start:start + 64])
+    state = model.__getstate__()
+    assert not any(name in state for name in BatchForest._GAUSS)  # kept from n and m2, not pickled
+    old = {**state, "children": np.where(state["feature"][:, None] >= 0, state["children"], 0)}
+    restored = BatchForest.__new__(BatchForest)
+    restored.__setstate__(copy.deepcopy(old))
     np.testing.assert_array_equal(restored.proba_batch(X[2000:], 3), model.proba_batch(X[2000:], 3))
     for start in range(2000, 3000, 64):
         for m in (model, restored):
