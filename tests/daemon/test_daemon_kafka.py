@@ -62,9 +62,36 @@ def produce_until_stopped(bootstrap: str, topics: Topics, rate: float, delay_s: 
 def stop_producing(producer: subprocess.Popen) -> dict:
     """End a :func:`produce_until_stopped` (the labels of the events sent still follow); what it sent."""
     producer.send_signal(signal.SIGTERM)
-    out = producer.communicate(timeout=120)[0]
+    try:
+        out = producer.communicate(timeout=120)[0]
+    except subprocess.TimeoutExpired:  # where it hangs: its threads' stacks, on the test's stderr
+        producer.send_signal(signal.SIGUSR1)
+        time.sleep(2)  # (the stacks are written at once; this only lets them reach the capture)
+        producer.kill()
+        raise
     assert producer.returncode == 0, producer.returncode
     return json.loads(out)
+
+
+def test_sigusr1_prints_a_running_programs_stacks_and_it_goes_on(kafka_broker, tmp_path):
+    """`kill -USR1` on a streamssl program writes every thread's stack to its stderr (where is
+    it stuck?); the program goes on, and ends as it would have."""
+    bootstrap = kafka_broker.bootstrap
+    topics = Topics.unique("stacks").create(bootstrap)
+    err = tmp_path / "stderr"
+    with err.open("w") as stderr:
+        producer = subprocess.Popen(produce_args(bootstrap, topics, 1_000_000, 0.2, 0.5, 100),
+                                    stdout=subprocess.PIPE, stderr=stderr, text=True)
+        try:
+            wait_for(lambda: len(read_topic(bootstrap, topics.events, timeout_s=2)) >= 10, 120, "events sent")
+            producer.send_signal(signal.SIGUSR1)
+            wait_for(lambda: "cmd_produce" in err.read_text(), 60, "the stacks on stderr")
+            assert producer.poll() is None
+            summary = stop_producing(producer)
+        finally:
+            if producer.poll() is None:
+                producer.kill()
+    assert summary["events"] >= 10 and "most recent call first" in err.read_text()
 
 
 BAD_EVENTS = [
