@@ -163,7 +163,7 @@ class OnlineMLPClassifier(GeneratorPickling):
             Z, y, weight, remember, mass = (torch.cat([pZ, Z]), torch.cat([py, y]), torch.cat([pw, weight]),
                                             torch.cat([pr, remember]), pm + mass)
             self._pending = None
-        if mass < self.group:
+        if mass < self.group and not lesson.now:
             self._pending = (Z, y, weight, remember, mass)
             return None
         n_replay = min(self._stored, self.replay)
@@ -226,7 +226,8 @@ class OnlineMLPClassifier(GeneratorPickling):
 
 @dataclass
 class Lesson:
-    """What one head is to learn: :meth:`OnlineMLPClassifier.learn`'s arguments."""
+    """What one head is to learn: :meth:`OnlineMLPClassifier.learn`'s arguments (``now``: learned
+    with the rows that wait however little label mass has gathered, as :func:`flush_together`)."""
 
     mlp: OnlineMLPClassifier
     Z: torch.Tensor
@@ -235,6 +236,7 @@ class Lesson:
     featurize: Featurize | None = None
     remember: torch.Tensor | None = None
     mass: float | None = None
+    now: bool = False
 
 
 @dataclass
@@ -298,16 +300,8 @@ def learn_together(lessons: Sequence[Lesson]) -> None:
 def flush_together(heads: Sequence[tuple[OnlineMLPClassifier, Featurize | None]]) -> None:
     """Each head of ``(head, featurize)`` learns the rows waiting for its ``group`` to fill, now,
     in the same steps where they match (:func:`learn_together`)."""
-    waiting = [(head, featurize) for head, featurize in heads if head._pending is not None]
-    groups = [head.group for head, _ in waiting]
-    try:
-        for head, _ in waiting:
-            head.group = 0.0
-        learn_together([Lesson(head, *(t[:0] for t in head._pending[:3]), featurize, mass=0.0)
-                        for head, featurize in waiting])
-    finally:
-        for (head, _), group in zip(waiting, groups):
-            head.group = group
+    learn_together([Lesson(head, *(t[:0] for t in head._pending[:3]), featurize, mass=0.0, now=True)
+                    for head, featurize in heads if head._pending is not None])
 
 
 def _stacked(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -336,18 +330,12 @@ def _step_together(mlps: Sequence[OnlineMLPClassifier], Hs: Sequence[torch.Tenso
     b2 = [last.bias if full else last.bias[:k] for last in lasts]
     g = torch.softmax(_stacked([torch.addmm(b, h_i, w.t()) for b, h_i, w in zip(b2, h, w2)]), dim=2)
     # Minus the target: 1 - eps on the label's class, eps / k on every class (each head its eps).
+    # (eps - 1 and eps / k computed in Python, then rounded once, whatever the heads' number.)
     eps = [head.smoothing for head in mlps]
-    if len(set(eps)) == 1:
-        minus = torch.full((len(mlps), len(share), 1), eps[0] - 1.0, device=g.device)
-        g.scatter_add_(2, _stacked(ys).unsqueeze(2), minus)
-        if eps[0]:
-            g -= eps[0] / k
-    else:
-        def per_head(values: list) -> torch.Tensor:  # (the arithmetic in Python, as for one head)
-            return torch.tensor(values, dtype=g.dtype, device=g.device).view(-1, 1, 1)
-
-        g.scatter_add_(2, _stacked(ys).unsqueeze(2), per_head([e - 1.0 for e in eps]).expand(-1, len(share), 1))
-        g -= per_head([e / k for e in eps])
+    minus, spread = torch.tensor([[e - 1.0 for e in eps], [e / k for e in eps]], dtype=g.dtype,
+                                 device=g.device).view(2, -1, 1, 1)
+    g.scatter_add_(2, _stacked(ys).unsqueeze(2), minus.expand(-1, len(share), 1))
+    g -= spread
     g *= share
     # Phi'(a) written with in-place steps in the order of cdf + a * exp(-a^2 / 2) / sqrt(2 pi).
     slope = (a * -0.5).mul_(a).exp_().mul_(a).mul_(_INV_SQRT_2PI).add_(cdf)
