@@ -4,6 +4,7 @@ written up as benchmarks/RESULTS.md with tables and plots.
     python benchmarks/suite.py                 # the whole suite: 1 % and 5 % labels, 3 seeds (about 64 minutes)
     python benchmarks/suite.py --quick --out /tmp/quick   # CI's smoke run (about a minute)
     python benchmarks/suite.py --held-out      # two recorded streams kept out of the suite (results/held-out/)
+    python benchmarks/suite.py --river-streams # river's bundled datasets and drift generators (results/river-streams/)
     python benchmarks/suite.py --models streamssl --tag cap64 --part mlp.max_steps=64   # a probe, as a tagged pass
 
 Every cell (stream, label rate, seed) runs each model in a fresh process through the same
@@ -73,6 +74,14 @@ def held_out() -> list[Stream]:
     ]
 
 
+def river_streams() -> list[Stream]:
+    """River's bundled real datasets and its drift generators (``benchmarks/river_streams.py``),
+    also kept out of the suite (``--river-streams``): written as CSV once, under ``.cache/river``."""
+    from river_streams import STREAMS
+
+    return [Stream(name, HERE / ".cache" / "river" / f"{name}.csv.gz", note=s.note) for name, s in STREAMS.items()]
+
+
 QUICK_MODELS = ["streamssl", "river-arf", "river-arf+context", "river-nb", "no-change"]
 # The default; without its temporal context and without its tree member (the two parts the
 # peers' gaps turn on); one MLP on the raw features (release 0.1); with the mission's
@@ -82,6 +91,11 @@ FULL_MODELS = ["streamssl", "streamssl-no-temporal", "streamssl-no-trees", "stre
 
 
 def prepare(stream: Stream) -> None:
+    if stream.path.parent.name == "river" and not stream.path.exists():
+        from river_streams import write_csv
+
+        print(f"writing river's {stream.name} as CSV (once) ...", file=sys.stderr)
+        write_csv(stream.name, stream.path)
     if stream.name == "spam_corpus" and not stream.path.exists():
         from streamssl.sources.hashing import hash_csv
 
@@ -364,6 +378,8 @@ def main() -> None:
     p.add_argument("--rates", default=None, help="comma-separated (default 0.01,0.05; 0.05 with --quick)")
     p.add_argument("--held-out", action="store_true", help="the streams kept out of the suite (held_out()) "
                    "instead of its own; JSON and report under results/held-out/ unless --out is given")
+    p.add_argument("--river-streams", action="store_true", help="river's bundled datasets and drift generators "
+                   "(river_streams.py), also kept out of the suite; JSON and report under results/river-streams/")
     p.add_argument("--streams", default=None, help="comma-separated subset of the suite's streams")
     p.add_argument("--models", default=None, help="comma-separated models instead of the suite's own")
     p.add_argument("--report-only", action="store_true", help="rebuild the report from the JSON in --out, run nothing")
@@ -384,18 +400,22 @@ def main() -> None:
     except Exception as exc:  # the parts' own errors (an InputError that names --part)
         p.error(str(exc))
 
-    stream_list = held_out() if args.held_out else streams(args.quick)
-    args.out = args.out or HERE / "results" / ("held-out" if args.held_out else "")
+    if args.held_out and args.river_streams:
+        p.error("--held-out and --river-streams are two separate reports: give one")
+    kept_out = "held-out" if args.held_out else "river-streams" if args.river_streams else ""
+    stream_list = held_out() if args.held_out else river_streams() if args.river_streams else streams(args.quick)
+    args.out = args.out or HERE / "results" / kept_out
     if args.streams:
         wanted = set(args.streams.split(","))
         stream_list = [s for s in stream_list if s.name in wanted]
-    missing = [str(s.path) for s in stream_list if s.name != "spam_corpus" and not s.path.exists()]
+    missing = [str(s.path) for s in stream_list if s.name != "spam_corpus" and s.path.parent.name != "river"
+               and not s.path.exists()]
     if missing:
         sys.exit(f"suite: missing recorded streams: {', '.join(missing)} (set STREAMSSL_SHARED_DATA)")
     seeds = [int(s) for s in (args.seeds or ("0" if args.quick else "0,1,2")).split(",")]
     rates = [float(r) for r in (args.rates or ("0.05" if args.quick else "0.01,0.05")).split(",")]
     models = args.models.split(",") if args.models else (QUICK_MODELS if args.quick else FULL_MODELS)
-    report = args.report or (args.out / "RESULTS.md" if args.quick or args.held_out else args.out.parent / "RESULTS.md")
+    report = args.report or (args.out / "RESULTS.md" if args.quick or kept_out else args.out.parent / "RESULTS.md")
     (args.out / "plots").mkdir(parents=True, exist_ok=True)
     for s in stream_list:
         prepare(s)
@@ -409,7 +429,7 @@ def main() -> None:
         with ProcessPoolExecutor(max_workers=args.workers) as pool:
             list(pool.map(run_cell, *zip(*jobs)))
     command = "python benchmarks/suite.py" + (" --quick" if args.quick else "") + (
-        " --held-out" if args.held_out else "") + "".join(
+        f" --{kept_out}" if kept_out else "") + "".join(
         f" --{k} {v}" for k, v in (("seeds", args.seeds), ("rates", args.rates), ("streams", args.streams),
                                    ("models", args.models), ("tag", args.tag)) if v) + "".join(
         f" --part {text}" for text in args.part)

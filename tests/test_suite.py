@@ -55,3 +55,21 @@ def test_objectives_benchmark_writes_its_table(tmp_path):
     text = report.read_text()
     assert "## usenet1" in text and "| streamssl |" in text and "| streamssl-ssl-pseudo-dino |" in text
     assert "python benchmarks/objectives.py --seeds 0 --streams usenet1" in text
+
+
+def test_river_streams_are_written_the_same_every_time_and_read_by_the_bench(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import river_streams
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    from streamssl.replay.bench import BenchSettings
+
+    first, second = tmp_path / "a" / "phishing.csv.gz", tmp_path / "b" / "phishing.csv.gz"
+    river_streams.write_csv("phishing", first)
+    river_streams.write_csv("phishing", second)
+    assert first.read_bytes() == second.read_bytes()  # fixed seeds, no time stamp in the gzip header
+    source = BenchSettings().file.source(str(first), batch_size=10_000, on_bad=lambda bad: pytest.fail(str(bad)))
+    batches = list(source)
+    assert sum(len(b.y) for b in batches) == 1250 and len(source.feature_names) == 9
+    assert set(batches[0].y) == {0, 1}
