@@ -1,6 +1,7 @@
 """Try combiners on the suite in seconds: record every member's answers once, replay them.
 
     python benchmarks/combiner_replay.py DIR --record   # the 42 suite cells (~10 minutes, 2 workers)
+    python benchmarks/combiner_replay.py DIR --record --streams held-out,river-streams   # the streams kept out
     python benchmarks/combiner_replay.py DIR            # every combiner below against them
 
 What the members learn does not depend on the combiner (each learns every label; with
@@ -323,6 +324,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("directory", help="where the logs are (or go, with --record)")
     parser.add_argument("--record", action="store_true", help="run the suite's cells and record their logs")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--streams", default="suite", help="with --record, comma-separated stream sets of "
+                        "suite.py: suite (the default), held-out, river-streams")
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help=f"of {', '.join(VARIANTS)}, or drop:MEMBER[+MEMBER...] (the default without them)")
     args = parser.parse_args(argv)
@@ -330,7 +333,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.record:
         from suite import record_cells
 
-        record_cells(record, directory, args.workers)
+        record_cells(record, directory, args.workers, args.streams.split(","))
     report(directory, args.variants.split(","))
 
 

@@ -24,6 +24,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -136,7 +137,7 @@ def replay_default(stream_name: str, rate: float, seed: int, part: str, recorder
     from streamssl.replay.bench import build_model
     from streamssl.replay.prequential import prequential
 
-    stream = {s.name: s for s in streams(False)}[stream_name]
+    stream = {s.name: s for s in [*streams(False), *held_out(), *river_streams()]}[stream_name]
     prepare(stream)
     settings = BenchSettings(label_rate=rate, seed=seed, limit=stream.limit)
     torch.set_num_threads(settings.threads)
@@ -167,13 +168,20 @@ def write_record(out: str, stream_name: str, rate: float, seed: int, result: dic
     return file
 
 
-def record_cells(record, directory: Path, workers: int) -> None:
-    """``record((stream, rate, seed, directory))`` for the 42 cells (7 streams, 1 % and 5 %,
-    seeds 0-2), longest streams first, each in a fresh process; prints what each returns."""
+STREAM_SETS = {"suite": lambda: streams(False), "held-out": held_out, "river-streams": river_streams}
+
+
+def record_cells(record, directory: Path, workers: int, sets: Sequence[str] = ("suite",)) -> None:
+    """``record((stream, rate, seed, directory))`` for the cells of the stream ``sets`` of
+    :data:`STREAM_SETS` (the suite's 42: 7 streams, 1 % and 5 %, seeds 0-2), longest streams
+    first, each in a fresh process; prints what each returns."""
     from multiprocessing import Pool
 
     directory.mkdir(parents=True, exist_ok=True)
-    jobs = [(s.name, rate, seed, str(directory)) for s in sorted(streams(False), key=lambda s: -(s.limit or 50_000))
+    chosen = [s for name in sets for s in STREAM_SETS[name]()]
+    for s in chosen:
+        prepare(s)
+    jobs = [(s.name, rate, seed, str(directory)) for s in sorted(chosen, key=lambda s: -(s.limit or 50_000))
             for rate in (0.01, 0.05) for seed in (0, 1, 2)]
     with Pool(workers, maxtasksperchild=1) as pool:
         for line in pool.imap_unordered(record, jobs):
