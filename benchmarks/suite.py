@@ -42,6 +42,7 @@ class Stream:
     limit: int | None = None
     known_drifts: tuple[int, ...] = ()
     note: str = ""
+    made: str = ""  # how prepare() writes the file once when it is missing: "hashed" or "river"; "" is recorded
 
 
 def streams(quick: bool) -> list[Stream]:
@@ -57,7 +58,7 @@ def streams(quick: bool) -> list[Stream]:
         Stream("luxembourg", SHARED / "luxembourg.csv.gz"),
         Stream("usenet1", SHARED / "usenet1.csv.gz", known_drifts=(300, 600, 900, 1200)),
         Stream("usenet2", SHARED / "usenet2.csv.gz", known_drifts=(300, 600, 900, 1200)),
-        Stream("spam_corpus", HERE / ".cache" / "spam_corpus.hashed1024.csv.gz",
+        Stream("spam_corpus", HERE / ".cache" / "spam_corpus.hashed1024.csv.gz", made="hashed",
                note="39,916 word-presence columns folded into 1,024 by a fixed feature hash "
                     "(streamssl.sources.hashing), the same input for every model"),
     ]
@@ -80,7 +81,8 @@ def river_streams() -> list[Stream]:
     also kept out of the suite (``--river-streams``): written as CSV once, under ``.cache/river``."""
     from river_streams import STREAMS
 
-    return [Stream(name, HERE / ".cache" / "river" / f"{name}.csv.gz", note=s.note) for name, s in STREAMS.items()]
+    return [Stream(name, HERE / ".cache" / "river" / f"{name}.csv.gz", note=s.note, made="river")
+            for name, s in STREAMS.items()]
 
 
 QUICK_MODELS = ["streamssl", "river-arf", "river-arf+context", "river-nb", "no-change"]
@@ -92,17 +94,21 @@ FULL_MODELS = ["streamssl", "streamssl-no-temporal", "streamssl-no-trees", "stre
 
 
 def prepare(stream: Stream) -> None:
-    if stream.path.parent.name == "river" and not stream.path.exists():
+    """Write a stream that is made, not recorded, once: spam_corpus folded into hashed columns,
+    river's streams as CSV."""
+    if not stream.made or stream.path.exists():
+        return
+    stream.path.parent.mkdir(parents=True, exist_ok=True)
+    if stream.made == "hashed":
+        from streamssl.sources.hashing import hash_csv
+
+        print(f"folding {stream.name} into 1,024 hashed columns (once) ...", file=sys.stderr)
+        hash_csv(SHARED / f"{stream.name}.csv.gz", stream.path, dims=1024)
+    else:
         from river_streams import write_csv
 
         print(f"writing river's {stream.name} as CSV (once) ...", file=sys.stderr)
         write_csv(stream.name, stream.path)
-    if stream.name == "spam_corpus" and not stream.path.exists():
-        from streamssl.sources.hashing import hash_csv
-
-        stream.path.parent.mkdir(parents=True, exist_ok=True)
-        print("folding spam_corpus into 1,024 hashed columns (once) ...", file=sys.stderr)
-        hash_csv(SHARED / "spam_corpus.csv.gz", stream.path, dims=1024)
 
 
 def run_cell(stream: Stream, rate: float, seed: int, models: list[str], out: Path, plot: bool, tag: str = "",
@@ -416,8 +422,7 @@ def main() -> None:
     if args.streams:
         wanted = set(args.streams.split(","))
         stream_list = [s for s in stream_list if s.name in wanted]
-    missing = [str(s.path) for s in stream_list if s.name != "spam_corpus" and s.path.parent.name != "river"
-               and not s.path.exists()]
+    missing = [str(s.path) for s in stream_list if not s.made and not s.path.exists()]
     if missing:
         sys.exit(f"suite: missing recorded streams: {', '.join(missing)} (set STREAMSSL_SHARED_DATA)")
     seeds = [int(s) for s in (args.seeds or ("0" if args.quick else "0,1,2")).split(",")]

@@ -182,7 +182,7 @@ class BatchForest(base.Classifier):
         # Gaussian estimators per (leaf, class, leaf feature): weight, mean, squared deviations, range.
         self.n, self.mean, self.m2 = np.zeros(stats), np.zeros(stats), np.zeros(stats)
         self.lo, self.hi = np.full(stats, np.inf), np.full(stats, -np.inf)
-        self.gaussian, self.neg2var, self.halflog = np.zeros(stats, dtype=bool), np.full(stats, -2.0), np.zeros(stats)
+        self._empty_gaussians(stats)
         # Weights on which the leaf's majority class and its naive Bayes were right; weight at the last split attempt.
         self.mc_right, self.nb_right, self.attempted = np.zeros(cap), np.zeros(cap), np.zeros(cap)
         self._roots[: self.n_models] = [self._new_leaf() for _ in range(self.n_models)]
@@ -496,6 +496,12 @@ class BatchForest(base.Classifier):
         self.lo[j], self.hi[j] = np.inf, -np.inf
         self.gaussian[j], self.neg2var[j], self.halflog[j] = False, -2.0, 0.0
 
+    def _empty_gaussians(self, shape: tuple[int, ...]) -> None:
+        """The kept Gaussian terms (:attr:`_GAUSS`) of estimators that have none, shape ``shape``."""
+        self.gaussian = np.zeros(shape, dtype=bool)
+        self.neg2var = np.full(shape, self._FILL["neg2var"])
+        self.halflog = np.zeros(shape)
+
     def _gaussians(self, *at) -> None:
         """The estimators at index ``at`` (of the node arrays), as the answers use them: river's
         Gaussian has a variance from its second weight on, and is none without spread."""
@@ -572,7 +578,7 @@ class BatchForest(base.Classifier):
         self._rng = rng
         if self.n_features is not None:
             stats = (self.size, *self.n.shape[1:])
-            self.gaussian, self.neg2var, self.halflog = np.zeros(stats, dtype=bool), np.full(stats, -2.0), np.zeros(stats)
+            self._empty_gaussians(stats)
             self._gaussians(slice(None))
             self._resize(n_nodes=max(16, 2 * self.size))
             leaf = np.flatnonzero(self.feature[: self.size] < 0)
