@@ -7,6 +7,14 @@ adds ``.TAG``), averages each cell over the seeds both passes hold, and prints n
 accuracy points, the ratio of events/s and both ECEs, with the mean over streams per rate. Use
 it for a change that was run as a tagged pass against the main pass it would replace (an old
 pass from git: ``git worktree add /tmp/old COMMIT``, then ``/tmp/old/benchmarks/results``).
+
+``--streams held-out`` or ``river-streams`` reads the streams kept out of the suite (their
+passes lie in ``results/held-out`` and ``results/river-streams``). ``--pseudo`` adds, per cell,
+the pseudo-labels accepted and their precision, and how many cells with 100 or more accepted
+reach 0.99:
+
+    python benchmarks/compare_passes.py benchmarks/results/river-streams streamssl-pseudo \
+        NEW_DIR streamssl-pseudo --new-tag audit --streams river-streams --pseudo
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from suite import STREAM_SETS
+
 STREAMS = ["elec2", "outdoor_objects", "kddcup99_10pct", "luxembourg", "usenet1", "usenet2", "spam_corpus"]
 
 
@@ -26,17 +36,22 @@ def _run(path: Path, model: str) -> dict | None:
     return next((r for r in json.loads(path.read_text())["runs"] if r["model"] == model), None)
 
 
+def _pairs(old: Path, old_model: str, new: Path, new_model: str, old_tag: str, new_tag: str,
+           stream: str, rate: str, seeds: range) -> list[tuple[dict, dict]]:
+    pairs = [(_run(old / f"{stream}.{rate}.{s}{'.' + old_tag if old_tag else ''}.json", old_model),
+              _run(new / f"{stream}.{rate}.{s}{'.' + new_tag if new_tag else ''}.json", new_model))
+             for s in seeds]
+    return [(a, b) for a, b in pairs if a and b]
+
+
 def compare(old: Path, old_model: str, new: Path, new_model: str, old_tag: str = "", new_tag: str = "",
-            seeds: range = range(3)) -> str:
+            seeds: range = range(3), streams: list[str] = STREAMS) -> str:
     lines = ["| rate | stream | old | new | points | events/s old → new | ECE old → new |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for rate in ("0.01", "0.05"):
         diffs = []
-        for stream in STREAMS:
-            pairs = [(_run(old / f"{stream}.{rate}.{s}{'.' + old_tag if old_tag else ''}.json", old_model),
-                      _run(new / f"{stream}.{rate}.{s}{'.' + new_tag if new_tag else ''}.json", new_model))
-                     for s in seeds]
-            pairs = [(a, b) for a, b in pairs if a and b]
+        for stream in streams:
+            pairs = _pairs(old, old_model, new, new_model, old_tag, new_tag, stream, rate, seeds)
             if not pairs:
                 continue
             mean = {k: [np.mean([p[i][k] or 0.0 for p in pairs]) for i in (0, 1)]
@@ -52,6 +67,36 @@ def compare(old: Path, old_model: str, new: Path, new_model: str, old_tag: str =
     return "\n".join(lines)
 
 
+def compare_pseudo(old: Path, old_model: str, new: Path, new_model: str, old_tag: str = "",
+                   new_tag: str = "", seeds: range = range(3), streams: list[str] = STREAMS) -> str:
+    """Pseudo-labels accepted · their precision per cell (✗: 100 or more accepted, under 0.99
+    right), and per pass the cells with 100 or more, those of them at 0.99, the total and the
+    pooled precision."""
+    def cell(run: dict) -> str:
+        n, p = run["pseudo_labels_accepted"], run["pseudo_label_precision"]
+        return f"{n:,} · {'n/a' if p is None else f'{p:.4f}'}{' ✗' if n >= 100 and p < 0.99 else ''}"
+
+    lines = ["| stream | rate | seed | old | new |", "|---|---:|---:|---:|---:|"]
+    runs: tuple[list[dict], list[dict]] = ([], [])
+    for stream in streams:
+        for rate in ("0.01", "0.05"):
+            for seed in seeds:
+                pair = _pairs(old, old_model, new, new_model, old_tag, new_tag, stream, rate, range(seed, seed + 1))
+                if pair:
+                    (a, b), = pair
+                    runs[0].append(a), runs[1].append(b)
+                    lines.append(f"| {stream} | {float(rate):.0%} | {seed} | {cell(a)} | {cell(b)} |")
+    lines += ["", "| pass | cells with ≥ 100 accepted | of them ≥ 0.99 | accepted | precision (pooled) |",
+              "|---|---:|---:|---:|---:|"]
+    for name, rs in zip(("old", "new"), runs):
+        many = [r for r in rs if r["pseudo_labels_accepted"] >= 100]
+        total = sum(r["pseudo_labels_accepted"] for r in rs)
+        right = sum(r["pseudo_labels_accepted"] * (r["pseudo_label_precision"] or 0.0) for r in rs)
+        lines.append(f"| {name} | {len(many)} | {sum(r['pseudo_label_precision'] >= 0.99 for r in many)} | "
+                     f"{total:,} | {'n/a' if total == 0 else f'{right / total:.4f}'} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("old", type=Path)
@@ -60,8 +105,16 @@ def main() -> None:
     parser.add_argument("new_model")
     parser.add_argument("--old-tag", default="")
     parser.add_argument("--new-tag", default="")
+    parser.add_argument("--streams", choices=sorted(STREAM_SETS), default="suite",
+                        help="which set of streams (default: the suite's)")
+    parser.add_argument("--pseudo", action="store_true", help="add the pseudo-labels' table")
     args = parser.parse_args()
-    print(compare(args.old, args.old_model, args.new, args.new_model, args.old_tag, args.new_tag))
+    streams = [s.name for s in STREAM_SETS[args.streams]()]
+    passes = (args.old, args.old_model, args.new, args.new_model, args.old_tag, args.new_tag)
+    print(compare(*passes, streams=streams))
+    if args.pseudo:
+        print()
+        print(compare_pseudo(*passes, streams=streams))
 
 
 if __name__ == "__main__":
