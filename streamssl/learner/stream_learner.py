@@ -157,6 +157,9 @@ def _in_threads(method):
 
 #: The built-in heads, in the order that breaks ties of recent accuracy (plugged members follow).
 HEADS = ("mlp", "raw", "memory", "tree", "raw-tree", "linear")
+# Labelled events given one at a time that every part learns together (at most; one_batch if
+# fewer): as many as a forest's chunk with its defaults, so its trees grow as they did.
+GATHER = 9
 
 
 def _is_missing(label: Any) -> bool:
@@ -382,9 +385,8 @@ class StreamLearner(base.Classifier):
     one_batch
         Events given one at a time (:meth:`learn_one`) after which the MLP heads learn the
         labels that came with them, all together, as :meth:`learn_many` learns a micro-batch of
-        that size (the forests learn theirs a chunk at a time, 9 with their defaults, and at
-        the end of the group); 1 for a torch step with every label, and every head learning it
-        at once.
+        that size (every other part learns them :data:`GATHER` at a time, and at the end of
+        the group); 1 for a torch step with every label, and every part learning it at once.
     threads
         torch's CPU threads while the learner computes (set on entry to ``learn_many``,
         ``predict_proba_many`` and ``learn_late_labels``, and the caller's setting restored on
@@ -520,6 +522,8 @@ class StreamLearner(base.Classifier):
         # whatever learns labels or changes the features drops it.
         self._last_served: tuple | None = None
         self._since_flush = 0  # learn_one events since the MLP heads last learned
+        # learn_one's labelled events not learned yet: (Z, classes, rows, the heads' answers served).
+        self._gathered: list[tuple[torch.Tensor, np.ndarray, np.ndarray, dict[str, np.ndarray] | None]] = []
         self.labels_used = 0
         # Rows of the last learn_many batch accepted as pseudo-labels, and their labels.
         self.last_pseudo_labels: tuple[np.ndarray, list[Hashable]] = (np.zeros(0, dtype=np.int64), [])
@@ -715,15 +719,17 @@ class StreamLearner(base.Classifier):
 
     # ---------------------------------------------------------------- learning
     def learn_one(self, x: dict, y: Hashable | None = None) -> None:
-        """Learn one event. The temporal context, standardiser, memory, linear head, combiner,
-        drift monitor and pseudo-label policy learn it at once; the MLP heads learn the labels
-        given here once every ``one_batch`` events, all together, as :meth:`learn_many` would
-        learn a micro-batch of that size; the forests a chunk of labels at a time (9 with
-        their defaults, the rows they learn together in a micro-batch too) and at the end of
-        each group. So a label reaches the MLPs' predictions at most ``one_batch - 1`` events
-        later, the forests' at most 8, and the per-event path takes a torch step per few
-        labels, not several per label. :meth:`learn_many` and :meth:`learn_late_labels` first
-        learn what waits.
+        """Learn one event. The temporal context and the standardiser take it at once (the
+        next event's features see it). Its label is gathered with the next ones and learned by
+        every part together (:data:`GATHER`, 9, at a time, as :meth:`learn_many` would learn
+        them: the memory, linear head, forests, combiner, calibrator, drift monitor and
+        pseudo-label policy), and the MLP heads learn the labels of ``one_batch`` events
+        together. So a label reaches the predictions at most 8 labelled events later, the MLPs'
+        at most ``one_batch - 1`` events later, and the per-event path pays a whole update per
+        few labels, not per label. A label of a class not seen yet is learned at once (with
+        those gathered before it). :meth:`learn_many` and :meth:`learn_late_labels` first learn
+        what waits; a state (:meth:`state_dict`) holds it; :attr:`labels_used` counts the
+        labels learned.
 
         A label given with the event that :meth:`predict_proba_one` just answered (river's
         test-then-train) is scored, for the combiner and the calibrator, on the heads' answers
@@ -758,8 +764,29 @@ class StreamLearner(base.Classifier):
                 member.wait = self._group != 0.0
         return flushed
 
+    def _gathered_state(self) -> dict | None:
+        if not self._gathered:
+            return None
+        Z, y, rows, served = zip(*self._gathered)
+        both = None if any(s is None or s.keys() != served[0].keys() for s in served) else {
+            name: np.concatenate([s[name] for s in served]) for name in served[0]}
+        return {"Z": torch.cat(Z).cpu(), "y": np.concatenate(y), "rows": np.concatenate(rows), "served": both}
+
+    def _learn_gathered(self) -> None:
+        """Learn the labelled events that :meth:`learn_one` gathered, all together (scored on
+        the answers served for each, where every one was served by the same heads)."""
+        gathered = self._gathered_state()
+        if gathered is None:
+            return
+        self._gathered = []
+        labels = [self.classes_[c] for c in gathered["y"]]
+        self._learn_labelled(gathered["Z"].to(self._device), labels, rows=gathered["rows"], served=gathered["served"])
+        self._keep_shared(gathered["rows"], labels)
+
     def _flush_heads(self) -> None:
-        """The MLP heads learn the labels waiting for their group, the forests those they hold."""
+        """The labelled events gathered are learned, the MLP heads learn the labels waiting for
+        their group, and the forests those they hold."""
+        self._learn_gathered()
         self._since_flush = 0
         with torch_threads(self.threads):
             flush_together(self._mlps())  # in the same steps where they match
@@ -805,9 +832,16 @@ class StreamLearner(base.Classifier):
         # together with them.
         pseudo = self._pseudo_label(Zt[~mask], np.flatnonzero(~labelled), X[~labelled])
         if labelled.any():
-            self._learn_labelled(Zt[mask], [v for v, k in zip(y, labelled) if k], pseudo, rows=X[labelled],
-                                 served=None if served is None else {k: p[labelled] for k, p in served.items()})
-            self._keep_shared(X[labelled], [v for v, k in zip(y, labelled) if k])
+            labels = [v for v, k in zip(y, labelled) if k]
+            served = None if served is None else {k: p[labelled] for k, p in served.items()}
+            if self._group == math.inf and pseudo is None and all(v in self._class_index for v in labels):
+                self._gathered.append((Zt[mask], np.array([self._class_index[v] for v in labels]), X[labelled], served))
+                if sum(len(g[1]) for g in self._gathered) >= min(GATHER, self.one_batch):
+                    self._learn_gathered()
+            else:
+                self._learn_gathered()
+                self._learn_labelled(Zt[mask], labels, pseudo, rows=X[labelled], served=served)
+                self._keep_shared(X[labelled], labels)
         elif pseudo is not None:
             Zp, yp = pseudo
             self.head.learn(Zp, yp, self._pseudo_weights(len(yp)), self._featurize, mass=0.0)
@@ -1112,6 +1146,7 @@ class StreamLearner(base.Classifier):
             "context": None if self.context is None else self.context.state_dict(),
             "members": {name: member.state_dict() for name, member in self.heads.items()},
             "combiner": self.mix.state_dict(),
+            "gathered": self._gathered_state(),
             "calibrator": None if self.calibrator is None else self.calibrator.state_dict(),
             "head_tally": {k: list(v) for k, v in self.head_tally.items()},
             "counters": {
@@ -1157,4 +1192,7 @@ class StreamLearner(base.Classifier):
                                         "swaps": counters["swaps"]})
         model.n_seen, model.labels_used = counters["n_seen"], counters["labels_used"]
         model._since_flush = counters.get("since_flush", 0)
+        gathered = state.get("gathered")  # absent in checkpoints from before learn_one gathered labels
+        if gathered is not None:
+            model._gathered = [(gathered["Z"].to(model._device), gathered["y"], gathered["rows"], gathered["served"])]
         return model

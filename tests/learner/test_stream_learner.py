@@ -6,6 +6,7 @@ from river import datasets, evaluate, metrics
 import torch
 
 from streamssl.learner import StreamLearner
+from streamssl.learner.stream_learner import GATHER
 from streamssl.learner.pseudo import PseudoLabelPolicy
 from streamssl.state import serialize
 
@@ -207,10 +208,11 @@ def _params(head):
 
 
 def test_learn_one_gives_the_mlp_heads_their_labels_once_every_one_batch_events():
-    """The memory learns each labelled event at once; the MLPs only when the group is full."""
+    """Every part learns labels given one at a time together, GATHER at a time (one_batch if
+    fewer, a new class at once); the MLPs take their steps once the group of events is full."""
     rng = np.random.default_rng(0)
     model = StreamLearner(seed=0, one_batch=4, trees=False)
-    changed, memory_sizes = [], []
+    changed, memory_sizes, learned = [], [], []
     for i in range(12):
         x = dict(enumerate(rng.normal(size=3).tolist()))
         before = _params(model.head) if model.head is not None else None
@@ -218,28 +220,36 @@ def test_learn_one_gives_the_mlp_heads_their_labels_once_every_one_batch_events(
         if before is not None:
             changed.append(any(not torch.equal(a, b) for a, b in zip(before, _params(model.head))))
         memory_sizes.append(len(model.heads["memory"].memory))
+        learned.append(model.labels_used)
     assert changed == [i % 4 == 3 for i in range(1, 12)]  # events 4, 8 and 12 (index 3, 7, 11)
-    assert memory_sizes == list(range(1, 13))
+    assert memory_sizes == learned and memory_sizes[3::4] == [4, 8, 12]
+    assert all(i + 1 - 3 <= n <= i + 1 for i, n in enumerate(learned)) and learned != list(range(1, 13))
+
+    model = StreamLearner(seed=0, trees=False)  # one_batch 64: GATHER labels at a time
+    for i in range(2 + GATHER):
+        model.learn_one({0: float(i % 2)}, i % 2)
+        assert model.labels_used == (i + 1 if i < 2 else 2 if i < 1 + GATHER else 2 + GATHER)  # a new class at once
 
 
 def test_labels_waiting_in_a_group_survive_a_checkpoint_and_learn_many_learns_them(tmp_path):
     rng = np.random.default_rng(1)
     rows = [dict(enumerate(rng.normal(size=3).tolist())) for _ in range(40)]
     model = StreamLearner(seed=0, one_batch=16)
-    for x in rows[:21]:  # five labels wait after the first group of 16
+    for x in rows[:21]:  # five labels gathered after the first group of 16
         model.learn_one(x, int(x[0] > 0))
-    assert model.head._pending is not None and len(model.head._pending[1]) == 5
+    assert model.labels_used == 16 and model.head._pending is None
     restored = StreamLearner.from_state_dict(serialize.loads(serialize.dumps(model.state_dict())))
     for m in (model, restored):
-        for x in rows[21:30]:
+        for x in rows[21:30]:  # nine gathered at the 25th are learned; the MLPs' steps wait
             m.learn_one(x, int(x[0] > 0))
     X = np.array([[x[k] for k in range(3)] for x in rows[30:]])
     np.testing.assert_array_equal(restored.predict_proba_many(X), model.predict_proba_many(X))
+    assert model.labels_used == restored.labels_used == 25 and len(model.head._pending[1]) == 9
     forests = [model.heads[name].model for name in ("tree", "raw-tree")]
-    assert [f.waiting for f in forests] == [5, 5]  # flushed with the MLPs at 16, then 5 held back
+    assert [f.waiting for f in forests] == [0, 0]  # the nine were one chunk
     model.learn_many(X[:2], [None, None])  # a micro-batch learns what waits first, labelled or not
     assert model.head._pending is None and model.heads["raw"].mlp._pending is None
-    assert [f.waiting for f in forests] == [0, 0]
+    assert model.labels_used == 30
 
 
 def test_labels_are_scored_on_the_answers_served_for_them_without_asking_the_heads_again(monkeypatch):
