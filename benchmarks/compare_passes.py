@@ -74,7 +74,7 @@ def compare_pseudo(old: Path, old_model: str, new: Path, new_model: str, old_tag
     pooled precision."""
     def cell(run: dict) -> str:
         n, p = run["pseudo_labels_accepted"], run["pseudo_label_precision"]
-        return f"{n:,} · {'n/a' if p is None else f'{p:.4f}'}{' ✗' if n >= 100 and p < 0.99 else ''}"
+        return f"{n:,} · {'n/a' if p is None else f'{p:.4f}'}{' ✗' if n >= 100 and p is not None and p < 0.99 else ''}"
 
     lines = ["| stream | rate | seed | old | new |", "|---|---:|---:|---:|---:|"]
     runs: tuple[list[dict], list[dict]] = ([], [])
@@ -92,7 +92,7 @@ def compare_pseudo(old: Path, old_model: str, new: Path, new_model: str, old_tag
         many = [r for r in rs if r["pseudo_labels_accepted"] >= 100]
         total = sum(r["pseudo_labels_accepted"] for r in rs)
         right = sum(r["pseudo_labels_accepted"] * (r["pseudo_label_precision"] or 0.0) for r in rs)
-        lines.append(f"| {name} | {len(many)} | {sum(r['pseudo_label_precision'] >= 0.99 for r in many)} | "
+        lines.append(f"| {name} | {len(many)} | {sum((r['pseudo_label_precision'] or 0.0) >= 0.99 for r in many)} | "
                      f"{total:,} | {'n/a' if total == 0 else f'{right / total:.4f}'} |")
     return "\n".join(lines)
 
