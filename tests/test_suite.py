@@ -73,3 +73,15 @@ def test_river_streams_are_written_the_same_every_time_and_read_by_the_bench(tmp
     batches = list(source)
     assert sum(len(b.y) for b in batches) == 1250 and len(source.feature_names) == 9
     assert set(batches[0].y) == {0, 1}
+
+
+def test_compare_passes_counts_the_pseudo_labels_of_two_recorded_passes():
+    # River's streams under the audit of before and the exact Beta audit (counted apart once by hand).
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "compare_passes.py"),
+                           str(ROOT / "benchmarks/results/river-streams"), "streamssl-pseudo",
+                           str(ROOT / "benchmarks/results/pseudo-guards/audit-jeffreys/river-streams"),
+                           "streamssl-pseudo", "--new-tag", "beta", "--streams", "river-streams", "--pseudo"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "| hyperplane | 5% | 0 | 1,431 · 0.9553 ✗ | 0 · n/a |" in done.stdout
+    assert "| old | 9 | 4 | 9,522 | 0.9783 |" in done.stdout and "| new | 0 | 0 | 0 | n/a |" in done.stdout
