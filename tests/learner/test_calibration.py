@@ -195,10 +195,10 @@ def test_checkpoints_from_before_calibration_serve_as_they_did():
 def test_pseudo_labels_taken_at_a_confidence_are_right_at_least_that_often():
     """The policy's threshold applies to the served, calibrated answer: pseudo-labels accepted at
     0.97 are right at least 97 % of the time on a stream whose certainty varies (labels noisy
-    near the boundary, certain far from it), pooled over seven draws of it. One draw accepts
-    400–1,400, so its own rate moves by about a point from draw to draw (0.960–1.000 with the
-    linear head of 2026-12-05; 98.2 % pooled). Chosen by the main MLP's own probabilities, as
-    before, they were right 96.8 % of the time on one draw."""
+    near the boundary, certain far from it), pooled over seven draws of it (about 1,600
+    accepted in all since the audit must prove the threshold with probability 0.99; before,
+    400–1,400 per draw, whose own rate moved by about a point from draw to draw). Chosen by
+    the main MLP's own probabilities, as before, they were right 96.8 % of the time on one draw."""
     accepted = right = 0
     for seed in range(1, 8):
         rng = np.random.default_rng(seed)
@@ -212,7 +212,7 @@ def test_pseudo_labels_taken_at_a_confidence_are_right_at_least_that_often():
             rows, labels = model.last_pseudo_labels
             accepted += len(rows)
             right += sum(int(truth[i + r] == label) for r, label in zip(rows, labels))
-    assert accepted > 3000
+    assert accepted > 1000
     assert right / accepted >= 0.97
     # The policy audits the served answers of the labelled events that reached its threshold.
     audited = list(model.policy._audited)
