@@ -266,7 +266,8 @@ class BatchForest(base.Classifier):
             log_pdf = (x[:, None, :] - self.mean[leaf]) ** 2 / self.neg2var[leaf] - self.halflog[leaf]
         # River leaves out a density that underflows to 0, as it does no density.
         valid = self.gaussian[leaf] & np.isfinite(log_pdf)
-        votes = np.log(np.where(seen, mc, 1.0)) + np.where(valid, log_pdf - _HALF_LOG_TAU, 0.0).sum(axis=2)
+        with np.errstate(over="ignore"):  # densities whose product underflows: that class's vote is -inf
+            votes = np.log(np.where(seen, mc, 1.0)) + np.where(valid, log_pdf - _HALF_LOG_TAU, 0.0).sum(axis=2)
         votes = np.where(seen, votes, -np.inf)
         top = votes.max(axis=1, keepdims=True)
         nb = np.exp(votes - np.where(np.isfinite(top), top, 0.0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -207,3 +208,18 @@ def test_past_its_size_the_forest_splits_no_more_and_goes_on_learning():
     assert (free.feature[: free.size] >= 0).any()
     assert (capped.feature[: capped.size] < 0).all()  # leaves only: no split
     assert capped.nbytes > 0 and (capped.proba_batch(X[:500], 3).argmax(1) == y[:500]).mean() > 0.6
+
+
+def test_densities_whose_product_underflows_answer_without_a_warning():
+    """kdd's byte counts put a row so far from a leaf's narrow Gaussians that the sum of their
+    log densities, each finite, overflows: that class's vote is -inf (river's float sum gives the
+    same), quietly, not a RuntimeWarning per batch."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(scale=1e-3, size=(200, 30))
+    model = BatchForest(n_models=2, max_features=None, seed=0)
+    model.learn_batch(X, (X[:, 0] > 0).astype(int))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        proba = model.proba_batch(np.full((1, 30), 5e150), 2)
+    assert np.isfinite(proba).all()
+    np.testing.assert_allclose(proba.sum(1), 1.0)
