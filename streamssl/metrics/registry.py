@@ -38,9 +38,9 @@ class LearnerMetrics:
                                        "Unlabelled events not used as pseudo-labels, by the guard that refused them.",
                                        ["reason"], registry=r)
         self.pseudo_cut = Gauge(
-            "streamssl_pseudo_label_cut", "The lowest served confidence taken as a pseudo-label now: the threshold, "
-            "or above it where the labels' audit showed answers at the threshold right less often (above 1: none "
-            "taken). Labelled with the threshold; only while pseudo-labels are on.", ["threshold"], registry=r)
+            "streamssl_pseudo_label_cut", "The lowest served confidence taken as a pseudo-label now: the lowest at "
+            "which the labels' audit proves answers right at least the threshold's share of the time (above 1: none "
+            "taken, as until the labels prove it). Labelled with the threshold; only while pseudo-labels are on.", ["threshold"], registry=r)
         self.pseudo_scored = Counter(
             "streamssl_pseudo_labels_scored", "Accepted pseudo-labels whose true label became known, by outcome "
             "(correct or wrong): their precision where it is known.", ["outcome"], registry=r)
