@@ -27,7 +27,7 @@ import numpy as np
 
 from suite import STREAM_SETS
 
-STREAMS = ["elec2", "outdoor_objects", "kddcup99_10pct", "luxembourg", "usenet1", "usenet2", "spam_corpus"]
+STREAMS = [s.name for s in STREAM_SETS["suite"]()]
 
 
 def _run(path: Path, model: str) -> dict | None:
@@ -84,7 +84,8 @@ def compare_pseudo(old: Path, old_model: str, new: Path, new_model: str, old_tag
                 pair = _pairs(old, old_model, new, new_model, old_tag, new_tag, stream, rate, range(seed, seed + 1))
                 if pair:
                     (a, b), = pair
-                    runs[0].append(a), runs[1].append(b)
+                    runs[0].append(a)
+                    runs[1].append(b)
                     lines.append(f"| {stream} | {float(rate):.0%} | {seed} | {cell(a)} | {cell(b)} |")
     lines += ["", "| pass | cells with ≥ 100 accepted | of them ≥ 0.99 | accepted | precision (pooled) |",
               "|---|---:|---:|---:|---:|"]

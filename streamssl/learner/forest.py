@@ -495,7 +495,7 @@ class BatchForest(base.Classifier):
         """Leaf ``j``'s Gaussian estimators, empty."""
         self.n[j] = self.mean[j] = self.m2[j] = 0.0
         self.lo[j], self.hi[j] = np.inf, -np.inf
-        self.gaussian[j], self.neg2var[j], self.halflog[j] = False, -2.0, 0.0
+        self.gaussian[j], self.neg2var[j], self.halflog[j] = False, self._FILL["neg2var"], 0.0
 
     def _empty_gaussians(self, shape: tuple[int, ...]) -> None:
         """The kept Gaussian terms (:attr:`_GAUSS`) of estimators that have none, shape ``shape``."""

@@ -153,10 +153,10 @@ class PseudoLabelPolicy(base.Base):
         conf, right = (np.array(v, dtype=np.float64) for v in zip(*self._audited))
         order = np.argsort(-conf, kind="stable")
         conf, right = conf[order], right[order]
-        n = np.arange(1, len(conf) + 1)
+        n, k = np.arange(1, len(conf) + 1), np.cumsum(right)  # answers in each slice, and right
         prior_right = self.audit_prior * np.cumsum(conf) / n  # the prior's answers, right as offered
-        a = 0.5 + np.cumsum(right) + prior_right
-        b = 0.5 + n - np.cumsum(right) + self.audit_prior - prior_right
+        a = 0.5 + k + prior_right
+        b = 0.5 + n - k + self.audit_prior - prior_right
         low = betaincinv(a, b, 1.0 - _LEVEL)  # the posterior's lower quantile
         last_of_ties = np.r_[conf[1:] < conf[:-1], True]  # a cut takes every answer at its confidence
         good = np.flatnonzero((low >= self.threshold) & last_of_ties)
