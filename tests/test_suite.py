@@ -85,3 +85,32 @@ def test_compare_passes_counts_the_pseudo_labels_of_two_recorded_passes():
     assert done.returncode == 0, done.stderr
     assert "| hyperplane | 5% | 0 | 1,431 · 0.9553 ✗ | 0 · n/a |" in done.stdout
     assert "| old | 9 | 4 | 9,522 | 0.9783 |" in done.stdout and "| new | 0 | 0 | 0 | n/a |" in done.stdout
+
+
+def test_combiner_replay_probes_see_what_the_learner_saw():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import combiner_replay as cr
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    import numpy as np
+
+    mix = cr.Informative(["a", "b"])
+    mix.update({"a": [True] * 5, "b": [True] * 5})  # nothing tells them apart: no step, no share
+    assert mix.weights == {"a": 0.5, "b": 0.5}
+    mix.update({"a": [True], "b": [False]})
+    assert mix.weights["a"] > 0.6
+
+    seen = []
+
+    class Spy(cr.MemberTemperatures):
+        def observe(self, probas, y):
+            seen.append((probas["a"].tolist(), y.tolist()))
+
+    p = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    log = [["serve", {"a": p, "b": p}, np.array([0, 1, -1]), np.ones(3, dtype=bool)],
+           ["update", {"a": [True, False], "b": [True, False]}]]
+    accuracy, alone = cr.replay(log, ["a", "b"], Spy(["a", "b"]), revealed=np.array([True, False, True]))
+    # Rows 0 and 2 were labelled; row 2's class had no column when it was served.
+    assert seen == [([[0.9, 0.1]], [0])]
+    assert accuracy == alone["a"] == 2 / 3
