@@ -19,6 +19,7 @@ from ..ssl.continual import ContinualEncoder, Encoder
 from .calibration import Reliability, TemperatureCalibrator
 from .classifier import Lesson, MLPHead, OnlineMLPClassifier, flush_together, learn_together
 from .combine import COMBINERS, EWA, Select
+from .dict_rows import DictRows
 from .duel import Duel
 from .features import Features
 from .forest import BatchForest
@@ -493,7 +494,7 @@ class StreamLearner(base.Classifier):
         self.policy = _part(self.pseudo_labels, PseudoLabelPolicy) or PseudoLabelPolicy()
         monitor = _part(self.drift, DriftMonitor)
         self.monitor: DriftMonitor = monitor if monitor is not None else DriftMonitor(channels=(), respond=False)
-        self.feature_names_: list[Hashable] | None = None
+        self._rows = DictRows()  # river's dicts (learn_one, predict_proba_one) as rows
         self.classes_: list[Hashable] = []
         self._class_index: dict[Hashable, int] = {}
         self.n_features_: int | None = None  # what the heads see (with the temporal context)
@@ -632,11 +633,14 @@ class StreamLearner(base.Classifier):
     def _featurize(self, Z: torch.Tensor) -> torch.Tensor:
         return self.features.featurize(Z)
 
+    @property
+    def feature_names_(self) -> list[Hashable] | None:
+        """The features of river's events (``learn_one``, ``predict_proba_one``), fixed by the
+        first one (:class:`~streamssl.learner.dict_rows.DictRows`)."""
+        return self._rows.keys
+
     def _vector(self, x: dict) -> np.ndarray:
-        if self.feature_names_ is None:  # sorted: the order of a dict's keys means nothing
-            self.feature_names_ = sorted(x, key=str)
-        fill = self.standardizer.mean if self.standardizer.mean is not None else np.zeros(len(self.feature_names_))
-        return np.array([[float(x.get(k, fill[i])) for i, k in enumerate(self.feature_names_)]])
+        return self._rows(x)
 
     def _encode_labels(self, labels: Sequence[Hashable]) -> np.ndarray:
         for label in labels:
@@ -1135,6 +1139,7 @@ class StreamLearner(base.Classifier):
             "params": self._get_params(),
             "n_features": self.n_features_,
             "feature_names": self.feature_names_,
+            "rows": self._rows.state_dict(),
             "classes": list(self.classes_),
             "standardizer": self.standardizer.state_dict(),
             "policy": self.policy.state_dict(),
@@ -1161,7 +1166,7 @@ class StreamLearner(base.Classifier):
         model = cls(**_arguments(state["params"]))
         if state["n_inputs"] is not None:
             model._start(state["n_inputs"])
-        model.feature_names_ = state["feature_names"]
+        model._rows.load_state_dict(state.get("rows"), state["feature_names"])
         if state["context"] is not None:
             model.context.load_state_dict(state["context"])
         # Checkpoints before streamssl.learner.members kept the heads under their own keys.

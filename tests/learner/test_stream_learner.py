@@ -39,6 +39,33 @@ def test_learn_one_predict_one_before_and_after_labels():
     assert set(model.predict_proba_one({"b": 1.0})) == {"even", "odd"}
 
 
+def test_river_events_with_text_booleans_and_missing_values_learn_as_a_replayed_stream():
+    from streamssl.schema import EncodeError
+
+    model = StreamLearner(seed=0)
+    rng = np.random.default_rng(0)
+    for i in range(300):
+        colour = ["red", "green", "blue"][i % 3]
+        x = {"size": float(rng.normal()), "colour": colour, "sale": bool(i % 2), "id": np.int64(i)}
+        if i % 7 == 0:
+            x["size"] = None  # missing: imputed
+        if i % 11 == 5:
+            del x["sale"]  # absent: imputed
+        model.learn_one(x, colour == "red")  # the label follows the text feature alone
+    assert model.feature_names_ == ["colour", "id", "sale", "size"]
+    assert model.n_inputs_ == 32 + 3  # the text as 32 hashed slots, then three numbers
+    assert model.predict_one({"size": float("nan"), "colour": "red", "sale": True, "id": 5}) is True
+    assert model.predict_one({"colour": "blue"}) is False
+    with pytest.raises(EncodeError, match="column 'size' is numeric, got 'big'"):
+        model.predict_proba_one({"size": "big", "colour": "red", "sale": True, "id": 1})
+    with pytest.warns(UserWarning, match="feature 'weight' was not in the first event"):
+        model.learn_one({"size": 0.0, "colour": "red", "sale": True, "id": 1, "weight": 3.0}, True)
+    assert model._rows.unused == {"weight"}
+    restored = StreamLearner.from_state_dict(serialize.loads(serialize.dumps(model.state_dict())))
+    x = {"size": None, "colour": "green", "sale": False, "id": 7}
+    assert restored.predict_proba_one(x) == model.predict_proba_one(x)
+
+
 def test_classes_first_seen_mid_stream():
     rng = np.random.default_rng(0)
     model = StreamLearner(seed=0)
