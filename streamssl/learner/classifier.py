@@ -353,16 +353,19 @@ def _step_together(mlps: Sequence[OnlineMLPClassifier], Hs: Sequence[torch.Tenso
 
 def _adam(mlps: Sequence[OnlineMLPClassifier], grads: Sequence[tuple[torch.Tensor, ...]]) -> None:
     """Adam's update of each head's parameters (in its ``optimizer``'s order) by its ``grads``:
-    the arithmetic of ``torch.optim.Adam`` (no weight decay, no AMSGrad) on the heads' own state
-    and settings, so checkpoints hold the same optimizer state, without the per-call hooks
-    and dispatch of ``optimizer.step()`` (half the cost of a step at this size). Each
-    operation is applied to all the parameters at once (torch's ``_foreach`` kernels, as
-    torch's Adam with ``foreach=True``): the same arithmetic per tensor, a third of the time.
-    A head's parameters are always stepped together, so they share one step count; heads
-    stepped together share Adam's settings (:func:`learn_together`), not their counts."""
+    torch's Adam (no weight decay, no AMSGrad) on the heads' own state and settings, so
+    checkpoints hold the same optimizer state, without the per-call hooks and dispatch of
+    ``optimizer.step()`` (half the cost of a step at this size). All the heads' parameters
+    are updated by torch's fused Adam kernel in one call (``Adam(fused=True)``'s: 9 µs for three
+    heads' twelve tensors on this machine, against 137 µs for the eight ``_foreach`` kernels of
+    ``Adam(foreach=True)``, which it falls back to where there is no fused kernel; the two differ
+    in the last bits). Each tensor's bias corrections come from its own step count: a head's
+    parameters are always stepped together, so they share one; heads stepped together share
+    Adam's settings (:func:`learn_together`), not their counts."""
+    global _FUSED
     group = mlps[0].optimizer.param_groups[0]
     lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-    params, states, flat, sizes, counts = [], [], [], [], []
+    params, states, flat = [], [], []
     for head, head_grads in zip(mlps, grads):
         own = head.optimizer.param_groups[0]["params"]
         own_states = [head.optimizer.state[param] for param in own]
@@ -374,21 +377,28 @@ def _adam(mlps: Sequence[OnlineMLPClassifier], grads: Sequence[tuple[torch.Tenso
         params += own
         states += own_states
         flat += head_grads
-        sizes.append(len(own))
-        counts.append(own_states[0]["step"])
-    torch._foreach_add_([state["step"] for state in states], 1.0)
-    steps = [count.item() for count in counts]
+    counts = [state["step"] for state in states]
     exp_avg = [state["exp_avg"] for state in states]
     exp_avg_sq = [state["exp_avg_sq"] for state in states]
+    torch._foreach_add_(counts, 1.0)
+    if _FUSED:
+        try:
+            torch._fused_adam_(params, flat, exp_avg, exp_avg_sq, [], counts, lr=lr, beta1=beta1, beta2=beta2,
+                               weight_decay=0.0, eps=eps, amsgrad=False, maximize=False)
+            return
+        except (AttributeError, NotImplementedError, RuntimeError):  # no fused kernel for this device/build
+            _FUSED = False
+    per_tensor = [count.item() for count in counts]
     torch._foreach_lerp_(exp_avg, flat, 1 - beta1)
     torch._foreach_mul_(exp_avg_sq, beta2)
     torch._foreach_addcmul_(exp_avg_sq, flat, flat, value=1 - beta2)
     denom = torch._foreach_sqrt(exp_avg_sq)
-    # Each head's bias corrections from its own step count, one scalar per tensor.
-    per_tensor = [step for step, size in zip(steps, sizes) for _ in range(size)]
     torch._foreach_div_(denom, [(1 - beta2 ** step) ** 0.5 for step in per_tensor])
     torch._foreach_add_(denom, eps)
     torch._foreach_addcdiv_(params, exp_avg, denom, [-(lr / (1 - beta1 ** step)) for step in per_tensor])
+
+
+_FUSED = True  # torch's fused Adam kernel is used until a call finds none
 
 
 class MLPHead(base.Base):
