@@ -59,3 +59,19 @@ def test_recall_gives_an_events_features_from_when_it_was_new_also_after_a_resto
     restored.load_state_dict(ctx.state_dict())
     assert np.allclose(restored.recall(X[5:9]), first[5:9])
     assert np.allclose(restored.transform(X[:4]), ctx.transform(X[:4]))
+
+
+def test_a_state_keeps_only_the_remembered_rows_in_use_and_its_restore_remembers_on_as_the_original():
+    X = np.random.default_rng(5).normal(size=(30, 2))
+    ctx = TemporalContext(spans=(4,), recall_values=40)  # a ring of 10 events of 4 features
+    ctx.update(X[:6])
+    state = ctx.state_dict()
+    assert state["recall_X"].shape == (6, 2) and state["recall_F"].shape == (6, 4)
+    restored = TemporalContext(spans=(4,), recall_values=40)
+    restored.load_state_dict(state)
+    for start in (6, 13, 20):  # on past the ring's end, both wrap alike
+        ctx.update(X[start:start + 7])
+        restored.update(X[start:start + 7])
+    assert np.array_equal(restored.state_dict()["recall_F"], ctx.state_dict()["recall_F"])
+    assert ctx.state_dict()["recall_X"].shape == (10, 2)  # full: the whole ring
+    assert np.allclose(restored.recall(X[18:27]), ctx.recall(X[18:27]))
