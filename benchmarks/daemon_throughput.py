@@ -62,6 +62,7 @@ def fill(bootstrap: str, topics: Topics, path: Path, n: int, label_rate: float) 
 
 #: The daemon's checkpoint.writer (--checkpoint-writer; empty: the daemon's default).
 WRITER: dict = {}
+LEARNER: dict = {}  # the learner section of the daemons' config (--trees)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -91,7 +92,8 @@ def sustained(broker: LocalBroker, path: Path, n: int, batch: int, tmp: Path) ->
     filled = fill(broker.bootstrap, topics, path, n, 0.05)
     fill_s = time.monotonic() - t0
     config, port = write_config(tmp, broker.bootstrap, topics, "bench-tput", events={"features": features_of(path)},
-                                batch={"max_events": batch}, checkpoint={"path": str(tmp / "tput.ckpt"), **WRITER})
+                                batch={"max_events": batch}, checkpoint={"path": str(tmp / "tput.ckpt"), **WRITER},
+                                learner=LEARNER)
     daemon = DaemonProcess(config, port, tmp / "tput.log", "--max-events", str(n), "--log-level", "warning")
     try:
         code = daemon.process.wait(timeout=1800)
@@ -112,7 +114,7 @@ def at_rate(broker: LocalBroker, path: Path, rate: float, seconds: float, batch:
     name = f"bench-lat-{rate:g}"
     config, port = write_config(tmp, broker.bootstrap, topics, name, events={"features": features_of(path)},
                                 batch={"max_events": batch, "max_wait_ms": wait_ms},
-                                checkpoint={"path": str(tmp / f"{name}.ckpt"), **WRITER})
+                                checkpoint={"path": str(tmp / f"{name}.ckpt"), **WRITER}, learner=LEARNER)
     daemon = DaemonProcess(config, port, tmp / f"{name}.log", "--max-events", str(n), "--log-level", "warning")
     try:
         wait_for(lambda: daemon.get("/readyz")[0] == 200, 60, "the daemon to be ready", daemon)
@@ -155,15 +157,19 @@ def main() -> int:
     p.add_argument("--bootstrap", default=None, help="use this broker instead of a local Tansu")
     p.add_argument("--checkpoint-writer", choices=("process", "thread"), default=None,
                    help="the daemon's checkpoint.writer (default: the daemon's own, process)")
+    p.add_argument("--trees", action="store_true", help="the learner's forests on (learner.trees: true; the daemon's "
+                   "default is off)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures as JSON to FILE")
     args = p.parse_args()
+    if args.trees:
+        LEARNER["trees"] = True
     if args.checkpoint_writer:
         WRITER["writer"] = args.checkpoint_writer
     if args.bootstrap:
         os.environ["STREAMSSL_TEST_KAFKA"] = args.bootstrap
     path = args.path or bundled_sample()
     out = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
-           "stream": path.name, "checkpoint_writer": args.checkpoint_writer or "process"}
+           "stream": path.name, "checkpoint_writer": args.checkpoint_writer or "process", "learner": dict(LEARNER)}
     with LocalBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         out["sustained"] = sustained(broker, path, args.events, args.batch, Path(tmp))
         print(json.dumps({"sustained": out["sustained"]}), flush=True)

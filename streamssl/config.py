@@ -343,8 +343,9 @@ class _LearnerSettings(_Section):
 
 
 # The tree heads (the two forests) are off in the daemon, on in the library and replay: they add
-# 0.5-2.1 points of mean accuracy on the suite, and cost the daemon 45 % more time per batch
-# (benchmarks/daemon_batch.py, 2026-12-05: 45.0 against 31.1 ms per 256 events at 5 % labels).
+# 0.9 / 2.1 points of mean accuracy on the suite at 1 % / 5 % labels, and cost the daemon 40 % more
+# time per batch (benchmarks/daemon_batch.py, 2026-12-06: 25-27 against 18-19 ms per 256 events at
+# 5 % labels); with them its p99 at 5,000 events/s was 380 ms (benchmarks/daemon_throughput.py --trees).
 _DAEMON_DEFAULTS = {"trees": False}
 
 LearnerConfig = create_model(
