@@ -541,9 +541,8 @@ class Daemon:
         for e, p, c in zip(events, predicted, confidence.tolist()):
             self.predictions.add(e.id, _jsonable(p), c, drift, self.model_version, e.timestamp)
         self.metrics.predictions.inc(len(events))
-        for e in events:
-            if e.timestamp is not None:
-                self.metrics.latency.observe(max(0.0, sent_at - e.timestamp))
+        self.metrics.latency.observe_many([max(0.0, sent_at - e.timestamp) for e in events
+                                           if e.timestamp is not None])
         self.metrics.served(confidence)
         return X, keys, predicted
 

@@ -6,6 +6,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from .histogram import BatchHistogram
 from .registry import LearnerMetrics
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -36,9 +37,9 @@ class DaemonMetrics(LearnerMetrics):
                                        ["topic"], registry=r)
         self.batch_size = Histogram("streamssl_batch_size_events", "Events per micro-batch.",
                                     buckets=BATCH_BUCKETS, registry=r)
-        self.latency = Histogram("streamssl_end_to_end_latency_seconds",
-                                 "From an event's timestamp to its prediction being produced.",
-                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.latency = BatchHistogram("streamssl_end_to_end_latency_seconds",
+                                      "From an event's timestamp to its prediction being produced.",
+                                      buckets=LATENCY_BUCKETS, registry=r)
         self.predictions = Counter("streamssl_predictions_produced", "Predictions sent to the output topic.",
                                    registry=r)
         self.duplicates = Counter("streamssl_duplicate_events",

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections import Counter as TallyCounter, deque
 from typing import Callable, Iterable, Iterator
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
+
+from .histogram import BatchHistogram
 
 CONFIDENCE_BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0)
 
@@ -30,8 +33,8 @@ class LearnerMetrics:
         r = self.registry
         self.events = Counter("streamssl_events_processed", "Events processed, by whether their label was known.",
                               ["kind"], registry=r)
-        self.confidence = Histogram("streamssl_prediction_confidence", "Top class probability of each prediction.",
-                                    buckets=CONFIDENCE_BUCKETS, registry=r)
+        self.confidence = BatchHistogram("streamssl_prediction_confidence", "Top class probability of each prediction.",
+                                         buckets=CONFIDENCE_BUCKETS, registry=r)
         self.pseudo_accepted = Counter("streamssl_pseudo_labels_accepted", "Predictions accepted as pseudo-labels.",
                                        registry=r)
         self.pseudo_rejected = Counter("streamssl_pseudo_labels_rejected",
@@ -69,10 +72,9 @@ class LearnerMetrics:
     def served(self, confidence: Iterable[float]) -> None:
         """Predictions were served with these top-class probabilities: the confidence histogram
         and the estimated accuracy (their recent mean) follow."""
-        values = [float(c) for c in confidence]
-        for c in values:
-            self.confidence.observe(c)
-        self._recent_confidence.extend(values)
+        values = np.asarray(confidence, dtype=np.float64).ravel()
+        self.confidence.observe_many(values)
+        self._recent_confidence.extend(values.tolist())
         if self._recent_confidence:
             self.estimated_accuracy.set(sum(self._recent_confidence) / len(self._recent_confidence))
 
