@@ -4,14 +4,34 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import threading
+import weakref
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 Probe = Callable[[], tuple[bool, dict]]
+
+#: The listening sockets of this process's servers. A forked child (the checkpoint writer)
+#: closes its copies at once: else, if the daemon is killed while the child, at the lowest
+#: priority, has not yet been scheduled to die with it, the port stays bound and a restarted
+#: daemon cannot listen on it ("Address already in use").
+_LISTENING: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def _close_listening_in_child() -> None:
+    for sock in list(_LISTENING):
+        try:
+            sock.close()
+        except OSError:
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_listening_in_child)
 
 
 class HealthServer:
@@ -55,6 +75,7 @@ class HealthServer:
                 pass
 
         self.server = _BoundedServer((host, port), Handler, max_connections, log or logging.getLogger("streamssl"))
+        _LISTENING.add(self.server.socket)
         self._thread = threading.Thread(target=self.server.serve_forever, name="streamssl-http", daemon=True)
 
     @property

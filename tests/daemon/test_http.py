@@ -100,3 +100,31 @@ def test_a_client_that_hangs_up_leaves_no_traceback_and_no_log(capfd, caplog):
         server.stop()
     assert "Traceback" not in capfd.readouterr().err
     assert not [r for r in caplog.records if r.getMessage() == "http_error"]
+
+
+def test_a_forked_child_does_not_hold_the_port_once_the_server_is_closed():
+    # The checkpoint writer is a forked child: if it outlives a killed daemon for a moment, the
+    # port must be free for the restarted one.
+    import os
+
+    server = HealthServer(CollectorRegistry(), lambda: (True, {}), lambda: (True, {}), port=0).start()
+    port = server.port
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: waits until told to go, as a starved writer would
+        os.close(write_end)
+        os.read(read_end, 1)
+        os._exit(0)
+    os.close(read_end)
+    try:
+        assert get(port, "/healthz")[0] == 200  # the parent still serves
+        server.stop()
+        again = HealthServer(CollectorRegistry(), lambda: (True, {}), lambda: (True, {}), port=port).start()
+        try:
+            assert get(port, "/healthz")[0] == 200
+        finally:
+            again.stop()
+    finally:
+        os.write(write_end, b"x")
+        os.close(write_end)
+        os.waitpid(pid, 0)
