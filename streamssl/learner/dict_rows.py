@@ -17,7 +17,9 @@ def _plain(value: Any) -> Any:
 
 def _column(name: Hashable, value: Any) -> Column:
     """A feature's column, its kind by its first value: text is categorical, a bool boolean,
-    anything else (a number; a missing value, read as a missing number) numeric."""
+    anything else (a number; a missing value, read as a missing number) numeric. By the value's
+    Python type, not :func:`~streamssl.schema.infer_kind`'s reading of text, which is for a
+    file's cells: a river event's values come typed, and ``"7"`` there is a category."""
     value = _plain(value)
     if isinstance(value, bool):
         return Column(name, "boolean")  # type: ignore[arg-type]
