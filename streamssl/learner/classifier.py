@@ -13,6 +13,7 @@ from torch.nn import functional as F
 
 from ..device import GeneratorPickling, restore_generator
 from ..ssl.encoder import mlp
+from .adam import Adam, adam_step
 
 Featurize = Callable[[torch.Tensor], torch.Tensor]
 _SQRT_HALF = math.sqrt(0.5)
@@ -89,7 +90,7 @@ class OnlineMLPClassifier(GeneratorPickling):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.net = mlp([n_inputs, hidden, self._capacity]).to(device)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=lr)
+        self.optimizer = Adam(self.net.parameters(), lr=lr)
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self._zbuf = torch.zeros(replay, self.row_width, device=device)
         self._ybuf = torch.zeros(replay, dtype=torch.long, device=device)
@@ -110,7 +111,7 @@ class OnlineMLPClassifier(GeneratorPickling):
                 new.weight[: old.out_features] = old.weight
                 new.bias[: old.out_features] = old.bias
             self.net[-1] = new
-            self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+            self.optimizer = Adam(self.net.parameters(), lr=self.lr)
         self.n_classes = n_classes
 
     @property
@@ -262,9 +263,8 @@ class _Plan:
     def key(self) -> tuple:
         """What heads stepping together must share: steps, rows, shapes and Adam's settings."""
         head = self.mlp
-        group = head.optimizer.param_groups[0]
         return (self.n_steps, len(self.weight), head.hidden, head.n_classes, head.net[2].out_features,
-                group["lr"], group["betas"], group["eps"], head.device)
+                head.optimizer.settings(), head.device)
 
 
 def learn_together(lessons: Sequence[Lesson]) -> None:
@@ -348,57 +348,7 @@ def _step_together(mlps: Sequence[OnlineMLPClassifier], Hs: Sequence[torch.Tenso
             d_last_w[:k], d_last_b[:k] = g_i.t() @ h_i, g_i.sum(0)
         da = (g_i @ w).mul_(slope_i)
         grads.append((da.t() @ H, da.sum(0), d_last_w, d_last_b))
-    _adam(mlps, grads)
-
-
-def _adam(mlps: Sequence[OnlineMLPClassifier], grads: Sequence[tuple[torch.Tensor, ...]]) -> None:
-    """Adam's update of each head's parameters (in its ``optimizer``'s order) by its ``grads``:
-    torch's Adam (no weight decay, no AMSGrad) on the heads' own state and settings, so
-    checkpoints hold the same optimizer state, without the per-call hooks and dispatch of
-    ``optimizer.step()`` (half the cost of a step at this size). All the heads' parameters
-    are updated by torch's fused Adam kernel in one call (``Adam(fused=True)``'s: 9 µs for three
-    heads' twelve tensors on this machine, against 137 µs for the eight ``_foreach`` kernels of
-    ``Adam(foreach=True)``, which it falls back to where there is no fused kernel; the two differ
-    in the last bits). Each tensor's bias corrections come from its own step count: a head's
-    parameters are always stepped together, so they share one; heads stepped together share
-    Adam's settings (:func:`learn_together`), not their counts."""
-    global _FUSED
-    group = mlps[0].optimizer.param_groups[0]
-    lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-    params, states, flat = [], [], []
-    for head, head_grads in zip(mlps, grads):
-        own = head.optimizer.param_groups[0]["params"]
-        own_states = [head.optimizer.state[param] for param in own]
-        if not own_states[0]:  # as torch's Adam starts it
-            for param, state in zip(own, own_states):
-                state["step"] = torch.tensor(0.0, dtype=torch.float32)
-                state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-        params += own
-        states += own_states
-        flat += head_grads
-    counts = [state["step"] for state in states]
-    exp_avg = [state["exp_avg"] for state in states]
-    exp_avg_sq = [state["exp_avg_sq"] for state in states]
-    torch._foreach_add_(counts, 1.0)
-    if _FUSED:
-        try:
-            torch._fused_adam_(params, flat, exp_avg, exp_avg_sq, [], counts, lr=lr, beta1=beta1, beta2=beta2,
-                               weight_decay=0.0, eps=eps, amsgrad=False, maximize=False)
-            return
-        except (AttributeError, NotImplementedError, RuntimeError):  # no fused kernel for this device/build
-            _FUSED = False
-    per_tensor = [count.item() for count in counts]
-    torch._foreach_lerp_(exp_avg, flat, 1 - beta1)
-    torch._foreach_mul_(exp_avg_sq, beta2)
-    torch._foreach_addcmul_(exp_avg_sq, flat, flat, value=1 - beta2)
-    denom = torch._foreach_sqrt(exp_avg_sq)
-    torch._foreach_div_(denom, [(1 - beta2 ** step) ** 0.5 for step in per_tensor])
-    torch._foreach_add_(denom, eps)
-    torch._foreach_addcdiv_(params, exp_avg, denom, [-(lr / (1 - beta1 ** step)) for step in per_tensor])
-
-
-_FUSED = True  # torch's fused Adam kernel is used until a call finds none
+    adam_step([head.optimizer for head in mlps], grads)
 
 
 class MLPHead(base.Base):

@@ -9,8 +9,8 @@ Unrevealed true labels are used only for scoring and for the precision of pseudo
 
 Throughput (``events_per_second``) is steady-state: it is timed from the second micro-batch
 on, for every model alike, because the first one pays one-off start-up costs (building the
-model, torch's lazy imports on the first optimiser step: about a second here) that say
-nothing about a long-running stream. A stream of one batch is timed whole.
+model, torch's first kernels; an SSL encoder's first optimiser step imports ``torch._dynamo``,
+a second or more here) that say nothing about a long-running stream. A stream of one batch is timed whole.
 
 Beside the accuracy, a summary gives what it should be read against: the majority-class rate
 and the no-change accuracy (each label predicted as the previous one) of the same scored

@@ -81,6 +81,7 @@ def test_a_step_moves_the_weights_as_autograd_and_adam_would(n_classes, smoothin
     head = OnlineMLPClassifier(n_inputs=6, hidden=16, seed=1, label_smoothing=smoothing)
     head.add_classes(n_classes)
     twin, before = copy.deepcopy(head), copy.deepcopy(head)
+    torch_adam = torch.optim.Adam(twin.net.parameters(), lr=twin.lr)
     g = torch.Generator().manual_seed(0)
     for _ in range(3):
         H = torch.randn(9, 6, generator=g)
@@ -88,9 +89,9 @@ def test_a_step_moves_the_weights_as_autograd_and_adam_would(n_classes, smoothin
         w = torch.rand(9, generator=g) + 0.1
         head._step(H, y, w)
         loss = (F.cross_entropy(twin._logits(H), y, reduction="none", label_smoothing=smoothing) * w).sum() / w.sum()
-        twin.optimizer.zero_grad(set_to_none=True)
+        torch_adam.zero_grad(set_to_none=True)
         loss.backward()
-        twin.optimizer.step()
+        torch_adam.step()
         for mine, theirs in zip(head.net.parameters(), twin.net.parameters()):
             assert torch.allclose(mine, theirs, atol=1e-6)
     assert all(not torch.equal(a, b) for a, b in zip(head.net.parameters(), before.net.parameters()))  # it learned
@@ -186,9 +187,48 @@ def test_heads_learning_together_end_exactly_as_each_learning_alone(n_classes, h
         alone = apart[name]
         for mine, theirs in zip(head.net.parameters(), alone.net.parameters()):
             assert torch.equal(mine, theirs), name
-        for mine, theirs in zip(head.optimizer.state.values(), alone.optimizer.state.values()):
+        for mine, theirs in zip(head.optimizer.state, alone.optimizer.state):
             assert all(torch.equal(mine[k], theirs[k]) for k in ("step", "exp_avg", "exp_avg_sq")), name
-    assert float(together["late"].optimizer.state[together["late"].net[0].weight]["step"]) \
-        < float(together["main"].optimizer.state[together["main"].net[0].weight]["step"])
+    assert float(together["late"].optimizer.state[0]["step"]) < float(together["main"].optimizer.state[0]["step"])
     if halved_at is not None:  # (so the heads did step together with targets of their own)
         assert together["late"].smoothing > together["main"].smoothing > 0
+
+
+def test_adam_state_reads_and_writes_torch_adams_format():
+    """Checkpoints from before the heads held their own Adam state hold torch's
+    ``Adam.state_dict()``: a head loads it and steps on as torch's Adam would, and its own state
+    loads into torch's Adam."""
+    import copy
+
+    from streamssl.learner.adam import Adam, adam_step
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.GELU(), torch.nn.Linear(8, 3))
+    theirs = torch.optim.Adam(net.parameters(), lr=0.01)
+    X, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+
+    def grads(module):
+        module.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(module(X), y).backward()
+        return [p.grad.detach().clone() for p in module.parameters()]
+
+    for _ in range(3):  # torch's Adam has a state now
+        grads(net)
+        theirs.step()
+    mine_net = copy.deepcopy(net)
+    mine = Adam(list(mine_net.parameters()), lr=0.5)  # the settings too come from the state
+    mine.load_state_dict(theirs.state_dict())
+    assert mine.settings() == (0.01, (0.9, 0.999), 1e-8)
+    for _ in range(3):
+        step = grads(mine_net)
+        with torch.no_grad():
+            adam_step([mine], [step])
+        grads(net)
+        theirs.step()
+    for a, b in zip(mine_net.parameters(), net.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+    back = torch.optim.Adam(copy.deepcopy(mine_net).parameters(), lr=1.0)
+    back.load_state_dict(mine.state_dict())
+    assert float(back.state_dict()["state"][0]["step"]) == 6.0
+    with pytest.raises(ValueError, match="parameters"):
+        Adam(list(mine_net.parameters())[:2]).load_state_dict(theirs.state_dict())
