@@ -2,6 +2,7 @@
 
     python benchmarks/daemon_batch.py                    # 300 batches of 256 elec2 events, 5 % labels
     python benchmarks/daemon_batch.py --batches 500 --batch 1024 --trees
+    python benchmarks/daemon_batch.py --trees --part trees.n_models=5   # the parts' settings, as learner.parts
 
 Records are built as the Kafka source hands them over (events topic, and a labels topic whose
 labels for a batch's 5 % arrive with the next batch, as the daemon's late join sees them) and
@@ -31,6 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from streamssl.cli import parse_part_setting, part_settings  # noqa: E402
 from streamssl.config import load_config_text  # noqa: E402
 from streamssl.daemon.service import Daemon  # noqa: E402
 from streamssl.replay.run import bundled_sample  # noqa: E402
@@ -93,7 +95,10 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=300, help="micro-batches timed (default 300, the first 5 not counted)")
     p.add_argument("--label-rate", type=float, default=0.05)
     p.add_argument("--trees", action="store_true", help="the learner's forests on (the daemon's default is off)")
+    p.add_argument("--part", type=parse_part_setting, action="append", default=[], metavar="NAME.SETTING=VALUE",
+                   help="a setting of the learner's parts (the daemon's learner.parts), repeatable: trees.n_models=5")
     args = p.parse_args()
+    learner = {"trees": args.trees, "parts": part_settings(args.part)}
     path = args.path or bundled_sample()
     times, daemon, producer = [], None, MemoryProducer()
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,7 +106,7 @@ def main() -> None:
             if daemon is None:
                 config = {"kafka": {"events_topic": "ev", "labels_topic": "lb", "predictions_topic": "pr",
                                     "dead_letter_topic": "dl"},
-                          "events": {"features": names}, "learner": {"trees": args.trees},
+                          "events": {"features": names}, "learner": learner,
                           "checkpoint": {"path": str(Path(tmp) / "d.ckpt")}}
                 daemon = Daemon(load_config_text(json.dumps(config), environ={}), log=logging.getLogger("bench"))
                 daemon.predictions = PredictionSink(producer, "pr")
@@ -114,7 +119,8 @@ def main() -> None:
                 gc.freeze()
     t = np.array(times[5:]) * 1000
     print(f"{platform.machine()}, {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M')}: "
-          f"{len(t)} batches of {args.batch} events, {args.label_rate:.0%} labels, trees {'on' if args.trees else 'off'}")
+          f"{len(t)} batches of {args.batch} events, {args.label_rate:.0%} labels, trees {'on' if args.trees else 'off'}"
+          + "".join(f", {n}.{k}={v}" for n, settings in learner["parts"].items() for k, v in settings.items()))
     print(f"per batch: mean {t.mean():.1f} ms, p50 {np.median(t):.1f}, p90 {np.percentile(t, 90):.1f}, "
           f"p99 {np.percentile(t, 99):.1f}, max {t.max():.1f}; {args.batch / t.mean() * 1000:,.0f} events/s; "
           f"{producer.sent:,} records sent")

@@ -39,6 +39,7 @@ from kafka import KafkaProducer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from streamssl.cli import parse_part_setting, part_settings  # noqa: E402
 from streamssl.replay.produce import produce  # noqa: E402
 from streamssl.replay.run import bundled_sample  # noqa: E402
 from streamssl.sources.file import FileSource  # noqa: E402
@@ -62,7 +63,7 @@ def fill(bootstrap: str, topics: Topics, path: Path, n: int, label_rate: float) 
 
 #: The daemon's checkpoint.writer (--checkpoint-writer; empty: the daemon's default).
 WRITER: dict = {}
-LEARNER: dict = {}  # the learner section of the daemons' config (--trees)
+LEARNER: dict = {}  # the learner section of the daemons' config (--trees, --part)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -159,10 +160,14 @@ def main() -> int:
                    help="the daemon's checkpoint.writer (default: the daemon's own, process)")
     p.add_argument("--trees", action="store_true", help="the learner's forests on (learner.trees: true; the daemon's "
                    "default is off)")
+    p.add_argument("--part", type=parse_part_setting, action="append", default=[], metavar="NAME.SETTING=VALUE",
+                   help="a setting of the learner's parts (the daemons' learner.parts), repeatable: trees.n_models=5")
     p.add_argument("--json", type=Path, default=None, help="also write the figures as JSON to FILE")
     args = p.parse_args()
     if args.trees:
         LEARNER["trees"] = True
+    if args.part:
+        LEARNER["parts"] = part_settings(args.part)
     if args.checkpoint_writer:
         WRITER["writer"] = args.checkpoint_writer
     if args.bootstrap:
