@@ -232,3 +232,28 @@ def test_adam_state_reads_and_writes_torch_adams_format():
     assert float(back.state_dict()["state"][0]["step"]) == 6.0
     with pytest.raises(ValueError, match="parameters"):
         Adam(list(mine_net.parameters())[:2]).load_state_dict(theirs.state_dict())
+
+
+def test_learning_does_not_import_torch_dynamo():
+    """Building ``torch.optim.Adam`` imports ``torch._dynamo`` (1-2 s, once per process), which a
+    river user paid on the first ``learn_one``; the heads hold their own Adam state instead. In a
+    fresh interpreter, a default learner's first labels and answers must not import it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, torch\n"
+        "from streamssl.learner import StreamLearner\n"
+        "before = 'torch._dynamo' in sys.modules\n"
+        "m = StreamLearner(seed=0)\n"
+        "rng = np.random.default_rng(0)\n"
+        "X = rng.normal(size=(200, 3)); y = (X[:, 0] > 0).astype(int).tolist()\n"
+        "m.learn_many(X, y); m.predict_proba_many(X[:5])\n"
+        "m.learn_one({'a': 1.0, 'b': 0.0, 'c': 2.0}, 1)\n"
+        "print(before, 'torch._dynamo' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    before, after = out.stdout.split()
+    if before == "True":
+        pytest.skip("this torch imports torch._dynamo with torch itself")
+    assert after == "False"
