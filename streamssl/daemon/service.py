@@ -146,8 +146,9 @@ class Daemon:
                              **switch_settings(dict(lc), "key"))
 
     def _warm_up(self) -> None:
-        """One learning step on a scratch learner, so that torch's lazy imports (a second or
-        more on the first optimiser) are paid before consuming, not by the first events."""
+        """One learning step on a scratch learner, so that torch's first kernels and lazy imports
+        (a second or more for an SSL encoder's first optimiser) are paid before consuming, not by
+        the first events."""
         scratch = self._new_learner()
         n = self.decoder.n_features
         scratch.learn_many(np.zeros((2, n), dtype=np.float32), [0, 1])
