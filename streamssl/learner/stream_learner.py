@@ -22,6 +22,7 @@ from .combine import COMBINERS, EWA, Select
 from .dict_rows import DictRows
 from .duel import Duel
 from .features import Features
+from .fold import FeatureFold
 from .forest import BatchForest
 from .learned_temporal import LearnedTemporalContext
 from .linear import OnlineLinear
@@ -38,7 +39,7 @@ from .temporal import TemporalContext
 PARTS: dict[str, type] = {
     "temporal": TemporalContext, "encoder": Encoder, "mlp": MLPHead, "memory": NearestNeighbourMemory,
     "calibrate": TemperatureCalibrator, "pseudo_labels": PseudoLabelPolicy, "duel": Duel, "drift": DriftMonitor,
-    "linear": OnlineLinear, "trees": BatchForest,
+    "linear": OnlineLinear, "trees": BatchForest, "fold": FeatureFold,
 }
 
 
@@ -196,12 +197,12 @@ def _arguments(params: dict) -> dict:
     replay keep the uniform replay they learned with, MLP settings written before smoothed
     targets their one-hot targets and those from before it faded their constant smoothing (a
     learner left at the default part takes today's), and those from before the linear head,
-    calibration or the raw-feature forest go on without them.
+    calibration, the raw-feature forest or the fold of wide events go on without them.
     """
     mlp = params.get("mlp")
     if isinstance(mlp, tuple) and len(mlp) == 2 and isinstance(mlp[1], dict):
         params = {**params, "mlp": (mlp[0], {"label_smoothing": 0.0, "smoothing_halved_at": None, **mlp[1]})}
-    params = {"linear": False, "calibrate": False, "raw_tree": False, **{k: _rebuilt(v) for k, v in params.items()}}
+    params = {"linear": False, "calibrate": False, "raw_tree": False, "fold": False, **{k: _rebuilt(v) for k, v in params.items()}}
     if "drift" not in params:  # before the drift stage was a part
         channels, respond = params.pop("drift_channels", None), params.pop("drift_response", True)
         params["drift"] = True if channels is None and respond else DriftMonitor(channels, respond)
@@ -290,6 +291,11 @@ class StreamLearner(base.Classifier):
 
     Parameters
     ----------
+    fold
+        The first feature stage (:class:`~streamssl.learner.fold.FeatureFold`): an event wider
+        than ``max_inputs`` (1,024) columns is folded into that many by a fixed feature hash
+        before every other part sees it (the part's docstring says why); ``False``: never.
+        ``n_inputs_`` is the event's width, ``n_own_`` what the learner works with.
     temporal
         The temporal context stage (:class:`~streamssl.learner.temporal.TemporalContext`: each
         event with its differences from moving averages of the past, over its ``spans``).
@@ -419,6 +425,7 @@ class StreamLearner(base.Classifier):
 
     def __init__(
         self,
+        fold: bool | FeatureFold = True,
         temporal: bool | TemporalContext = True,
         temporal_ssl: bool = False,
         encoder: bool | Encoder = False,
@@ -439,6 +446,7 @@ class StreamLearner(base.Classifier):
         one_batch: int = 64,
         seed: int = 0,
     ) -> None:
+        _check_part("fold", fold, FeatureFold)
         _check_part("temporal", temporal, TemporalContext)
         _check_part("encoder", encoder, Encoder)
         _check_part("memory", memory, NearestNeighbourMemory)
@@ -448,6 +456,7 @@ class StreamLearner(base.Classifier):
         _check_part("raw_tree", raw_tree, base.Classifier)
         _check_part("drift", drift, DriftMonitor)
         _check_part("linear", linear, OnlineLinear)
+        self.fold = fold
         self.temporal = temporal
         self.temporal_ssl = temporal_ssl
         self.encoder = encoder
@@ -491,6 +500,7 @@ class StreamLearner(base.Classifier):
         # The event with its temporal context (the rows), standardised (what the networks see), and
         # with the encoder (built with the heads) its embedding.
         self.features = Features(_part(self.temporal, TemporalContext))
+        self._fold = _part(self.fold, FeatureFold)  # wide events folded before every other stage
         self.policy = _part(self.pseudo_labels, PseudoLabelPolicy) or PseudoLabelPolicy()
         monitor = _part(self.drift, DriftMonitor)
         self.monitor: DriftMonitor = monitor if monitor is not None else DriftMonitor(channels=(), respond=False)
@@ -499,6 +509,7 @@ class StreamLearner(base.Classifier):
         self._class_index: dict[Hashable, int] = {}
         self.n_features_: int | None = None  # what the heads see (with the temporal context)
         self.n_inputs_: int | None = None  # what an event has
+        self.n_own_: int | None = None  # what the learner works with of it (folded where wide)
         # The heads beside the main MLP, by name, built with it (_build).
         self.heads: dict[str, Member] = {}
         temporal = self.features.context is not None
@@ -542,7 +553,7 @@ class StreamLearner(base.Classifier):
         self.main = MainHead(self._new_mlp, self._new_duel)
         if "raw" in self.mix.members:
             self.heads["raw"] = OwnFeaturesMLP(self._mlp.build(
-                self.n_inputs_, device=self._device, seed=self.seed + 104729, row_width=self.n_features_))
+                self.n_own_, device=self._device, seed=self.seed + 104729, row_width=self.n_features_))
             self.heads["raw"].add_classes(len(self.classes_))
         if self._memory is not None:
             self.heads["memory"] = MemoryMember(self._memory)
@@ -566,9 +577,10 @@ class StreamLearner(base.Classifier):
     def _start(self, n_inputs: int) -> None:
         """Size everything for events of ``n_inputs`` features (the first event, or a restore)."""
         self.n_inputs_ = n_inputs
+        self.n_own_ = n_inputs if self._fold is None else self._fold.n_outputs(n_inputs)
         if self.features.context is not None and self.temporal_ssl:
-            self.features.context = LearnedTemporalContext(n_inputs, seed=self.seed, device=self._device)
-        self._build(self.features.n_outputs(n_inputs))
+            self.features.context = LearnedTemporalContext(self.n_own_, seed=self.seed, device=self._device)
+        self._build(self.features.n_outputs(self.n_own_))
 
     @property
     def objective(self) -> str | None:
@@ -592,7 +604,7 @@ class StreamLearner(base.Classifier):
 
     def _raw(self, Z: torch.Tensor) -> torch.Tensor:
         """The event's own standardised features: the first columns of the heads' input."""
-        return Z[:, : self.n_inputs_]
+        return Z[:, : self.n_own_]
 
     def _new_mlp(self, made: int) -> OnlineMLPClassifier:
         """The ``made``-th MLP on every feature (the main head, then each challenger)."""
@@ -630,6 +642,10 @@ class StreamLearner(base.Classifier):
             raise ValueError("events contain NaN or infinite values")
         return X
 
+    def _own(self, X: np.ndarray) -> np.ndarray:
+        """Checked events as the learner works with them: folded where they are wide (``fold``)."""
+        return X if self._fold is None else self._fold.transform(X)
+
     def _featurize(self, Z: torch.Tensor) -> torch.Tensor:
         return self.features.featurize(Z)
 
@@ -660,6 +676,7 @@ class StreamLearner(base.Classifier):
         X = self._check(X)
         if self.head is None or not self.classes_:
             return np.zeros((len(X), len(self.classes_)))
+        X = self._own(X)
         A, Z = self.features.peek(X, keys)
         batch = self._batch(A, to_tensor(Z, self._device))
         probas = {name: self._head_proba(name, batch) for name in self.mix.asked()}
@@ -683,7 +700,7 @@ class StreamLearner(base.Classifier):
         return combined if self.calibrator is None else self.calibrator.apply(combined)
 
     def _batch(self, A: np.ndarray, Z: torch.Tensor) -> Batch:
-        return Batch(A, Z, self.n_inputs_)
+        return Batch(A, Z, self.n_own_)
 
     def _head_proba(self, head: str, batch: Batch) -> np.ndarray:
         """One head's probabilities for ``batch``."""
@@ -812,6 +829,7 @@ class StreamLearner(base.Classifier):
             raise ValueError(f"{len(X)} events but {len(y)} labels")
         if self.n_inputs_ is None:
             self._start(X.shape[1])
+        X = self._own(X)
         served = self._take_served(X, keys)
         if self._set_groups():
             served = None  # the heads first learned the labels that waited: their answers changed
@@ -859,6 +877,7 @@ class StreamLearner(base.Classifier):
             return
         if self.n_inputs_ is None:
             self._start(X.shape[1])
+        X = self._own(X)
         self._set_groups()
         A, Z = self.features.recall(X[keep], None if keys is None else [keys[i] for i in keep])
         self._learn_labelled(to_tensor(Z, self._device), [y[i] for i in keep], rows=A)

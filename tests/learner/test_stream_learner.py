@@ -316,3 +316,44 @@ def test_a_memory_restored_on_another_device_answers_there():
     target = torch.device("cuda") if torch.cuda.is_available() else torch.device("meta")
     out = restored.predict_proba(torch.tensor([[0.4], [5.5]], device=target), n_classes=2)
     assert out.device.type == target.type and restored.Z.device.type == target.type
+
+
+def test_wide_events_are_folded_as_the_suite_folds_them_on_disk(tmp_path):
+    """An event wider than ``fold.max_inputs`` is folded by the fixed feature hash before every
+    other part: a learner given the wide rows answers, to the bit, as one given the rows
+    ``streamssl.sources.hashing.hash_csv`` writes (what ``benchmarks/suite.py`` feeds spam_corpus)."""
+    import gzip
+
+    from streamssl.learner.fold import FeatureFold
+    from streamssl.sources.hashing import hash_csv
+
+    rng = np.random.default_rng(0)
+    X = (rng.random((300, 700)) < 0.05).astype(np.float64)  # word presence over 700 "words"
+    y = (X[:, :50].sum(axis=1) > X[:, 50:100].sum(axis=1)).astype(int)
+    src = tmp_path / "wide.csv"
+    src.write_text("\n".join([",".join([*(f"w{j}" for j in range(700)), "label"])]
+                             + [",".join([*(f"{v:g}" for v in row), str(label)]) for row, label in zip(X, y)]) + "\n")
+    lines = gzip.open(hash_csv(src, tmp_path / "h.csv.gz", dims=64), "rt").read().splitlines()[1:]
+    H = np.array([[float(v) for v in line.split(",")[:-1]] for line in lines])
+
+    wide = StreamLearner(seed=0, fold=FeatureFold(max_inputs=64))
+    hashed = StreamLearner(seed=0, fold=FeatureFold(max_inputs=64))
+    labels = [int(v) if i % 4 == 0 else None for i, v in enumerate(y)]
+    for start in range(0, 300, 50):
+        rows = slice(start, start + 50)
+        p_wide, p_hashed = wide.predict_proba_many(X[rows]), hashed.predict_proba_many(H[rows])
+        np.testing.assert_array_equal(p_wide, p_hashed)
+        wide.learn_many(X[rows], labels[rows])
+        hashed.learn_many(H[rows], labels[rows])
+    assert (wide.n_inputs_, wide.n_own_, hashed.n_inputs_, hashed.n_own_) == (700, 64, 64, 64)
+    assert wide.labels_used == hashed.labels_used == 75
+    with pytest.raises(ValueError, match="expected 700 features"):
+        wide.predict_proba_many(H[:1])  # the event's width is still checked
+
+
+def test_a_checkpoint_from_before_the_fold_keeps_its_width():
+    """Learners saved before the fold stage learned wide events unfolded; restored, they go on so."""
+    from streamssl.learner.stream_learner import _arguments
+
+    assert _arguments({"mlp": None})["fold"] is False
+    assert StreamLearner(seed=0).fold is True
