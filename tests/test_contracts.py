@@ -16,6 +16,7 @@ from streamssl.learner.calibration import TemperatureCalibrator
 from streamssl.learner.classifier import MLPHead
 from streamssl.learner.combine import EWA, Select
 from streamssl.learner.duel import Duel
+from streamssl.learner.fold import FeatureFold
 from streamssl.learner.linear import OnlineLinear
 from streamssl.learner.memory import NearestNeighbourMemory
 from streamssl.learner.pseudo import PseudoLabelPolicy
@@ -37,6 +38,7 @@ CONFIGS = {  # the default, then each other part switched in turn (without the t
         "pseudo_labels": PseudoLabelPolicy(threshold=0.9, warmup=10), "duel": Duel(min_labels=10), "trees": False,
         "drift": DriftMonitor(("error:DDM", "residual:CUSUM"), respond=False),
         "linear": OnlineLinear(lr=0.02, link="softmax"),
+        "fold": FeatureFold(max_inputs=3),  # events of 4 features (river's checks': more) folded into 3
     },
 }
 
@@ -179,3 +181,12 @@ def test_the_forests_are_parts_too():
     restored = StreamLearner.from_state_dict(decode(encode(model.state_dict())))
     probe = rng.normal(size=(30, 3))
     np.testing.assert_array_equal(restored.predict_proba_many(probe), model.predict_proba_many(probe))
+
+
+def test_the_restricted_loader_builds_every_part():
+    """A learner's params name its parts' classes (``StreamLearner(fold=FeatureFold(...))``):
+    each class of ``PARTS`` must be one the checkpoint loader allows."""
+    from streamssl.learner.stream_learner import PARTS
+    from streamssl.state.serialize import _ALLOWED_GLOBALS
+
+    assert {(cls.__module__, cls.__name__) for cls in PARTS.values()} <= _ALLOWED_GLOBALS

@@ -44,6 +44,7 @@ _ALLOWED_GLOBALS = {
     ("streamssl.learner.calibration", "TemperatureCalibrator"), ("streamssl.learner.pseudo", "PseudoLabelPolicy"),
     ("streamssl.learner.duel", "Duel"), ("streamssl.drift.monitor", "DriftMonitor"),
     ("streamssl.learner.linear", "OnlineLinear"), ("streamssl.learner.forest", "BatchForest"),
+    ("streamssl.learner.fold", "FeatureFold"),
 }
 
 
