@@ -9,6 +9,11 @@ column ``j`` is added into bucket ``h(j) mod max_inputs``, with the fixed hash o
 :func:`streamssl.sources.hashing.bucket_of`, so the folding is the same on every machine,
 restart and replica, uses no label, and is what ``benchmarks/suite.py`` does to spam_corpus
 once on disk (the same sums, to the bit). An event no wider is left as it is.
+
+Every part reads the folded event but the linear head, which reads it whole (a product per
+column, cheap at any width; :class:`~streamssl.learner.members.Batch`'s ``wide``): word presence
+is the classic case of a linear model on every column. On the raw spam_corpus at 5 % labels the
+head folded was right on 0.859 of the labelled events, unfolded on 0.923 (README, "Wide events").
 """
 
 from __future__ import annotations

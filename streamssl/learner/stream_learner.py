@@ -294,8 +294,8 @@ class StreamLearner(base.Classifier):
     fold
         The first feature stage (:class:`~streamssl.learner.fold.FeatureFold`): an event wider
         than ``max_inputs`` (1,024) columns is folded into that many by a fixed feature hash
-        before every other part sees it (the part's docstring says why); ``False``: never.
-        ``n_inputs_`` is the event's width, ``n_own_`` what the learner works with.
+        before every part but the linear head sees it (the part's docstring says why); ``False``:
+        never. ``n_inputs_`` is the event's width, ``n_own_`` what the other parts work with.
     temporal
         The temporal context stage (:class:`~streamssl.learner.temporal.TemporalContext`: each
         event with its differences from moving averages of the past, over its ``spans``).
@@ -646,6 +646,19 @@ class StreamLearner(base.Classifier):
         """Checked events as the learner works with them: folded where they are wide (``fold``)."""
         return X if self._fold is None else self._fold.transform(X)
 
+    @property
+    def _folds(self) -> bool:
+        """Whether this learner's events are folded (wider than ``fold.max_inputs``)."""
+        return self.n_own_ is not None and self.n_own_ != self.n_inputs_
+
+    def _wide(self, X: np.ndarray) -> np.ndarray | None:
+        """Checked events unfolded, for the linear head, where the learner folds them (else ``None``)."""
+        return X if self._folds else None
+
+    @staticmethod
+    def _take(wide: np.ndarray | None, which) -> np.ndarray | None:
+        return None if wide is None else wide[which]
+
     def _featurize(self, Z: torch.Tensor) -> torch.Tensor:
         return self.features.featurize(Z)
 
@@ -676,9 +689,9 @@ class StreamLearner(base.Classifier):
         X = self._check(X)
         if self.head is None or not self.classes_:
             return np.zeros((len(X), len(self.classes_)))
-        X = self._own(X)
+        wide, X = self._wide(X), self._own(X)
         A, Z = self.features.peek(X, keys)
-        batch = self._batch(A, to_tensor(Z, self._device))
+        batch = self._batch(A, to_tensor(Z, self._device), wide)
         probas = {name: self._head_proba(name, batch) for name in self.mix.asked()}
         # Kept for learn_many of these very events: their labels are scored on what was served.
         self._last_served = (X.copy(), None if keys is None else list(keys), probas)
@@ -699,8 +712,8 @@ class StreamLearner(base.Classifier):
     def _calibrated(self, combined: np.ndarray) -> np.ndarray:
         return combined if self.calibrator is None else self.calibrator.apply(combined)
 
-    def _batch(self, A: np.ndarray, Z: torch.Tensor) -> Batch:
-        return Batch(A, Z, self.n_own_)
+    def _batch(self, A: np.ndarray, Z: torch.Tensor, wide: np.ndarray | None = None) -> Batch:
+        return Batch(A, Z, self.n_own_, wide)
 
     def _head_proba(self, head: str, batch: Batch) -> np.ndarray:
         """One head's probabilities for ``batch``."""
@@ -788,10 +801,11 @@ class StreamLearner(base.Classifier):
     def _gathered_state(self) -> dict | None:
         if not self._gathered:
             return None
-        Z, y, rows, served = zip(*self._gathered)
+        Z, y, rows, served, wide = zip(*self._gathered)
         both = None if any(s is None or s.keys() != served[0].keys() for s in served) else {
             name: np.concatenate([s[name] for s in served]) for name in served[0]}
-        return {"Z": torch.cat(Z).cpu(), "y": np.concatenate(y), "rows": np.concatenate(rows), "served": both}
+        return {"Z": torch.cat(Z).cpu(), "y": np.concatenate(y), "rows": np.concatenate(rows), "served": both,
+                "wide": None if wide[0] is None else np.concatenate(wide)}
 
     def _learn_gathered(self) -> None:
         """Learn the labelled events that :meth:`learn_one` gathered, all together (scored on
@@ -801,8 +815,9 @@ class StreamLearner(base.Classifier):
             return
         self._gathered = []
         labels = [self.classes_[c] for c in gathered["y"]]
-        self._learn_labelled(gathered["Z"].to(self._device), labels, rows=gathered["rows"], served=gathered["served"])
-        self._keep_shared(gathered["rows"], labels)
+        self._learn_labelled(gathered["Z"].to(self._device), labels, rows=gathered["rows"], served=gathered["served"],
+                             wide=gathered["wide"])
+        self._keep_shared(gathered["rows"], labels, gathered["wide"])
 
     def _flush_heads(self) -> None:
         """The labelled events gathered are learned, the MLP heads learn the labels waiting for
@@ -829,7 +844,7 @@ class StreamLearner(base.Classifier):
             raise ValueError(f"{len(X)} events but {len(y)} labels")
         if self.n_inputs_ is None:
             self._start(X.shape[1])
-        X = self._own(X)
+        wide, X = self._wide(X), self._own(X)
         served = self._take_served(X, keys)
         if self._set_groups():
             served = None  # the heads first learned the labels that waited: their answers changed
@@ -852,18 +867,20 @@ class StreamLearner(base.Classifier):
         mask = torch.as_tensor(labelled, device=self._device)
         # Pseudo-labels are chosen by the head as it is before this batch's labels, and learned
         # together with them.
-        pseudo = self._pseudo_label(Zt[~mask], np.flatnonzero(~labelled), X[~labelled])
+        pseudo = self._pseudo_label(Zt[~mask], np.flatnonzero(~labelled), X[~labelled], self._take(wide, ~labelled))
         if labelled.any():
             labels = [v for v, k in zip(y, labelled) if k]
             served = None if served is None else {k: p[labelled] for k, p in served.items()}
             if self._group == math.inf and pseudo is None and all(v in self._class_index for v in labels):
-                self._gathered.append((Zt[mask], np.array([self._class_index[v] for v in labels]), X[labelled], served))
+                self._gathered.append((Zt[mask], np.array([self._class_index[v] for v in labels]), X[labelled], served,
+                                       self._take(wide, labelled)))
                 if sum(len(g[1]) for g in self._gathered) >= min(GATHER, self.one_batch):
                     self._learn_gathered()
             else:
                 self._learn_gathered()
-                self._learn_labelled(Zt[mask], labels, pseudo, rows=X[labelled], served=served)
-                self._keep_shared(X[labelled], labels)
+                self._learn_labelled(Zt[mask], labels, pseudo, rows=X[labelled], served=served,
+                                     wide=self._take(wide, labelled))
+                self._keep_shared(X[labelled], labels, self._take(wide, labelled))
         elif pseudo is not None:
             Zp, yp = pseudo
             self.head.learn(Zp, yp, self._pseudo_weights(len(yp)), self._featurize, mass=0.0)
@@ -877,11 +894,11 @@ class StreamLearner(base.Classifier):
             return
         if self.n_inputs_ is None:
             self._start(X.shape[1])
-        X = self._own(X)
+        wide, X = self._take(self._wide(X), keep), self._own(X)
         self._set_groups()
         A, Z = self.features.recall(X[keep], None if keys is None else [keys[i] for i in keep])
-        self._learn_labelled(to_tensor(Z, self._device), [y[i] for i in keep], rows=A)
-        self._keep_shared(A, [y[i] for i in keep])
+        self._learn_labelled(to_tensor(Z, self._device), [y[i] for i in keep], rows=A, wide=wide)
+        self._keep_shared(A, [y[i] for i in keep], wide)
 
     # -- labels shared between replicas (streamssl.distributed)
     def share_labelled(self, on: bool = True) -> None:
@@ -926,9 +943,16 @@ class StreamLearner(base.Classifier):
         self._last_served = None
         self.features.merge_moments(n, mean, m2)
 
-    def _keep_shared(self, rows: np.ndarray, labels: list[Hashable]) -> None:
+    def _keep_shared(self, rows: np.ndarray, labels: list[Hashable], wide: np.ndarray | None = None) -> None:
         if self._shared is not None:
+            rows = rows if wide is None else np.hstack([rows, wide])  # the linear head's unfolded events too
             self._shared.append((np.array(rows, dtype=np.float32), list(labels)))
+
+    @property
+    def _shared_width(self) -> int:
+        """Columns of a row :meth:`take_labelled` gives: the heads' rows, then, where events are
+        folded, the unfolded event the linear head reads."""
+        return (self.n_features_ or 0) + (self.n_inputs_ if self._folds else 0)
 
     def take_labelled(self) -> tuple[np.ndarray, list[Hashable]]:
         """The labelled events learned since the last call (with :meth:`share_labelled` on):
@@ -949,7 +973,7 @@ class StreamLearner(base.Classifier):
         """
         kept, self._shared = (self._shared or []), ([] if self._shared is not None else None)
         if not kept:
-            return np.zeros((0, self.n_features_ or 0), dtype=np.float32), []
+            return np.zeros((0, self._shared_width), dtype=np.float32), []
         return np.concatenate([r for r, _ in kept]), [v for _, ls in kept for v in ls]
 
     def kept_labelled(self) -> list[tuple[np.ndarray, list[Hashable]]]:
@@ -965,17 +989,20 @@ class StreamLearner(base.Classifier):
             return
         if self.n_features_ is None:
             raise ValueError("learn_shared needs a learner that has seen events of its own first")
-        if rows.shape[1] != self.n_features_:
-            raise ValueError(f"shared rows have {rows.shape[1]} columns, this learner's heads see {self.n_features_}")
-        self._learn_labelled(to_tensor(self.standardizer.transform(rows), self._device), list(labels), rows=rows)
+        if rows.shape[1] != self._shared_width:
+            raise ValueError(f"shared rows have {rows.shape[1]} columns, this learner's take {self._shared_width}")
+        rows, wide = rows[:, : self.n_features_], (rows[:, self.n_features_:] if self._folds else None)
+        self._learn_labelled(to_tensor(self.standardizer.transform(rows), self._device), list(labels), rows=rows,
+                             wide=wide)
 
     def _learn_labelled(self, Z: torch.Tensor, labels: list[Hashable],
                         pseudo: tuple[torch.Tensor, torch.Tensor] | None = None, *, rows: np.ndarray,
-                        served: dict[str, np.ndarray] | None = None) -> None:
+                        served: dict[str, np.ndarray] | None = None, wide: np.ndarray | None = None) -> None:
         """Learn labelled events ``Z`` (standardised; ``rows``: the same before standardisation)
         and the pseudo-labels riding along. ``served``: heads' answers already served for these
         events (:meth:`predict_proba_many` just before, nothing learned since); the heads scored,
-        combined and calibrated on them need not answer again."""
+        combined and calibrated on them need not answer again. ``wide``: the events unfolded, where
+        the learner folds them (:attr:`Batch.wide`)."""
         known = len(self.classes_)
         y = self._encode_labels(labels)
         if len(self.classes_) != known:
@@ -985,7 +1012,7 @@ class StreamLearner(base.Classifier):
         # born from this very update is not scored on labels it has never had a chance at.
         challenger = self.challenger
         self._outcomes = {}
-        batch = self._batch(rows, Z)
+        batch = self._batch(rows, Z, wide)
         # Every head answers these events before any of them learns their labels.
         served = served or {}
         probas = {name: served[name] if name in served else self._head_proba(name, batch) for name in ("mlp", *self.heads)}
@@ -1071,8 +1098,8 @@ class StreamLearner(base.Classifier):
     def _pseudo_weights(self, n: int) -> torch.Tensor:
         return torch.full((n,), self.policy.weight, device=self._device)
 
-    def _pseudo_label(self, Z: torch.Tensor, positions: np.ndarray,
-                      rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def _pseudo_label(self, Z: torch.Tensor, positions: np.ndarray, rows: np.ndarray,
+                      wide: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Watch the confidence on unlabelled events and pick those the policy accepts: by the
         served answer (combined and calibrated, so the threshold is a calibrated confidence), or
         the memory's with the policy's ``source="memory"``."""
@@ -1094,7 +1121,7 @@ class StreamLearner(base.Classifier):
                 return None
             proba = memory.memory.predict_proba(self._raw(Z), len(self.classes_)).cpu().numpy()
         else:  # the served answer, so that the threshold is a calibrated confidence
-            batch = self._batch(rows, Z)
+            batch = self._batch(rows, Z, wide)
             proba = self._served({name: self._head_proba(name, batch) for name in self.mix.asked()})
         familiar = None if self.policy.support is None or memory is None else (
             memory.memory.familiar(self._raw(Z), self.policy.support).cpu().numpy())
@@ -1218,5 +1245,6 @@ class StreamLearner(base.Classifier):
         model._since_flush = counters.get("since_flush", 0)
         gathered = state.get("gathered")  # absent in checkpoints from before learn_one gathered labels
         if gathered is not None:
-            model._gathered = [(gathered["Z"].to(model._device), gathered["y"], gathered["rows"], gathered["served"])]
+            model._gathered = [(gathered["Z"].to(model._device), gathered["y"], gathered["rows"], gathered["served"],
+                                gathered.get("wide"))]  # absent before wide events were folded
         return model

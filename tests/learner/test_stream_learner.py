@@ -318,37 +318,71 @@ def test_a_memory_restored_on_another_device_answers_there():
     assert out.device.type == target.type and restored.Z.device.type == target.type
 
 
-def test_wide_events_are_folded_as_the_suite_folds_them_on_disk(tmp_path):
-    """An event wider than ``fold.max_inputs`` is folded by the fixed feature hash before every
-    other part: a learner given the wide rows answers, to the bit, as one given the rows
-    ``streamssl.sources.hashing.hash_csv`` writes (what ``benchmarks/suite.py`` feeds spam_corpus)."""
+def _wide_stream(tmp_path):
+    """300 events of word presence over 700 "words", and the same folded into 64 columns by
+    ``hash_csv`` (what ``benchmarks/suite.py`` does to spam_corpus on disk)."""
     import gzip
 
-    from streamssl.learner.fold import FeatureFold
     from streamssl.sources.hashing import hash_csv
 
     rng = np.random.default_rng(0)
-    X = (rng.random((300, 700)) < 0.05).astype(np.float64)  # word presence over 700 "words"
+    X = (rng.random((300, 700)) < 0.05).astype(np.float64)
     y = (X[:, :50].sum(axis=1) > X[:, 50:100].sum(axis=1)).astype(int)
     src = tmp_path / "wide.csv"
     src.write_text("\n".join([",".join([*(f"w{j}" for j in range(700)), "label"])]
                              + [",".join([*(f"{v:g}" for v in row), str(label)]) for row, label in zip(X, y)]) + "\n")
     lines = gzip.open(hash_csv(src, tmp_path / "h.csv.gz", dims=64), "rt").read().splitlines()[1:]
     H = np.array([[float(v) for v in line.split(",")[:-1]] for line in lines])
+    return X, H, [int(v) if i % 4 == 0 else None for i, v in enumerate(y)]
 
-    wide = StreamLearner(seed=0, fold=FeatureFold(max_inputs=64))
-    hashed = StreamLearner(seed=0, fold=FeatureFold(max_inputs=64))
-    labels = [int(v) if i % 4 == 0 else None for i, v in enumerate(y)]
+
+def test_wide_events_are_folded_as_the_suite_folds_them_on_disk(tmp_path):
+    """An event wider than ``fold.max_inputs`` is folded by the fixed feature hash before every
+    part but the linear head: without it, a learner given the wide rows answers, to the bit, as
+    one given the rows ``streamssl.sources.hashing.hash_csv`` writes."""
+    from streamssl.learner.fold import FeatureFold
+
+    X, H, labels = _wide_stream(tmp_path)
+    wide = StreamLearner(seed=0, fold=FeatureFold(max_inputs=64), linear=False)
+    hashed = StreamLearner(seed=0, fold=FeatureFold(max_inputs=64), linear=False)
     for start in range(0, 300, 50):
         rows = slice(start, start + 50)
-        p_wide, p_hashed = wide.predict_proba_many(X[rows]), hashed.predict_proba_many(H[rows])
-        np.testing.assert_array_equal(p_wide, p_hashed)
+        np.testing.assert_array_equal(wide.predict_proba_many(X[rows]), hashed.predict_proba_many(H[rows]))
         wide.learn_many(X[rows], labels[rows])
         hashed.learn_many(H[rows], labels[rows])
     assert (wide.n_inputs_, wide.n_own_, hashed.n_inputs_, hashed.n_own_) == (700, 64, 64, 64)
     assert wide.labels_used == hashed.labels_used == 75
     with pytest.raises(ValueError, match="expected 700 features"):
         wide.predict_proba_many(H[:1])  # the event's width is still checked
+
+
+def test_the_linear_head_reads_wide_events_unfolded_on_every_path(tmp_path):
+    """The linear head (a product per column, cheap at any width) reads the unfolded event: in
+    micro-batches, one event at a time with its gathered labels across a checkpoint, late
+    labels, and rows shared with a replica (which carry the unfolded event after the heads' rows)."""
+    from streamssl.learner.fold import FeatureFold
+
+    X, _, labels = _wide_stream(tmp_path)
+    model = StreamLearner(seed=0, fold=FeatureFold(max_inputs=64))
+    model.share_labelled()
+    model.learn_many(X[:200], labels[:200])
+    assert model.heads["linear"].model.W.shape[0] == 700
+    for i in range(200, 206):  # one at a time: the labels gather, and a checkpoint holds them
+        model.predict_proba_one(dict(enumerate(X[i])))
+        model.learn_one(dict(enumerate(X[i])), i % 2)
+    restored = StreamLearner.from_state_dict(serialize.loads(serialize.dumps(model.state_dict())))
+    assert restored._gathered_state()["wide"].shape == (6, 700)
+    restored.learn_late_labels(X[210:220], [0, 1] * 5)
+    assert restored.labels_used == model.labels_used + 16
+    rows, shared = model.take_labelled()
+    assert rows.shape == (len(shared), model.n_features_ + 700)
+    replica = StreamLearner(seed=1, fold=FeatureFold(max_inputs=64))
+    replica.learn_many(X[250:260], [None] * 10)
+    replica.learn_shared(rows, shared)
+    assert replica.labels_used == len(shared) and replica.heads["linear"].model.W.shape[0] == 700
+    with pytest.raises(ValueError, match="columns"):
+        replica.learn_shared(rows[:, :-1], shared)
+    np.testing.assert_allclose(restored.predict_proba_many(X[280:]).sum(axis=1), 1.0)
 
 
 def test_a_checkpoint_from_before_the_fold_keeps_its_width():
