@@ -36,11 +36,11 @@ def main() -> None:
         shown = rng.random(len(X[i:i + 64])) < 0.05
         learner.predict_proba_many(X[i:i + 64])
         learner.learn_many(X[i:i + 64], [v if s else None for v, s in zip(y[i:i + 64], shown)])
-    A = learner.context.transform(X[-64:], None)
+    A = learner.context.transform(learner._own(X[-64:]), None)  # (folded where the events are wide)
     n_classes = len(learner.classes_)
     for name in ("tree", "raw-tree"):
         forest = learner.heads[name].model
-        rows = A if name == "tree" else A[:, : learner.n_inputs_]
+        rows = A if name == "tree" else A[:, : learner.n_own_]
         t0 = time.perf_counter()
         for _ in range(50):
             fast = trees.forest_proba(forest, rows, n_classes)
