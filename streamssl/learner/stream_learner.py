@@ -277,6 +277,7 @@ class StreamLearner(base.Classifier):
     settings), ``False`` (no such stage) or the part itself::
 
         StreamLearner(
+            fold=FeatureFold(max_inputs=1024),              # events wider folded; False: never
             temporal=TemporalContext(spans=(4, 16, 64)),   # feature stage; False: raw events
             encoder=Encoder("vicreg", embedding_dim=32),     # self-supervised encoder; default False
             mlp=MLPHead(hidden=64, lr=3e-3),                 # every MLP head's settings
