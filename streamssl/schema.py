@@ -54,6 +54,7 @@ MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
 _TRUE = frozenset({"true", "t", "yes", "y"})
 _FALSE = frozenset({"false", "f", "no", "n"})
 _F32_MAX = 3.4e38
+_PLAIN = {float, int}  # the types of a JSON value the plain-row path takes as a number
 _INT_TOKEN = re.compile(r"[+-]?\d+(?:\.0*)?", re.ASCII)
 #: The longest label (characters of a string, digits of an integer): labels name classes.
 MAX_LABEL_CHARS = 256
@@ -290,13 +291,15 @@ class FeatureEncoder:
         try:
             if text:
                 numbers = [float(v) for v in values]
-                # A NaN or infinity makes the sum non-finite (so does an overflowing sum: the
-                # per-value path then looks closer); without them min and max are exact.
-                if numbers and math.isfinite(sum(numbers)) and -_F32_MAX <= min(numbers) and max(numbers) <= _F32_MAX:
-                    return np.array(numbers, dtype=np.float64)
+            elif set(map(type, values)) <= _PLAIN:  # every value a float or an int (no bool, no None)
+                numbers = values
+            else:
                 return None
-            if all((type(v) is float or type(v) is int) and -_F32_MAX <= v <= _F32_MAX for v in values):
-                return np.array(values, dtype=np.float64)  # NaN fails the range test above
+            # A NaN or infinity makes the sum non-finite (so does an overflowing sum, and an int
+            # beyond float range raises: the per-value path then looks closer); without them min
+            # and max are exact. Every step runs in C: a row of 40,000 values costs no Python step each.
+            if numbers and math.isfinite(sum(numbers)) and -_F32_MAX <= min(numbers) and max(numbers) <= _F32_MAX:
+                return np.array(numbers, dtype=np.float64)
         except (ValueError, TypeError, OverflowError):
             pass
         return None
