@@ -36,7 +36,7 @@ def main() -> None:
         shown = rng.random(len(X[i:i + 64])) < 0.05
         learner.predict_proba_many(X[i:i + 64])
         learner.learn_many(X[i:i + 64], [v if s else None for v, s in zip(y[i:i + 64], shown)])
-    A = learner.context.transform(learner._own(X[-64:]), None)  # (folded where the events are wide)
+    A = learner.context.transform(learner._unfold(X[-64:])[1], None)  # (folded where the events are wide)
     n_classes = len(learner.classes_)
     for name in ("tree", "raw-tree"):
         forest = learner.heads[name].model

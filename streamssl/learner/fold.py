@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from river import base
 
-from ..sources.hashing import bucket_of
+from ..sources.hashing import bucket_of, fold
 
 
 class FeatureFold(base.Base):
@@ -50,13 +50,10 @@ class FeatureFold(base.Base):
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """``X`` (rows of events) folded, or ``X`` itself where it is narrow enough."""
-        n, width = X.shape
+        width = X.shape[1]
         dims = self.n_outputs(width)
         if dims == width:
             return X
         if self._buckets is None or len(self._buckets) != width:
             self._buckets = bucket_of(width, dims)
-        # One bincount over every row's (row, bucket) cells: each row's sums in its columns'
-        # order, as hash_csv's bincount per row makes them.
-        cells = (np.arange(n)[:, None] * dims + self._buckets).ravel()
-        return np.bincount(cells, weights=X.ravel(), minlength=n * dims).reshape(n, dims)
+        return fold(X, self._buckets, dims)  # as hash_csv folds each row

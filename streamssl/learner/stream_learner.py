@@ -643,18 +643,16 @@ class StreamLearner(base.Classifier):
             raise ValueError("events contain NaN or infinite values")
         return X
 
-    def _own(self, X: np.ndarray) -> np.ndarray:
-        """Checked events as the learner works with them: folded where they are wide (``fold``)."""
-        return X if self._fold is None else self._fold.transform(X)
-
     @property
     def _folds(self) -> bool:
         """Whether this learner's events are folded (wider than ``fold.max_inputs``)."""
         return self.n_own_ is not None and self.n_own_ != self.n_inputs_
 
-    def _wide(self, X: np.ndarray) -> np.ndarray | None:
-        """Checked events unfolded, for the linear head, where the learner folds them (else ``None``)."""
-        return X if self._folds else None
+    def _unfold(self, X: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """Checked events as the parts read them: ``(wide, X)``, the events unfolded for the
+        linear head where the learner folds them (``None`` otherwise), and the events the other
+        parts read (folded where wide, ``fold``)."""
+        return (X, self._fold.transform(X)) if self._folds else (None, X)
 
     @staticmethod
     def _take(wide: np.ndarray | None, which) -> np.ndarray | None:
@@ -690,7 +688,7 @@ class StreamLearner(base.Classifier):
         X = self._check(X)
         if self.head is None or not self.classes_:
             return np.zeros((len(X), len(self.classes_)))
-        wide, X = self._wide(X), self._own(X)
+        wide, X = self._unfold(X)
         A, Z = self.features.peek(X, keys)
         batch = self._batch(A, to_tensor(Z, self._device), wide)
         probas = {name: self._head_proba(name, batch) for name in self.mix.asked()}
@@ -845,7 +843,7 @@ class StreamLearner(base.Classifier):
             raise ValueError(f"{len(X)} events but {len(y)} labels")
         if self.n_inputs_ is None:
             self._start(X.shape[1])
-        wide, X = self._wide(X), self._own(X)
+        wide, X = self._unfold(X)
         served = self._take_served(X, keys)
         if self._set_groups():
             served = None  # the heads first learned the labels that waited: their answers changed
@@ -895,7 +893,8 @@ class StreamLearner(base.Classifier):
             return
         if self.n_inputs_ is None:
             self._start(X.shape[1])
-        wide, X = self._take(self._wide(X), keep), self._own(X)
+        wide, X = self._unfold(X)
+        wide = self._take(wide, keep)
         self._set_groups()
         A, Z = self.features.recall(X[keep], None if keys is None else [keys[i] for i in keep])
         self._learn_labelled(to_tensor(Z, self._device), [y[i] for i in keep], rows=A, wide=wide)

@@ -27,6 +27,18 @@ def bucket_of(n_columns: int, dims: int) -> np.ndarray:
     return ((j * np.uint64(2654435761)) % np.uint64(2**32) % np.uint64(dims)).astype(np.int64)
 
 
+def fold(X: np.ndarray, buckets: np.ndarray, dims: int) -> np.ndarray:
+    """Rows ``X`` folded into ``dims`` columns, column ``j`` added into ``buckets[j]``: one
+    bincount over every row's (row, bucket) cells, each row's sums in its columns' order.
+
+    >>> fold(np.array([[1.0, 0.0, 0.0, 0.0, 1.0]]), bucket_of(5, 4), 4).tolist()
+    [[2.0, 0.0, 0.0, 0.0]]
+    """
+    n = len(X)
+    cells = (np.arange(n)[:, None] * dims + buckets).ravel()
+    return np.bincount(cells, weights=X.ravel(), minlength=n * dims).reshape(n, dims)
+
+
 def hash_csv(src: str | os.PathLike, dst: str | os.PathLike, dims: int = 1024) -> Path:
     """Write ``dst`` (gzip CSV): ``dims`` hashed feature columns ``h0..`` and the source's last
     column as ``label``. Rows that do not parse as numbers are written unchanged in width with
@@ -56,7 +68,7 @@ def hash_csv(src: str | os.PathLike, dst: str | os.PathLike, dims: int = 1024) -
             if len(values) != n_features:
                 out.write(",".join(["malformed"] * dims) + f",{label.strip()}\n")
                 continue
-            folded = np.bincount(buckets, weights=values, minlength=dims)
+            folded = fold(values[None, :], buckets, dims)[0]
             out.write(",".join(f"{v:g}" for v in folded) + f",{label.strip()}\n")
     os.replace(tmp, dst)
     return dst
