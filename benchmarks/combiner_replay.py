@@ -277,6 +277,74 @@ class MemberTemperatures(EWA):
         return super().combine({name: self.calibrators[name].apply(p) for name, p in probas.items()})
 
 
+class Equalized(EWA):
+    """EWA over the members' probabilities each tempered to the same typical confidence, learned
+    without labels: a member's spread is its mean, over the events it served, of the gap
+    between its largest log-probability and the mean of them (floored at 1e-6); a temperature
+    scales that gap exactly, so each member's log-probabilities are scaled by the members'
+    geometric-mean spread over its own (clipped to [1/4, 4]) before the weighted average. A
+    member's say on an event is then its weight and how sure it is *for it*, not its habit of
+    certainty (the forests' pure leaves answer 1.0, the linear head rarely above 0.7)."""
+
+    def __init__(self, members, horizon: int = 1000) -> None:
+        super().__init__(members)
+        self.horizon, self.seen = horizon, dict.fromkeys(self.members, 0)
+        self.spread = dict.fromkeys(self.members, 0.0)
+
+    def combine(self, probas):
+        logs = {name: np.log(np.clip(p, 1e-6, 1.0)) for name, p in probas.items()}
+        known = [n for n in probas if self.seen[n] and self.spread[n] > 0]
+        tempered = dict(probas)
+        if len(known) > 1:
+            ref = math.exp(np.mean([math.log(self.spread[n]) for n in known]))
+            for n in known:
+                scale = min(max(ref / self.spread[n], 0.25), 4.0)
+                z = logs[n] * scale
+                e = np.exp(z - z.max(axis=1, keepdims=True))
+                tempered[n] = e / e.sum(axis=1, keepdims=True)
+        for n, lp in logs.items():
+            if lp.shape[1] < 2:
+                continue
+            gap = (lp.max(axis=1) - lp.mean(axis=1))
+            for g in gap:
+                self.seen[n] += 1
+                self.spread[n] += (float(g) - self.spread[n]) / min(self.seen[n], self.horizon)
+        return super().combine(tempered)
+
+
+class SoftLoss(EWA):
+    """EWA whose loss for a member on a labelled event is not 0/1 but ``1 - p`` (``p``: its
+    probability of the event's class; ``brier``: half the Brier score): each label says how far
+    each member was from it, not only whether its top class was it."""
+
+    def __init__(self, members, brier: bool = False, rate: float = 0.5) -> None:
+        super().__init__(members, rate=rate)
+        self.brier = brier
+
+    def observe(self, probas, y) -> None:
+        if not len(y):
+            return
+        rows = np.arange(len(y))
+        losses = []
+        for name in self.members:
+            p = probas[name]
+            if self.brier:
+                onehot = np.zeros_like(p)
+                onehot[rows, y] = 1.0
+                losses.append(0.5 * ((p - onehot) ** 2).sum(axis=1))
+            else:
+                losses.append(1.0 - p[rows, y])
+        decay = np.exp(-self.rate * np.stack(losses))
+        w = np.array(list(self.weights.values()))
+        for t in range(decay.shape[1]):
+            w *= decay[:, t]
+            w = (1.0 - self.share) * w / w.sum() + self.share / len(w)
+        self.logw = dict(zip(self.members, np.log(w).tolist()))
+
+    def update(self, outcomes) -> None:
+        pass
+
+
 VARIANTS = {
     "default": lambda m: EWA(m),
     "ewa-r0.25": lambda m: EWA(m, rate=0.25),
@@ -300,6 +368,11 @@ VARIANTS = {
     "informative-r1": lambda m: Informative(m, rate=1.0),
     "member-temperature": lambda m: MemberTemperatures(m),
     "member-sharpen": lambda m: MemberTemperatures(m, sharpen=True),
+    "equalized": lambda m: Equalized(m),
+    "equalized-h200": lambda m: Equalized(m, horizon=200),
+    "absolute": lambda m: SoftLoss(m),
+    "absolute-r1": lambda m: SoftLoss(m, rate=1.0),
+    "brier": lambda m: SoftLoss(m, brier=True),
 }
 
 
