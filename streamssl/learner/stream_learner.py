@@ -160,7 +160,8 @@ def _in_threads(method):
 #: The built-in heads, in the order that breaks ties of recent accuracy (plugged members follow).
 HEADS = ("mlp", "raw", "memory", "tree", "raw-tree", "linear")
 # Labelled events given one at a time that every part learns together (at most; one_batch if
-# fewer): as many as a forest's chunk with its defaults, so its trees grow as they did.
+# fewer). The forests take them in their chunks (5 rows with their defaults), the rest waiting
+# for the next gathering, so their trees grow as in micro-batches.
 GATHER = 9
 
 
@@ -410,7 +411,7 @@ class StreamLearner(base.Classifier):
     >>> from river import datasets, evaluate, metrics
     >>> model = StreamLearner(seed=0)
     >>> evaluate.progressive_val_score(datasets.Phishing(), model, metrics.Accuracy())
-    Accuracy: 90.31%
+    Accuracy: 90.15%
 
     Micro-batches on numpy arrays, with ``None`` for unlabelled events:
 

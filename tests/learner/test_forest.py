@@ -49,7 +49,7 @@ def test_row_by_row_with_rivers_bagging_weights_it_answers_as_rivers_forest(monk
     monkeypatch.setattr(river_arf, "poisson", lambda rate, rng: next(at))
     X, y = _stream(1500)
     theirs = forest.ARFClassifier(n_models=3, max_features=None, seed=0)
-    ours = BatchForest(n_models=3, max_features=None, seed=0)
+    ours = BatchForest(n_models=3, max_features=None, grace_period=theirs.grace_period, seed=0)
     ours._rng = _SameDraws(ours._rng, draws)
     for i in range(len(X)):
         if i > 0:
