@@ -13,9 +13,10 @@ operations, with a Python step only per split attempt and per drift-detector upd
 
 How rows are ordered (where it differs from river's label by label): rows are learned in chunks
 of ``ceil(grace_period / lambda_value)`` (5 with the defaults, 9 with river's grace period of
-50: about one grace period of weight for a leaf); every tree predicts all of a chunk's rows before it learns any of them, and a leaf
-that gathered ``grace_period`` weight tries its split once the chunk is in. Within a chunk rows
-do not see each other's effect; across chunks the order is kept. (With whole micro-batches of 64
+50: about one grace period of weight for a leaf); every tree predicts all of a chunk's rows
+before it learns any of them, and a leaf that gathered ``grace_period`` weight tries its split
+once the chunk is in. Within a chunk rows do not see each other's effect; across chunks the
+order is kept. (With whole micro-batches of 64
 as the chunk, a tree grew so much later that on Luxembourg with every label known the forest
 was right 92.5 % of the time against river's 98.0 %; in chunks of 9, 97.7 %.)
 """
@@ -48,9 +49,9 @@ class BatchForest(base.Classifier):
 
     River's ``forest.ARFClassifier`` with its defaults but the features a leaf may split on (60
     % of them, at most 32; river's: the square root) and the grace period (25; river's: 50),
-    the module's docstring says how a batch is ordered, on rows of numbers: :meth:`learn_batch` and :meth:`proba_batch` take arrays,
-    classes as ``0..n_classes-1``; ``learn_one`` and ``predict_proba_one`` take river's dicts of
-    the same features, keys in a fixed order.
+    the module's docstring says how a batch is ordered, on rows of numbers: :meth:`learn_batch`
+    and :meth:`proba_batch` take arrays, classes as ``0..n_classes-1``; ``learn_one`` and
+    ``predict_proba_one`` take river's dicts of the same features, keys in a fixed order.
 
     Parameters
     ----------
