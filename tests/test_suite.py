@@ -76,9 +76,10 @@ def test_river_streams_are_written_the_same_every_time_and_read_by_the_bench(tmp
 
 
 def test_compare_passes_counts_the_pseudo_labels_of_two_recorded_passes():
-    # River's streams under the audit of before and the exact Beta audit (counted apart once by hand).
+    # River's streams under the audit of before (the streamssl-pseudo runs of their report until
+    # 2026-12-06 15:10, kept apart) and the exact Beta audit (counted apart once by hand).
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "compare_passes.py"),
-                           str(ROOT / "benchmarks/results/river-streams"), "streamssl-pseudo",
+                           str(ROOT / "benchmarks/results/pseudo-guards/audit-before/river-streams"), "streamssl-pseudo",
                            str(ROOT / "benchmarks/results/pseudo-guards/audit-jeffreys/river-streams"),
                            "streamssl-pseudo", "--new-tag", "beta", "--streams", "river-streams", "--pseudo"],
                           capture_output=True, text=True, timeout=120)
