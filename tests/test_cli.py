@@ -415,6 +415,20 @@ def test_the_estimated_accuracy_is_the_mean_of_the_last_1000_served_confidences(
     assert metrics.registry.get_sample_value("streamssl_prediction_confidence_count") == 2000
 
 
+def test_the_calibration_error_is_read_from_the_learner_when_scraped():
+    metrics = LearnerMetrics(CollectorRegistry())
+    ece = lambda: metrics.registry.get_sample_value("streamssl_calibration_error")  # noqa: E731
+    assert math.isnan(ece())  # no learner yet
+    learner = _Learner()
+    learner.calibration_error = None  # no labelled event yet
+    metrics.sync_learner(learner)
+    assert math.isnan(ece())
+    learner.calibration_error = 0.04
+    assert ece() == 0.04  # the learner's figure now, without another sync
+    learner.calibration_error = 0.02
+    assert ece() == 0.02
+
+
 def test_every_metric_is_prefixed_and_counters_end_in_total():
     registry = CollectorRegistry()
     metrics = LearnerMetrics(registry)

@@ -1068,10 +1068,11 @@ class StreamLearner(base.Classifier):
     def calibration_error(self) -> float | None:
         """Expected calibration error (15 bins) of the served answer over the last 1,000
         labelled events, each answered before its label was learned (``None`` before any)."""
-        if not self._recent_served:
+        served = list(self._recent_served)  # one step: a scrape's thread may read while a batch learns
+        if not served:
             return None
         recent = Reliability()
-        confidence, correct = zip(*self._recent_served)
+        confidence, correct = zip(*served)
         recent.add(confidence, correct)
         return recent.calibration_error
 

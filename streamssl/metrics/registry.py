@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter as TallyCounter, deque
 from typing import Callable, Iterable, Iterator
 
@@ -62,6 +63,10 @@ class LearnerMetrics:
         self.calibration_error = Gauge(
             "streamssl_calibration_error", "Expected calibration error (15 confidence bins) of the served answers "
             "over the last 1,000 labelled events, each answered before its label was learned.", registry=r)
+        # Read from the learner when scraped, not binned again after every micro-batch (3 % of a
+        # replay's time on elec2); NaN before the first labelled event.
+        self._learner = None
+        self.calibration_error.set_function(self._calibration_error)
         self._recent_confidence: deque[float] = deque(maxlen=1000)
         self.batch_seconds = Histogram("streamssl_batch_processing_seconds",
                                        "Wall time to predict and learn one micro-batch.", registry=r)
@@ -109,13 +114,15 @@ class LearnerMetrics:
                     self._seen_drifts[key] = n
             if monitor.events:
                 self.last_drift.set(monitor.events[-1].time)
-        ece = getattr(learner, "calibration_error", None)
-        if ece is not None:
-            self.calibration_error.set(ece)
+        self._learner = learner
         loss = getattr(learner, "ssl_loss", None)
         if loss is not None:
             self.ssl_loss.set(loss)
         self._collapse.stats = getattr(learner, "ssl_stats", None)
+
+    def _calibration_error(self) -> float:
+        ece = getattr(self._learner, "calibration_error", None)
+        return math.nan if ece is None else float(ece)
 
 
 class _CollapseCollector:
