@@ -8,6 +8,13 @@ accuracy points, the ratio of events/s and both ECEs, with the mean over streams
 it for a change that was run as a tagged pass against the main pass it would replace (an old
 pass from git: ``git worktree add /tmp/old COMMIT``, then ``/tmp/old/benchmarks/results``).
 
+Each row also counts the seeds on which the new pass is above / level with / below the old,
+and each mean row gives the mean over streams *per seed* and its standard error over the seeds:
+on these streams a mean change of a few tenths of a point can turn over on other seeds (a
+variance prior in the forests' leaves, 2026-12-06: +0.08 points at 1 % over seeds 0-2, -0.45
+over seeds 3-5), so a change worth keeping is run on a second set of seeds (``--seeds 3,4,5``
+on both passes) before it is taken.
+
 ``--streams held-out`` or ``river-streams`` reads the streams kept out of the suite (their
 passes lie in ``results/held-out`` and ``results/river-streams``). ``--pseudo`` adds, per cell,
 the pseudo-labels accepted and their precision, and how many cells with 100 or more accepted
@@ -22,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -37,19 +45,18 @@ def _run(path: Path, model: str) -> dict | None:
 
 
 def _pairs(old: Path, old_model: str, new: Path, new_model: str, old_tag: str, new_tag: str,
-           stream: str, rate: str, seeds: range) -> list[tuple[dict, dict]]:
-    pairs = [(_run(old / f"{stream}.{rate}.{s}{'.' + old_tag if old_tag else ''}.json", old_model),
-              _run(new / f"{stream}.{rate}.{s}{'.' + new_tag if new_tag else ''}.json", new_model))
-             for s in seeds]
-    return [(a, b) for a, b in pairs if a and b]
+           stream: str, rate: str, seeds: Sequence[int]) -> list[tuple[dict, dict]]:
+    return [(a, b) for a, b in _aligned(old, old_model, new, new_model, old_tag, new_tag, stream, rate, seeds)
+            if a and b]
 
 
 def compare(old: Path, old_model: str, new: Path, new_model: str, old_tag: str = "", new_tag: str = "",
-            seeds: range = range(3), streams: list[str] = STREAMS) -> str:
-    lines = ["| rate | stream | old | new | points | events/s old → new | ECE old → new |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+            seeds: Sequence[int] = range(3), streams: list[str] = STREAMS) -> str:
+    lines = ["| rate | stream | old | new | points | seeds up / level / down | events/s old → new | ECE old → new |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for rate in ("0.01", "0.05"):
         diffs = []
+        by_seed: dict[int, list[float]] = {seed: [] for seed in seeds}  # each seed's points, stream by stream
         for stream in streams:
             pairs = _pairs(old, old_model, new, new_model, old_tag, new_tag, stream, rate, seeds)
             if not pairs:
@@ -58,17 +65,40 @@ def compare(old: Path, old_model: str, new: Path, new_model: str, old_tag: str =
                     for k in ("accuracy", "events_per_second", "calibration_error")}
             points = 100 * (mean["accuracy"][1] - mean["accuracy"][0])
             diffs.append(points)
+            seed_points = [100 * (b["accuracy"] - a["accuracy"]) for a, b in pairs]
+            for seed, (a, b) in zip(seeds, _aligned(old, old_model, new, new_model, old_tag, new_tag, stream, rate, seeds)):
+                if a and b:
+                    by_seed[seed].append(100 * (b["accuracy"] - a["accuracy"]))
+            moves = (sum(d > 0 for d in seed_points), sum(d == 0 for d in seed_points), sum(d < 0 for d in seed_points))
             speed = mean["events_per_second"]
             lines.append(f"| {float(rate):.0%} | {stream} | {mean['accuracy'][0]:.4f} | {mean['accuracy'][1]:.4f} | "
-                         f"{points:+.2f} | {speed[0]:,.0f} → {speed[1]:,.0f} ({speed[1] / speed[0]:.2f}×) | "
+                         f"{points:+.2f} | {' / '.join(map(str, moves))} | "
+                         f"{speed[0]:,.0f} → {speed[1]:,.0f} ({speed[1] / speed[0]:.2f}×) | "
                          f"{mean['calibration_error'][0]:.3f} → {mean['calibration_error'][1]:.3f} |")
         if diffs:
-            lines.append(f"| {float(rate):.0%} | **mean** | | | **{np.mean(diffs):+.2f}** | | |")
+            lines.append(f"| {float(rate):.0%} | **mean** | | | **{np.mean(diffs):+.2f}** | {_per_seed(by_seed, len(diffs))} | | |")
     return "\n".join(lines)
 
 
+def _aligned(old: Path, old_model: str, new: Path, new_model: str, old_tag: str, new_tag: str,
+             stream: str, rate: str, seeds: Sequence[int]) -> list[tuple[dict | None, dict | None]]:
+    return [(_run(old / f"{stream}.{rate}.{s}{'.' + old_tag if old_tag else ''}.json", old_model),
+             _run(new / f"{stream}.{rate}.{s}{'.' + new_tag if new_tag else ''}.json", new_model)) for s in seeds]
+
+
+def _per_seed(by_seed: dict[int, list[float]], n_streams: int) -> str:
+    """The mean over streams on each seed that holds them all, and its standard error over seeds."""
+    means = {seed: float(np.mean(d)) for seed, d in by_seed.items() if len(d) == n_streams}
+    if not means:
+        return ""
+    text = "per seed " + ", ".join(f"{seed}: {m:+.2f}" for seed, m in means.items())
+    if len(means) > 1:
+        text += f"; ± {np.std(list(means.values()), ddof=1) / np.sqrt(len(means)):.2f} (s.e.)"
+    return text
+
+
 def compare_pseudo(old: Path, old_model: str, new: Path, new_model: str, old_tag: str = "",
-                   new_tag: str = "", seeds: range = range(3), streams: list[str] = STREAMS) -> str:
+                   new_tag: str = "", seeds: Sequence[int] = range(3), streams: list[str] = STREAMS) -> str:
     """Pseudo-labels accepted · their precision per cell (✗: 100 or more accepted, under 0.99
     right), and per pass the cells with 100 or more, those of them at 0.99, the total and the
     pooled precision."""
@@ -109,13 +139,15 @@ def main() -> None:
     parser.add_argument("--streams", choices=sorted(STREAM_SETS), default="suite",
                         help="which set of streams (default: the suite's)")
     parser.add_argument("--pseudo", action="store_true", help="add the pseudo-labels' table")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated (default 0,1,2)")
     args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
     streams = [s.name for s in STREAM_SETS[args.streams]()]
     passes = (args.old, args.old_model, args.new, args.new_model, args.old_tag, args.new_tag)
-    print(compare(*passes, streams=streams))
+    print(compare(*passes, seeds=seeds, streams=streams))
     if args.pseudo:
         print()
-        print(compare_pseudo(*passes, streams=streams))
+        print(compare_pseudo(*passes, seeds=seeds, streams=streams))
 
 
 if __name__ == "__main__":

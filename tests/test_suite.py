@@ -88,6 +88,27 @@ def test_compare_passes_counts_the_pseudo_labels_of_two_recorded_passes():
     assert "| old | 9 | 4 | 9,522 | 0.9783 |" in done.stdout and "| new | 0 | 0 | 0 | n/a |" in done.stdout
 
 
+def test_compare_passes_gives_each_seeds_mean_whose_mean_is_the_rows_mean():
+    # The main pass against its tagged pass without smoothed targets, both kept in results/.
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "compare_passes.py"),
+                           str(ROOT / "benchmarks/results"), "streamssl", str(ROOT / "benchmarks/results"),
+                           "streamssl-no-smoothing", "--new-tag", "no-smoothing"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in done.stdout.splitlines()
+            if line.startswith(("| 1% |", "| 5% |"))]
+    for rate in ("1%", "5%"):
+        streams = [r for r in rows if r[0] == rate and r[1] != "**mean**"]
+        mean_row, = [r for r in rows if r[0] == rate and r[1] == "**mean**"]
+        assert len(streams) == 7
+        up, level, down = (sum(int(r[5].split(" / ")[i]) for r in streams) for i in range(3))
+        assert up + level + down == 21  # 7 streams, 3 seeds
+        per_seed = [float(x.split(": ")[1]) for x in mean_row[5].split(";")[0].removeprefix("per seed ").split(", ")]
+        assert len(per_seed) == 3 and "(s.e.)" in mean_row[5]
+        # Every stream holds every seed, so the mean over seeds of the suite's mean per seed is the row's mean.
+        assert sum(per_seed) / 3 == pytest.approx(float(mean_row[4].strip("*")), abs=0.006)
+
+
 def test_combiner_replay_probes_see_what_the_learner_saw():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
