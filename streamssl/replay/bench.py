@@ -82,21 +82,25 @@ def with_peer_features(models: list[str], peer_features: str) -> list[str]:
     """Expand peer names for ``--peer-features``: ``raw`` as given, ``same`` with streamssl's
     temporal context stage (``NAME+context``), ``both`` each peer in both forms.
 
+    A model named twice, or once by name and once by expansion, runs once:
+
     >>> with_peer_features(["streamssl", "river-arf", "no-change"], "both")
     ['streamssl', 'river-arf', 'river-arf+context', 'no-change']
+    >>> with_peer_features(["river-arf+context", "river-arf", "river-lr"], "both")
+    ['river-arf+context', 'river-arf', 'river-lr', 'river-lr+context']
     """
     from .peers import CONTEXT_SUFFIX
 
-    out = []
+    out: dict[str, None] = {}  # ordered, each once
     for m in models:
         is_peer = m not in STREAMSSL_MODELS and m != "no-change" and not m.endswith(CONTEXT_SUFFIX)
         if not is_peer or peer_features == "raw":
-            out.append(m)
+            out[m] = None
         elif peer_features == "same":
-            out.append(m + CONTEXT_SUFFIX)
+            out[m + CONTEXT_SUFFIX] = None
         else:
-            out += [m, m + CONTEXT_SUFFIX]
-    return out
+            out.update({m: None, m + CONTEXT_SUFFIX: None})
+    return list(out)
 
 
 @dataclass(frozen=True)
