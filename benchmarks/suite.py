@@ -112,8 +112,8 @@ def prepare(stream: Stream) -> None:
 
 
 def run_cell(stream: Stream, rate: float, seed: int, models: list[str], out: Path, plot: bool, tag: str = "",
-             parts: dict | None = None) -> dict:
-    settings = BenchSettings(label_rate=rate, seed=seed, limit=stream.limit,
+             parts: dict | None = None, label_delay: int = 0) -> dict:
+    settings = BenchSettings(label_rate=rate, label_delay=label_delay, seed=seed, limit=stream.limit,
                              window=200 if (stream.limit or 10**9) <= 5000 or "usenet" in stream.name
                              or "lux" in stream.name else 1000, parts=parts or {})
     start = time.time()
@@ -194,6 +194,13 @@ def record_cells(record, directory: Path, workers: int, sets: Sequence[str] = ("
             print(line, flush=True)
 
 
+def _delays(docs: list[dict]) -> str:
+    """When the passes' labels were revealed, in the words of the report's protocol."""
+    delays = sorted({d.get("label_delay", 0) for d in docs})
+    said = {0: "right after its batch"}
+    return " or ".join(said.get(n, f"{n:,} events after its event") for n in delays) or said[0]
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -242,7 +249,7 @@ def write_report(docs: list[dict], stream_list: list[Stream], models: list[str],
     lines += ["",
              "Protocol: prequential test-then-train over micro-batches of 64 (each batch predicted, then learned); "
              "the label of a seeded random share of events (`numpy.random.default_rng(seed).random(n) < rate`, the "
-             "same for every model) is revealed right after its batch; the rest are learned unlabelled. Each model "
+             f"same for every model) is revealed {_delays(docs)}; the rest are learned unlabelled. Each model "
              "runs in a fresh process, with one torch thread. Cells are mean ± std over seeds "
              f"{sorted({d['seed'] for d in docs})}; **bold** is the best mean of the row. Events/s is steady-state "
              "(timed from the second batch).", ""]
@@ -402,11 +409,18 @@ def main() -> None:
     p.add_argument("--part", action="append", default=[], metavar="NAME.SETTING=VALUE",
                    help="a setting of the learner's parts for every streamssl model (as streamssl bench --part); "
                    "give the pass a --tag")
+    p.add_argument("--label-delay", type=int, default=0, metavar="N",
+                   help="each label revealed N events after its event (default 0: right after its micro-batch); "
+                   "give the pass a --tag or an --out of its own")
     args = p.parse_args()
     from streamssl.cli import checked_parts, parse_part_setting
 
     if args.part and not args.tag:
         p.error("--part needs --tag: the pass's JSON files must not take the place of the main pass's")
+    if args.label_delay < 0:
+        p.error("--label-delay must be >= 0")
+    if args.label_delay and not (args.tag or args.out):
+        p.error("--label-delay needs --tag or --out: the pass's JSON files must not take the place of the main pass's")
     try:
         parts = checked_parts([parse_part_setting(text) for text in args.part])
     except argparse.ArgumentTypeError as exc:
@@ -435,7 +449,7 @@ def main() -> None:
 
     start = time.time()
     jobs = [] if args.report_only else [(s, r, seed, models, args.out, seed == seeds[0] and r in (0.05, rates[0]), args.tag,
-                                         parts) for seed in seeds for r in rates for s in stream_list]
+                                         parts, args.label_delay) for seed in seeds for r in rates for s in stream_list]
     # Longest cells first, so that two workers finish together.
     jobs.sort(key=lambda j: -(j[0].limit or 50_000) * (4 if j[1] == 1.0 else 1))
     if jobs:
@@ -444,7 +458,7 @@ def main() -> None:
     command = "python benchmarks/suite.py" + (" --quick" if args.quick else "") + (
         f" --{kept_out}" if kept_out else "") + "".join(
         f" --{k} {v}" for k, v in (("seeds", args.seeds), ("rates", args.rates), ("streams", args.streams),
-                                   ("models", args.models), ("tag", args.tag)) if v) + "".join(
+                                   ("models", args.models), ("tag", args.tag), ("label-delay", args.label_delay)) if v) + "".join(
         f" --part {text}" for text in args.part)
     # The report covers every pass whose JSON is in --out (the main one and any tagged extras).
     names = {s.name for s in stream_list}
