@@ -1,5 +1,6 @@
 """The benchmark suite's quick mode, end to end, as CI runs it."""
 
+import json
 import os
 import subprocess
 import sys
@@ -27,6 +28,21 @@ def test_quick_suite_writes_a_report_with_tables_and_plots(tmp_path):
     assert sorted(p.name for p in (tmp_path / "plots").glob("*.png")) == ["elec2_sample.0.05.png", "usenet1.0.05.png"]
     assert sorted(p.name for p in tmp_path.glob("*.json")) == [
         "elec2_sample.0.05.0.json", "passes.json", "usenet1.0.05.0.json"]
+
+
+@pytest.mark.skipif(not shared_data("usenet1.csv.gz").exists(), reason="../shared/data is not beside the repository")
+def test_a_pass_with_late_labels_says_so_and_keeps_apart_from_the_main_pass(tmp_path):
+    env = {**os.environ, "STREAMSSL_SHARED_DATA": str(shared_data("."))}
+    suite = [sys.executable, str(ROOT / "benchmarks" / "suite.py"), "--quick", "--streams", "usenet1",
+             "--models", "river-nb", "--workers", "1", "--label-delay", "100"]
+    refused = subprocess.run(suite, capture_output=True, text=True, env=env, timeout=120)
+    assert refused.returncode == 2 and "--label-delay needs --tag or --out" in refused.stderr
+    done = subprocess.run([*suite, "--out", str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads((tmp_path / "usenet1.0.05.0.json").read_text())
+    assert doc["label_delay"] == 100 and doc["runs"][0]["model"] == "river-nb"
+    report = (tmp_path / "RESULTS.md").read_text()
+    assert "is revealed 100 events after its event" in report and "--label-delay 100" in report
 
 
 def test_encoder_throughput_benchmark_prints_and_writes_its_figures(tmp_path):
