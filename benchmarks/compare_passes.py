@@ -58,17 +58,19 @@ def compare(old: Path, old_model: str, new: Path, new_model: str, old_tag: str =
         diffs = []
         by_seed: dict[int, list[float]] = {seed: [] for seed in seeds}  # each seed's points, stream by stream
         for stream in streams:
-            pairs = _pairs(old, old_model, new, new_model, old_tag, new_tag, stream, rate, seeds)
+            aligned = _aligned(old, old_model, new, new_model, old_tag, new_tag, stream, rate, seeds)
+            pairs = [(a, b) for a, b in aligned if a and b]
             if not pairs:
                 continue
             mean = {k: [np.mean([p[i][k] or 0.0 for p in pairs]) for i in (0, 1)]
                     for k in ("accuracy", "events_per_second", "calibration_error")}
             points = 100 * (mean["accuracy"][1] - mean["accuracy"][0])
             diffs.append(points)
-            seed_points = [100 * (b["accuracy"] - a["accuracy"]) for a, b in pairs]
-            for seed, (a, b) in zip(seeds, _aligned(old, old_model, new, new_model, old_tag, new_tag, stream, rate, seeds)):
+            seed_points = []
+            for seed, (a, b) in zip(seeds, aligned):
                 if a and b:
-                    by_seed[seed].append(100 * (b["accuracy"] - a["accuracy"]))
+                    seed_points.append(100 * (b["accuracy"] - a["accuracy"]))
+                    by_seed[seed].append(seed_points[-1])
             moves = (sum(d > 0 for d in seed_points), sum(d == 0 for d in seed_points), sum(d < 0 for d in seed_points))
             speed = mean["events_per_second"]
             lines.append(f"| {float(rate):.0%} | {stream} | {mean['accuracy'][0]:.4f} | {mean['accuracy'][1]:.4f} | "
