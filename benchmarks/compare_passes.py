@@ -44,10 +44,11 @@ def _run(path: Path, model: str) -> dict | None:
     return next((r for r in json.loads(path.read_text())["runs"] if r["model"] == model), None)
 
 
-def _pairs(old: Path, old_model: str, new: Path, new_model: str, old_tag: str, new_tag: str,
-           stream: str, rate: str, seeds: Sequence[int]) -> list[tuple[dict, dict]]:
-    return [(a, b) for a, b in _aligned(old, old_model, new, new_model, old_tag, new_tag, stream, rate, seeds)
-            if a and b]
+def _aligned(old: Path, old_model: str, new: Path, new_model: str, old_tag: str, new_tag: str,
+             stream: str, rate: str, seeds: Sequence[int]) -> list[tuple[dict | None, dict | None]]:
+    """Each seed's (old run, new run) of one cell, ``None`` where a pass lacks it."""
+    return [(_run(old / f"{stream}.{rate}.{s}{'.' + old_tag if old_tag else ''}.json", old_model),
+             _run(new / f"{stream}.{rate}.{s}{'.' + new_tag if new_tag else ''}.json", new_model)) for s in seeds]
 
 
 def compare(old: Path, old_model: str, new: Path, new_model: str, old_tag: str = "", new_tag: str = "",
@@ -82,12 +83,6 @@ def compare(old: Path, old_model: str, new: Path, new_model: str, old_tag: str =
     return "\n".join(lines)
 
 
-def _aligned(old: Path, old_model: str, new: Path, new_model: str, old_tag: str, new_tag: str,
-             stream: str, rate: str, seeds: Sequence[int]) -> list[tuple[dict | None, dict | None]]:
-    return [(_run(old / f"{stream}.{rate}.{s}{'.' + old_tag if old_tag else ''}.json", old_model),
-             _run(new / f"{stream}.{rate}.{s}{'.' + new_tag if new_tag else ''}.json", new_model)) for s in seeds]
-
-
 def _per_seed(by_seed: dict[int, list[float]], n_streams: int) -> str:
     """The mean over streams on each seed that holds them all, and its standard error over seeds."""
     means = {seed: float(np.mean(d)) for seed, d in by_seed.items() if len(d) == n_streams}
@@ -112,10 +107,8 @@ def compare_pseudo(old: Path, old_model: str, new: Path, new_model: str, old_tag
     runs: tuple[list[dict], list[dict]] = ([], [])
     for stream in streams:
         for rate in ("0.01", "0.05"):
-            for seed in seeds:
-                pair = _pairs(old, old_model, new, new_model, old_tag, new_tag, stream, rate, range(seed, seed + 1))
-                if pair:
-                    (a, b), = pair
+            for seed, (a, b) in zip(seeds, _aligned(old, old_model, new, new_model, old_tag, new_tag, stream, rate, seeds)):
+                if a and b:
                     runs[0].append(a)
                     runs[1].append(b)
                     lines.append(f"| {stream} | {float(rate):.0%} | {seed} | {cell(a)} | {cell(b)} |")
