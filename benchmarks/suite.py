@@ -338,7 +338,7 @@ def write_report(docs: list[dict], stream_list: list[Stream], models: list[str],
                 known = [d for d in diffs if d is not None]
                 lines.append(f"| {m} | {pct(rate)} | " + " | ".join("-" if d is None else f"{d:+.1f}" for d in diffs)
                              + (f" | {np.mean(known):+.1f} |" if known else " | - |"))
-    lines += combiner_regret(cells, names, rates)
+    lines += combiner_regret(cells, names, rates, max((d.get("label_delay", 0) for d in docs), default=0))
     lines += ["", "## Best model per (stream, label rate)", ""]
     lines += [f"- `{m}`: {n} of {cells_n}" for m, n in sorted(wins.items(), key=lambda kv: -kv[1])]
     errors = [(d["stream"], d["label_rate"], d["seed"], m, e) for d in docs for m, e in d.get("errors", {}).items()]
@@ -354,10 +354,24 @@ def write_report(docs: list[dict], stream_list: list[Stream], models: list[str],
     report.write_text("\n".join(lines) + "\n")
 
 
-def combiner_regret(cells: dict, names: list[str], rates: list[float]) -> list[str]:
+def combiner_regret(cells: dict, names: list[str], rates: list[float], label_delay: int = 0) -> list[str]:
     """The default's answer against its best member: accuracy points of the served answer minus
     the prequential accuracy, on the labelled events, of the member with the best mean after the
-    fact (the best of several noisy estimates: an optimistic yardstick where labels are few)."""
+    fact (the best of several noisy estimates: an optimistic yardstick where labels are few).
+    With labels late, a member is scored on a label by its answer when the label came; the
+    report says so.
+
+    >>> run = {"accuracy": 0.8, "labels_used": 50, "experts": {"mlp": {"accuracy": 0.85}, "tree": {"accuracy": 0.7}}}
+    >>> cells = {("s", 0.05): {"streamssl": [run]}}
+    >>> combiner_regret(cells, ["s"], [0.05])[-1]
+    '| s | -5.0 (mlp 0.850, 50 labels) |'
+    >>> "100 events late" in " ".join(combiner_regret(cells, ["s"], [0.05], label_delay=100))
+    True
+    """
+    late = (f" Here the labels came {label_delay:,} events late, and a member is scored on a label by its answer "
+            "when the label came (it learned from the labels between), not by what it answered for the event; "
+            "scored on what it answered then, the members' accuracies move by 0.1-5 points and the table "
+            "hardly at all (`results/late-served/RESULTS.md`).") if label_delay else ""
     lines = ["", "## The combiner against its best member", "",
              "Accuracy points of `streamssl`'s served answer minus the prequential accuracy (on the labelled "
              "events, each scored before it was learned) of the member whose mean over seeds was best after the "
@@ -365,7 +379,7 @@ def combiner_regret(cells: dict, names: list[str], rates: list[float]) -> list[s
              "with that member. With a few dozen labels the best of six members' estimates is mostly luck, and "
              "this yardstick flatters the member: scored on every event, with every member's answers replayed "
              "(`benchmarks/combiner_replay.py`, `results/combiner/replay-2026-12-04.md`), the default is 0.39 / "
-             "0.31 points below the best member of each cell at 1 % / 5 % on average (luxembourg 5 %: −2.1).", "",
+             "0.31 points below the best member of each cell at 1 % / 5 % on average (luxembourg 5 %: −2.1)." + late, "",
              "| stream | " + " | ".join(f"{pct(r)}" for r in rates) + " |", "|---|" + "---:|" * len(rates)]
     rows = 0
     for name in names:

@@ -152,3 +152,18 @@ def test_combiner_replay_probes_see_what_the_learner_saw():
     # Rows 0 and 2 were labelled; row 2's class had no column when it was served.
     assert seen == [([[0.9, 0.1]], [0])]
     assert accuracy == alone["a"] == 2 / 3
+
+
+def test_the_report_says_how_members_were_scored_on_late_labels():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from suite import combiner_regret
+    finally:
+        sys.path.pop(0)
+    run = {"accuracy": 0.80, "labels_used": 50, "experts": {"mlp": {"accuracy": 0.85}, "tree": {"accuracy": 0.70}}}
+    cells = {("s", 0.05): {"streamssl": [run]}}
+    at_once = combiner_regret(cells, ["s"], [0.05])
+    late = combiner_regret(cells, ["s"], [0.05], label_delay=100)
+    assert at_once[-1] == late[-1] == "| s | -5.0 (mlp 0.850, 50 labels) |"
+    assert "events late" not in " ".join(at_once) and "came 100 events late" in " ".join(late)
+    assert combiner_regret({("s", 0.05): {"river-nb": [run]}}, ["s"], [0.05], label_delay=100) == []
