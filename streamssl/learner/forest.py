@@ -30,7 +30,8 @@ import numpy as np
 from river import base, drift
 from scipy.special import ndtr
 
-_HALF_LOG_TAU = 0.5 * math.log(2 * math.pi)
+from . import forest_kernels
+
 
 
 def _entropy(counts: np.ndarray, axis: int = 0) -> np.ndarray:
@@ -185,7 +186,7 @@ class BatchForest(base.Classifier):
         cap, stats = 16, (16, self.n_classes, self.n_leaf_features)
         self.feature = np.full(cap, -1, dtype=np.int64)  # a branch's feature; -1 in a leaf
         self.threshold = np.zeros(cap)
-        self.children = np.zeros((cap, 2), dtype=np.int64)  # a leaf's are itself (see _route)
+        self.children = np.zeros((cap, 2), dtype=np.int64)  # a leaf's are itself
         self.leaf_features = np.zeros((cap, self.n_leaf_features), dtype=np.int64)
         self.counts = np.zeros((cap, self.n_classes))  # class weights
         # Gaussian estimators per (leaf, class, leaf feature): weight, mean, squared deviations, range.
@@ -251,37 +252,17 @@ class BatchForest(base.Classifier):
     # -- answering -----------------------------------------------------------------------------
     def _route(self, roots: np.ndarray, X: np.ndarray) -> np.ndarray:
         """The leaf of every row in every tree given by its root, shape ``(len(roots), len(X))``;
-        a row goes left when its feature is at or under the threshold. A row at a leaf takes a
-        step too (its feature -1 reads the row's last value), to the leaf itself: both its
-        children are it, so a level is a few whole-array operations with no mask."""
-        node = np.repeat(roots[:, None], len(X), axis=1)
-        values, start = X.ravel(), np.arange(len(X)) * X.shape[1]  # row r's feature f: values[start[r] + f]
-        children = self.children.reshape(-1)  # node i's left child at 2i, its right at 2i + 1
-        for _ in range(self.size + 1):  # (no path is longer than the nodes)
-            f = self.feature[node]
-            if not (f >= 0).any():
-                return node
-            node = children[2 * node + (values[start + f] > self.threshold[node])]
-        raise RuntimeError("the forest's nodes hold a cycle")
+        a row goes left when its feature is at or under the threshold."""
+        leaf = forest_kernels.route(np.ascontiguousarray(roots), self.feature, self.threshold, self.children, X)
+        if len(leaf) and leaf.min() < 0:
+            raise RuntimeError("the forest's nodes hold a cycle")
+        return leaf
 
-    def _answers(self, leaf: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The majority-class and naive-Bayes class probabilities at ``leaf`` (one per row) of rows
-        ``x`` (their values of the leaf's features); rows of zeros where the leaf has no weight."""
-        counts = self.counts[leaf]
-        total = counts.sum(axis=1, keepdims=True)
-        seen = counts > 0
-        mc = counts / np.where(total > 0, total, 1.0)
-        with np.errstate(over="ignore"):
-            log_pdf = (x[:, None, :] - self.mean[leaf]) ** 2 / self.neg2var[leaf] - self.halflog[leaf]
-        # River leaves out a density that underflows to 0, as it does no density.
-        valid = self.gaussian[leaf] & np.isfinite(log_pdf)
-        with np.errstate(over="ignore"):  # densities whose product underflows: that class's vote is -inf
-            votes = np.log(np.where(seen, mc, 1.0)) + np.where(valid, log_pdf - _HALF_LOG_TAU, 0.0).sum(axis=2)
-        votes = np.where(seen, votes, -np.inf)
-        top = votes.max(axis=1, keepdims=True)
-        nb = np.exp(votes - np.where(np.isfinite(top), top, 0.0))
-        nb_total = nb.sum(axis=1, keepdims=True)
-        return mc, nb / np.where(nb_total > 0, nb_total, 1.0)
+    def _answers(self, leaf: np.ndarray, X: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The majority-class and naive-Bayes class probabilities at ``leaf`` (one per row) of
+        rows ``X[rows]``; rows of zeros where the leaf has no weight."""
+        return forest_kernels.answers(leaf, rows, X, self.counts, self.leaf_features, self.mean, self.neg2var,
+                                      self.halflog, self.gaussian)
 
     def _leaf_rows(self, leaf: np.ndarray, X: np.ndarray, rows: np.ndarray) -> np.ndarray:
         return X[rows[:, None], self.leaf_features[leaf]]
@@ -289,7 +270,7 @@ class BatchForest(base.Classifier):
     def _tree_proba(self, leaf: np.ndarray, X: np.ndarray, rows: np.ndarray) -> tuple:
         """Each tree's answer at ``leaf`` (its naive Bayes where that has been right at least as
         often as its majority class, in a leaf still learning), with both answers."""
-        mc, nb = self._answers(leaf, self._leaf_rows(leaf, X, rows))
+        mc, nb = self._answers(leaf, X, rows)
         use_nb = self.nb_right[leaf] >= self.mc_right[leaf]
         return np.where(use_nb[:, None], nb, mc), mc, nb
 
@@ -311,7 +292,7 @@ class BatchForest(base.Classifier):
 
     # -- learning ------------------------------------------------------------------------------
     def _check(self, X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float64)
+        X = np.ascontiguousarray(X, dtype=np.float64)
         if X.ndim != 2 or (self.n_features is not None and X.shape[1] != self.n_features):
             raise ValueError(f"rows of {self.n_features} features expected, got shape {X.shape}")
         return X

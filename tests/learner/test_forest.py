@@ -223,3 +223,61 @@ def test_densities_whose_product_underflows_answer_without_a_warning():
         proba = model.proba_batch(np.full((1, 30), 5e150), 2)
     assert np.isfinite(proba).all()
     np.testing.assert_allclose(proba.sum(1), 1.0)
+
+
+def _answers_as_arrays(model, leaf, X, rows):
+    """A leaf's answers as the whole-array formulas give them (the forest's before its loops
+    were compiled): the reference of the compiled kernel."""
+    counts = model.counts[leaf]
+    total = counts.sum(axis=1, keepdims=True)
+    seen = counts > 0
+    mc = counts / np.where(total > 0, total, 1.0)
+    x = X[rows[:, None], model.leaf_features[leaf]]
+    with np.errstate(over="ignore"):
+        log_pdf = (x[:, None, :] - model.mean[leaf]) ** 2 / model.neg2var[leaf] - model.halflog[leaf]
+    valid = model.gaussian[leaf] & np.isfinite(log_pdf)
+    with np.errstate(over="ignore"):
+        votes = np.log(np.where(seen, mc, 1.0)) + np.where(valid, log_pdf - 0.5 * np.log(2 * np.pi), 0.0).sum(axis=2)
+    votes = np.where(seen, votes, -np.inf)
+    top = votes.max(axis=1, keepdims=True)
+    nb = np.exp(votes - np.where(np.isfinite(top), top, 0.0))
+    nb_total = nb.sum(axis=1, keepdims=True)
+    return mc, nb / np.where(nb_total > 0, nb_total, 1.0)
+
+
+def test_the_compiled_answers_are_the_whole_array_formulas():
+    X, y = _stream(3000)
+    model = BatchForest(seed=0)
+    for start in range(0, 3000, 64):
+        model.learn_batch(X[start:start + 64], y[start:start + 64])
+    queries = np.vstack([X[:300], np.full((1, X.shape[1]), 1e200), np.zeros((1, X.shape[1]))])
+    T = model.n_models
+    leaf = model._route(model._roots[:T], queries)
+    # Every node of the arrays too: inner nodes hold weight, some classes unseen, a new leaf none.
+    model._new_leaf()
+    nodes = np.arange(model.size)
+    for where, rows in ((leaf.ravel(), np.tile(np.arange(len(queries)), T)), (nodes, nodes % len(queries))):
+        mc, nb = model._answers(where, queries, rows)
+        ref_mc, ref_nb = _answers_as_arrays(model, where, queries, rows)
+        np.testing.assert_allclose(mc, ref_mc, rtol=1e-12, atol=1e-300)
+        np.testing.assert_allclose(nb, ref_nb, rtol=1e-9, atol=1e-12)
+    assert model.counts[model.size - 1].sum() == 0 and (model.counts[: model.size] == 0).any()
+
+
+def test_routing_follows_each_split_to_a_leaf():
+    X, y = _stream(2000)
+    model = BatchForest(seed=0)
+    for start in range(0, 2000, 64):
+        model.learn_batch(X[start:start + 64], y[start:start + 64])
+    T = model.n_models
+    leaf = model._route(model._roots[:T], X[:50])
+    for t in range(T):
+        for r in range(50):
+            node = model._roots[t]
+            while model.feature[node] >= 0:
+                node = model.children[node, int(X[r, model.feature[node]] > model.threshold[node])]
+            assert leaf[t, r] == node and model.feature[node] < 0
+    model.children[model._roots[0]] = model._roots[0]  # a split whose children are itself: a cycle
+    model.feature[model._roots[0]] = max(model.feature[model._roots[0]], 0)
+    with pytest.raises(RuntimeError, match="cycle"):
+        model._route(model._roots[:1], X[:1])
