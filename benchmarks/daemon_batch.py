@@ -1,8 +1,8 @@
 """The daemon's own cost per micro-batch, without a broker: ``Daemon.process`` timed batch by batch.
 
     python benchmarks/daemon_batch.py                    # 300 batches of 256 elec2 events, 5 % labels
-    python benchmarks/daemon_batch.py --batches 500 --batch 1024 --trees
-    python benchmarks/daemon_batch.py --trees --part trees.n_models=5   # the parts' settings, as learner.parts
+    python benchmarks/daemon_batch.py --batches 500 --batch 1024 --no-trees
+    python benchmarks/daemon_batch.py --part trees.n_models=5   # the parts' settings, as learner.parts
 
 Records are built as the Kafka source hands them over (events topic, and a labels topic whose
 labels for a batch's 5 % arrive with the next batch, as the daemon's late join sees them) and
@@ -94,7 +94,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=256, help="events per micro-batch (default 256)")
     p.add_argument("--batches", type=int, default=300, help="micro-batches timed (default 300, the first 5 not counted)")
     p.add_argument("--label-rate", type=float, default=0.05)
-    p.add_argument("--trees", action="store_true", help="the learner's forests on (the daemon's default is off)")
+    p.add_argument("--trees", action=argparse.BooleanOptionalAction, default=True,
+                   help="the learner's forests on or off (learner.trees; the daemon's default: on)")
     p.add_argument("--part", type=parse_part_setting, action="append", default=[], metavar="NAME.SETTING=VALUE",
                    help="a setting of the learner's parts (the daemon's learner.parts), repeatable: trees.n_models=5")
     args = p.parse_args()

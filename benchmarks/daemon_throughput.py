@@ -158,14 +158,14 @@ def main() -> int:
     p.add_argument("--bootstrap", default=None, help="use this broker instead of a local Tansu")
     p.add_argument("--checkpoint-writer", choices=("process", "thread"), default=None,
                    help="the daemon's checkpoint.writer (default: the daemon's own, process)")
-    p.add_argument("--trees", action="store_true", help="the learner's forests on (learner.trees: true; the daemon's "
-                   "default is off)")
+    p.add_argument("--trees", action=argparse.BooleanOptionalAction, default=None,
+                   help="the learner's forests on or off (learner.trees; the daemon's default: on)")
     p.add_argument("--part", type=parse_part_setting, action="append", default=[], metavar="NAME.SETTING=VALUE",
                    help="a setting of the learner's parts (the daemons' learner.parts), repeatable: trees.n_models=5")
     p.add_argument("--json", type=Path, default=None, help="also write the figures as JSON to FILE")
     args = p.parse_args()
-    if args.trees:
-        LEARNER["trees"] = True
+    if args.trees is not None:
+        LEARNER["trees"] = args.trees
     if args.part:
         LEARNER["parts"] = part_settings(args.part)
     if args.checkpoint_writer:

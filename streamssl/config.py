@@ -342,11 +342,6 @@ class _LearnerSettings(_Section):
         return self
 
 
-# The tree heads (the two forests) are off in the daemon, on in the library and replay: they add
-# 0.9 / 2.1 points of mean accuracy on the suite at 1 % / 5 % labels, and cost the daemon 40 % more
-# time per batch (benchmarks/daemon_batch.py, 2026-12-06: 25-27 against 18-19 ms per 256 events at
-# 5 % labels); with them its p99 at 5,000 events/s was 380 ms (benchmarks/daemon_throughput.py --trees).
-_DAEMON_DEFAULTS = {"trees": False}
 
 LearnerConfig = create_model(
     "LearnerConfig", __base__=_LearnerSettings, __module__=__name__,
@@ -354,7 +349,7 @@ LearnerConfig = create_model(
     ``ssl``, ``pseudo_labels``, ``temporal``, ``memory``, ``trees``, ``linear``, ``calibrate``, ``drift_channels``, ``drift_response``,
     ``combiner``; ``null`` keeps the learner's default; the flags of ``streamssl replay`` come from the
     same declaration), and its settings.""",
-    **{s.key: (s.config_type, _DAEMON_DEFAULTS.get(s.key)) for s in SWITCHES},
+    **{s.key: (s.config_type, None) for s in SWITCHES},
 )
 
 
