@@ -44,9 +44,9 @@ def test_an_on_off_switch_turns_its_part_off_from_the_cli_and_from_the_config(sw
 
 
 def test_choices_and_drift_channels_reach_the_learner_in_the_same_form():
-    """(The daemon's config leaves the tree head off unless told: its one default of its own.)"""
+    """(The daemon's config and the CLI keep the learner's defaults alike: the tree heads on.)"""
     args = build_parser().parse_args(["replay", "s.csv", "--combiner", "select", "--drift", "error:ADWIN",
-                                      "--drift", "features:MMD", "--no-trees", "--device", "cpu"])
+                                      "--drift", "features:MMD", "--device", "cpu"])
     config = LearnerConfig.model_validate({"combiner": "select", "drift_channels": ["error:ADWIN", "features:MMD"]})
     assert switch_settings(vars(args), "flag") == switch_settings(dict(config), "key")
     learner = make_learner(args)
