@@ -8,8 +8,9 @@ forests as members that was about 70 % of a :class:`~streamssl.learner.StreamLea
 random subset of features per leaf, Gaussian split candidates scored by information gain under a
 Hoeffding bound, naive-Bayes-adaptive leaves, an ADWIN warning and drift detector per tree with a
 background tree, trees weighted by their accuracy), with the nodes of all its trees in one set of
-numpy arrays: a micro-batch is routed down every tree at once, answered and learned by array
-operations, with a Python step only per split attempt and per drift-detector update.
+numpy arrays: a micro-batch is routed down every tree at once and answered in compiled loops
+(:mod:`~streamssl.learner.forest_kernels`), learned by array operations, its split candidates
+scored in a compiled loop, with a Python step only per split and per drift-detector update.
 
 How rows are ordered (where it differs from river's label by label): rows are learned in chunks
 of ``ceil(grace_period / lambda_value)`` (5 with the defaults, 9 with river's grace period of
@@ -28,21 +29,8 @@ from typing import Any
 
 import numpy as np
 from river import base, drift
-from scipy.special import ndtr
 
 from . import forest_kernels
-
-
-
-def _entropy(counts: np.ndarray, axis: int = 0) -> np.ndarray:
-    """Entropy in bits of the class weights on ``axis`` (0 where there is no weight).
-
-    >>> _entropy(np.array([[1.0, 1.0], [3.0, 1.0]]), axis=1).round(3).tolist()
-    [1.0, 0.811]
-    """
-    total = counts.sum(axis=axis, keepdims=True)
-    p = counts / np.where(total > 0, total, 1.0)
-    return -(p * np.log2(np.where(p > 0, p, 1.0))).sum(axis=axis)
 
 
 class BatchForest(base.Classifier):
@@ -417,9 +405,10 @@ class BatchForest(base.Classifier):
     def _attempt_splits(self, leaves: np.ndarray) -> None:
         """Score the candidates of each of ``leaves`` (``n_splits`` evenly spaced thresholds
         inside each feature's observed range; each class's weight on either side from its
-        Gaussian) by information gain, all leaves in one set of array operations, and split a
-        leaf on its best when that beats its second best by the Hoeffding bound, or the bound is
-        under ``tau``; leaves split in ascending order (each split draws its children's features).
+        Gaussian) by information gain (:func:`~streamssl.learner.forest_kernels.split_scores`),
+        and split a leaf on its best when that beats its second best by the Hoeffding bound, or
+        the bound is under ``tau``; leaves split in ascending order (each split draws its
+        children's features).
 
         A leaf that holds one class (more than ``max_share_to_split`` of its weight), or whose
         candidates are all invalid when the bound calls for a split, starts its estimators afresh:
@@ -435,35 +424,8 @@ class BatchForest(base.Classifier):
         leaves, counts, classes, total = leaves[~pure], counts[~pure], classes[~pure], total[~pure]
         if not len(leaves):
             return
-        n, mean, lo, hi = self.n[leaves], self.mean[leaves], self.lo[leaves], self.hi[leaves]  # (L, C, m)
-        seen = n > 0
-        f_lo, f_hi = np.where(seen, lo, np.inf).min(axis=1), np.where(seen, hi, -np.inf).max(axis=1)  # (L, m)
-        steps = np.arange(1, self.n_splits + 1) / (self.n_splits + 1.0)
-        with np.errstate(invalid="ignore"):
-            cand = f_lo[..., None] + (f_hi - f_lo)[..., None] * steps  # (L, m, S)
-            usable = (cand > f_lo[..., None]) & (cand < f_hi[..., None])
-        cand = np.where(usable, cand, 0.0)
-        sigma = np.sqrt(self.m2[leaves] / np.where(n > 1.0, n - 1.0, np.inf))[..., None]
-        s = cand[:, None]  # (L, 1, m, S)
-        with np.errstate(over="ignore"):
-            z = (s - mean[..., None]) / np.where(sigma > 0, sigma, 1.0)
-        inside = np.where(sigma > 0, ndtr(z), 0.0) * n[..., None]  # river: no spread, no weight left
-        left = np.where(s < lo[..., None], 0.0, np.where(s >= hi[..., None], n[..., None], inside))
-        left = np.where(seen[..., None], left, 0.0)  # (L, C, m, S)
-        right = np.where(seen[..., None], n[..., None], 0.0) - left
-        wl, wr = left.sum(axis=1), right.sum(axis=1)  # (L, m, S)
-        both = wl + wr
-        share = np.where(both > 0, both, 1.0)
-        ok = usable & (wl / share > self.min_branch_fraction) & (wr / share > self.min_branch_fraction)
-        post = (wl * _entropy(left, axis=1) + wr * _entropy(right, axis=1)) / share
-        merit = np.where(ok, _entropy(counts, axis=1)[:, None, None] - post, -np.inf)  # (L, m, S)
-        best_s = merit.argmax(axis=2)  # (L, m)
-        best = np.take_along_axis(merit, best_s[..., None], axis=2)[..., 0]
-        order = np.argsort(best, axis=1, kind="stable")
-        first = np.take_along_axis(best, order[:, -1:], axis=1)[:, 0]
-        # River puts a null split (merit -inf) beside each feature's best.
-        second = (np.take_along_axis(best, order[:, -2:-1], axis=1)[:, 0] if self.n_leaf_features > 1
-                  else np.full(len(leaves), -np.inf))
+        first, second, best, threshold, left, right = forest_kernels.split_scores(
+            leaves, self.counts, self.n, self.mean, self.m2, self.lo, self.hi, self.n_splits, self.min_branch_fraction)
         log_delta = math.log(1.0 / self.delta)
         for i, j in enumerate(leaves.tolist()):
             bound = math.sqrt(math.log2(max(2, int(classes[i]))) ** 2 * log_delta / (2.0 * total[i]))
@@ -475,10 +437,8 @@ class BatchForest(base.Classifier):
                 continue
             if self.nbytes > self.max_size * 2**20:
                 continue  # the forest is at its size: its leaves go on learning, none splits
-            fi = int(order[i, -1])
-            si = int(best_s[i, fi])
-            kids = [self._new_leaf(side[i, :, fi, si]) for side in (left, right)]
-            self.feature[j], self.threshold[j] = self.leaf_features[j, fi], cand[i, fi, si]
+            kids = [self._new_leaf(side[i]) for side in (left, right)]
+            self.feature[j], self.threshold[j] = self.leaf_features[j, best[i]], threshold[i]
             self.children[j] = kids
 
     def _restart(self, j: int) -> None:

@@ -281,3 +281,65 @@ def test_routing_follows_each_split_to_a_leaf():
     model.feature[model._roots[0]] = max(model.feature[model._roots[0]], 0)
     with pytest.raises(RuntimeError, match="cycle"):
         model._route(model._roots[:1], X[:1])
+
+
+def _split_scores_as_arrays(model, leaves):
+    """The split candidates' scores as the whole-array formulas give them (the forest's before
+    its loops were compiled): each leaf's best and second merit, the best's feature position and
+    threshold, and the class weights either side."""
+    from scipy.special import ndtr
+
+    def bits(counts, axis):
+        total = counts.sum(axis=axis, keepdims=True)
+        p = counts / np.where(total > 0, total, 1.0)
+        return -(p * np.log2(np.where(p > 0, p, 1.0))).sum(axis=axis)
+
+    counts = model.counts[leaves]
+    n, mean, lo, hi = model.n[leaves], model.mean[leaves], model.lo[leaves], model.hi[leaves]
+    seen = n > 0
+    f_lo, f_hi = np.where(seen, lo, np.inf).min(axis=1), np.where(seen, hi, -np.inf).max(axis=1)
+    steps = np.arange(1, model.n_splits + 1) / (model.n_splits + 1.0)
+    with np.errstate(invalid="ignore"):
+        cand = f_lo[..., None] + (f_hi - f_lo)[..., None] * steps
+        usable = (cand > f_lo[..., None]) & (cand < f_hi[..., None])
+    cand = np.where(usable, cand, 0.0)
+    sigma = np.sqrt(model.m2[leaves] / np.where(n > 1.0, n - 1.0, np.inf))[..., None]
+    s = cand[:, None]
+    with np.errstate(over="ignore"):
+        z = (s - mean[..., None]) / np.where(sigma > 0, sigma, 1.0)
+    inside = np.where(sigma > 0, ndtr(z), 0.0) * n[..., None]
+    left = np.where(s < lo[..., None], 0.0, np.where(s >= hi[..., None], n[..., None], inside))
+    left = np.where(seen[..., None], left, 0.0)
+    right = np.where(seen[..., None], n[..., None], 0.0) - left
+    wl, wr = left.sum(axis=1), right.sum(axis=1)
+    share = np.where(wl + wr > 0, wl + wr, 1.0)
+    ok = usable & (wl / share > model.min_branch_fraction) & (wr / share > model.min_branch_fraction)
+    post = (wl * bits(left, 1) + wr * bits(right, 1)) / share
+    merit = np.where(ok, bits(counts, 1)[:, None, None] - post, -np.inf)
+    best_s = merit.argmax(axis=2)
+    best = np.take_along_axis(merit, best_s[..., None], axis=2)[..., 0]
+    order = np.argsort(best, axis=1, kind="stable")
+    rows = np.arange(len(leaves))
+    fi, si = order[:, -1], best_s[rows, order[:, -1]]
+    second = best[rows, order[:, -2]] if best.shape[1] > 1 else np.full(len(leaves), -np.inf)
+    return best[rows, fi], second, fi, cand[rows, fi, si], left[rows, :, fi, si], right[rows, :, fi, si]
+
+
+@pytest.mark.parametrize("max_features", [0.6, 1])
+def test_the_compiled_split_scores_are_the_whole_array_formulas(max_features):
+    from streamssl.learner import forest_kernels
+
+    X, y = _stream(3000)
+    X[:, 3] = np.round(X[:, 3] * 3)  # a feature of few values: classes without spread in a leaf
+    model = BatchForest(seed=0, max_features=max_features, grace_period=10_000)  # no split: every leaf full
+    for start in range(0, 1500, 64):
+        model.learn_batch(X[start:start + 64], y[start:start + 64])
+    model._new_leaf()  # and one with no estimators
+    leaves = np.arange(model.size)
+    got = forest_kernels.split_scores(leaves, model.counts, model.n, model.mean, model.m2, model.lo, model.hi,
+                                      model.n_splits, model.min_branch_fraction)
+    want = _split_scores_as_arrays(model, leaves)
+    finite = np.isfinite(want[0])
+    assert finite.sum() >= model.n_models and not finite.all()
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
