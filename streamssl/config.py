@@ -342,7 +342,6 @@ class _LearnerSettings(_Section):
         return self
 
 
-
 LearnerConfig = create_model(
     "LearnerConfig", __base__=_LearnerSettings, __module__=__name__,
     __doc__="""The learner: its switches, one field per :data:`streamssl.learner.switches.SWITCHES` (the keys
