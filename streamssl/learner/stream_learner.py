@@ -411,7 +411,7 @@ class StreamLearner(base.Classifier):
     >>> from river import datasets, evaluate, metrics
     >>> model = StreamLearner(seed=0)
     >>> evaluate.progressive_val_score(datasets.Phishing(), model, metrics.Accuracy())
-    Accuracy: 90.15%
+    Accuracy: 90.47%
 
     Micro-batches on numpy arrays, with ``None`` for unlabelled events:
 
