@@ -9,8 +9,9 @@ random subset of features per leaf, Gaussian split candidates scored by informat
 Hoeffding bound, naive-Bayes-adaptive leaves, an ADWIN warning and drift detector per tree with a
 background tree, trees weighted by their accuracy), with the nodes of all its trees in one set of
 numpy arrays: a micro-batch is routed down every tree at once and answered in compiled loops
-(:mod:`~streamssl.learner.forest_kernels`), learned by array operations, its split candidates
-scored in a compiled loop, with a Python step only per split and per drift-detector update.
+(:mod:`~streamssl.learner.forest_kernels`), its leaves' statistics learned and its split
+candidates scored in compiled loops, with a Python step only per split and per drift-detector
+update.
 
 How rows are ordered (where it differs from river's label by label): rows are learned in chunks
 of ``ceil(grace_period / lambda_value)`` (5 with the defaults, 9 with river's grace period of
@@ -252,9 +253,6 @@ class BatchForest(base.Classifier):
         return forest_kernels.answers(leaf, rows, X, self.counts, self.leaf_features, self.mean, self.neg2var,
                                       self.halflog, self.gaussian)
 
-    def _leaf_rows(self, leaf: np.ndarray, X: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        return X[rows[:, None], self.leaf_features[leaf]]
-
     def _tree_proba(self, leaf: np.ndarray, X: np.ndarray, rows: np.ndarray) -> tuple:
         """Each tree's answer at ``leaf`` (its naive Bayes where that has been right at least as
         often as its majority class, in a leaf still learning), with both answers."""
@@ -359,48 +357,14 @@ class BatchForest(base.Classifier):
 
     def _learn(self, X: np.ndarray, y: np.ndarray, leaf: np.ndarray, rows: np.ndarray, w: np.ndarray,
                mc: np.ndarray, nb: np.ndarray) -> None:
-        """Each (leaf, row) pair learned with weight ``w``, from the leaves' answers before."""
+        """Each (leaf, row) pair learned with weight ``w``, from the leaves' answers before
+        (:func:`~streamssl.learner.forest_kernels.learn`); the leaves due try their split."""
         if not len(leaf):
             return
-        yy = y[rows]
-        mc_ok = (self.counts[leaf].sum(axis=1) == 0) | (mc.argmax(axis=1) == yy)
-        nb_ok = (nb.sum(axis=1) > 0) & (nb.argmax(axis=1) == yy)
-        np.add.at(self.mc_right, leaf, np.where(mc_ok, w, 0.0))
-        np.add.at(self.nb_right, leaf, np.where(nb_ok, w, 0.0))
-        np.add.at(self.counts, (leaf, yy), w)
-        self._update_estimators(leaf, yy, w, self._leaf_rows(leaf, X, rows))
-        touched = np.unique(leaf)
-        total = self.counts[touched].sum(axis=1)
-        due = total - self.attempted[touched] >= self.grace_period
-        self.attempted[touched[due]] = total[due]
-        self._attempt_splits(touched[due])
-
-    def _update_estimators(self, leaf: np.ndarray, y: np.ndarray, w: np.ndarray, x: np.ndarray) -> None:
-        """Merge rows into their (leaf, class) Gaussian estimators: per group the weighted mean
-        and squared deviations, then Chan et al.'s pairwise merge."""
-        key = leaf * self.n_classes + y
-        groups, first, g = np.unique(key, return_index=True, return_inverse=True)
-        gl, gc = groups // self.n_classes, groups % self.n_classes
-        W = np.bincount(g, weights=w)[:, None]
-        # Offsets from the group's first row: rows of equal values leave a deviation of exactly
-        # 0 (a variance of 0 is no Gaussian, as in river; a rounding error's 1e-33 would be one
-        # so narrow that it vetoes the class for any other value).
-        ref = x[first]
-        S = np.zeros((len(groups), self.n_leaf_features))
-        np.add.at(S, g, w[:, None] * (x - ref[g]))
-        gmean = ref + S / W
-        dev = x - gmean[g]
-        gm2 = np.zeros_like(S)
-        np.add.at(gm2, g, w[:, None] * dev * dev)
-        n0, mean0 = self.n[gl, gc], self.mean[gl, gc]
-        n1 = n0 + W
-        delta = gmean - mean0
-        self.mean[gl, gc] = mean0 + delta * (W / n1)
-        self.m2[gl, gc] += gm2 + delta * delta * (n0 * W / n1)
-        self.n[gl, gc] = n1
-        self._gaussians(gl, gc)
-        np.minimum.at(self.lo, (leaf, y), x)
-        np.maximum.at(self.hi, (leaf, y), x)
+        due = forest_kernels.learn(leaf, rows, w, mc, nb, y, X, self.leaf_features, self.counts, self.mc_right,
+                                   self.nb_right, self.n, self.mean, self.m2, self.lo, self.hi, self.gaussian,
+                                   self.neg2var, self.halflog, self.attempted, float(self.grace_period))
+        self._attempt_splits(due)
 
     def _attempt_splits(self, leaves: np.ndarray) -> None:
         """Score the candidates of each of ``leaves`` (``n_splits`` evenly spaced thresholds
@@ -453,37 +417,29 @@ class BatchForest(base.Classifier):
         self.neg2var = np.full(shape, self._FILL["neg2var"])
         self.halflog = np.zeros(shape)
 
-    def _gaussians(self, *at) -> None:
-        """The estimators at index ``at`` (of the node arrays), as the answers use them: river's
-        Gaussian has a variance from its second weight on, and is none without spread."""
-        n = self.n[at]
-        var = self.m2[at] / np.where(n > 1.0, n - 1.0, np.inf)
-        valid = var > 0.0
-        safe = np.where(valid, var, 1.0)
-        self.gaussian[at], self.neg2var[at], self.halflog[at] = valid, -2.0 * safe, 0.5 * np.log(safe)
-
     def _detect(self, wrong: np.ndarray, learned: np.ndarray) -> None:
         """Each tree's warning and drift detectors, on its errors of the rows it learned."""
         T = self.n_models
         for i in range(T):
-            for error in wrong[i][learned[i]].tolist():
-                self._warning[i].update(float(error))
-                if self._warning[i].drift_detected:
+            warning, drifting = self._warning[i], self._drift[i]
+            for error in wrong[i][learned[i]].astype(np.float64).tolist():
+                warning.update(error)
+                if warning.drift_detected:
                     old = int(self._roots[T + i])
                     self._roots[T + i] = -1
                     if old >= 0:
                         self._drop(old)
                     self._roots[T + i] = self._new_leaf()
-                    self._warning[i] = drift.ADWIN(delta=self.warning_delta)
+                    warning = self._warning[i] = drift.ADWIN(delta=self.warning_delta)
                     self.n_warnings[i] += 1
-                self._drift[i].update(float(error))
-                if self._drift[i].drift_detected:
+                drifting.update(error)
+                if drifting.drift_detected:
                     old, background = int(self._roots[i]), int(self._roots[T + i])
                     self._roots[i] = background if background >= 0 else self._new_leaf()
                     self._roots[T + i] = -1
                     self._drop(old)
-                    self._warning[i] = drift.ADWIN(delta=self.warning_delta)
-                    self._drift[i] = drift.ADWIN(delta=self.drift_delta)
+                    warning = self._warning[i] = drift.ADWIN(delta=self.warning_delta)
+                    drifting = self._drift[i] = drift.ADWIN(delta=self.drift_delta)
                     self._right[i] = self._seen[i] = 0.0
                     self.n_drifts[i] += 1
 
@@ -530,7 +486,7 @@ class BatchForest(base.Classifier):
         if self.n_features is not None:
             stats = (self.size, *self.n.shape[1:])
             self._empty_gaussians(stats)
-            self._gaussians(slice(None))
+            forest_kernels.gaussians(self.n, self.m2, self.gaussian, self.neg2var, self.halflog)
             self._resize(n_nodes=max(16, 2 * self.size))
             leaf = np.flatnonzero(self.feature[: self.size] < 0)
             self.children[leaf] = leaf[:, None]  # forests pickled when a leaf's children were 0

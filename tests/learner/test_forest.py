@@ -343,3 +343,79 @@ def test_the_compiled_split_scores_are_the_whole_array_formulas(max_features):
     assert finite.sum() >= model.n_models and not finite.all()
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+
+
+def _learn_as_arrays(model, X, y, leaf, rows, w, mc, nb):
+    """A chunk's (leaf, row) pairs learned as the whole-array formulas did (the forest's before
+    its learning was compiled): the reference of the compiled kernel. Returns the leaves due."""
+    yy = y[rows]
+    mc_ok = (model.counts[leaf].sum(axis=1) == 0) | (mc.argmax(axis=1) == yy)
+    nb_ok = (nb.sum(axis=1) > 0) & (nb.argmax(axis=1) == yy)
+    np.add.at(model.mc_right, leaf, np.where(mc_ok, w, 0.0))
+    np.add.at(model.nb_right, leaf, np.where(nb_ok, w, 0.0))
+    np.add.at(model.counts, (leaf, yy), w)
+    x = X[rows[:, None], model.leaf_features[leaf]]
+    key = leaf * model.n_classes + yy
+    groups, first, g = np.unique(key, return_index=True, return_inverse=True)
+    gl, gc = groups // model.n_classes, groups % model.n_classes
+    W = np.bincount(g, weights=w)[:, None]
+    ref = x[first]
+    S = np.zeros((len(groups), model.n_leaf_features))
+    np.add.at(S, g, w[:, None] * (x - ref[g]))
+    gmean = ref + S / W
+    dev = x - gmean[g]
+    gm2 = np.zeros_like(S)
+    np.add.at(gm2, g, w[:, None] * dev * dev)
+    n0, mean0 = model.n[gl, gc], model.mean[gl, gc]
+    n1 = n0 + W
+    delta = gmean - mean0
+    model.mean[gl, gc] = mean0 + delta * (W / n1)
+    model.m2[gl, gc] += gm2 + delta * delta * (n0 * W / n1)
+    model.n[gl, gc] = n1
+    var = model.m2[gl, gc] / np.where(n1 > 1.0, n1 - 1.0, np.inf)
+    safe = np.where(var > 0.0, var, 1.0)
+    model.gaussian[gl, gc], model.neg2var[gl, gc], model.halflog[gl, gc] = var > 0.0, -2.0 * safe, 0.5 * np.log(safe)
+    np.minimum.at(model.lo, (leaf, yy), x)
+    np.maximum.at(model.hi, (leaf, yy), x)
+    touched = np.unique(leaf)
+    total = model.counts[touched].sum(axis=1)
+    due = total - model.attempted[touched] >= model.grace_period
+    model.attempted[touched[due]] = total[due]
+    return touched[due]
+
+
+@pytest.mark.parametrize("max_features", [0.6, 1])
+def test_the_compiled_learning_is_the_whole_array_formulas(max_features):
+    """Pairs of one leaf and class (groups), equal values (a deviation of exactly 0), weights
+    of 0 skipped by the caller: every node array as the reference leaves it (the log to the
+    last bits: libm's against numpy's)."""
+    from streamssl.learner import forest_kernels
+
+    X, y = _stream(3000)
+    X[:, 0] = np.round(X[:, 0])
+    model = BatchForest(seed=0, max_features=max_features)
+    for start in range(0, 2000, 64):
+        model.learn_batch(X[start:start + 64], y[start:start + 64])
+    chunk, labels = X[2000:2040], y[2000:2040]
+    T = model.n_models
+    leaf = model._route(model._roots[:T], chunk).ravel()
+    rows = np.tile(np.arange(len(chunk)), T)
+    _, mc, nb = model._tree_proba(leaf, chunk, rows)
+    w = np.random.default_rng(0).poisson(6.0, len(leaf)).astype(np.float64)
+    take = w > 0
+    args = (leaf[take], rows[take], w[take], mc[take], nb[take])
+    ref = copy.deepcopy(model)
+    due_ref = _learn_as_arrays(ref, chunk, labels, *args)
+    due = forest_kernels.learn(*args, labels, chunk, model.leaf_features, model.counts, model.mc_right,
+                               model.nb_right, model.n, model.mean, model.m2, model.lo, model.hi, model.gaussian,
+                               model.neg2var, model.halflog, model.attempted, float(model.grace_period))
+    assert len(np.unique(args[0] * 10 + labels[args[1]])) < len(args[0])  # some groups of several rows
+    np.testing.assert_array_equal(due, due_ref)
+    assert len(due) > 0
+    size = model.size  # the copy's arrays are cut to the nodes in use
+    for name in BatchForest._NODE + BatchForest._GAUSS:
+        got, want = getattr(model, name)[:size], getattr(ref, name)[:size]
+        if name == "halflog":
+            np.testing.assert_allclose(got, want, rtol=1e-15, atol=1e-300)
+        else:
+            np.testing.assert_array_equal(got, want, err_msg=name)
