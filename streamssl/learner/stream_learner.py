@@ -535,6 +535,7 @@ class StreamLearner(base.Classifier):
         # (X, keys, each asked head's answers) of the last predict_proba_many (_take_served);
         # whatever learns labels or changes the features drops it.
         self._last_served: tuple | None = None
+        self._last_row: tuple[dict, np.ndarray] | None = None  # predict_proba_one's event and its row (_vector)
         self._since_flush = 0  # learn_one events since the MLP heads last learned
         # learn_one's labelled events not learned yet: (Z, classes, rows, the heads' answers served).
         self._gathered: list[tuple[torch.Tensor, np.ndarray, np.ndarray, dict[str, np.ndarray] | None]] = []
@@ -668,8 +669,21 @@ class StreamLearner(base.Classifier):
         first one (:class:`~streamssl.learner.dict_rows.DictRows`)."""
         return self._rows.keys
 
-    def _vector(self, x: dict) -> np.ndarray:
-        return self._rows(x)
+    def _vector(self, x: dict, keep: bool = False) -> np.ndarray:
+        """River's event ``x`` as a row. The row of the event :meth:`predict_proba_one` just
+        read (``keep``) is given back once to :meth:`learn_one` of an equal event: each event is
+        encoded once, and its values update the imputation means once."""
+        last, self._last_row = self._last_row, None
+        if last is not None:
+            try:
+                if last[0] == x:
+                    return last[1]
+            except (TypeError, ValueError):  # values that do not compare to a bool (arrays)
+                pass
+        row = self._rows(x)
+        if keep:
+            self._last_row = (dict(x), row)
+        return row
 
     def _encode_labels(self, labels: Sequence[Hashable]) -> np.ndarray:
         for label in labels:
@@ -748,7 +762,7 @@ class StreamLearner(base.Classifier):
     def predict_proba_one(self, x: dict) -> dict[Hashable, float]:
         if self.head is None:
             return {}
-        proba = self.predict_proba_many(self._vector(x))[0].astype(np.float64)
+        proba = self.predict_proba_many(self._vector(x, keep=True))[0].astype(np.float64)
         return dict(zip(self.classes_, (proba / proba.sum()).tolist()))  # sums to 1 in float64 too
 
     # ---------------------------------------------------------------- learning

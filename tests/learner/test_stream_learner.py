@@ -39,6 +39,25 @@ def test_learn_one_predict_one_before_and_after_labels():
     assert set(model.predict_proba_one({"b": 1.0})) == {"even", "odd"}
 
 
+def test_an_event_answered_then_learned_is_encoded_once():
+    """river's test-then-train: learn_one reuses the row predict_proba_one read for an equal
+    event, so its values update the imputation means once; a changed event is read again."""
+    model = StreamLearner(seed=0, trees=False)
+    for i in range(40):
+        x = {"a": float(i), "b": 1.0}
+        model.predict_proba_one(x)
+        model.learn_one(x, i % 2)
+    encoder = model._rows.encoder
+    assert encoder.state_dict()["count"] == [40, 40]
+    x = {"a": 1.0, "b": 1.0}
+    model.predict_proba_one(x)
+    x["a"] = None  # changed between the answer and the label: imputed with a's mean, not 1.0
+    model.learn_one(x, 0)
+    assert encoder.state_dict()["count"] == [41, 42]
+    np.testing.assert_allclose(model._gathered[-1][2][0, 0], encoder.state_dict()["mean"][0])
+    assert model._gathered[-1][2][0, 0] > 10.0
+
+
 def test_river_events_with_text_booleans_and_missing_values_learn_as_a_replayed_stream():
     from streamssl.schema import EncodeError
 
