@@ -56,18 +56,13 @@ class NearestNeighbourMemory(base.Base):
         self._size = min(self.capacity, self._size + len(Z))
 
     def predict_proba(self, Z: torch.Tensor, n_classes: int) -> torch.Tensor:
-        out = torch.full((len(Z), n_classes), 1.0 / max(n_classes, 1), device=Z.device)
         if self._size == 0 or n_classes == 0:
-            return out
+            return torch.full((len(Z), n_classes), 1.0 / max(n_classes, 1), device=Z.device)
         self._on(Z.device)
-        stored, labels = self.Z[: self._size], self.y[: self._size]
-        dist = torch.cdist(Z, stored)
-        k = min(self.k, self._size)
-        d, i = dist.topk(k, dim=1, largest=False)
-        votes = torch.zeros((len(Z), n_classes), device=Z.device)
-        votes.scatter_add_(1, labels[i], 1.0 / (d + 1e-6))
-        votes = votes / votes.sum(1, keepdim=True)
-        return (1 - self.smoothing) * votes + self.smoothing / n_classes
+        # In place where it can be: for one row, each torch call costs more than its arithmetic.
+        d, i = torch.cdist(Z, self.Z[: self._size]).topk(min(self.k, self._size), dim=1, largest=False)
+        votes = torch.zeros((len(Z), n_classes), device=Z.device).scatter_add_(1, self.y[i], (d + 1e-6).reciprocal_())
+        return votes.div_(votes.sum(1, keepdim=True)).mul_(1 - self.smoothing).add_(self.smoothing / n_classes)
 
     def familiar(self, Z: torch.Tensor, quantile: float) -> torch.Tensor:
         """Whether each row of ``Z`` lies within the stored events' support: as near to its
