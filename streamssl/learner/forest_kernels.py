@@ -2,13 +2,11 @@
 
 Routing a row down a tree, a leaf's answer, learning a row at a leaf and a leaf's split
 candidates are a few arithmetic operations per node, per (class, feature) and per (feature,
-threshold, class). As whole-array
-numpy operations they cost a call per tree level and per step of the formula whatever the batch,
-which was most of a forest's time on micro-batches and all of it on one event; compiled, they are
-loops (one event, ten trees: 7 µs instead of 140). The results are the numpy formulas' (sums in
-another order, libm's erf and log for scipy's and numpy's: within a few units in the last
-place).
-Compiled once per machine and cached (:func:`_compiled`).
+threshold, class). As whole-array numpy operations they cost a call per tree level and per step
+of the formula whatever the batch, which was most of a forest's time on micro-batches and all
+of it on one event; compiled, they are loops (one event, ten trees: 7 µs instead of 140). The
+results are the numpy formulas' (sums in another order, libm's erf and log for scipy's and
+numpy's: within a few units in the last place). Compiled once per machine and cached (:func:`~streamssl.learner.compiled.compiled`).
 """
 
 from __future__ import annotations
@@ -16,18 +14,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+
+from .compiled import compiled as _compiled
 
 _HALF_LOG_TAU = 0.5 * math.log(2 * math.pi)
-
-
-def _compiled(fn):
-    """``fn`` compiled, cached where numba finds a writable place (beside this module, else the
-    user's cache directory, or ``NUMBA_CACHE_DIR``); without one, compiled in each process."""
-    try:
-        return njit(cache=True, nogil=True)(fn)
-    except RuntimeError:  # numba's "cannot cache function ...: no locator available"
-        return njit(nogil=True)(fn)
 
 
 @_compiled

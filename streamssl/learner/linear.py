@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
 from river import base
 
+from .compiled import compiled
 from .standardize import OnlineStandardizer
 
 
@@ -84,20 +86,25 @@ class OnlineLinear(base.Base):
         return self._proba(self._inputs(X) @ self.W + self.b)
 
     def learn(self, X: np.ndarray, y: np.ndarray) -> None:
-        """One SGD step on the log-loss per row of ``X`` (class indices ``y``), in order."""
-        X = np.asarray(X, dtype=np.float64)
+        """One SGD step on the log-loss per row of ``X`` (class indices ``y``), in order; with
+        ``scale``, each row joins the statistics before its step (:func:`_sgd`, compiled)."""
+        X = np.ascontiguousarray(X, dtype=np.float64)
         self._inputs(X[:0])  # sized by the rows
-        for x, label in zip(X, np.asarray(y)):
-            if self.scaler is not None:
-                self.scaler.update(x[None])
-                x = self.scaler.transform(x[None])[0]
-            logits = x @ self.W + self.b
-            # The gradient of the log-loss on the logits: softmax - one-hot, or for one binary
-            # regression per class, each sigmoid - its 0/1 target.
-            g = np.exp(-np.logaddexp(0.0, -logits)) if self.link == "ovr" else self._proba(logits)
-            g[label] -= 1.0
-            self.W -= self.lr * np.outer(x, g)
-            self.b -= self.lr * g
+        if not len(X):
+            return
+        scaler = self.scaler
+        if scaler is None:
+            _sgd(X, np.asarray(y, dtype=np.int64), self.W, self.b, self.lr, self.link == "ovr", False, 0,
+                 np.empty(0), np.empty(0), 0.0, 0.0)
+            return
+        # New arrays, as the standardiser's own updates make (a state handed out keeps its values);
+        # with no row yet, the first one's update makes it the mean.
+        fresh = scaler.mean is None
+        mean = np.zeros(X.shape[1]) if fresh else scaler.mean.copy()
+        m2 = np.zeros(X.shape[1]) if fresh else scaler._m2.copy()
+        n = _sgd(X, np.asarray(y, dtype=np.int64), self.W, self.b, self.lr, self.link == "ovr", True,
+                 0 if fresh else scaler.n, mean, m2, scaler.clip, scaler.eps)
+        scaler.n, scaler.mean, scaler._m2 = n, mean, m2
 
     def state_dict(self) -> dict:
         return {"W": None if self.W is None else self.W.copy(), "b": self.b.copy(), "link": self.link,
@@ -115,3 +122,67 @@ class OnlineLinear(base.Base):
         if scaler is not None:
             self.scaler = OnlineStandardizer()
             self.scaler.load_state_dict(scaler)
+
+
+@compiled
+def _sgd(X: np.ndarray, y: np.ndarray, W: np.ndarray, b: np.ndarray, lr: float, ovr: bool, scale: bool, n: int,
+         mean: np.ndarray, m2: np.ndarray, clip: float, eps: float) -> int:
+    """:meth:`OnlineLinear.learn`'s loop, in place on ``W`` and ``b``: per row of ``X``, with
+    ``scale``, the row merged into the statistics ``n``, ``mean``, ``m2`` and standardised by
+    them (:class:`~streamssl.learner.standardize.OnlineStandardizer`'s formulas for one row),
+    then one step of rate ``lr`` on its log-loss (``ovr``: one sigmoid per class; else softmax).
+    Returns the rows counted. As numpy calls the loop cost about 40 µs a row; the results are
+    theirs to the last bits (products summed in another order; libm's exp and log1p).
+
+    >>> W, b = np.zeros((1, 2)), np.zeros(2)
+    >>> _sgd(np.array([[1.0], [-1.0]]), np.array([1, 0]), W, b, 0.5, True, False, 0, np.empty(0), np.empty(0), 0.0, 0.0)
+    0
+    >>> W.tolist(), b.tolist()
+    ([[-0.5, 0.5]], [0.0, 0.0])
+    """
+    d, k = W.shape
+    x, g = np.empty(d), np.empty(k)
+    for r in range(X.shape[0]):
+        if scale:
+            n1 = n + 1
+            for j in range(d):
+                delta = X[r, j] - mean[j]
+                mean[j] = mean[j] + delta * (1.0 / n1)
+                m2[j] = m2[j] + 0.0 + delta * delta * (n * 1.0 / n1)
+            n = n1
+            for j in range(d):
+                var = max(m2[j] / max(n, 1), 0.0)
+                z = (X[r, j] - mean[j]) / (math.sqrt(var) if var > eps else 1.0)
+                x[j] = min(max(z, -clip), clip)
+        else:
+            x[:] = X[r]
+        top = -np.inf
+        for c in range(k):
+            logit = 0.0
+            for j in range(d):
+                logit += x[j] * W[j, c]
+            logit += b[c]
+            if ovr:  # sigmoid: exp(-logaddexp(0, -logit)), as numpy computes logaddexp
+                if logit == 0.0:
+                    g[c] = math.exp(-math.log(2.0))
+                elif logit > 0.0:
+                    g[c] = math.exp(-math.log1p(math.exp(-logit)))
+                else:
+                    g[c] = math.exp(-(-logit + math.log1p(math.exp(logit))))
+            else:
+                g[c] = logit
+                top = max(top, logit)
+        if not ovr:
+            total = 0.0
+            for c in range(k):
+                g[c] = math.exp(g[c] - top)
+                total += g[c]
+            for c in range(k):
+                g[c] /= total
+        g[y[r]] -= 1.0
+        for j in range(d):
+            for c in range(k):
+                W[j, c] -= lr * (x[j] * g[c])
+        for c in range(k):
+            b[c] -= lr * g[c]
+    return n

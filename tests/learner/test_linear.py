@@ -134,3 +134,40 @@ def test_an_unknown_link_and_rows_of_another_width_are_refused():
     model.learn(np.ones((2, 3)), np.array([0, 1]))
     with pytest.raises(ValueError, match="3 features"):
         model.predict_proba(np.ones((1, 4)))
+
+
+def _learn_as_numpy(model: OnlineLinear, X: np.ndarray, y: np.ndarray) -> None:
+    """The learning loop as numpy calls (before it was compiled): the reference of ``_sgd``."""
+    for x, label in zip(X, y):
+        if model.scaler is not None:
+            model.scaler.update(x[None])
+            x = model.scaler.transform(x[None])[0]
+        logits = x @ model.W + model.b
+        g = np.exp(-np.logaddexp(0.0, -logits)) if model.link == "ovr" else model._proba(logits)
+        g[label] -= 1.0
+        model.W -= model.lr * np.outer(x, g)
+        model.b -= model.lr * g
+
+
+@pytest.mark.parametrize("settings", [{}, {"link": "softmax"}, {"scale": False}, {"link": "softmax", "scale": False}])
+def test_the_compiled_learning_is_the_numpy_loop(settings):
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(400, 6)) * [1.0, 30.0, 0.01, 1.0, 1.0, 0.0] + [0.0, 100.0, 0.0, 0.0, 5.0, 2.0]
+    X[::7, 3] = 40.0  # z-scores past the clip
+    y = (X[:, 0] > 0).astype(int) + 2 * (np.arange(400) > 150) * (X[:, 4] > 5)
+    if settings.get("scale") is False:  # such a model is given standardised rows
+        X = (X - X.mean(axis=0)) / (X.std(axis=0) + 1.0)
+    model, ref = OnlineLinear(**settings), OnlineLinear(**settings)
+    for start in range(0, 400, 50):
+        for m in (model, ref):
+            m.add_classes(int(y[: start + 50].max()) + 1)  # a class met late
+        model.learn(X[start:start + 50], y[start:start + 50])
+        ref._inputs(X[:0])
+        _learn_as_numpy(ref, X[start:start + 50], y[start:start + 50])
+    np.testing.assert_allclose(model.W, ref.W, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(model.b, ref.b, rtol=1e-10, atol=1e-12)
+    if ref.scaler is not None:
+        assert model.scaler.n == ref.scaler.n == 400
+        np.testing.assert_allclose(model.scaler.mean, ref.scaler.mean, rtol=1e-14)
+        np.testing.assert_allclose(model.scaler.std, ref.scaler.std, rtol=1e-14)
+    np.testing.assert_allclose(model.predict_proba(X), ref.predict_proba(X), rtol=1e-10)
