@@ -262,19 +262,19 @@ class BatchForest(base.Classifier):
 
     def proba_batch(self, X: np.ndarray, n_classes: int) -> np.ndarray:
         """Class probabilities, shape ``(len(X), n_classes)``: the trees' answers weighted by
-        their accuracy since they started, normalised; uniform where the forest knows nothing."""
+        their accuracy since they started, normalised; uniform where the forest knows nothing
+        (:func:`~streamssl.learner.forest_kernels.proba`)."""
         X = self._check(X)
-        out = np.zeros((len(X), n_classes))
-        if self.n_features is not None and len(X):
-            T = self.n_models
-            leaf = self._route(self._roots[:T], X).ravel()
-            proba = self._tree_proba(leaf, X, np.tile(np.arange(len(X)), T))[0].reshape(T, len(X), -1)
-            accuracy = self._right / np.where(self._seen > 0, self._seen, 1.0)
-            weight = np.where(accuracy > 0, accuracy, 1.0)
-            width = min(n_classes, proba.shape[2])
-            out[:, :width] = np.einsum("t,tnc->nc", weight, proba[:, :, :width])
-        total = out.sum(axis=1, keepdims=True)
-        return np.where(total > 0, out / np.where(total > 0, total, 1.0), 1.0 / max(1, n_classes))
+        if self.n_features is None or not len(X):
+            return np.full((len(X), n_classes), 1.0 / max(1, n_classes))
+        accuracy = self._right / np.where(self._seen > 0, self._seen, 1.0)
+        out, ok = forest_kernels.proba(self._roots[: self.n_models], self.feature, self.threshold, self.children, X,
+                                       self.counts, self.leaf_features, self.mean, self.neg2var, self.halflog,
+                                       self.gaussian, self.mc_right, self.nb_right,
+                                       np.where(accuracy > 0, accuracy, 1.0), n_classes)
+        if not ok:
+            raise RuntimeError("the forest's nodes hold a cycle")
+        return out
 
     # -- learning ------------------------------------------------------------------------------
     def _check(self, X: np.ndarray) -> np.ndarray:

@@ -60,43 +60,96 @@ def answers(leaf: np.ndarray, rows: np.ndarray, X: np.ndarray, counts: np.ndarra
     >>> mc.tolist(), nb.round(3).tolist()
     ([[0.75, 0.25]], [[0.289, 0.711]])
     """
-    n_classes, m = counts.shape[1], leaf_features.shape[1]
+    n_classes = counts.shape[1]
     mc = np.zeros((leaf.shape[0], n_classes))
     nb = np.zeros((leaf.shape[0], n_classes))
     votes = np.empty(n_classes)
     for i in range(leaf.shape[0]):
-        node, r = leaf[i], rows[i]
+        _answer(leaf[i], X, rows[i], counts, leaf_features, mean, neg2var, halflog, gaussian, mc[i], nb[i], votes)
+    return mc, nb
+
+
+@_compiled(inline=True)
+def _answer(node: int, X: np.ndarray, r: int, counts: np.ndarray, leaf_features: np.ndarray, mean: np.ndarray,
+            neg2var: np.ndarray, halflog: np.ndarray, gaussian: np.ndarray, mc: np.ndarray, nb: np.ndarray,
+            votes: np.ndarray) -> None:
+    """:func:`answers` for one leaf and row, into ``mc`` and ``nb`` (zeros on entry; ``votes``: room)."""
+    n_classes, m = counts.shape[1], leaf_features.shape[1]
+    total = 0.0
+    for c in range(n_classes):
+        total += counts[node, c]
+    if total <= 0.0:
+        return
+    top = -np.inf
+    for c in range(n_classes):
+        share = counts[node, c] / total
+        mc[c] = share
+        if counts[node, c] > 0.0:
+            v = math.log(share)
+            for j in range(m):
+                if gaussian[node, c, j]:
+                    d = X[r, leaf_features[node, j]] - mean[node, c, j]
+                    log_pdf = d * d / neg2var[node, c, j] - halflog[node, c, j]
+                    if math.isfinite(log_pdf):
+                        v += log_pdf - _HALF_LOG_TAU
+        else:
+            v = -np.inf
+        votes[c] = v
+        if v > top:
+            top = v
+    shift = top if math.isfinite(top) else 0.0
+    s = 0.0
+    for c in range(n_classes):
+        votes[c] = math.exp(votes[c] - shift)
+        s += votes[c]
+    if s > 0.0:
+        for c in range(n_classes):
+            nb[c] = votes[c] / s
+
+
+@_compiled
+def proba(roots: np.ndarray, feature: np.ndarray, threshold: np.ndarray, children: np.ndarray, X: np.ndarray,
+          counts: np.ndarray, leaf_features: np.ndarray, mean: np.ndarray, neg2var: np.ndarray, halflog: np.ndarray,
+          gaussian: np.ndarray, mc_right: np.ndarray, nb_right: np.ndarray, weight: np.ndarray,
+          n_classes: int) -> tuple[np.ndarray, bool]:
+    """The forest's class probabilities for the rows of ``X``, shape ``(len(X), n_classes)``:
+    each tree (given by its root) routes the row to a leaf (:func:`route`), whose answer is its
+    naive Bayes where that has been right at least as often as its majority class
+    (:func:`answers`); the trees' answers weighted by ``weight`` and normalised, uniform where
+    they hold nothing. Also whether every path ended (``False``: the nodes hold a cycle).
+
+    >>> feature, threshold = np.array([0, -1, -1]), np.array([0.5, 0.0, 0.0])
+    >>> children, counts = np.array([[1, 2], [1, 1], [2, 2]]), np.array([[0.0, 0.0], [3.0, 1.0], [0.0, 2.0]])
+    >>> gauss = np.zeros((3, 2, 1), dtype=np.bool_)
+    >>> out, ok = proba(np.array([0]), feature, threshold, children, np.array([[0.2], [0.9]]), counts,
+    ...                 np.zeros((3, 1), dtype=np.int64), np.zeros((3, 2, 1)), np.full((3, 2, 1), -2.0),
+    ...                 np.zeros((3, 2, 1)), gauss, np.ones(3), np.zeros(3), np.ones(1), 2)
+    >>> out.tolist(), ok
+    ([[0.75, 0.25], [0.0, 1.0]], True)
+    """
+    n_rows, held = X.shape[0], counts.shape[1]
+    width = min(n_classes, held)
+    out = np.zeros((n_rows, n_classes))
+    leaf = route(roots, feature, threshold, children, X)
+    mc, nb, votes = np.zeros(held), np.zeros(held), np.empty(held)
+    for t in range(roots.shape[0]):
+        for r in range(n_rows):
+            node = leaf[t, r]
+            if node < 0:
+                return out, False
+            for c in range(held):
+                mc[c] = nb[c] = 0.0
+            _answer(node, X, r, counts, leaf_features, mean, neg2var, halflog, gaussian, mc, nb, votes)
+            by_nb = nb_right[node] >= mc_right[node]
+            for c in range(width):
+                out[r, c] += weight[t] * (nb[c] if by_nb else mc[c])
+    for r in range(n_rows):
         total = 0.0
         for c in range(n_classes):
-            total += counts[node, c]
-        if total <= 0.0:
-            continue
-        top = -np.inf
+            total += out[r, c]
         for c in range(n_classes):
-            share = counts[node, c] / total
-            mc[i, c] = share
-            if counts[node, c] > 0.0:
-                v = math.log(share)
-                for j in range(m):
-                    if gaussian[node, c, j]:
-                        d = X[r, leaf_features[node, j]] - mean[node, c, j]
-                        log_pdf = d * d / neg2var[node, c, j] - halflog[node, c, j]
-                        if math.isfinite(log_pdf):
-                            v += log_pdf - _HALF_LOG_TAU
-            else:
-                v = -np.inf
-            votes[c] = v
-            if v > top:
-                top = v
-        shift = top if math.isfinite(top) else 0.0
-        s = 0.0
-        for c in range(n_classes):
-            votes[c] = math.exp(votes[c] - shift)
-            s += votes[c]
-        if s > 0.0:
-            for c in range(n_classes):
-                nb[i, c] = votes[c] / s
-    return mc, nb
+            out[r, c] = out[r, c] / total if total > 0.0 else 1.0 / max(1, n_classes)
+    return out, True
 
 
 @_compiled

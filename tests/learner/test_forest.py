@@ -419,3 +419,27 @@ def test_the_compiled_learning_is_the_whole_array_formulas(max_features):
             np.testing.assert_allclose(got, want, rtol=1e-15, atol=1e-300)
         else:
             np.testing.assert_array_equal(got, want, err_msg=name)
+
+
+def test_the_compiled_forest_answer_is_the_whole_array_formula():
+    """proba_batch against the trees' answers weighted and normalised by numpy (the forest's
+    before its answer was one compiled loop), on a forest with more classes than asked for and
+    fewer (a class not met yet answers 0)."""
+    X, y = _stream(3000)
+    model = BatchForest(seed=0)
+    for start in range(0, 2500, 64):
+        model.learn_batch(X[start:start + 64], y[start:start + 64])
+    T, rows = model.n_models, X[2500:2800]
+    leaf = model._route(model._roots[:T], rows).ravel()
+    proba = model._tree_proba(leaf, rows, np.tile(np.arange(len(rows)), T))[0].reshape(T, len(rows), -1)
+    accuracy = model._right / np.where(model._seen > 0, model._seen, 1.0)
+    weight = np.where(accuracy > 0, accuracy, 1.0)
+    for n_classes in (2, 3, 5):
+        want = np.zeros((len(rows), n_classes))
+        width = min(n_classes, proba.shape[2])
+        want[:, :width] = np.einsum("t,tnc->nc", weight, proba[:, :, :width])
+        total = want.sum(axis=1, keepdims=True)
+        want = np.where(total > 0, want / np.where(total > 0, total, 1.0), 1.0 / n_classes)
+        np.testing.assert_allclose(model.proba_batch(rows, n_classes), want, rtol=1e-12, atol=1e-15)
+    assert BatchForest(seed=0).proba_batch(rows[:2], 4).tolist() == [[0.25] * 4] * 2
+    assert model.proba_batch(rows[:0], 3).shape == (0, 3)
