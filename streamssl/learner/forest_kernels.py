@@ -6,7 +6,8 @@ threshold, class). As whole-array numpy operations they cost a call per tree lev
 of the formula whatever the batch, which was most of a forest's time on micro-batches and all
 of it on one event; compiled, they are loops (one event, ten trees: 7 µs instead of 140). The
 results are the numpy formulas' (sums in another order, libm's erf and log for scipy's and
-numpy's: within a few units in the last place). Compiled once per machine and cached (:func:`~streamssl.learner.compiled.compiled`).
+numpy's: within a few units in the last place). Compiled once per machine and cached
+(:func:`~streamssl.learner.compiled.compiled`).
 """
 
 from __future__ import annotations
@@ -251,7 +252,6 @@ def split_scores(leaves: np.ndarray, counts: np.ndarray, n: np.ndarray, mean: np
             if j != top and best[j] > second[i]:
                 second[i] = best[j]
     return first, second, feature, threshold, left_best, right_best
-
 
 
 @_compiled

@@ -673,14 +673,14 @@ class StreamLearner(base.Classifier):
         """River's event ``x`` as a row. The row of the event :meth:`predict_proba_one` just
         read (``keep``) is given back once to :meth:`learn_one` of an equal event: each event is
         encoded once, and its values update the imputation means once."""
-        last, self._last_row = self._last_row, None
+        last, self._last_row, row = self._last_row, None, None
         if last is not None:
             try:
-                if last[0] == x:
-                    return last[1]
+                row = last[1] if last[0] == x else None
             except (TypeError, ValueError):  # values that do not compare to a bool (arrays)
                 pass
-        row = self._rows(x)
+        if row is None:
+            row = self._rows(x)
         if keep:
             self._last_row = (dict(x), row)
         return row

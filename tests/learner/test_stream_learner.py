@@ -49,11 +49,15 @@ def test_an_event_answered_then_learned_is_encoded_once():
         model.learn_one(x, i % 2)
     encoder = model._rows.encoder
     assert encoder.state_dict()["count"] == [40, 40]
+    model.predict_proba_one({"a": 5.0, "b": 1.0})
+    model.predict_proba_one({"a": 5.0, "b": 1.0})  # asked twice, learned once: read once
+    model.learn_one({"a": 5.0, "b": 1.0}, 1)
+    assert encoder.state_dict()["count"] == [41, 41]
     x = {"a": 1.0, "b": 1.0}
     model.predict_proba_one(x)
     x["a"] = None  # changed between the answer and the label: imputed with a's mean, not 1.0
     model.learn_one(x, 0)
-    assert encoder.state_dict()["count"] == [41, 42]
+    assert encoder.state_dict()["count"] == [42, 43]
     np.testing.assert_allclose(model._gathered[-1][2][0, 0], encoder.state_dict()["mean"][0])
     assert model._gathered[-1][2][0, 0] > 10.0
 
