@@ -298,6 +298,9 @@ class BatchForest(base.Classifier):
         (0, 3)
         """
         X, y = self._check(X), np.asarray(y, dtype=np.int64)
+        if y.shape != (len(X),) or (len(y) and y.min() < 0):
+            raise ValueError(f"one class index (0, 1, ...) per row expected: {len(X)} rows, classes of shape "
+                             f"{y.shape}, the least {y.min() if y.size else None}")
         if self._waiting and X.shape[1] != self._waiting[0].shape[1]:
             raise ValueError(f"rows of {self._waiting[0].shape[1]} features expected, got shape {X.shape}")
         if self._waiting:

@@ -88,13 +88,16 @@ class OnlineLinear(base.Base):
     def learn(self, X: np.ndarray, y: np.ndarray) -> None:
         """One SGD step on the log-loss per row of ``X`` (class indices ``y``), in order; with
         ``scale``, each row joins the statistics before its step (:func:`_sgd`, compiled)."""
-        X = np.ascontiguousarray(X, dtype=np.float64)
+        X, y = np.ascontiguousarray(X, dtype=np.float64), np.asarray(y, dtype=np.int64)
         self._inputs(X[:0])  # sized by the rows
+        if y.shape != (len(X),) or (len(y) and not 0 <= y.min() <= y.max() < self.n_classes):
+            raise ValueError(f"one class index in 0..{self.n_classes - 1} per row expected (add_classes first), "
+                             f"got {y.tolist() if y.size <= 8 else y.shape} for {len(X)} rows")
         if not len(X):
             return
         scaler = self.scaler
         if scaler is None:
-            _sgd(X, np.asarray(y, dtype=np.int64), self.W, self.b, self.lr, self.link == "ovr", False, 0,
+            _sgd(X, y, self.W, self.b, self.lr, self.link == "ovr", False, 0,
                  np.empty(0), np.empty(0), 0.0, 0.0)
             return
         # New arrays, as the standardiser's own updates make (a state handed out keeps its values);
@@ -102,7 +105,7 @@ class OnlineLinear(base.Base):
         fresh = scaler.mean is None
         mean = np.zeros(X.shape[1]) if fresh else scaler.mean.copy()
         m2 = np.zeros(X.shape[1]) if fresh else scaler._m2.copy()
-        n = _sgd(X, np.asarray(y, dtype=np.int64), self.W, self.b, self.lr, self.link == "ovr", True,
+        n = _sgd(X, y, self.W, self.b, self.lr, self.link == "ovr", True,
                  0 if fresh else scaler.n, mean, m2, scaler.clip, scaler.eps)
         scaler.n, scaler.mean, scaler._m2 = n, mean, m2
 

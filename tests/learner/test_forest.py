@@ -443,3 +443,12 @@ def test_the_compiled_forest_answer_is_the_whole_array_formula():
         np.testing.assert_allclose(model.proba_batch(rows, n_classes), want, rtol=1e-12, atol=1e-15)
     assert BatchForest(seed=0).proba_batch(rows[:2], 4).tolist() == [[0.25] * 4] * 2
     assert model.proba_batch(rows[:0], 3).shape == (0, 3)
+
+
+@pytest.mark.parametrize("labels", [np.array([0, -1]), np.array([0, 1, 1]), np.array([[0], [1]])])
+def test_class_indices_that_are_not_one_per_row_from_0_are_refused(labels):
+    """The compiled loops index the class weights without a bounds check: a negative class, or
+    classes not one per row, are refused before they reach them."""
+    model = BatchForest(seed=0)
+    with pytest.raises(ValueError, match="one class index"):
+        model.learn_batch(np.zeros((2, 3)), labels)

@@ -171,3 +171,14 @@ def test_the_compiled_learning_is_the_numpy_loop(settings):
         np.testing.assert_allclose(model.scaler.mean, ref.scaler.mean, rtol=1e-14)
         np.testing.assert_allclose(model.scaler.std, ref.scaler.std, rtol=1e-14)
     np.testing.assert_allclose(model.predict_proba(X), ref.predict_proba(X), rtol=1e-10)
+
+
+@pytest.mark.parametrize("labels", [np.array([0, 2]), np.array([-1, 0]), np.array([0])])
+def test_class_indices_outside_the_classes_made_are_refused(labels):
+    """The compiled loop indexes the weights without a bounds check: a class not made by
+    add_classes, a negative one, or classes not one per row, are refused before it."""
+    model = OnlineLinear()
+    model.add_classes(2)
+    with pytest.raises(ValueError, match="one class index in 0..1"):
+        model.learn(np.zeros((2, 3)), labels)
+    assert OnlineLinear().learn(np.zeros((0, 3)), np.zeros(0)) is None  # nothing to learn: no classes needed
