@@ -10,29 +10,20 @@ and 256 rows (the best of five means of 200 calls). Compare commits with a workt
 
 from __future__ import annotations
 
-import csv
-import gzip
 import os
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("STREAMSSL_SHARED_DATA", ROOT.parent / "shared" / "data"))
+from elec2_rows import first_events
 
 
 def main() -> None:
     from streamssl.learner.forest import BatchForest
 
-    with gzip.open(DATA / "elec2.csv.gz", "rt") as f:
-        reader = csv.reader(f)
-        next(reader)
-        rows = [line for _, line in zip(range(11_000), reader)]
-    X = np.array([[float(v) for v in r[:-1]] for r in rows])
-    classes = {c: i for i, c in enumerate(dict.fromkeys(r[-1] for r in rows))}
-    y = np.array([classes[r[-1]] for r in rows])
+    X, labels = first_events(11_000)
+    classes = {c: i for i, c in enumerate(dict.fromkeys(labels))}
+    y = np.array([classes[c] for c in labels])
     print(f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M')}")
     # The machine's speed moves from one second to the next: each figure is the best of a few.
     for attempt, repeats in (("first (pays the start)", 1), ("then, best of 3", 3)):

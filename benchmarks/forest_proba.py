@@ -9,27 +9,16 @@ answer against river's own ``predict_proba_one`` row by row.
 
 from __future__ import annotations
 
-import csv
-import gzip
-import os
 import time
-from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("STREAMSSL_SHARED_DATA", ROOT.parent / "shared" / "data"))
+from elec2_rows import first_events
 
 
 def main() -> None:
     from streamssl.learner import StreamLearner, trees
 
-    with gzip.open(DATA / "elec2.csv.gz", "rt") as f:
-        reader = csv.reader(f)
-        next(reader)
-        rows = [line for _, line in zip(range(20_000), reader)]
-    X = np.array([[float(v) for v in line[:-1]] for line in rows])
-    y = [line[-1] for line in rows]
+    X, y = first_events(20_000)
     rng = np.random.default_rng(0)
     learner = StreamLearner(seed=0)
     for i in range(0, len(X), 64):
