@@ -1,7 +1,9 @@
 """Time of the tree members' batched prediction (streamssl.learner.trees.forest_proba).
 
-Trains the default StreamLearner on the first 20,000 events of Elec2 at 5 % labels (batches of
-64), then times each of its two forests predicting one batch of 64 (mean of 50), and checks the
+Trains a StreamLearner with river's forests as its tree heads (``trees=forest.ARFClassifier()``;
+the default's are :class:`~streamssl.learner.forest.BatchForest`, timed by
+``batch_forest_speed.py``) on the first 20,000 events of Elec2 at 5 % labels (batches of 64),
+then times each of its two forests predicting one batch of 64 (mean of 50), and checks the
 answer against river's own ``predict_proba_one`` row by row.
 
     python benchmarks/forest_proba.py
@@ -16,11 +18,13 @@ from elec2_rows import first_events
 
 
 def main() -> None:
+    from river import forest as river_forest
+
     from streamssl.learner import StreamLearner, trees
 
     X, y = first_events(20_000)
     rng = np.random.default_rng(0)
-    learner = StreamLearner(seed=0)
+    learner = StreamLearner(seed=0, trees=river_forest.ARFClassifier())
     for i in range(0, len(X), 64):
         shown = rng.random(len(X[i:i + 64])) < 0.05
         learner.predict_proba_many(X[i:i + 64])
