@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 from river import base
+
+from .compiled import COMPILED_VALUES, compiled
 
 
 class NearestNeighbourMemory(base.Base):
@@ -59,8 +64,15 @@ class NearestNeighbourMemory(base.Base):
         if self._size == 0 or n_classes == 0:
             return torch.full((len(Z), n_classes), 1.0 / max(n_classes, 1), device=Z.device)
         self._on(Z.device)
-        # In place where it can be: for one row, each torch call costs more than its arithmetic.
-        d, i = torch.cdist(Z, self.Z[: self._size]).topk(min(self.k, self._size), dim=1, largest=False)
+        k = min(self.k, self._size)
+        if Z.device.type == "cpu" and Z.numel() <= COMPILED_VALUES:
+            return torch.from_numpy(_votes(Z.detach().numpy(), self.Z[: self._size].numpy(),
+                                           self.y[: self._size].numpy(), k, n_classes, self.smoothing))
+        return self._torch_votes(Z, k, n_classes)
+
+    def _torch_votes(self, Z: torch.Tensor, k: int, n_classes: int) -> torch.Tensor:
+        """The vote in torch calls, on the device of the rows (a GPU's)."""
+        d, i = torch.cdist(Z, self.Z[: self._size]).topk(k, dim=1, largest=False)
         votes = torch.zeros((len(Z), n_classes), device=Z.device).scatter_add_(1, self.y[i], (d + 1e-6).reciprocal_())
         return votes.div_(votes.sum(1, keepdim=True)).mul_(1 - self.smoothing).add_(self.smoothing / n_classes)
 
@@ -89,3 +101,41 @@ class NearestNeighbourMemory(base.Base):
     def load_state_dict(self, state: dict) -> None:
         self._reset()
         self.Z, self.y, self._next, self._size = state["Z"], state["y"], state["next"], state["size"]
+
+
+@compiled(reassociate=True)
+def _votes(Q: np.ndarray, S: np.ndarray, labels: np.ndarray, k: int, n_classes: int,
+           smoothing: float) -> np.ndarray:
+    """The smoothed, distance-weighted vote of each query row's ``k`` nearest stored rows ``S``
+    (Euclidean, in the rows' float32; ties to the earlier slot), as
+    :meth:`NearestNeighbourMemory._torch_votes` gives it on a GPU; float32."""
+    out = np.empty((Q.shape[0], n_classes), dtype=np.float32)
+    squared = np.empty(S.shape[0], dtype=S.dtype)
+    near_d = np.empty(k)
+    near_i = np.empty(k, dtype=np.int64)
+    votes = np.empty(n_classes)
+    for r in range(Q.shape[0]):
+        for j in range(S.shape[0]):  # a sum per stored row: lanes of the features at once
+            total = S.dtype.type(0.0)
+            for c in range(S.shape[1]):
+                diff = Q[r, c] - S[j, c]
+                total += diff * diff
+            squared[j] = total
+        found = 0
+        for j in range(S.shape[0]):  # the k nearest, by insertion
+            d = squared[j]
+            if found == k and d >= near_d[k - 1]:
+                continue
+            at = found if found < k else k - 1
+            while at > 0 and near_d[at - 1] > d:
+                near_d[at], near_i[at] = near_d[at - 1], near_i[at - 1]
+                at -= 1
+            near_d[at], near_i[at] = d, j
+            found = min(found + 1, k)
+        votes[:] = 0.0
+        for m in range(found):
+            votes[labels[near_i[m]]] += 1.0 / (math.sqrt(near_d[m]) + 1e-6)
+        total_votes = votes.sum()
+        for c in range(n_classes):
+            out[r, c] = votes[c] / total_votes * (1.0 - smoothing) + smoothing / n_classes
+    return out

@@ -23,3 +23,27 @@ def test_empty_memory_is_uniform_and_the_ring_keeps_the_newest():
     restored.load_state_dict(m.state_dict())
     q = torch.tensor([[1.9, 2.1]])
     assert torch.equal(restored.predict_proba(q, 3), m.predict_proba(q, 3))
+
+
+def test_the_compiled_vote_on_the_cpu_is_the_torch_vote():
+    # The CPU answers through one compiled loop, a GPU through torch calls: the same vote.
+    generator = torch.Generator().manual_seed(0)
+    m = NearestNeighbourMemory(capacity=64, k=5, smoothing=0.01)
+    m.add(torch.randn(40, 6, generator=generator), torch.randint(0, 3, (40,), generator=generator))
+    m.add(torch.randn(40, 6, generator=generator), torch.randint(0, 3, (40,), generator=generator))  # wraps
+    queries = torch.randn(50, 6, generator=generator)
+    compiled = m.predict_proba(queries, n_classes=4)  # 300 values: the compiled loop
+    assert compiled.dtype == torch.float32 and compiled.shape == (50, 4)
+    assert torch.allclose(compiled, m._torch_votes(queries, 5, 4), atol=1e-4)
+    assert torch.allclose(compiled.sum(1), torch.ones(50))
+    # Fewer stored than k: every stored row votes; a stored row itself is its own nearest.
+    few = NearestNeighbourMemory(capacity=8, k=5, smoothing=0.0)
+    few.add(queries[:3], torch.tensor([0, 1, 2]))
+    assert few.predict_proba(queries[:3], n_classes=3).argmax(1).tolist() == [0, 1, 2]
+    assert torch.allclose(few.predict_proba(queries[3:9], 3), few._torch_votes(queries[3:9], 3, 3), atol=1e-4)
+    # Beyond COMPILED_VALUES, torch's matrix products answer on the CPU too.
+    wide = NearestNeighbourMemory(capacity=8, k=3)
+    wide.add(torch.randn(8, 2048, generator=generator), torch.arange(8) % 2)
+    rows = torch.randn(9, 2048, generator=generator)
+    assert torch.equal(wide.predict_proba(rows, 2), wide._torch_votes(rows, 3, 2))
+    assert torch.allclose(wide.predict_proba(rows[:1], 2), wide._torch_votes(rows[:1], 3, 2), atol=1e-4)
