@@ -169,6 +169,14 @@ def _is_missing(label: Any) -> bool:
     return label is None or (isinstance(label, float) and math.isnan(label))
 
 
+def _rows_of(t: torch.Tensor, which: np.ndarray) -> torch.Tensor:
+    """The rows of ``t`` where ``which`` holds; ``t`` itself, or none of it, without an indexing
+    call where it holds everywhere or nowhere (as for one event)."""
+    if which.all():
+        return t
+    return t[:0] if not which.any() else t[torch.as_tensor(which, device=t.device)]
+
+
 def _check_part(name: str, value: Any, kind: type) -> None:
     if not isinstance(value, (bool, kind)):
         raise TypeError(f"{name} must be True, False or a {kind.__name__}, got {type(value).__name__}")
@@ -878,21 +886,21 @@ class StreamLearner(base.Classifier):
             rows = Zt if self.ssl is None else self.ssl.embed(Zt)
             self._react(self.monitor.update("embedding", rows.detach().cpu().numpy(), self.n_seen))
         labelled = np.array([not _is_missing(v) for v in y])
-        mask = torch.as_tensor(labelled, device=self._device)
         # Pseudo-labels are chosen by the head as it is before this batch's labels, and learned
         # together with them.
-        pseudo = self._pseudo_label(Zt[~mask], np.flatnonzero(~labelled), X[~labelled], self._take(wide, ~labelled))
+        pseudo = self._pseudo_label(_rows_of(Zt, ~labelled), np.flatnonzero(~labelled), X[~labelled],
+                                    self._take(wide, ~labelled))
         if labelled.any():
             labels = [v for v, k in zip(y, labelled) if k]
             served = None if served is None else {k: p[labelled] for k, p in served.items()}
             if self._group == math.inf and pseudo is None and all(v in self._class_index for v in labels):
-                self._gathered.append((Zt[mask], np.array([self._class_index[v] for v in labels]), X[labelled], served,
+                self._gathered.append((_rows_of(Zt, labelled), np.array([self._class_index[v] for v in labels]), X[labelled], served,
                                        self._take(wide, labelled)))
                 if sum(len(g[1]) for g in self._gathered) >= min(GATHER, self.one_batch):
                     self._learn_gathered()
             else:
                 self._learn_gathered()
-                self._learn_labelled(Zt[mask], labels, pseudo, rows=X[labelled], served=served,
+                self._learn_labelled(_rows_of(Zt, labelled), labels, pseudo, rows=X[labelled], served=served,
                                      wide=self._take(wide, labelled))
                 self._keep_shared(X[labelled], labels, self._take(wide, labelled))
         elif pseudo is not None:
