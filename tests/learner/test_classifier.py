@@ -257,3 +257,25 @@ def test_learning_does_not_import_torch_dynamo():
     if before == "True":
         pytest.skip("this torch imports torch._dynamo with torch itself")
     assert after == "False"
+
+
+@pytest.mark.parametrize("n_classes", [1, 3, 5])
+def test_a_few_rows_are_answered_by_the_compiled_forward_as_by_torch(n_classes):
+    # A few rows go through one compiled loop over the weights as they are, many through the
+    # layers' torch kernels: the same probabilities, after learning moved the weights too.
+    head = OnlineMLPClassifier(n_inputs=6, hidden=16, device=torch.device("cpu"), seed=2)
+    head.add_classes(n_classes)
+    generator = torch.Generator().manual_seed(1)
+    X, y = torch.randn(40, 6, generator=generator), torch.randint(0, n_classes, (40,), generator=generator)
+    for learned in (False, True):
+        if learned:
+            head.learn(X, y, torch.ones(40), remember=torch.ones(40, dtype=torch.bool))
+        compiled = head.predict_proba(X[:5])
+        with torch.no_grad():
+            reference = torch.softmax(head._logits(X[:5]), dim=1)
+        assert compiled.dtype == torch.float32 and compiled.shape == (5, n_classes)
+        assert torch.allclose(compiled, reference, atol=1e-6)
+    wide = torch.randn(3, 6000, generator=generator)  # more values than the compiled loop takes
+    head = OnlineMLPClassifier(n_inputs=6000, hidden=4, device=torch.device("cpu"))
+    head.add_classes(2)
+    assert torch.equal(head.predict_proba(wide), torch.softmax(head._logits(wide), dim=1))
