@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from streamssl.learner.classifier import OnlineMLPClassifier
+from streamssl.learner.classifier import COMPILED_ROWS, OnlineMLPClassifier
 
 
 def blobs(n, k, seed=0):
@@ -275,7 +275,10 @@ def test_a_few_rows_are_answered_by_the_compiled_forward_as_by_torch(n_classes):
             reference = torch.softmax(head._logits(X[:5]), dim=1)
         assert compiled.dtype == torch.float32 and compiled.shape == (5, n_classes)
         assert torch.allclose(compiled, reference, atol=1e-6)
-    wide = torch.randn(3, 6000, generator=generator)  # more values than the compiled loop takes
-    head = OnlineMLPClassifier(n_inputs=6000, hidden=4, device=torch.device("cpu"))
-    head.add_classes(2)
-    assert torch.equal(head.predict_proba(wide), torch.softmax(head._logits(wide), dim=1))
+    with torch.no_grad():  # more rows, or more values, than the compiled loop takes: torch's kernels
+        many = torch.randn(COMPILED_ROWS + 1, 6, generator=generator)
+        assert torch.equal(head.predict_proba(many), torch.softmax(head._logits(many), dim=1))
+        wide = torch.randn(3, 6000, generator=generator)
+        head = OnlineMLPClassifier(n_inputs=6000, hidden=4, device=torch.device("cpu"))
+        head.add_classes(2)
+        assert torch.equal(head.predict_proba(wide), torch.softmax(head._logits(wide), dim=1))
