@@ -45,10 +45,17 @@ class OnlineStandardizer:
 
     @property
     def std(self) -> np.ndarray:
+        """The columns' standard deviations (1 where constant), computed once per state: every
+        update replaces ``_m2`` with a new array, so the one it was computed from says whether
+        it still holds (an event answered and then learned reads it once, not twice)."""
         if self.mean is None:
             raise RuntimeError("no data seen yet")
-        var = np.maximum(self._m2 / max(self.n, 1), 0.0)
-        return np.where(var > self.eps, np.sqrt(var), 1.0)
+        m2, n, std = getattr(self, "_std_of", (None, None, None))
+        if m2 is not self._m2 or n != self.n:
+            var = np.maximum(self._m2 / max(self.n, 1), 0.0)
+            std = np.where(var > self.eps, np.sqrt(var), 1.0)
+            self._std_of = (self._m2, self.n, std)
+        return std
 
     def update(self, X: np.ndarray) -> None:
         """Merge the statistics of the rows of ``X`` into the running ones."""

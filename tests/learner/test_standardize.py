@@ -33,3 +33,18 @@ def test_transform_before_any_data_is_zero_and_width_is_checked():
         assert "expected 3 features" in str(exc)
     else:
         raise AssertionError("width change accepted")
+
+
+def test_the_std_computed_once_follows_every_change_of_the_statistics():
+    rng = np.random.default_rng(1)
+    s, other = OnlineStandardizer(), OnlineStandardizer()
+    s.update(rng.normal(size=(5, 3)))
+    assert s.std is s.std  # one state, computed once
+    seen = rng.normal(size=(5, 3))
+    other.update(seen)
+    for change in (lambda: s.update(rng.normal(size=(4, 3)) * 3), lambda: s.merge(*other.moments()),
+                   lambda: s.load_state_dict(other.state_dict()), s._reset, lambda: s.update(seen)):
+        change()
+        if s.mean is not None:
+            assert np.allclose(s.std, np.sqrt(s.moments()[2] / s.n))
+    assert np.allclose(s.std, seen.std(axis=0))
