@@ -45,9 +45,11 @@ class EWA(base.Base):
     @property
     def weights(self) -> dict[str, float]:
         """Each member's weight, summing to 1."""
-        logw = np.array([self.logw[n] for n in self.members])
-        w = np.exp(logw - logw.max())
-        return dict(zip(self.members, (w / w.sum()).tolist()))
+        logw = self.logw  # a few members: Python's floats cost less than numpy's calls here
+        top = max(logw[n] for n in self.members)
+        w = [math.exp(logw[n] - top) for n in self.members]
+        total = sum(w)
+        return {n: x / total for n, x in zip(self.members, w)}
 
     def asked(self) -> list[str]:
         """The members whose probabilities :meth:`combine` needs."""
