@@ -14,8 +14,9 @@ from torch.nn import functional as F
 
 from ..device import GeneratorPickling, restore_generator
 from ..ssl.encoder import mlp
+from . import mlp_kernels
 from .adam import Adam, adam_step
-from .compiled import COMPILED_VALUES, compiled
+from .compiled import COMPILED_VALUES
 
 Featurize = Callable[[torch.Tensor], torch.Tensor]
 _SQRT_HALF = math.sqrt(0.5)
@@ -137,14 +138,15 @@ class OnlineMLPClassifier(GeneratorPickling):
     def predict_proba(self, H: torch.Tensor) -> torch.Tensor:
         """Class probabilities, shape ``(n, n_classes)``: on the CPU, for at most
         :data:`COMPILED_ROWS` rows of at most :data:`~streamssl.learner.compiled.COMPILED_VALUES`
-        inputs, one compiled loop over the weights as they are (:func:`_forward`); else the
-        layers' torch kernels."""
+        inputs, one compiled loop over the weights as they are
+        (:func:`~streamssl.learner.mlp_kernels.forward`); else the layers' torch kernels."""
         if self.n_classes == 0:
             return torch.zeros(len(H), 0, device=self.device)
         if H.device.type == "cpu" and len(H) <= COMPILED_ROWS and H.numel() <= COMPILED_VALUES:
             first, last = self.net[0], self.net[2]
-            return torch.from_numpy(_forward(H.detach().numpy(), first.weight.detach().numpy(), first.bias.detach().numpy(),
-                                             last.weight.detach().numpy(), last.bias.detach().numpy(), self.n_classes))
+            return torch.from_numpy(mlp_kernels.forward(H.detach().numpy(), first.weight.detach().numpy(), first.bias.detach().numpy(),
+                                                        last.weight.detach().numpy(), last.bias.detach().numpy(),
+                                                        self.n_classes))
         return torch.softmax(self._logits(H), dim=1)
 
     def learn(
@@ -326,14 +328,40 @@ def _step_together(mlps: Sequence[OnlineMLPClassifier], Hs: Sequence[torch.Tenso
                    share: torch.Tensor) -> None:
     """One optimiser step of each head on the weighted mean cross-entropy of its rows ``Hs[i]``
     (classes ``ys[i]``; ``share``: each row's weight over their sum, shape ``(rows, 1)``, the same
-    for all heads). The heads share classes, hidden units and Adam's settings
-    (:func:`learn_together`). Each head's products are its own (``addmm`` and ``@`` on its 2-D
-    tensors, as stepping alone: a batched product takes other kernels for a few rows, with other
-    roundings); the element-wise work between them runs once on the heads' stacked activations.
+    for all heads), one Adam update for all (:func:`~streamssl.learner.adam.adam_step`). The heads
+    share classes, hidden units and Adam's settings (:func:`learn_together`).
 
     The network is two linear layers with a GELU between them, so the gradients are written
-    out here: at this size autograd's bookkeeping costs as much as the arithmetic (a step
-    on 45 rows of 32 features: 0.41 ms with autograd, 0.21 ms written out, on 2 cores)."""
+    out: at this size autograd's bookkeeping costs as much as the arithmetic (a step on 45 rows
+    of 32 features: 0.41 ms with autograd, 0.21 ms written out in torch calls, on 2 cores). On the
+    CPU each head's are one compiled loop (:func:`~streamssl.learner.mlp_kernels.gradients`), as
+    the torch calls' own cost was most of a step's; on a GPU, torch's (:func:`_torch_gradients`)."""
+    if Hs[0].device.type == "cpu":
+        grads = [_compiled_gradients(head, H, y, share) for head, H, y in zip(mlps, Hs, ys)]
+    else:
+        grads = _torch_gradients(mlps, Hs, ys, share)
+    adam_step([head.optimizer for head in mlps], grads)
+
+
+def _compiled_gradients(head: OnlineMLPClassifier, H: torch.Tensor, y: torch.Tensor,
+                        share: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """One head's gradients on the CPU (:func:`~streamssl.learner.mlp_kernels.gradients`), in its
+    parameters' order."""
+    first, last, k, eps = head.net[0], head.net[2], head.n_classes, head.smoothing
+    # eps - 1 and eps / k rounded to float32 once, as the torch path's targets are
+    minus, spread = (float(np.float32(v)) for v in (eps - 1.0, eps / k))
+    grads = mlp_kernels.gradients(H.detach().numpy(), y.numpy(), share.numpy()[:, 0], first.weight.detach().numpy(),
+                                  first.bias.detach().numpy(), last.weight.detach().numpy(),
+                                  last.bias.detach().numpy(), k, minus, spread)
+    return tuple(torch.from_numpy(g) for g in grads)
+
+
+def _torch_gradients(mlps: Sequence[OnlineMLPClassifier], Hs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor],
+                     share: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+    """Each head's gradients in torch calls. Each head's products are its own (``addmm`` and
+    ``@`` on its 2-D tensors, as stepping alone: a batched product takes other kernels for a few
+    rows, with other roundings); the element-wise work between them runs once on the heads'
+    stacked activations."""
     k, lasts = mlps[0].n_classes, [head.net[2] for head in mlps]
     full = k == lasts[0].out_features  # else the rows of classes not met yet get no gradient
     w2 = [last.weight if full else last.weight[:k] for last in lasts]
@@ -361,7 +389,7 @@ def _step_together(mlps: Sequence[OnlineMLPClassifier], Hs: Sequence[torch.Tenso
             d_last_w[:k], d_last_b[:k] = g_i.t() @ h_i, g_i.sum(0)
         da = (g_i @ w).mul_(slope_i)
         grads.append((da.t() @ H, da.sum(0), d_last_w, d_last_b))
-    adam_step([head.optimizer for head in mlps], grads)
+    return grads
 
 
 class MLPHead(base.Base):
@@ -400,34 +428,3 @@ class MLPHead(base.Base):
             balanced=self.balanced_replay, label_smoothing=self.label_smoothing,
             smoothing_halved_at=self.smoothing_halved_at,
         )
-
-
-@compiled(reassociate=True)
-def _forward(H: np.ndarray, W1: np.ndarray, b1: np.ndarray, W2: np.ndarray, b2: np.ndarray,
-             n_classes: int) -> np.ndarray:
-    """:meth:`OnlineMLPClassifier.predict_proba` in one loop: the hidden layer with GELU (erf),
-    the first ``n_classes`` logits, their softmax; float32 as the weights. For a few rows the
-    torch calls cost several times their arithmetic (one row of 40 inputs, 64 hidden units)."""
-    out = np.empty((H.shape[0], n_classes), dtype=np.float32)
-    hidden = np.empty(W1.shape[0], dtype=np.float32)
-    logits = np.empty(n_classes)
-    for r in range(H.shape[0]):
-        for h in range(W1.shape[0]):
-            a = b1[h]
-            for c in range(W1.shape[1]):
-                a += H[r, c] * W1[h, c]
-            hidden[h] = 0.5 * a * (1.0 + math.erf(a * _SQRT_HALF))
-        top = -np.inf
-        for o in range(n_classes):
-            z = b2[o]
-            for h in range(W2.shape[1]):
-                z += hidden[h] * W2[o, h]
-            logits[o] = z
-            top = max(top, z)
-        total = 0.0
-        for o in range(n_classes):
-            logits[o] = math.exp(logits[o] - top)
-            total += logits[o]
-        for o in range(n_classes):
-            out[r, o] = logits[o] / total
-    return out

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -282,3 +284,42 @@ def test_a_few_rows_are_answered_by_the_compiled_forward_as_by_torch(n_classes):
         head = OnlineMLPClassifier(n_inputs=6000, hidden=4, device=torch.device("cpu"))
         head.add_classes(2)
         assert torch.equal(head.predict_proba(wide), torch.softmax(head._logits(wide), dim=1))
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])  # 3: output slots beyond the classes in use
+def test_the_compiled_gradients_on_the_cpu_are_the_torch_gradients(n_classes):
+    # A CPU steps through one compiled loop per head, a GPU through torch's kernels: the same
+    # gradients, to float32's rounding, for heads with their own smoothing stepping together.
+    from streamssl.learner.classifier import _compiled_gradients, _torch_gradients
+
+    heads = [OnlineMLPClassifier(n_inputs=7, hidden=12, seed=s, label_smoothing=e) for s, e in ((0, 0.0), (1, 0.1))]
+    for head in heads:
+        head.add_classes(n_classes)
+    g = torch.Generator().manual_seed(4)
+    Hs = [torch.randn(11, 7, generator=g) * 2 for _ in heads]
+    y = torch.randint(0, n_classes, (11,), generator=g)
+    weight = torch.rand(11, generator=g) + 0.1
+    share = (weight / weight.sum()).unsqueeze(1)
+    with torch.no_grad():
+        expected = _torch_gradients(heads, Hs, [y, y], share)
+    for head, H, theirs in zip(heads, Hs, expected):
+        mine = _compiled_gradients(head, H, y, share)
+        assert [t.shape for t in mine] == [p.shape for p in head.net.parameters()]
+        for a, b in zip(mine, theirs):
+            assert a.dtype == torch.float32 and torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+        assert not mine[2][n_classes:].any() and not mine[3][n_classes:].any()  # no gradient to unused slots
+
+
+def test_the_kernels_gelu_is_torchs_to_float32_rounding():
+    from streamssl.learner.mlp_kernels import gelu
+
+    a = torch.linspace(-12, 12, 4001)
+    h, slope = torch.empty_like(a), torch.empty_like(a)
+    gelu(a.numpy(), h.numpy(), slope.numpy())
+    exact = a.double()
+    cdf = 0.5 * (1 + torch.erf(exact * math.sqrt(0.5)))
+    assert torch.allclose(h.double(), exact * cdf, rtol=1e-6, atol=1e-7)
+    assert torch.allclose(slope.double(), cdf + exact * torch.exp(-exact * exact / 2) / math.sqrt(2 * math.pi),
+                          rtol=1e-6, atol=1e-7)
+    # torch's float32 GELU takes 1 + erf(x) in float32: off by up to 1e-6 where that cancels (x < -3)
+    assert torch.allclose(h, torch.nn.functional.gelu(a), rtol=1e-6, atol=1e-6)
