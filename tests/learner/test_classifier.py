@@ -310,6 +310,29 @@ def test_the_compiled_gradients_on_the_cpu_are_the_torch_gradients(n_classes):
         assert not mine[2][n_classes:].any() and not mine[3][n_classes:].any()  # no gradient to unused slots
 
 
+def test_heads_stepping_together_take_the_torch_gradients_for_wide_rows():
+    # Rows of more than COMPILED_VALUES inputs step through torch's kernels on the CPU too: a
+    # wide head and a narrow one stepping together each end as it would alone.
+    import copy
+
+    from streamssl.learner.classifier import Lesson, learn_together
+
+    g = torch.Generator().manual_seed(5)
+    wide, narrow = OnlineMLPClassifier(n_inputs=500, hidden=8, seed=1), OnlineMLPClassifier(n_inputs=3, hidden=8)
+    for head in (wide, narrow):
+        head.add_classes(2)
+    alone = [copy.deepcopy(wide), copy.deepcopy(narrow)]
+    Xw, Xn, y = torch.randn(40, 500, generator=g), torch.randn(40, 3, generator=g), torch.randint(0, 2, (40,), generator=g)
+    remember = torch.ones(40, dtype=torch.bool)
+    learn_together([Lesson(wide, Xw, y, torch.ones(40), remember=remember),
+                    Lesson(narrow, Xn, y, torch.ones(40), remember=remember)])
+    alone[0].learn(Xw, y, torch.ones(40), remember=remember)
+    alone[1].learn(Xn, y, torch.ones(40), remember=remember)
+    for together, apart in zip((wide, narrow), alone):
+        for a, b in zip(together.net.parameters(), apart.net.parameters()):
+            assert torch.equal(a, b)
+
+
 def test_the_kernels_gelu_is_torchs_to_float32_rounding():
     from streamssl.learner.mlp_kernels import gelu
 
