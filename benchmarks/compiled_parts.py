@@ -7,9 +7,10 @@ so on the CPU these parts run as one numba loop each and a GPU keeps torch's ker
 
 - the nearest-neighbour memory's vote (``NearestNeighbourMemory.predict_proba`` against
   ``_torch_votes``; compiled up to ``compiled.COMPILED_VALUES`` query values);
-- an MLP head's answer (``mlp_kernels.forward`` against the layers' torch kernels) and the
-  gradients of one step of three heads (``_compiled_gradients`` against ``_torch_gradients``);
-  both compiled up to ``classifier.COMPILED_ROWS`` rows.
+- an MLP head's answer (``mlp_kernels.forward`` against the layers' torch kernels; compiled up to
+  ``classifier.COMPILED_ROWS`` rows);
+- the gradients of one step of three heads (``_compiled_gradients`` against ``_torch_gradients``;
+  compiled for rows of up to ``COMPILED_VALUES`` inputs).
 
 Each figure is the best of five rounds of 200 calls, in microseconds, one torch thread: the
 crossovers of the two constants above were read off this table. It prints the machine first.
@@ -72,7 +73,7 @@ def main() -> None:
                                                         first.bias.detach().numpy(), last.weight.detach().numpy(),
                                                         last.bias.detach().numpy(), 2)),
                     best_us(lambda: torch.softmax(head._logits(H), dim=1)))
-        for width, rows in ((9, 33), (40, 45), (40, 96), (40, 192), (4000, 45)):
+        for width, rows in ((9, 33), (40, 45), (40, 96), (400, 45), (1000, 45)):
             heads = [OnlineMLPClassifier(n_inputs=width, hidden=64, seed=s) for s in range(3)]
             for head in heads:
                 head.add_classes(2)

@@ -16,17 +16,15 @@ from ..device import GeneratorPickling, restore_generator
 from ..ssl.encoder import mlp
 from . import mlp_kernels
 from .adam import Adam, adam_step
+from .compiled import COMPILED_VALUES
 
 Featurize = Callable[[torch.Tensor], torch.Tensor]
 _SQRT_HALF = math.sqrt(0.5)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-COMPILED_ROWS = 64
-"""The most rows an MLP head answers, or steps on, through its compiled loops on the CPU
-(:mod:`~streamssl.learner.mlp_kernels`); more go through torch's kernels, whose vectorised GELU
-then pays (``python benchmarks/compiled_parts.py``; 64 hidden units, 2 classes, µs): an answer of
-one row of 40 inputs 24 against 38, 16 rows 39 against 56, 64 rows 82 against 75, 256 rows 300
-against 162; the gradients of three heads on 45 rows of 40 inputs 234 against 378, 96 rows 392
-against 462, 192 rows 645 against 596, whatever the width (4,000 inputs, 45 rows: 2.4 against 3.8 ms)."""
+COMPILED_ROWS = 16
+"""The most rows an MLP head answers through its compiled forward on the CPU: one row of 40
+inputs (64 hidden units) 22 against 38 µs in torch calls, 8 rows 30 against 50; from about 32
+rows on torch's matrix products win (256 rows: 0.31 against 0.10 ms)."""
 
 
 class OnlineMLPClassifier(GeneratorPickling):
@@ -139,13 +137,14 @@ class OnlineMLPClassifier(GeneratorPickling):
     @torch.no_grad()
     def predict_proba(self, H: torch.Tensor) -> torch.Tensor:
         """Class probabilities, shape ``(n, n_classes)``: on the CPU, for at most
-        :data:`COMPILED_ROWS` rows, one compiled loop over the weights as they are
+        :data:`COMPILED_ROWS` rows of at most :data:`~streamssl.learner.compiled.COMPILED_VALUES`
+        inputs, one compiled loop over the weights as they are
         (:func:`~streamssl.learner.mlp_kernels.forward`); else the layers' torch kernels."""
         if self.n_classes == 0:
             return torch.zeros(len(H), 0, device=self.device)
-        if H.device.type == "cpu" and len(H) <= COMPILED_ROWS:
+        if H.device.type == "cpu" and len(H) <= COMPILED_ROWS and H.numel() <= COMPILED_VALUES:
             first, last = self.net[0], self.net[2]
-            return torch.from_numpy(mlp_kernels.forward(np.ascontiguousarray(H.detach().numpy()), first.weight.detach().numpy(), first.bias.detach().numpy(),
+            return torch.from_numpy(mlp_kernels.forward(H.detach().numpy(), first.weight.detach().numpy(), first.bias.detach().numpy(),
                                                         last.weight.detach().numpy(), last.bias.detach().numpy(),
                                                         self.n_classes))
         return torch.softmax(self._logits(H), dim=1)
@@ -336,12 +335,15 @@ def _step_together(mlps: Sequence[OnlineMLPClassifier], Hs: Sequence[torch.Tenso
     out: at this size autograd's bookkeeping costs as much as the arithmetic (a step on 45 rows
     of 32 features: 0.41 ms with autograd, 0.21 ms written out in torch calls, on 2 cores). On the
     CPU each head's are one compiled loop (:func:`~streamssl.learner.mlp_kernels.gradients`) for
-    up to :data:`COMPILED_ROWS` rows, as the torch calls' own cost was most of such a step's; on a
-    GPU and for more rows, torch's (:func:`_torch_gradients`)."""
-    if Hs[0].device.type == "cpu" and len(share) <= COMPILED_ROWS:
-        grads = [_compiled_gradients(head, H, y, share) for head, H, y in zip(mlps, Hs, ys)]
-    else:
+    rows of at most :data:`~streamssl.learner.compiled.COMPILED_VALUES` inputs, as the torch
+    calls' own cost was most of a step's (three heads, 45 rows of 40 inputs: 255 against 398 µs;
+    about even at 300 inputs; 1,000: 1.48 against 0.96 ms); on a GPU and for wider rows, torch's
+    (:func:`_torch_gradients`)."""
+    if Hs[0].device.type != "cpu":
         grads = _torch_gradients(mlps, Hs, ys, share)
+    else:
+        grads = [_compiled_gradients(head, H, y, share) if H.numel() <= COMPILED_VALUES
+                 else _torch_gradients([head], [H], [y], share)[0] for head, H, y in zip(mlps, Hs, ys)]
     adam_step([head.optimizer for head in mlps], grads)
 
 
@@ -352,7 +354,7 @@ def _compiled_gradients(head: OnlineMLPClassifier, H: torch.Tensor, y: torch.Ten
     first, last, k, eps = head.net[0], head.net[2], head.n_classes, head.smoothing
     # eps - 1 and eps / k rounded to float32 once, as the torch path's targets are
     minus, spread = (float(np.float32(v)) for v in (eps - 1.0, eps / k))
-    grads = mlp_kernels.gradients(np.ascontiguousarray(H.detach().numpy()), y.numpy(), share.numpy()[:, 0], first.weight.detach().numpy(),
+    grads = mlp_kernels.gradients(H.detach().numpy(), y.numpy(), share.numpy()[:, 0], first.weight.detach().numpy(),
                                   first.bias.detach().numpy(), last.weight.detach().numpy(),
                                   last.bias.detach().numpy(), k, minus, spread)
     return tuple(torch.from_numpy(g) for g in grads)

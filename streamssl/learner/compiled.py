@@ -6,11 +6,12 @@ from __future__ import annotations
 from numba import njit
 
 COMPILED_VALUES = 2**14
-"""On the CPU, the nearest-neighbour memory answers a query of at most this many values (one
-event of 1,024 features, 256 of 64) by a compiled loop, where the torch calls' own cost exceeds
-their arithmetic (one row of 40 features against 256 stored: 26 against 115 µs; 256 such rows:
-0.50 against 0.93 ms), larger ones by torch's matrix products (256 rows of 658: 2.0 against
-3.7 ms the other way). The MLP heads' rule is :data:`~streamssl.learner.classifier.COMPILED_ROWS`."""
+"""On the CPU, a query of at most this many values (one event of 1,024 features, 256 of 64) is
+answered by a compiled loop where the torch calls' own cost exceeds their arithmetic: the
+nearest-neighbour memory (one row of 40 features against 256 stored: 26 against 115 µs; 256
+such rows: 0.50 against 0.93 ms; 256 rows of 658: 2.0 against 3.7 ms the other way) and the
+MLP heads' answers (of up to :data:`~streamssl.learner.classifier.COMPILED_ROWS` rows); larger
+ones by torch's matrix products."""
 
 
 def compiled(fn=None, *, inline: bool = False, reassociate: bool = False):

@@ -277,13 +277,13 @@ def test_a_few_rows_are_answered_by_the_compiled_forward_as_by_torch(n_classes):
             reference = torch.softmax(head._logits(X[:5]), dim=1)
         assert compiled.dtype == torch.float32 and compiled.shape == (5, n_classes)
         assert torch.allclose(compiled, reference, atol=1e-6)
-    with torch.no_grad():  # more rows than the compiled loop takes: torch's kernels
+    with torch.no_grad():  # more rows, or more values, than the compiled loop takes: torch's kernels
         many = torch.randn(COMPILED_ROWS + 1, 6, generator=generator)
         assert torch.equal(head.predict_proba(many), torch.softmax(head._logits(many), dim=1))
-        wide = torch.randn(3, 6000, generator=generator)  # any width: BLAS's products
+        wide = torch.randn(3, 6000, generator=generator)
         head = OnlineMLPClassifier(n_inputs=6000, hidden=4, device=torch.device("cpu"))
         head.add_classes(2)
-        assert torch.allclose(head.predict_proba(wide), torch.softmax(head._logits(wide), dim=1), atol=1e-6)
+        assert torch.equal(head.predict_proba(wide), torch.softmax(head._logits(wide), dim=1))
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])  # 3: output slots beyond the classes in use
@@ -310,23 +310,27 @@ def test_the_compiled_gradients_on_the_cpu_are_the_torch_gradients(n_classes):
         assert not mine[2][n_classes:].any() and not mine[3][n_classes:].any()  # no gradient to unused slots
 
 
-def test_steps_of_more_rows_than_the_compiled_loop_takes_are_torchs():
+def test_heads_stepping_together_take_the_torch_gradients_for_wide_rows():
+    # Rows of more than COMPILED_VALUES inputs step through torch's kernels on the CPU too: a
+    # wide head and a narrow one stepping together each end as it would alone.
     import copy
 
-    from streamssl.learner.adam import adam_step
-    from streamssl.learner.classifier import _step_together, _torch_gradients
+    from streamssl.learner.classifier import Lesson, learn_together
 
-    head = OnlineMLPClassifier(n_inputs=5, hidden=8, seed=2)
-    head.add_classes(3)
-    twin = copy.deepcopy(head)
-    g = torch.Generator().manual_seed(6)
-    H, y = torch.randn(COMPILED_ROWS + 1, 5, generator=g), torch.randint(0, 3, (COMPILED_ROWS + 1,), generator=g)
-    share = torch.full((COMPILED_ROWS + 1, 1), 1.0 / (COMPILED_ROWS + 1))
-    _step_together([head], [H], [y], share)
-    with torch.no_grad():
-        adam_step([twin.optimizer], _torch_gradients([twin], [H], [y], share))
-    for a, b in zip(head.net.parameters(), twin.net.parameters()):
-        assert torch.equal(a, b)
+    g = torch.Generator().manual_seed(5)
+    wide, narrow = OnlineMLPClassifier(n_inputs=500, hidden=8, seed=1), OnlineMLPClassifier(n_inputs=3, hidden=8)
+    for head in (wide, narrow):
+        head.add_classes(2)
+    alone = [copy.deepcopy(wide), copy.deepcopy(narrow)]
+    Xw, Xn, y = torch.randn(40, 500, generator=g), torch.randn(40, 3, generator=g), torch.randint(0, 2, (40,), generator=g)
+    remember = torch.ones(40, dtype=torch.bool)
+    learn_together([Lesson(wide, Xw, y, torch.ones(40), remember=remember),
+                    Lesson(narrow, Xn, y, torch.ones(40), remember=remember)])
+    alone[0].learn(Xw, y, torch.ones(40), remember=remember)
+    alone[1].learn(Xn, y, torch.ones(40), remember=remember)
+    for together, apart in zip((wide, narrow), alone):
+        for a, b in zip(together.net.parameters(), apart.net.parameters()):
+            assert torch.equal(a, b)
 
 
 def test_the_kernels_gelu_is_torchs_to_float32_rounding():
