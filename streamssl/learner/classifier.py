@@ -144,9 +144,8 @@ class OnlineMLPClassifier(GeneratorPickling):
             return torch.zeros(len(H), 0, device=self.device)
         if H.device.type == "cpu" and len(H) <= COMPILED_ROWS and H.numel() <= COMPILED_VALUES:
             first, last = self.net[0], self.net[2]
-            return torch.from_numpy(mlp_kernels.forward(H.detach().numpy(), first.weight.detach().numpy(), first.bias.detach().numpy(),
-                                                        last.weight.detach().numpy(), last.bias.detach().numpy(),
-                                                        self.n_classes))
+            weights = (p.detach().numpy() for p in (first.weight, first.bias, last.weight, last.bias))
+            return torch.from_numpy(mlp_kernels.forward(H.detach().numpy(), *weights, self.n_classes))
         return torch.softmax(self._logits(H), dim=1)
 
     def learn(
