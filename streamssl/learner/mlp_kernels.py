@@ -26,8 +26,8 @@ import numpy as np
 
 from .compiled import compiled
 
-_SQRT_HALF = math.sqrt(0.5)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+SQRT_HALF = math.sqrt(0.5)  # GELU's constants, also of the torch path (classifier._torch_gradients)
+INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _LOG2E, _LN2 = 1.0 / math.log(2.0), math.log(2.0)
 
 
@@ -63,7 +63,7 @@ def gelu(a: np.ndarray, h: np.ndarray, slope: np.ndarray) -> None:
     n = a.size
     t, gauss, tail, bits = np.empty(n), np.empty(n), np.empty(n), np.empty(n, dtype=np.int64)
     for i in range(n):
-        z = abs(np.float64(a[i])) * _SQRT_HALF
+        z = abs(np.float64(a[i])) * SQRT_HALF
         t[i] = 1.0 / (1.0 + 0.5 * z)
         tail[i] = -z * z
     exp(tail, gauss, bits)  # phi(a) sqrt(2 pi)
@@ -78,7 +78,7 @@ def gelu(a: np.ndarray, h: np.ndarray, slope: np.ndarray) -> None:
         below = 1.0 if x >= 0.0 else 0.0
         cdf = below + (1.0 - 2.0 * below) * upper
         h[i] = x * cdf
-        slope[i] = cdf + x * gauss[i] * _INV_SQRT_2PI
+        slope[i] = cdf + x * gauss[i] * INV_SQRT_2PI
 
 
 @compiled(reassociate=True)

@@ -894,8 +894,8 @@ class StreamLearner(base.Classifier):
             labels = [v for v, k in zip(y, labelled) if k]
             served = None if served is None else {k: p[labelled] for k, p in served.items()}
             if self._group == math.inf and pseudo is None and all(v in self._class_index for v in labels):
-                self._gathered.append((_rows_of(Zt, labelled), np.array([self._class_index[v] for v in labels]), X[labelled], served,
-                                       self._take(wide, labelled)))
+                self._gathered.append((_rows_of(Zt, labelled), np.array([self._class_index[v] for v in labels]),
+                                       X[labelled], served, self._take(wide, labelled)))
                 if sum(len(g[1]) for g in self._gathered) >= min(GATHER, self.one_batch):
                     self._learn_gathered()
             else:
