@@ -10,10 +10,11 @@ expected calibration error (ECE) and its mean confidence, the accuracy estimated
 from __future__ import annotations
 
 import math
-from collections import deque
 
 import numpy as np
 from river import base
+
+from .compiled import compiled
 
 _FLOOR = 1e-6  # probabilities are floored here before their log: a member may say exactly 0
 
@@ -30,9 +31,94 @@ def _row_loss(L: np.ndarray, picked: np.ndarray, t) -> np.ndarray:
     return top + np.log(np.exp(S - top[:, None]).sum(axis=1)) - picked / np.ravel(t)
 
 
+def _widened(L: np.ndarray, width: int) -> np.ndarray:
+    """Rows of log-probabilities ``L`` with columns up to ``width``: classes met later, 0 back then."""
+    out = np.full((len(L), width), math.log(_FLOOR))
+    out[:, : L.shape[1]] = L
+    return out
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     z = np.exp(logits - logits.max(axis=1, keepdims=True))
     return z / z.sum(axis=1, keepdims=True)
+
+
+@compiled
+def _trend_loss(L: np.ndarray, picked: np.ndarray, at: np.ndarray, a: float, b: float, trend: float) -> float:
+    """The window's log-loss at log T = a + b * at, plus the prior on ``b``; inf where not finite."""
+    total = trend * b * b / 2.0
+    for i in range(L.shape[0]):
+        beta = math.exp(-(a + b * at[i]))  # 1 / T of the row
+        top = -math.inf
+        for c in range(L.shape[1]):
+            top = max(top, L[i, c] * beta)
+        mass = 0.0
+        for c in range(L.shape[1]):
+            mass += math.exp(L[i, c] * beta - top)
+        total += top + math.log(mass) - picked[i] * beta
+    return total if math.isfinite(total) else math.inf
+
+
+@compiled
+def _newton_trend(L: np.ndarray, picked: np.ndarray, log_t: float, trend: float) -> float:
+    """log T at the window's newest end, fitted as :meth:`TemperatureCalibrator._fit_trend`
+    says: rows ``L`` of log-probabilities (oldest first), ``picked`` each row's at its class,
+    starting from ``log_t`` with no slope; ``trend`` the prior's weight on the slope.
+
+    Each row's loss against its 1 / T (``beta``) has slope mean - picked (the mean of ``L``
+    under the row's softmax at ``beta``) and curvature the spread of ``L`` there; against log T
+    these give the gradient and Hessian in (a, b) by the chain rule."""
+    n, k = L.shape
+    at = np.linspace(-1.0, 0.0, n) if n > 1 else np.zeros(1)
+    q = np.empty(k)
+    a, b = log_t, 0.0
+    value, damping = _trend_loss(L, picked, at, a, b, trend), 0.0
+    fresh = True
+    g0 = g1 = h00 = h01 = h11 = 0.0
+    for _ in range(100):
+        if fresh:  # the gradient and Hessian at (a, b)
+            g0, g1, h00, h01, h11 = 0.0, trend * b, 0.0, 0.0, trend
+            for i in range(n):
+                beta = math.exp(-(a + b * at[i]))
+                top = -math.inf
+                for c in range(k):
+                    top = max(top, L[i, c] * beta)
+                mass = 0.0
+                for c in range(k):
+                    q[c] = math.exp(L[i, c] * beta - top)
+                    mass += q[c]
+                mean = spread = 0.0
+                for c in range(k):
+                    mean += q[c] / mass * L[i, c]
+                    spread += q[c] / mass * L[i, c] * L[i, c]
+                spread -= mean * mean
+                d_beta = mean - picked[i]
+                h = beta * beta * spread + beta * d_beta
+                g0 -= beta * d_beta
+                g1 -= beta * d_beta * at[i]
+                h00 += h
+                h01 += h * at[i]
+                h11 += h * at[i] * at[i]
+            fresh = False
+        if max(abs(g0), abs(g1)) < 1e-9 * n:
+            break
+        d00, d11 = h00 + damping, h11 + damping
+        det = d00 * d11 - h01 * h01
+        if not (d00 > 0.0 and det > 0.0):  # not positive definite: damped towards the gradient's step
+            damping = max(2 * damping, 1e-3 * (1.0 + max(abs(h00), abs(h01), abs(h11))))
+            continue
+        step_a, step_b = -(d11 * g0 - h01 * g1) / det, -(d00 * g1 - h01 * g0) / det
+        trial = _trend_loss(L, picked, at, a + step_a, b + step_b, trend)
+        if trial < value:
+            a, b, value, damping = a + step_a, b + step_b, trial, damping / 4
+            if max(abs(step_a), abs(step_b)) < 1e-8:
+                break
+            fresh = True
+        elif damping > 1e12:
+            break  # no step lowers the loss: a minimum to numerical precision
+        else:
+            damping = max(4 * damping, 1e-3 * (1.0 + max(abs(h00), abs(h01), abs(h11))))
+    return a
 
 
 class TemperatureCalibrator(base.Base):
@@ -75,7 +161,10 @@ class TemperatureCalibrator(base.Base):
                              "and trend None or >= 0")
         self.window, self.min_labels, self.refit, self.bounds = window, min_labels, refit, bounds
         self.trend = trend
-        self._rows: deque[tuple[np.ndarray, int]] = deque(maxlen=window)  # (log-probabilities, class)
+        # The last ``window`` labelled events, a ring: log-probabilities (a class met later: 0
+        # back then) and class; rows held, and where the next goes.
+        self._L, self._y = np.zeros((window, 0)), np.zeros(window, dtype=np.int64)
+        self._held = self._next = 0
         self.temperature = 1.0
         self.seen = 0
         self.fitted_at = 0  # labels seen at the last fit
@@ -83,19 +172,29 @@ class TemperatureCalibrator(base.Base):
     def observe(self, proba: np.ndarray, y: np.ndarray) -> None:
         """Learn from labelled events: ``proba`` as served (before the labels were learned),
         ``y`` their class indices; refits the temperature."""
-        for row, label in zip(_log(np.asarray(proba, dtype=np.float64)), np.asarray(y).tolist()):
-            self._rows.append((row, int(label)))
+        y = np.asarray(y, dtype=np.int64)
+        self._keep(_log(np.asarray(proba, dtype=np.float64)), y)
         self.seen += len(y)
-        if self.seen >= max(self.min_labels, self.fitted_at + self.refit) and self._rows:
+        if self.seen >= max(self.min_labels, self.fitted_at + self.refit) and self._held:
             self.temperature, self.fitted_at = self._fit(), self.seen
 
+    def _keep(self, L: np.ndarray, y: np.ndarray) -> None:
+        """Rows of log-probabilities ``L`` and their classes ``y`` into the window."""
+        L, y = L[-self.window:], y[-self.window:]
+        if L.shape[1] > self._L.shape[1]:
+            self._L = _widened(self._L, L.shape[1])
+        at = (self._next + np.arange(len(y))) % self.window
+        self._L[at] = L if L.shape[1] == self._L.shape[1] else _widened(L, self._L.shape[1])
+        self._y[at] = y
+        self._next = (self._next + len(y)) % self.window
+        self._held = min(self.window, self._held + len(y))
+
     def _window(self) -> tuple[np.ndarray, np.ndarray]:
-        """The window's log-probabilities, one row per labelled event, and their classes."""
-        width = max(len(r) for r, _ in self._rows)
-        L = np.full((len(self._rows), width), math.log(_FLOOR))  # classes met later: 0 back then
-        for i, (r, _) in enumerate(self._rows):
-            L[i, : len(r)] = r
-        return L, np.array([c for _, c in self._rows])
+        """The window's log-probabilities, one row per labelled event (the oldest first), and their classes."""
+        if self._held < self.window:
+            return self._L[: self._held], self._y[: self._held]
+        i = self._next
+        return np.concatenate([self._L[i:], self._L[:i]]), np.concatenate([self._y[i:], self._y[:i]])
 
     def _fit(self) -> float:
         return self._fit_constant() if self.trend is None else self._fit_trend()
@@ -105,54 +204,14 @@ class TemperatureCalibrator(base.Base):
         minimising the log-loss plus the prior on ``b``; returns the temperature at s = 0.
 
         Newton's method on (a, b) with the exact gradient and Hessian, damped (Levenberg-Marquardt)
-        where the curvature is not positive or a step does not lower the loss: a few iterations
-        where a simplex search took about a hundred evaluations of the loss."""
+        where the curvature is not positive or a step does not lower the loss
+        (:func:`_newton_trend`): a few iterations where a simplex search took about a hundred
+        evaluations of the loss."""
         L, y = self._window()
-        n, bound = len(y), math.log(self.bounds)
-        picked = L[np.arange(n), y]
-        at = np.linspace(-1.0, 0.0, n) if n > 1 else np.zeros(1)
-        A = np.stack([np.ones(n), at], axis=1)  # log T of each row = A @ (a, b)
-        prior = np.array([0.0, self.trend])
-
-        def loss(theta: np.ndarray) -> float:
-            with np.errstate(all="ignore"):  # far out: not finite, refused
-                beta = np.exp(-(A @ theta))  # 1 / T of each row
-                value = float(np.sum(_row_loss(L, picked, 1.0 / beta[:, None])) + prior @ theta ** 2 / 2)
-            return value if math.isfinite(value) else math.inf
-
-        def slopes(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            beta = np.exp(-(A @ theta))
-            q = _softmax(L * beta[:, None])
-            mean = (q * L).sum(axis=1)
-            spread = (q * L * L).sum(axis=1) - mean ** 2
-            d_beta = mean - picked  # each row's loss against its 1 / T
-            h = beta ** 2 * spread + beta * d_beta  # ... and its second derivative against its log T
-            return A.T @ (-beta * d_beta) + prior * theta, (A * h[:, None]).T @ A + np.diag(prior)
-
-        theta = np.array([math.log(self.temperature), 0.0])
-        value, damping = loss(theta), 0.0
-        grad, hess = slopes(theta)
-        for _ in range(100):
-            if np.abs(grad).max() < 1e-9 * n:
-                break
-            try:  # Newton's step, damped towards the gradient's where the curvature is not positive
-                np.linalg.cholesky(hess + damping * np.eye(2))
-                step = -np.linalg.solve(hess + damping * np.eye(2), grad)
-            except np.linalg.LinAlgError:
-                damping = max(2 * damping, 1e-3 * (1.0 + float(np.abs(hess).max())))
-                continue
-            trial = theta + step
-            trial_value = loss(trial)
-            if trial_value < value:
-                theta, value, damping = trial, trial_value, damping / 4
-                if np.abs(step).max() < 1e-8:
-                    break
-                grad, hess = slopes(theta)
-            elif damping > 1e12:
-                break  # no step lowers the loss: a minimum to numerical precision
-            else:
-                damping = max(4 * damping, 1e-3 * (1.0 + float(np.abs(hess).max())))
-        return math.exp(min(bound, max(-bound, float(theta[0]))))
+        picked = L[np.arange(len(y)), y]
+        log_t = _newton_trend(L, picked, math.log(self.temperature), float(self.trend))
+        bound = math.log(self.bounds)
+        return math.exp(min(bound, max(-bound, log_t)))
 
     def _fit_constant(self) -> float:
         L, y = self._window()
@@ -183,12 +242,15 @@ class TemperatureCalibrator(base.Base):
         return _softmax(_log(proba) / self.temperature)
 
     def state_dict(self) -> dict:
-        return {"rows": [(r.tolist(), c) for r, c in self._rows], "temperature": self.temperature,
-                "seen": self.seen, "fitted_at": self.fitted_at}
+        L, y = self._window()
+        return {"rows": list(zip(L.tolist(), y.tolist())), "temperature": self.temperature, "seen": self.seen,
+                "fitted_at": self.fitted_at}
 
     def load_state_dict(self, state: dict) -> None:
-        self._rows.clear()
-        self._rows.extend((np.array(r, dtype=np.float64), int(c)) for r, c in state["rows"])
+        self._L, self._y = np.zeros((self.window, 0)), np.zeros(self.window, dtype=np.int64)
+        self._held = self._next = 0
+        for r, c in state["rows"]:  # rows saved before a class was met are narrower
+            self._keep(np.array([r], dtype=np.float64).reshape(1, -1), np.array([c], dtype=np.int64))
         self.temperature, self.seen = float(state["temperature"]), int(state["seen"])
         self.fitted_at = int(state["fitted_at"])
 
