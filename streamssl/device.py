@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
+import numpy as np
 import torch
 
 
@@ -46,8 +47,13 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def to_tensor(X, device: torch.device) -> torch.Tensor:
-    """A float32 tensor on ``device`` from a numpy array: one host-to-device copy per micro-batch."""
-    t = torch.as_tensor(X, dtype=torch.float32)
+    """A float32 tensor on ``device`` from a numpy array: one host-to-device copy per micro-batch.
+    On the CPU a float32 array is shared, as ``torch.as_tensor`` shares it (converted by numpy:
+    a few µs less per event than torch's conversion)."""
+    if isinstance(X, np.ndarray) and X.ndim and X.flags.writeable:
+        t = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+    else:
+        t = torch.as_tensor(X, dtype=torch.float32)
     if device.type == "cuda":
         return t.pin_memory().to(device, non_blocking=True)
     return t
