@@ -419,7 +419,7 @@ class StreamLearner(base.Classifier):
     >>> from river import datasets, evaluate, metrics
     >>> model = StreamLearner(seed=0)
     >>> evaluate.progressive_val_score(datasets.Phishing(), model, metrics.Accuracy())
-    Accuracy: 90.47%
+    Accuracy: 90.23%
 
     Micro-batches on numpy arrays, with ``None`` for unlabelled events:
 

@@ -254,7 +254,7 @@ def test_the_compiled_answers_are_the_whole_array_formulas():
     T = model.n_models
     leaf = model._route(model._roots[:T], queries)
     # Every node of the arrays too: inner nodes hold weight, some classes unseen, a new leaf none.
-    model._new_leaf()
+    model._new_leaves(1)
     nodes = np.arange(model.size)
     for where, rows in ((leaf.ravel(), np.tile(np.arange(len(queries)), T)), (nodes, nodes % len(queries))):
         mc, nb = model._answers(where, queries, rows)
@@ -334,7 +334,7 @@ def test_the_compiled_split_scores_are_the_whole_array_formulas(max_features):
     model = BatchForest(seed=0, max_features=max_features, grace_period=10_000)  # no split: every leaf full
     for start in range(0, 1500, 64):
         model.learn_batch(X[start:start + 64], y[start:start + 64])
-    model._new_leaf()  # and one with no estimators
+    model._new_leaves(1)  # and one with no estimators
     leaves = np.arange(model.size)
     got = forest_kernels.split_scores(leaves, model.counts, model.n, model.mean, model.m2, model.lo, model.hi,
                                       model.n_splits, model.min_branch_fraction)
