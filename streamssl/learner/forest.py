@@ -341,37 +341,22 @@ class BatchForest(base.Classifier):
         return max(1, math.ceil(self.grace_period / max(self.lambda_value, 1.0)))
 
     def _learn_chunk(self, X: np.ndarray, y: np.ndarray) -> None:
+        """Each tree, and its background tree where one grows, learns the rows with a weight
+        drawn from Poisson(``lambda_value``), from its answers before
+        (:func:`~streamssl.learner.forest_kernels.learn_chunk`); then the leaves due try their
+        split and the trees' detectors see their errors."""
         T, n = self.n_models, len(X)
-        rows = np.tile(np.arange(n), T)
-        leaf = self._route(self._roots[:T], X).ravel()
-        proba, mc, nb = self._tree_proba(leaf, X, rows)
-        wrong = (proba.argmax(axis=1) != np.tile(y, T)).reshape(T, n)
+        k = self._rng.poisson(self.lambda_value, (T, n)).astype(np.float64)
+        wrong, due, ok = forest_kernels.learn_chunk(
+            self._roots, T, X, y, k, self.feature, self.threshold, self.children, self.leaf_features, self.counts,
+            self.mc_right, self.nb_right, self.n, self.mean, self.m2, self.lo, self.hi, self.gaussian, self.neg2var,
+            self.halflog, self.attempted, float(self.grace_period))
+        if not ok:
+            raise RuntimeError("the forest's nodes hold a cycle")
         self._right += n - wrong.sum(axis=1)
         self._seen += n
-        k = self._rng.poisson(self.lambda_value, (T, n)).astype(np.float64)
-        take = (k > 0).ravel()
-        parts = [(leaf[take], rows[take], k.ravel()[take], mc[take], nb[take])]
-        growing = np.flatnonzero(self._roots[T:] >= 0)
-        if len(growing):  # background trees learn with their tree's weights
-            bleaf = self._route(self._roots[T + growing], X).ravel()
-            brows = np.tile(np.arange(n), len(growing))
-            bk = k[growing].ravel()
-            btake = bk > 0
-            _, bmc, bnb = self._tree_proba(bleaf[btake], X, brows[btake])
-            parts.append((bleaf[btake], brows[btake], bk[btake], bmc, bnb))
-        self._learn(X, y, *(np.concatenate(a) for a in zip(*parts)))
-        self._detect(wrong, k > 0)
-
-    def _learn(self, X: np.ndarray, y: np.ndarray, leaf: np.ndarray, rows: np.ndarray, w: np.ndarray,
-               mc: np.ndarray, nb: np.ndarray) -> None:
-        """Each (leaf, row) pair learned with weight ``w``, from the leaves' answers before
-        (:func:`~streamssl.learner.forest_kernels.learn`); the leaves due try their split."""
-        if not len(leaf):
-            return
-        due = forest_kernels.learn(leaf, rows, w, mc, nb, y, X, self.leaf_features, self.counts, self.mc_right,
-                                   self.nb_right, self.n, self.mean, self.m2, self.lo, self.hi, self.gaussian,
-                                   self.neg2var, self.halflog, self.attempted, float(self.grace_period))
         self._attempt_splits(due)
+        self._detect(wrong, k > 0)
 
     def _attempt_splits(self, leaves: np.ndarray) -> None:
         """Score the candidates of each of ``leaves`` (``n_splits`` evenly spaced thresholds

@@ -33,16 +33,21 @@ def route(roots: np.ndarray, feature: np.ndarray, threshold: np.ndarray, childre
     >>> route(np.array([0, 1]), feature, threshold, children, np.array([[0.2], [0.9]])).tolist()
     [[1, 2], [1, 1]]
     """
-    n_nodes = feature.shape[0]
     out = np.empty((roots.shape[0], X.shape[0]), dtype=np.int64)
     for t in range(roots.shape[0]):
         for r in range(X.shape[0]):
-            node, steps = roots[t], 0
-            while feature[node] >= 0 and steps <= n_nodes:
-                node = children[node, 1] if X[r, feature[node]] > threshold[node] else children[node, 0]
-                steps += 1
-            out[t, r] = node if steps <= n_nodes else -1
+            out[t, r] = _walk(roots[t], X, r, feature, threshold, children)
     return out
+
+
+@_compiled(inline=True)
+def _walk(node: int, X: np.ndarray, r: int, feature: np.ndarray, threshold: np.ndarray, children: np.ndarray) -> int:
+    """The leaf that row ``X[r]`` reaches from ``node`` (-1 past as many steps as nodes: a cycle)."""
+    n_nodes, steps = feature.shape[0], 0
+    while feature[node] >= 0 and steps <= n_nodes:
+        node = children[node, 1] if X[r, feature[node]] > threshold[node] else children[node, 0]
+        steps += 1
+    return node if steps <= n_nodes else -1
 
 
 @_compiled
@@ -376,3 +381,61 @@ def learn(leaf: np.ndarray, rows: np.ndarray, w: np.ndarray, mc: np.ndarray, nb:
             attempted[node] = total
             due[t] = True
     return touched[due]
+
+
+@_compiled
+def learn_chunk(roots: np.ndarray, n_models: int, X: np.ndarray, y: np.ndarray, k: np.ndarray,
+                feature: np.ndarray, threshold: np.ndarray, children: np.ndarray, leaf_features: np.ndarray,
+                counts: np.ndarray, mc_right: np.ndarray, nb_right: np.ndarray, n: np.ndarray, mean: np.ndarray,
+                m2: np.ndarray, lo: np.ndarray, hi: np.ndarray, gaussian: np.ndarray, neg2var: np.ndarray,
+                halflog: np.ndarray, attempted: np.ndarray,
+                grace_period: float) -> tuple[np.ndarray, np.ndarray, bool]:
+    """One chunk of rows ``X`` (classes ``y``) learned by a forest, in place: each tree (the
+    first ``n_models`` of ``roots``) answers every row at its leaf (:func:`route`; the naive
+    Bayes where that has been right at least as often as the majority class), then learns it
+    with weight ``k[tree, row]`` where that is above 0, as its background tree does (the
+    tree's ``n_models``-th root on, where one grows), all from the answers before
+    (:func:`learn`). Returns whether each tree's answer was wrong (shape ``k.shape``), the
+    leaves due a split attempt, and whether every path ended (``False``: a cycle, nothing
+    learned)."""
+    n_rows, n_classes = X.shape[0], counts.shape[1]
+    leaf = np.full((roots.shape[0], n_rows), -1, dtype=np.int64)  # background trees' too, where they grow
+    wrong = np.zeros((n_models, n_rows), dtype=np.bool_)
+    pairs = 0
+    for t in range(roots.shape[0]):
+        if roots[t] < 0:
+            continue
+        for r in range(n_rows):
+            leaf[t, r] = _walk(roots[t], X, r, feature, threshold, children)
+            if leaf[t, r] < 0:
+                return wrong, np.empty(0, dtype=np.int64), False
+            if k[t % n_models, r] > 0.0:
+                pairs += 1
+    at, rows, w = np.empty(pairs, dtype=np.int64), np.empty(pairs, dtype=np.int64), np.empty(pairs)
+    mc, nb = np.zeros((pairs, n_classes)), np.zeros((pairs, n_classes))
+    one_mc, one_nb, votes = np.zeros(n_classes), np.zeros(n_classes), np.empty(n_classes)
+    i = 0
+    for t in range(roots.shape[0]):  # the trees, then the background trees, each row in order
+        if roots[t] < 0:
+            continue
+        for r in range(n_rows):
+            node, weight = leaf[t, r], k[t % n_models, r]
+            if t >= n_models and weight <= 0.0:
+                continue  # a background tree's answers are needed only where it learns
+            for c in range(n_classes):
+                one_mc[c] = one_nb[c] = 0.0
+            _answer(node, X, r, counts, leaf_features, mean, neg2var, halflog, gaussian, one_mc, one_nb, votes)
+            if t < n_models:
+                chosen = one_nb if nb_right[node] >= mc_right[node] else one_mc
+                top = 0
+                for c in range(n_classes):
+                    if chosen[c] > chosen[top]:
+                        top = c
+                wrong[t, r] = top != y[r]
+            if weight > 0.0:
+                at[i], rows[i], w[i] = node, r, weight
+                mc[i, :], nb[i, :] = one_mc, one_nb
+                i += 1
+    due = learn(at, rows, w, mc, nb, y, X, leaf_features, counts, mc_right, nb_right, n, mean, m2, lo, hi,
+                gaussian, neg2var, halflog, attempted, grace_period)
+    return wrong, due, True

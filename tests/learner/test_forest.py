@@ -281,6 +281,8 @@ def test_routing_follows_each_split_to_a_leaf():
     model.feature[model._roots[0]] = max(model.feature[model._roots[0]], 0)
     with pytest.raises(RuntimeError, match="cycle"):
         model._route(model._roots[:1], X[:1])
+    with pytest.raises(RuntimeError, match="cycle"):
+        model.learn_batch(X[:5], y[:5])
 
 
 def _split_scores_as_arrays(model, leaves):
@@ -452,3 +454,44 @@ def test_class_indices_that_are_not_one_per_row_from_0_are_refused(labels):
     model = BatchForest(seed=0)
     with pytest.raises(ValueError, match="one class index"):
         model.learn_batch(np.zeros((2, 3)), labels)
+
+
+def test_a_chunk_learned_in_one_loop_is_its_steps_one_by_one():
+    """forest_kernels.learn_chunk against its steps as whole-array calls (the forest's before
+    they were one loop): each tree routes the chunk, answers it, and learns the rows drawn
+    (``k`` > 0) with its background tree, from the answers before; the same outcomes, leaves
+    due and node arrays, to the bit, with background trees growing."""
+    from streamssl.learner import forest_kernels
+
+    X, y = _stream(4000)
+    y[2000:] = 2 - y[2000:]  # the concept flips: the trees' warnings start background trees
+    model = BatchForest(seed=0)
+    for start in range(0, 2600, 64):
+        model.learn_batch(X[start:start + 64], y[start:start + 64])
+    T = model.n_models
+    assert (model._roots[T:] >= 0).any() and (model._roots[T:] < 0).any()
+    chunk, labels = X[2600:2640], y[2600:2640]
+    k = np.random.default_rng(1).poisson(6.0, (T, len(chunk))).astype(np.float64)
+    ref = copy.deepcopy(model)
+    rows = np.tile(np.arange(len(chunk)), T)
+    leaf = ref._route(ref._roots[:T], chunk).ravel()
+    proba, mc, nb = ref._tree_proba(leaf, chunk, rows)
+    wrong_ref = (proba.argmax(axis=1) != np.tile(labels, T)).reshape(T, -1)
+    take = (k > 0).ravel()
+    parts = [(leaf[take], rows[take], k.ravel()[take], mc[take], nb[take])]
+    for g in np.flatnonzero(ref._roots[T:] >= 0):
+        bleaf, btake = ref._route(ref._roots[T + g: T + g + 1], chunk).ravel(), k[g] > 0
+        _, bmc, bnb = ref._tree_proba(bleaf[btake], chunk, np.arange(len(chunk))[btake])
+        parts.append((bleaf[btake], np.arange(len(chunk))[btake], k[g][btake], bmc, bnb))
+    due_ref = forest_kernels.learn(*(np.concatenate(a) for a in zip(*parts)), labels, chunk, ref.leaf_features,
+                                   ref.counts, ref.mc_right, ref.nb_right, ref.n, ref.mean, ref.m2, ref.lo, ref.hi,
+                                   ref.gaussian, ref.neg2var, ref.halflog, ref.attempted, float(ref.grace_period))
+    wrong, due, ok = forest_kernels.learn_chunk(
+        model._roots, T, chunk, labels, k, model.feature, model.threshold, model.children, model.leaf_features,
+        model.counts, model.mc_right, model.nb_right, model.n, model.mean, model.m2, model.lo, model.hi,
+        model.gaussian, model.neg2var, model.halflog, model.attempted, float(model.grace_period))
+    assert ok and wrong_ref.any() and len(due_ref) > 0
+    np.testing.assert_array_equal(wrong, wrong_ref)
+    np.testing.assert_array_equal(due, due_ref)
+    for name in BatchForest._NODE + BatchForest._GAUSS:
+        np.testing.assert_array_equal(getattr(model, name)[: model.size], getattr(ref, name)[: model.size], name)
