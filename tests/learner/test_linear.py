@@ -182,3 +182,27 @@ def test_class_indices_outside_the_classes_made_are_refused(labels):
     with pytest.raises(ValueError, match="one class index in 0..1"):
         model.learn(np.zeros((2, 3)), labels)
     assert OnlineLinear().learn(np.zeros((0, 3)), np.zeros(0)) is None  # nothing to learn: no classes needed
+
+
+@pytest.mark.parametrize("settings", [{}, {"link": "softmax"}, {"scale": False}])
+def test_the_compiled_answer_is_the_numpy_formula(settings):
+    """predict_proba of a few rows (one compiled loop) against standardise, product and link as
+    numpy calls (the answer of many rows), before any label (the standardiser's zeros) and
+    after, with z-scores past the clip."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(300, 5)) * [1.0, 30.0, 0.01, 1.0, 0.0] + [0.0, 100.0, 0.0, 0.0, 2.0]
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 100)
+    model = OnlineLinear(**settings)
+    model.add_classes(3)
+    queries = np.vstack([X[:20], np.full((1, 5), 1e3)])
+
+    def numpy_answer(rows):
+        return model._proba(model._inputs(rows) @ model.W + model.b)
+
+    for learned in (0, 300):
+        model.learn(X[:learned], y[:learned])
+        got = model.predict_proba(queries)
+        np.testing.assert_allclose(got, numpy_answer(queries), rtol=1e-12, atol=1e-15)
+        assert got.shape == (21, 3) and model.predict_proba(queries[:0]).shape == (0, 3)
+    many = np.repeat(queries, 1000, axis=0)  # past COMPILED_VALUES: numpy's product itself
+    np.testing.assert_allclose(model.predict_proba(many)[::1000], model.predict_proba(queries), rtol=1e-12)
