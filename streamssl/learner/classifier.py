@@ -116,6 +116,7 @@ class OnlineMLPClassifier(GeneratorPickling):
                 new.bias[: old.out_features] = old.bias
             self.net[-1] = new
             self.optimizer = Adam(self.net.parameters(), lr=self.lr)
+            self._arrays = None
         self.n_classes = n_classes
 
     @property
@@ -131,7 +132,6 @@ class OnlineMLPClassifier(GeneratorPickling):
         hidden = F.gelu(torch.addmm(first.bias, H, first.weight.t()))
         return torch.addmm(last.bias, hidden, last.weight.t())[:, : self.n_classes]
 
-    @torch.no_grad()
     def predict_proba(self, H: torch.Tensor) -> torch.Tensor:
         """Class probabilities, shape ``(n, n_classes)``: on the CPU, for at most
         :data:`COMPILED_ROWS` rows of at most :data:`~streamssl.learner.compiled.COMPILED_VALUES`
@@ -140,10 +140,22 @@ class OnlineMLPClassifier(GeneratorPickling):
         if self.n_classes == 0:
             return torch.zeros(len(H), 0, device=self.device)
         if H.device.type == "cpu" and len(H) <= COMPILED_ROWS and H.numel() <= COMPILED_VALUES:
+            return torch.from_numpy(mlp_kernels.forward(H.detach().numpy(), *self._weights(), self.n_classes))
+        with torch.no_grad():
+            return torch.softmax(self._logits(H), dim=1)
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state["_arrays"] = None  # views of these parameters: a copy makes its own of its own
+        return state
+
+    def _weights(self) -> tuple[np.ndarray, ...]:
+        """The layers' weights and biases as numpy arrays sharing the CPU parameters' memory (so
+        Adam's in-place steps show in them), kept until a layer is replaced (:meth:`add_classes`)."""
+        if getattr(self, "_arrays", None) is None:
             first, last = self.net[0], self.net[2]
-            weights = (p.detach().numpy() for p in (first.weight, first.bias, last.weight, last.bias))
-            return torch.from_numpy(mlp_kernels.forward(H.detach().numpy(), *weights, self.n_classes))
-        return torch.softmax(self._logits(H), dim=1)
+            self._arrays = tuple(p.detach().numpy() for p in (first.weight, first.bias, last.weight, last.bias))
+        return self._arrays
 
     def learn(
         self,
@@ -227,6 +239,7 @@ class OnlineMLPClassifier(GeneratorPickling):
         self.add_classes(state["capacity"])  # rebuilds the output layer at the saved capacity
         self.n_classes = state["n_classes"]
         self.net.load_state_dict(state["net"])
+        self._arrays = None  # loaded in place, but a view made before is not relied on
         self.optimizer.load_state_dict(state["optimizer"])
         restore_generator(self.generator, state["generator"])
         self._zbuf, self._ybuf = state["zbuf"].to(self.device), state["ybuf"].to(self.device)
@@ -347,12 +360,11 @@ def _compiled_gradients(head: OnlineMLPClassifier, H: torch.Tensor, y: torch.Ten
                         share: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """One head's gradients on the CPU (:func:`~streamssl.learner.mlp_kernels.gradients`), in its
     parameters' order."""
-    first, last, k, eps = head.net[0], head.net[2], head.n_classes, head.smoothing
+    k, eps = head.n_classes, head.smoothing
     # eps - 1 and eps / k rounded to float32 once, as the torch path's targets are
     minus, spread = (float(np.float32(v)) for v in (eps - 1.0, eps / k))
-    grads = mlp_kernels.gradients(H.detach().numpy(), y.numpy(), share.numpy()[:, 0], first.weight.detach().numpy(),
-                                  first.bias.detach().numpy(), last.weight.detach().numpy(),
-                                  last.bias.detach().numpy(), k, minus, spread)
+    grads = mlp_kernels.gradients(H.detach().numpy(), y.numpy(), share.numpy()[:, 0], *head._weights(), k, minus,
+                                  spread)
     return tuple(torch.from_numpy(g) for g in grads)
 
 

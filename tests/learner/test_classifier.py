@@ -286,6 +286,32 @@ def test_a_few_rows_are_answered_by_the_compiled_forward_as_by_torch(n_classes):
         assert torch.equal(head.predict_proba(wide), torch.softmax(head._logits(wide), dim=1))
 
 
+def test_the_compiled_answer_follows_the_weights_through_a_new_output_layer_and_copies():
+    """The compiled answer reads numpy views of the parameters, kept between answers: a new
+    output layer (classes past its capacity) and a copy (deepcopy, pickle) make their own, so
+    each answers from its weights as they learn on."""
+    import copy
+    import pickle
+
+    def torch_answer(model, rows):
+        with torch.no_grad():
+            return torch.softmax(model._logits(rows), dim=1)
+
+    head = OnlineMLPClassifier(n_inputs=4, hidden=8, device=torch.device("cpu"), seed=0)
+    head.add_classes(2)
+    generator = torch.Generator().manual_seed(3)
+    X = torch.randn(60, 4, generator=generator)
+    head.predict_proba(X[:2])  # the views made
+    head.add_classes(9)  # past the output layer's capacity: a new layer
+    head.learn(X, torch.randint(0, 9, (60,), generator=generator), torch.ones(60))
+    assert torch.allclose(head.predict_proba(X[:3]), torch_answer(head, X[:3]), atol=1e-6)
+    for twin in (copy.deepcopy(head), pickle.loads(pickle.dumps(head))):
+        twin.learn(X, torch.zeros(60, dtype=torch.long), torch.ones(60))
+        assert torch.allclose(twin.predict_proba(X[:3]), torch_answer(twin, X[:3]), atol=1e-6)
+        assert not torch.allclose(twin.predict_proba(X[:3]), head.predict_proba(X[:3]), atol=1e-3)
+    assert torch.allclose(head.predict_proba(X[:3]), torch_answer(head, X[:3]), atol=1e-6)
+
+
 @pytest.mark.parametrize("n_classes", [2, 3])  # 3: output slots beyond the classes in use
 def test_the_compiled_gradients_on_the_cpu_are_the_torch_gradients(n_classes):
     # A CPU steps through one compiled loop per head, a GPU through torch's kernels: the same
