@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .compiled import compiled
+
 
 class OnlineStandardizer:
     """Standardise features with running means and variances (Chan's parallel merge).
@@ -62,6 +64,11 @@ class OnlineStandardizer:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[0] == 0:
             return
+        if X.shape[0] == 1 and self.mean is not None and X.shape[1] == self.mean.shape[0]:
+            # One event: merge's formulas with m = 1, in one compiled loop (to the bit).
+            self.mean, self._m2 = _merge_row(X[0], self.n, self.mean, self._m2)
+            self.n += 1
+            return
         batch_mean = X.mean(axis=0)
         self.merge(X.shape[0], batch_mean, ((X - batch_mean) ** 2).sum(axis=0))
 
@@ -99,6 +106,8 @@ class OnlineStandardizer:
         X = np.asarray(X, dtype=np.float64)
         if self.mean is None:
             return np.zeros_like(X)
+        if X.ndim == 2 and X.shape[0] == 1 and X.shape[1] == self.mean.shape[0]:
+            return _scaled_row(X, self.mean, self.std, self.clip)
         z = (X - self.mean) / self.std
         return z.clip(-self.clip, self.clip)  # the method: a third of np.clip's cost on a row
 
@@ -107,3 +116,25 @@ class OnlineStandardizer:
 
     def load_state_dict(self, state: dict) -> None:
         self.n, self.mean, self._m2 = state["n"], state["mean"], state["m2"]
+
+
+@compiled
+def _merge_row(x: np.ndarray, n: int, mean: np.ndarray, m2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """New mean and squared deviations of ``n`` rows (``mean``, ``m2``) and row ``x``: the
+    operations of :meth:`OnlineStandardizer.merge` for one row, in its order."""
+    a, b = 1.0 / (n + 1), n / (n + 1)
+    new_mean, new_m2 = np.empty_like(mean), np.empty_like(m2)
+    for j in range(x.shape[0]):
+        delta = x[j] - mean[j]
+        new_mean[j] = mean[j] + delta * a
+        new_m2[j] = (m2[j] + 0.0) + delta ** 2 * b
+    return new_mean, new_m2
+
+
+@compiled
+def _scaled_row(X: np.ndarray, mean: np.ndarray, std: np.ndarray, clip: float) -> np.ndarray:
+    """:meth:`OnlineStandardizer.transform` of one row ``X`` (shape ``(1, features)``)."""
+    out = np.empty_like(X)
+    for j in range(X.shape[1]):
+        out[0, j] = min(max((X[0, j] - mean[j]) / std[j], -clip), clip)
+    return out

@@ -169,12 +169,15 @@ def _is_missing(label: Any) -> bool:
     return label is None or (isinstance(label, float) and math.isnan(label))
 
 
-def _rows_of(t: torch.Tensor, which: np.ndarray) -> torch.Tensor:
-    """The rows of ``t`` where ``which`` holds; ``t`` itself, or none of it, without an indexing
-    call where it holds everywhere or nowhere (as for one event)."""
+def _rows_of(t: torch.Tensor | np.ndarray, which: np.ndarray) -> torch.Tensor | np.ndarray:
+    """The rows of ``t`` (a tensor, or a numpy array of the learner's own) where ``which``
+    holds; ``t`` itself, or none of it, without an indexing call where it holds everywhere or
+    nowhere (as for one event)."""
     if which.all():
         return t
-    return t[:0] if not which.any() else t[torch.as_tensor(which, device=t.device)]
+    if not which.any():
+        return t[:0]
+    return t[torch.as_tensor(which, device=t.device)] if isinstance(t, torch.Tensor) else t[which]
 
 
 def _check_part(name: str, value: Any, kind: type) -> None:
@@ -888,11 +891,16 @@ class StreamLearner(base.Classifier):
         labelled = np.array([not _is_missing(v) for v in y])
         # Pseudo-labels are chosen by the head as it is before this batch's labels, and learned
         # together with them.
-        pseudo = self._pseudo_label(_rows_of(Zt, ~labelled), np.flatnonzero(~labelled), X[~labelled],
-                                    self._take(wide, ~labelled))
+        unlabelled = ~labelled
+        pseudo = None
+        if unlabelled.any():
+            pseudo = self._pseudo_label(_rows_of(Zt, unlabelled), np.flatnonzero(unlabelled), X[unlabelled],
+                                        self._take(wide, unlabelled))
+        else:
+            self.last_pseudo_labels = (np.zeros(0, dtype=np.int64), [])
         if labelled.any():
             labels = [v for v, k in zip(y, labelled) if k]
-            served = None if served is None else {k: p[labelled] for k, p in served.items()}
+            served = None if served is None else {k: _rows_of(p, labelled) for k, p in served.items()}
             if self._group == math.inf and pseudo is None and all(v in self._class_index for v in labels):
                 self._gathered.append((_rows_of(Zt, labelled), np.array([self._class_index[v] for v in labels]),
                                        X[labelled], served, self._take(wide, labelled)))

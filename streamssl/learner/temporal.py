@@ -9,6 +9,8 @@ import numpy as np
 from scipy.signal import lfilter
 from river import base
 
+from .compiled import compiled
+
 
 class TemporalContext(base.Base):
     """Each event ``x_t`` becomes ``[x_t, x_t − EMA_s(x)_{t−1} for s in spans]``.
@@ -61,6 +63,10 @@ class TemporalContext(base.Base):
     # -- the computation, without side effects
     def _features(self, X: np.ndarray, keys: Sequence[Hashable] | None) -> tuple[np.ndarray, dict]:
         X = np.asarray(X, dtype=np.float64)
+        if keys is None and len(X) == 1:  # one event (learn_one): the filter's first step, compiled
+            ema = self.state.get(None)
+            out, last = _first_step(X[0], np.repeat(X, len(self.spans), axis=0) if ema is None else ema, self._alphas)
+            return out, {None: last}
         if keys is None:
             groups = {None: np.arange(len(X))}
         else:
@@ -173,3 +179,18 @@ class TemporalContext(base.Base):
             limit = len(self._rec_X)
             order = [(self._rec_next - self._rec_size + i) % limit for i in range(self._rec_size)]
             self._rec_index = {self._rec_X[slot].tobytes(): slot for slot in order}
+
+
+@compiled
+def _first_step(x: np.ndarray, ema: np.ndarray, alphas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One event ``x``'s features against the averages ``ema`` (one row per span), shape ``(1,
+    features)``, and the averages after it: the step the arrays take for one event, in their order."""
+    d, spans = x.shape[0], alphas.shape[0]
+    out, after = np.empty((1, d * (1 + spans))), np.empty((spans, d))
+    for j in range(d):
+        out[0, j] = x[j]
+    for s in range(spans):
+        for j in range(d):
+            out[0, d * (1 + s) + j] = x[j] - ema[s, j]
+            after[s, j] = alphas[s] * x[j] + (1.0 - alphas[s]) * ema[s, j]
+    return out, after

@@ -48,3 +48,23 @@ def test_the_std_computed_once_follows_every_change_of_the_statistics():
         if s.mean is not None:
             assert np.allclose(s.std, np.sqrt(s.moments()[2] / s.n))
     assert np.allclose(s.std, seen.std(axis=0))
+
+
+def test_one_row_at_a_time_is_merge_and_the_formula_to_the_bit():
+    """A row alone is merged and standardised by compiled loops: the same statistics and
+    z-scores, to the bit, as merge's and transform's array formulas (clipped rows included)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2000, 6)) * [1.0, 1e3, 1e-3, 5.0, 0.0, 1.0] + [0.0, 1e5, 0.0, 1.0, 3.0, 0.0]
+    X[::13, 3] = 1e4  # z-scores past the clip
+    rowwise, merged = OnlineStandardizer(), OnlineStandardizer()
+    for m in (rowwise, merged):
+        m.update(X[:3])
+    for i in range(3, len(X)):
+        rowwise.update(X[i:i + 1])
+        merged.merge(1, X[i], np.zeros(X.shape[1]))
+        if i % 13 == 0:
+            want = np.clip((X[i:i + 1] - merged.mean) / merged.std, -merged.clip, merged.clip)
+            np.testing.assert_array_equal(rowwise.transform(X[i:i + 1]), want)
+    assert rowwise.n == merged.n == len(X)
+    np.testing.assert_array_equal(rowwise.mean, merged.mean)
+    np.testing.assert_array_equal(rowwise._m2, merged._m2)

@@ -35,6 +35,12 @@ def test_batches_give_what_one_pass_gives_and_peek_does_not_move_the_averages():
         parts.append(ctx.update(X[i:i + 32]))
         assert np.array_equal(parts[-1], peek)
     assert np.allclose(np.vstack(parts), whole)
+    ctx, single = TemporalContext(), []  # one event at a time (one compiled step each), the first one too
+    for i in range(100):
+        peek = ctx.transform(X[i:i + 1])
+        single.append(ctx.update(X[i:i + 1]))
+        assert np.array_equal(single[-1], peek)
+    np.testing.assert_allclose(np.vstack(single), whole, rtol=1e-12, atol=1e-12)
 
 
 def test_each_key_has_its_own_past():
