@@ -271,11 +271,9 @@ class BatchForest(base.Classifier):
         X = self._check(X)
         if self.n_features is None or not len(X):
             return np.full((len(X), n_classes), 1.0 / max(1, n_classes))
-        accuracy = self._right / np.where(self._seen > 0, self._seen, 1.0)
         out, ok = forest_kernels.proba(self._roots[: self.n_models], self.feature, self.threshold, self.children, X,
                                        self.counts, self.leaf_features, self.mean, self.neg2var, self.halflog,
-                                       self.gaussian, self.mc_right, self.nb_right,
-                                       np.where(accuracy > 0, accuracy, 1.0), n_classes)
+                                       self.gaussian, self.mc_right, self.nb_right, self._right, self._seen, n_classes)
         if not ok:
             raise RuntimeError("the forest's nodes hold a cycle")
         return out

@@ -116,20 +116,21 @@ def _answer(node: int, X: np.ndarray, r: int, counts: np.ndarray, leaf_features:
 @_compiled
 def proba(roots: np.ndarray, feature: np.ndarray, threshold: np.ndarray, children: np.ndarray, X: np.ndarray,
           counts: np.ndarray, leaf_features: np.ndarray, mean: np.ndarray, neg2var: np.ndarray, halflog: np.ndarray,
-          gaussian: np.ndarray, mc_right: np.ndarray, nb_right: np.ndarray, weight: np.ndarray,
+          gaussian: np.ndarray, mc_right: np.ndarray, nb_right: np.ndarray, right: np.ndarray, seen: np.ndarray,
           n_classes: int) -> tuple[np.ndarray, bool]:
     """The forest's class probabilities for the rows of ``X``, shape ``(len(X), n_classes)``:
     each tree (given by its root) routes the row to a leaf (:func:`route`), whose answer is its
     naive Bayes where that has been right at least as often as its majority class
-    (:func:`answers`); the trees' answers weighted by ``weight`` and normalised, uniform where
-    they hold nothing. Also whether every path ended (``False``: the nodes hold a cycle).
+    (:func:`answers`); the trees' answers weighted by their accuracy (``right`` of ``seen``;
+    1 where none is known or it is 0) and normalised, uniform where they hold nothing. Also
+    whether every path ended (``False``: the nodes hold a cycle).
 
     >>> feature, threshold = np.array([0, -1, -1]), np.array([0.5, 0.0, 0.0])
     >>> children, counts = np.array([[1, 2], [1, 1], [2, 2]]), np.array([[0.0, 0.0], [3.0, 1.0], [0.0, 2.0]])
     >>> gauss = np.zeros((3, 2, 1), dtype=np.bool_)
     >>> out, ok = proba(np.array([0]), feature, threshold, children, np.array([[0.2], [0.9]]), counts,
     ...                 np.zeros((3, 1), dtype=np.int64), np.zeros((3, 2, 1)), np.full((3, 2, 1), -2.0),
-    ...                 np.zeros((3, 2, 1)), gauss, np.ones(3), np.zeros(3), np.ones(1), 2)
+    ...                 np.zeros((3, 2, 1)), gauss, np.ones(3), np.zeros(3), np.ones(1), np.ones(1), 2)
     >>> out.tolist(), ok
     ([[0.75, 0.25], [0.0, 1.0]], True)
     """
@@ -137,6 +138,10 @@ def proba(roots: np.ndarray, feature: np.ndarray, threshold: np.ndarray, childre
     width = min(n_classes, held)
     out = np.zeros((n_rows, n_classes))
     leaf = route(roots, feature, threshold, children, X)
+    weight = np.empty(roots.shape[0])
+    for t in range(roots.shape[0]):
+        accuracy = right[t] / (seen[t] if seen[t] > 0 else 1.0)
+        weight[t] = accuracy if accuracy > 0 else 1.0
     mc, nb, votes = np.zeros(held), np.zeros(held), np.empty(held)
     for t in range(roots.shape[0]):
         for r in range(n_rows):

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from river import base
+from river import base, forest
 
 from ..state import serialize
 from .classifier import Lesson, OnlineMLPClassifier, learn_together
@@ -207,21 +207,20 @@ class RiverMember:
     """
 
     def __init__(self, model: base.Classifier, own_features: bool = False) -> None:
-        self.model = model
         self.own_features = own_features
         self.wait = False  # a BatchClassifier may hold labelled rows back (until flush)
+        self._use(model)
 
-    @property
-    def _batched(self) -> bool:  # isinstance on a runtime Protocol costs more than the call it picks
-        return all(callable(getattr(self.model, name, None)) for name in ("proba_batch", "learn_batch", "flush"))
+    def _use(self, model: base.Classifier) -> None:
+        self.model = model
+        # Told once per model: isinstance on a runtime Protocol costs more than the call it picks.
+        self._batched = all(callable(getattr(model, name, None)) for name in ("proba_batch", "learn_batch", "flush"))
 
     def _rows(self, batch: Batch) -> np.ndarray:
         rows = np.asarray(batch.rows, dtype=np.float64)
         return rows[:, : batch.n_inputs] if self.own_features else rows
 
     def proba(self, batch: Batch, n_classes: int) -> np.ndarray:
-        from river import forest
-
         rows = self._rows(batch)
         if self._batched:
             return self.model.proba_batch(rows, n_classes)
@@ -257,4 +256,4 @@ class RiverMember:
 
         # Bytes through the restricted loader, like the whole checkpoint; checkpoints before
         # held the object itself.
-        self.model = serialize.loads(state) if isinstance(state, bytes) else copy.deepcopy(state)
+        self._use(serialize.loads(state) if isinstance(state, bytes) else copy.deepcopy(state))
