@@ -361,37 +361,24 @@ class BatchForest(base.Classifier):
         inside each feature's observed range; each class's weight on either side from its
         Gaussian) by information gain (:func:`~streamssl.learner.forest_kernels.split_scores`),
         and split a leaf on its best when that beats its second best by the Hoeffding bound, or
-        the bound is under ``tau``. The children of all the leaves that split are made together
-        (:meth:`_new_leaves`), unless the forest's arrays are at ``max_size`` already.
+        the bound is under ``tau`` (the decisions one compiled loop:
+        :func:`~streamssl.learner.forest_kernels.attempt_splits`). The children of all the
+        leaves that split are made together (:meth:`_new_leaves`), unless the forest's arrays
+        are at ``max_size`` already.
 
         A leaf that holds one class (more than ``max_share_to_split`` of its weight), or whose
         candidates are all invalid when the bound calls for a split, starts its estimators afresh:
         river stops such a leaf and its memory management wakes it again at once, with new
         estimators (far under the size limit it always does)."""
-        counts = self.counts[leaves]  # (L, C)
-        classes, total = (counts > 0).sum(axis=1), counts.sum(axis=1)
-        keep = classes >= 2
-        leaves, counts, classes, total = leaves[keep], counts[keep], classes[keep], total[keep]
-        pure = counts.max(axis=1) / total > self.max_share_to_split  # two classes seen: a total above 0
-        self._restart(leaves[pure])
-        leaves, classes, total = leaves[~pure], classes[~pure], total[~pure]
-        if not len(leaves):
-            return
-        first, second, best, threshold, left, right = forest_kernels.split_scores(
-            leaves, self.counts, self.n, self.mean, self.m2, self.lo, self.hi, self.n_splits, self.min_branch_fraction)
-        bound = np.sqrt(np.log2(np.maximum(classes, 2)) ** 2 * math.log(1.0 / self.delta) / (2.0 * total))
-        with np.errstate(invalid="ignore"):  # inf - inf: no second best, an infinite gap
-            gap = np.where(np.isfinite(first), np.where(np.isfinite(second), first - second, np.inf), -np.inf)
-        due = (gap > bound) | (bound < self.tau)
-        valid = np.isfinite(first)
-        self._restart(leaves[due & ~valid])
-        split = np.flatnonzero(due & valid)
+        split, best, threshold, left, right = forest_kernels.attempt_splits(
+            leaves, self.counts, self.n, self.mean, self.m2, self.lo, self.hi, self.gaussian, self.neg2var,
+            self.halflog, self.n_splits, self.min_branch_fraction, self.max_share_to_split, math.log(1.0 / self.delta),
+            self.tau)
         if not len(split) or self.nbytes > self.max_size * 2**20:
             return  # the forest is at its size: its leaves go on learning, none splits
-        kids = self._new_leaves(2 * len(split), np.concatenate([left[split], right[split]]))
-        j = leaves[split]
-        self.feature[j], self.threshold[j] = self.leaf_features[j, best[split]], threshold[split]
-        self.children[j] = kids.reshape(2, -1).T
+        kids = self._new_leaves(2 * len(split), np.concatenate([left, right]))
+        self.feature[split], self.threshold[split] = self.leaf_features[split, best], threshold
+        self.children[split] = kids.reshape(2, -1).T
 
     def _restart(self, j: int | np.ndarray) -> None:
         """Leaf ``j``'s (or leaves') Gaussian estimators, empty."""

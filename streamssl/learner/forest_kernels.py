@@ -444,3 +444,62 @@ def learn_chunk(roots: np.ndarray, n_models: int, X: np.ndarray, y: np.ndarray, 
     due = learn(at, rows, w, mc, nb, y, X, leaf_features, counts, mc_right, nb_right, n, mean, m2, lo, hi,
                 gaussian, neg2var, halflog, attempted, grace_period)
     return wrong, due, True
+
+
+@_compiled
+def attempt_splits(leaves: np.ndarray, counts: np.ndarray, n: np.ndarray, mean: np.ndarray, m2: np.ndarray,
+                   lo: np.ndarray, hi: np.ndarray, gaussian: np.ndarray, neg2var: np.ndarray, halflog: np.ndarray,
+                   n_splits: int, min_branch_fraction: float, max_share_to_split: float, log_inv_delta: float,
+                   tau: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:meth:`~streamssl.learner.forest.BatchForest._attempt_splits`' decisions for ``leaves``
+    (ascending): each leaf of at least two classes either starts its estimators afresh (one class
+    holds more than ``max_share_to_split`` of its weight, or the Hoeffding bound calls for a split
+    and every candidate is invalid), or is scored (:func:`split_scores`) and splits where its best
+    merit beats its second by the bound (from ``log_inv_delta``, log 1/delta), or the bound is
+    under ``tau``. Returns the leaves that split, their best's feature position and threshold,
+    and the class weights either side (the children's)."""
+    n_leaves, n_classes = leaves.shape[0], counts.shape[1]
+    scored, classes, total = np.empty(n_leaves, dtype=np.int64), np.empty(n_leaves), np.empty(n_leaves)
+    m = 0
+    for i in range(n_leaves):
+        leaf, seen, weight, top = leaves[i], 0, 0.0, 0.0
+        for c in range(n_classes):
+            w = counts[leaf, c]
+            weight += w
+            seen += w > 0.0
+            top = max(top, w)
+        if seen < 2:
+            continue
+        if top / weight > max_share_to_split:
+            _restart(leaf, n, mean, m2, lo, hi, gaussian, neg2var, halflog)
+            continue
+        scored[m], classes[m], total[m] = leaf, seen, weight
+        m += 1
+    scored = scored[:m]
+    first, second, feature, threshold, left, right = split_scores(scored, counts, n, mean, m2, lo, hi, n_splits,
+                                                                  min_branch_fraction)
+    split = np.zeros(m, dtype=np.bool_)
+    for i in range(m):
+        bound = math.sqrt(math.log2(max(classes[i], 2.0)) ** 2 * log_inv_delta / (2.0 * total[i]))
+        if math.isfinite(first[i]):
+            gap = first[i] - second[i] if math.isfinite(second[i]) else np.inf
+        else:
+            gap = -np.inf
+        if not (gap > bound or bound < tau):
+            continue
+        if math.isfinite(first[i]):
+            split[i] = True
+        else:
+            _restart(scored[i], n, mean, m2, lo, hi, gaussian, neg2var, halflog)
+    return scored[split], feature[split], threshold[split], left[split], right[split]
+
+
+@_compiled(inline=True)
+def _restart(leaf: int, n: np.ndarray, mean: np.ndarray, m2: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+             gaussian: np.ndarray, neg2var: np.ndarray, halflog: np.ndarray) -> None:
+    """Leaf ``leaf``'s Gaussian estimators, empty."""
+    for c in range(n.shape[1]):
+        for j in range(n.shape[2]):
+            n[leaf, c, j] = mean[leaf, c, j] = m2[leaf, c, j] = 0.0
+            lo[leaf, c, j], hi[leaf, c, j] = np.inf, -np.inf
+            gaussian[leaf, c, j], neg2var[leaf, c, j], halflog[leaf, c, j] = _gaussian(0.0, 0.0)

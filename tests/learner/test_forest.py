@@ -495,3 +495,60 @@ def test_a_chunk_learned_in_one_loop_is_its_steps_one_by_one():
     np.testing.assert_array_equal(due, due_ref)
     for name in BatchForest._NODE + BatchForest._GAUSS:
         np.testing.assert_array_equal(getattr(model, name)[: model.size], getattr(ref, name)[: model.size], name)
+
+
+def _attempt_as_arrays(model, leaves):
+    """A split attempt's decisions as whole-array calls (the forest's before they were one
+    compiled loop): pure leaves and leaves whose candidates are all invalid start afresh; the
+    leaves that split, with their best's feature position, threshold and children's weights."""
+    import math
+
+    from streamssl.learner import forest_kernels
+
+    counts = model.counts[leaves]
+    classes, total = (counts > 0).sum(axis=1), counts.sum(axis=1)
+    keep = classes >= 2
+    leaves, counts, classes, total = leaves[keep], counts[keep], classes[keep], total[keep]
+    pure = counts.max(axis=1) / total > model.max_share_to_split
+    model._restart(leaves[pure])
+    leaves, classes, total = leaves[~pure], classes[~pure], total[~pure]
+    first, second, best, threshold, left, right = forest_kernels.split_scores(
+        leaves, model.counts, model.n, model.mean, model.m2, model.lo, model.hi, model.n_splits,
+        model.min_branch_fraction)
+    bound = np.sqrt(np.log2(np.maximum(classes, 2)) ** 2 * math.log(1.0 / model.delta) / (2.0 * total))
+    with np.errstate(invalid="ignore"):
+        gap = np.where(np.isfinite(first), np.where(np.isfinite(second), first - second, np.inf), -np.inf)
+    due = (gap > bound) | (bound < model.tau)
+    model._restart(leaves[due & ~np.isfinite(first)])
+    split = due & np.isfinite(first)
+    return leaves[split], best[split], threshold[split], left[split], right[split]
+
+
+def test_a_split_attempt_decided_in_one_loop_is_the_array_decisions():
+    """forest_kernels.attempt_splits against the whole-array decisions, on every leaf of a
+    forest that never tried a split (full leaves: some pure, some of one feature value, some
+    due): the same leaves split the same way, and the same estimators start afresh."""
+    from streamssl.learner import forest_kernels
+
+    X, y = _stream(3000)
+    X[:, 3] = np.round(X[:, 3] * 3)
+    y[::5] = 0  # a class in most leaves
+    model = BatchForest(seed=0, grace_period=10_000)
+    for start in range(0, 1200, 64):
+        model.learn_batch(X[start:start + 64], y[start:start + 64])
+    pure = model._roots[0]  # a leaf of one class now (but a trace), its estimators full: to start afresh
+    model.counts[pure, 1:] = 0.0
+    model.counts[pure, 1] = model.counts[pure, 0] * 1e-3
+    assert model.n[pure].sum() > 0
+    leaves = np.arange(model.size)
+    ref = copy.deepcopy(model)
+    want = _attempt_as_arrays(ref, leaves)
+    got = forest_kernels.attempt_splits(leaves, model.counts, model.n, model.mean, model.m2, model.lo, model.hi,
+                                        model.gaussian, model.neg2var, model.halflog, model.n_splits,
+                                        model.min_branch_fraction, model.max_share_to_split,
+                                        np.log(1.0 / model.delta), model.tau)
+    assert 0 < len(want[0]) < len(leaves) and model.n[pure].sum() == 0
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    for name in BatchForest._NODE + BatchForest._GAUSS:
+        np.testing.assert_array_equal(getattr(model, name)[: model.size], getattr(ref, name)[: model.size], name)
