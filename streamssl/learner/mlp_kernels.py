@@ -85,13 +85,16 @@ def gelu(a: np.ndarray, h: np.ndarray, slope: np.ndarray) -> None:
 def _hidden(H: np.ndarray, W1: np.ndarray, b1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The hidden layer of rows ``H``: GELU of ``H W1' + b1`` and its slope, float32."""
     rows, n_hidden = H.shape[0], W1.shape[0]
+    W1t = np.ascontiguousarray(W1.T)  # the inner loop runs along the hidden units, lanes wide
     a = np.empty(rows * n_hidden, dtype=np.float32)
     for r in range(rows):
+        at = r * n_hidden
         for j in range(n_hidden):
-            s = b1[j]
-            for c in range(H.shape[1]):
-                s += H[r, c] * W1[j, c]
-            a[r * n_hidden + j] = s
+            a[at + j] = b1[j]
+        for c in range(H.shape[1]):
+            x = H[r, c]
+            for j in range(n_hidden):
+                a[at + j] += x * W1t[c, j]
     h, slope = np.empty_like(a), np.empty_like(a)
     gelu(a, h, slope)
     return h.reshape(rows, n_hidden), slope.reshape(rows, n_hidden)
