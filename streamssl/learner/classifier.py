@@ -139,7 +139,7 @@ class OnlineMLPClassifier(GeneratorPickling):
         (:func:`~streamssl.learner.mlp_kernels.forward`); else the layers' torch kernels."""
         if self.n_classes == 0:
             return torch.zeros(len(H), 0, device=self.device)
-        if H.device.type == "cpu" and len(H) <= COMPILED_ROWS and H.numel() <= COMPILED_VALUES:
+        if H.device.type == "cpu" and H.shape[0] <= COMPILED_ROWS and H.numel() <= COMPILED_VALUES:
             return torch.from_numpy(mlp_kernels.forward(H.detach().numpy(), *self._weights(), self.n_classes))
         with torch.no_grad():
             return torch.softmax(self._logits(H), dim=1)

@@ -9,6 +9,7 @@ river classifier can be a member (:class:`RiverMember`).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -39,9 +40,10 @@ class Batch:
     n_inputs: int
     wide: np.ndarray | None = None
 
-    @property
+    @functools.cached_property
     def own(self) -> torch.Tensor:
-        """The event's own standardised features, without the temporal context."""
+        """The event's own standardised features, without the temporal context (sliced once a
+        batch: the memory and the MLP on them both read it)."""
         return self.Z[:, : self.n_inputs]
 
 
