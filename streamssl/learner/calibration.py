@@ -44,6 +44,25 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 @compiled
+def _tempered(proba: np.ndarray, temperature: float) -> np.ndarray:
+    """The softmax of ``proba``'s logarithms (floored at ``_FLOOR``) over ``temperature``, row by
+    row: one compiled loop, where eight numpy calls cost 12 µs a row."""
+    out = np.empty_like(proba)
+    for r in range(proba.shape[0]):
+        top = -np.inf
+        for c in range(proba.shape[1]):
+            out[r, c] = math.log(min(max(proba[r, c], _FLOOR), 1.0)) / temperature
+            top = max(top, out[r, c])
+        total = 0.0
+        for c in range(proba.shape[1]):
+            out[r, c] = math.exp(out[r, c] - top)
+            total += out[r, c]
+        for c in range(proba.shape[1]):
+            out[r, c] /= total
+    return out
+
+
+@compiled
 def _trend_loss(L: np.ndarray, picked: np.ndarray, at: np.ndarray, a: float, b: float, trend: float) -> float:
     """The window's log-loss at log T = a + b * at, plus the prior on ``b``; inf where not finite."""
     total = trend * b * b / 2.0
@@ -239,7 +258,7 @@ class TemperatureCalibrator(base.Base):
         """``proba`` at the current temperature (rows renormalised; the argmax is kept)."""
         if self.temperature == 1.0 or proba.shape[1] == 0:
             return proba
-        return _softmax(_log(proba) / self.temperature)
+        return _tempered(np.ascontiguousarray(proba, dtype=np.float64), self.temperature)
 
     def state_dict(self) -> dict:
         L, y = self._window()

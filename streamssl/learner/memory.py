@@ -66,9 +66,23 @@ class NearestNeighbourMemory(base.Base):
         self._on(Z.device)
         k = min(self.k, self._size)
         if Z.device.type == "cpu" and Z.numel() <= COMPILED_VALUES:
-            return torch.from_numpy(_votes(Z.detach().numpy(), self.Z[: self._size].numpy(),
-                                           self.y[: self._size].numpy(), k, n_classes, self.smoothing))
+            S, labels = self._arrays()
+            return torch.from_numpy(_votes(Z.detach().numpy(), S[: self._size], labels[: self._size], k, n_classes,
+                                           self.smoothing))
         return self._torch_votes(Z, k, n_classes)
+
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """The stored rows and labels as numpy arrays sharing the CPU tensors' memory (each add
+        writes into them), made again when the tensors are replaced."""
+        kept = getattr(self, "_views", None)
+        if kept is None or kept[0] is not self.Z:
+            kept = self._views = (self.Z, self.Z.numpy(), self.y.numpy())
+        return kept[1], kept[2]
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_views", None)  # views of these tensors: a copy makes its own of its own
+        return state
 
     def _torch_votes(self, Z: torch.Tensor, k: int, n_classes: int) -> torch.Tensor:
         """The vote in torch calls, on the device of the rows (a GPU's)."""

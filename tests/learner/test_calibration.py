@@ -217,3 +217,20 @@ def test_pseudo_labels_taken_at_a_confidence_are_right_at_least_that_often():
     # The policy audits the served answers of the labelled events that reached its threshold.
     audited = list(model.policy._audited)
     assert len(audited) > 50 and min(c for c, _ in audited) >= 0.97
+
+
+def test_the_compiled_tempered_answer_is_the_softmax_of_the_scaled_logs():
+    """apply (one compiled loop) against softmax(log(p floored) / T) in numpy: the same, to
+    rounding, for one row, a micro-batch, many classes and probabilities of exactly 0."""
+    from streamssl.learner.calibration import _log, _softmax
+
+    rng = np.random.default_rng(4)
+    cal = TemperatureCalibrator()
+    for temperature in (0.4, 1.7, 20.0):
+        cal.temperature = temperature
+        for n, k in ((1, 2), (64, 5), (3, 40)):
+            p = rng.dirichlet(np.full(k, 0.3), size=n)
+            p[0, 0] = 0.0
+            np.testing.assert_allclose(cal.apply(p), _softmax(_log(p) / temperature), rtol=1e-13, atol=1e-300)
+    cal.temperature = 1.0
+    assert cal.apply(p) is p

@@ -47,3 +47,25 @@ def test_the_compiled_vote_on_the_cpu_is_the_torch_vote():
     rows = torch.randn(9, 2048, generator=generator)
     assert torch.equal(wide.predict_proba(rows, 2), wide._torch_votes(rows, 3, 2))
     assert torch.allclose(wide.predict_proba(rows[:1], 2), wide._torch_votes(rows[:1], 3, 2), atol=1e-4)
+
+
+def test_the_compiled_vote_reads_the_stored_rows_as_they_change_and_in_a_copy():
+    """The vote reads numpy views of the stored rows, kept between calls: rows added after (in
+    place), a restored state and a copy that learns on are each seen."""
+    import copy
+    import pickle
+
+    m = NearestNeighbourMemory(capacity=4, k=1)
+    m.add(torch.tensor([[0.0], [10.0]]), torch.tensor([0, 1]))
+    q = torch.tensor([[4.0]])
+    assert m.predict_proba(q, 2).argmax(1).tolist() == [0]
+    m.add(torch.tensor([[4.5]]), torch.tensor([1]))  # written into the same buffer
+    assert m.predict_proba(q, 2).argmax(1).tolist() == [1]
+    for twin in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+        twin.add(torch.tensor([[4.0]]), torch.tensor([0]))
+        assert twin.predict_proba(q, 2).argmax(1).tolist() == [0]
+    assert m.predict_proba(q, 2).argmax(1).tolist() == [1]
+    fresh = NearestNeighbourMemory(capacity=4, k=1)
+    fresh.load_state_dict(m.state_dict())
+    fresh.add(torch.tensor([[3.9]]), torch.tensor([0]))
+    assert fresh.predict_proba(q, 2).argmax(1).tolist() == [0]
