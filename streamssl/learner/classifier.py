@@ -363,8 +363,10 @@ def _compiled_gradients(head: OnlineMLPClassifier, H: torch.Tensor, y: torch.Ten
     k, eps = head.n_classes, head.smoothing
     # eps - 1 and eps / k rounded to float32 once, as the torch path's targets are
     minus, spread = (float(np.float32(v)) for v in (eps - 1.0, eps / k))
-    grads = mlp_kernels.gradients(H.detach().numpy(), y.numpy(), share.numpy()[:, 0], *head._weights(), k, minus,
-                                  spread)
+    # Rows made contiguous (a head on the event's own features takes a slice of the columns):
+    # one compiled variant, whose loops run lanes wide.
+    grads = mlp_kernels.gradients(np.ascontiguousarray(H.detach().numpy()), y.numpy(), share.numpy()[:, 0],
+                                  *head._weights(), k, minus, spread)
     return tuple(torch.from_numpy(g) for g in grads)
 
 
