@@ -395,9 +395,10 @@ class BatchForest(base.Classifier):
     def _detect(self, wrong: np.ndarray, learned: np.ndarray) -> None:
         """Each tree's warning and drift detectors, on its errors of the rows it learned."""
         T = self.n_models
+        errors = np.where(learned, wrong, -1).tolist()  # each tree's row: 1 wrong, 0 right, -1 not learned
         for i in range(T):
             warning, drifting = self._warning[i], self._drift[i]
-            for error in wrong[i][learned[i]].astype(np.float64).tolist():
+            for error in [float(e) for e in errors[i] if e >= 0]:
                 warning.update(error)
                 if warning.drift_detected:
                     old = int(self._roots[T + i])
