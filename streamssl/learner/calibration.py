@@ -79,46 +79,51 @@ def _trend_loss(L: np.ndarray, picked: np.ndarray, at: np.ndarray, a: float, b: 
 
 
 @compiled
+def _trend_slopes(L: np.ndarray, picked: np.ndarray, at: np.ndarray, a: float, b: float,
+                  trend: float) -> tuple[float, float, float, float, float]:
+    """The gradient (g0, g1) and Hessian (h00, h01, h11) of :func:`_trend_loss` in (a, b). Each
+    row's loss against its 1 / T (``beta``) has slope mean - picked (the mean of ``L`` under the
+    row's softmax at ``beta``) and curvature the spread of ``L`` there; against log T these give
+    the gradient and Hessian in (a, b) by the chain rule."""
+    k = L.shape[1]
+    q = np.empty(k)
+    g0, g1, h00, h01, h11 = 0.0, trend * b, 0.0, 0.0, trend
+    for i in range(L.shape[0]):
+        beta = math.exp(-(a + b * at[i]))
+        top = -math.inf
+        for c in range(k):
+            top = max(top, L[i, c] * beta)
+        mass = 0.0
+        for c in range(k):
+            q[c] = math.exp(L[i, c] * beta - top)
+            mass += q[c]
+        mean = spread = 0.0
+        for c in range(k):
+            mean += q[c] / mass * L[i, c]
+            spread += q[c] / mass * L[i, c] * L[i, c]
+        spread -= mean * mean
+        d_beta = mean - picked[i]
+        h = beta * beta * spread + beta * d_beta
+        g0 -= beta * d_beta
+        g1 -= beta * d_beta * at[i]
+        h00 += h
+        h01 += h * at[i]
+        h11 += h * at[i] * at[i]
+    return g0, g1, h00, h01, h11
+
+
+@compiled
 def _newton_trend(L: np.ndarray, picked: np.ndarray, log_t: float, trend: float) -> float:
     """log T at the window's newest end, fitted as :meth:`TemperatureCalibrator._fit_trend`
     says: rows ``L`` of log-probabilities (oldest first), ``picked`` each row's at its class,
-    starting from ``log_t`` with no slope; ``trend`` the prior's weight on the slope.
-
-    Each row's loss against its 1 / T (``beta``) has slope mean - picked (the mean of ``L``
-    under the row's softmax at ``beta``) and curvature the spread of ``L`` there; against log T
-    these give the gradient and Hessian in (a, b) by the chain rule."""
-    n, k = L.shape
+    starting from ``log_t`` with no slope; ``trend`` the prior's weight on the slope. The 2x2
+    system is solved directly (positive definite where its pivot and determinant are)."""
+    n = L.shape[0]
     at = np.linspace(-1.0, 0.0, n) if n > 1 else np.zeros(1)
-    q = np.empty(k)
     a, b = log_t, 0.0
     value, damping = _trend_loss(L, picked, at, a, b, trend), 0.0
-    fresh = True
-    g0 = g1 = h00 = h01 = h11 = 0.0
+    g0, g1, h00, h01, h11 = _trend_slopes(L, picked, at, a, b, trend)
     for _ in range(100):
-        if fresh:  # the gradient and Hessian at (a, b)
-            g0, g1, h00, h01, h11 = 0.0, trend * b, 0.0, 0.0, trend
-            for i in range(n):
-                beta = math.exp(-(a + b * at[i]))
-                top = -math.inf
-                for c in range(k):
-                    top = max(top, L[i, c] * beta)
-                mass = 0.0
-                for c in range(k):
-                    q[c] = math.exp(L[i, c] * beta - top)
-                    mass += q[c]
-                mean = spread = 0.0
-                for c in range(k):
-                    mean += q[c] / mass * L[i, c]
-                    spread += q[c] / mass * L[i, c] * L[i, c]
-                spread -= mean * mean
-                d_beta = mean - picked[i]
-                h = beta * beta * spread + beta * d_beta
-                g0 -= beta * d_beta
-                g1 -= beta * d_beta * at[i]
-                h00 += h
-                h01 += h * at[i]
-                h11 += h * at[i] * at[i]
-            fresh = False
         if max(abs(g0), abs(g1)) < 1e-9 * n:
             break
         d00, d11 = h00 + damping, h11 + damping
@@ -132,7 +137,7 @@ def _newton_trend(L: np.ndarray, picked: np.ndarray, log_t: float, trend: float)
             a, b, value, damping = a + step_a, b + step_b, trial, damping / 4
             if max(abs(step_a), abs(step_b)) < 1e-8:
                 break
-            fresh = True
+            g0, g1, h00, h01, h11 = _trend_slopes(L, picked, at, a, b, trend)
         elif damping > 1e12:
             break  # no step lowers the loss: a minimum to numerical precision
         else:
