@@ -104,7 +104,7 @@ class TemporalContext(base.Base):
         if len(X) == 0:
             return np.zeros((0, self.n_outputs(np.shape(X)[1])))
         out, new_state = self._features(X, keys)
-        self._cached = (np.array(X, dtype=np.float64), None if keys is None else list(keys), out, new_state)
+        self._cached = (_fingerprint(X), None if keys is None else list(keys), out, new_state)
         return out
 
     def update(self, X: np.ndarray, keys: Sequence[Hashable] | None = None) -> np.ndarray:
@@ -112,7 +112,7 @@ class TemporalContext(base.Base):
         if len(X) == 0:
             return np.zeros((0, self.n_outputs(np.shape(X)[1])))
         c = self._cached
-        if c is not None and c[1] == (None if keys is None else list(keys)) and np.array_equal(c[0], X):
+        if c is not None and c[1] == (None if keys is None else list(keys)) and c[0] == _fingerprint(X):
             out, new_state = c[2], c[3]
         else:
             out, new_state = self._features(X, keys)
@@ -131,10 +131,20 @@ class TemporalContext(base.Base):
             self._rec_X = np.zeros((limit, X.shape[1]))
             self._rec_F = np.zeros((limit, out.shape[1]), dtype=np.float32)
         limit = len(self._rec_X)
+        if len(X) == 1:  # one event: the steps below for one slot, without their array calls
+            slot, index = self._rec_next, self._rec_index
+            if self._rec_size == limit:  # the ring is full: the slot's row goes
+                old = self._rec_X[slot].tobytes()
+                if index.get(old) == slot:
+                    del index[old]
+            self._rec_X[slot], self._rec_F[slot] = X[0], out[0]
+            index[X[0].tobytes()] = slot
+            self._rec_next, self._rec_size = (slot + 1) % limit, min(limit, self._rec_size + 1)
+            return
         X, out = X[-limit:], out[-limit:]
         slots = (self._rec_next + np.arange(len(X))) % limit
         index = self._rec_index
-        for slot in slots[: max(0, self._rec_size + len(X) - limit)] if self._rec_size + len(X) > limit else ():
+        for slot in slots.tolist():  # a slot's old row leaves the index (an empty slot holds none)
             old = self._rec_X[slot].tobytes()
             if index.get(old) == slot:
                 del index[old]
@@ -179,6 +189,12 @@ class TemporalContext(base.Base):
             limit = len(self._rec_X)
             order = [(self._rec_next - self._rec_size + i) % limit for i in range(self._rec_size)]
             self._rec_index = {self._rec_X[slot].tobytes(): slot for slot in order}
+
+
+def _fingerprint(X) -> tuple:
+    """What tells a batch of events from another: its shape and its float64 bytes."""
+    X = np.asarray(X, dtype=np.float64)
+    return X.shape, X.tobytes()
 
 
 @compiled

@@ -81,3 +81,19 @@ def test_a_state_keeps_only_the_remembered_rows_in_use_and_its_restore_remembers
     assert np.array_equal(restored.state_dict()["recall_F"], ctx.state_dict()["recall_F"])
     assert ctx.state_dict()["recall_X"].shape == (10, 2)  # full: the whole ring
     assert np.allclose(restored.recall(X[18:27]), ctx.recall(X[18:27]))
+
+
+def test_one_event_at_a_time_remembers_as_a_batch_does_through_a_full_ring():
+    """The ring of remembered events filled and overwritten one event at a time (its own short
+    path) holds what batches leave, repeated rows included: the same rows, slots and recalls."""
+    X = np.round(np.random.default_rng(1).normal(size=(60, 2)), 1)
+    X[30:40] = X[20:30]  # rows seen again, while their older copies leave the ring
+    single, batched = TemporalContext(recall_values=56), TemporalContext(recall_values=56)  # 7 events
+    for i in range(60):
+        single.update(X[i:i + 1])
+    for start in range(0, 60, 6):
+        batched.update(X[start:start + 6])
+    assert single._rec_index == batched._rec_index and len(single._rec_index) > 0
+    np.testing.assert_array_equal(single._rec_X, batched._rec_X)
+    assert (single._rec_next, single._rec_size) == (batched._rec_next, batched._rec_size) == (4, 7)
+    np.testing.assert_allclose(single.recall(X[-7:]), batched.recall(X[-7:]), rtol=1e-6)
