@@ -3,6 +3,9 @@ operations, which as numpy calls cost a call per step whatever the size."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 from numba import njit
 
 COMPILED_VALUES = 2**14
@@ -37,3 +40,23 @@ def compiled(fn=None, *, inline: bool = False, reassociate: bool = False):
         return njit(cache=True, **options)(fn)
     except RuntimeError:  # numba's "cannot cache function ...: no locator available"
         return njit(**options)(fn)
+
+
+@compiled(inline=True)
+def softmax_(v: np.ndarray) -> None:
+    """``v`` (1-D) replaced by its softmax: its largest value taken off before the exponentials,
+    then each over their sum (the compiled loops' one softmax: the MLP heads', the linear
+    member's and the calibrator's).
+
+    >>> v = np.array([0.0, np.log(3.0)]); softmax_(v); v.round(6).tolist()
+    [0.25, 0.75]
+    """
+    top = -np.inf
+    for i in range(v.shape[0]):
+        top = max(top, v[i])
+    total = 0.0
+    for i in range(v.shape[0]):
+        v[i] = math.exp(v[i] - top)
+        total += v[i]
+    for i in range(v.shape[0]):
+        v[i] /= total

@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 from river import base
 
-from .compiled import COMPILED_VALUES, compiled
+from .compiled import COMPILED_VALUES, compiled, softmax_
 from .standardize import OnlineStandardizer
 
 
@@ -171,24 +171,11 @@ def _sgd(X: np.ndarray, y: np.ndarray, W: np.ndarray, b: np.ndarray, lr: float, 
                 x[j] = min(max(z, -clip), clip)
         else:
             x[:] = X[r]
-        top = -np.inf
         for c in range(k):
-            logit = 0.0
-            for j in range(d):
-                logit += x[j] * W[j, c]
-            logit += b[c]
-            if ovr:
-                g[c] = math.exp(_log_sigmoid(logit))
-            else:
-                g[c] = logit
-                top = max(top, logit)
+            logit = _logit(x, W, b, c)
+            g[c] = math.exp(_log_sigmoid(logit)) if ovr else logit
         if not ovr:
-            total = 0.0
-            for c in range(k):
-                g[c] = math.exp(g[c] - top)
-                total += g[c]
-            for c in range(k):
-                g[c] /= total
+            softmax_(g)
         g[y[r]] -= 1.0
         for j in range(d):
             for c in range(k):
@@ -196,6 +183,15 @@ def _sgd(X: np.ndarray, y: np.ndarray, W: np.ndarray, b: np.ndarray, lr: float, 
         for c in range(k):
             b[c] -= lr * g[c]
     return n
+
+
+@compiled(inline=True)
+def _logit(x: np.ndarray, W: np.ndarray, b: np.ndarray, c: int) -> float:
+    """Class ``c``'s logit of the standardised row ``x``: its products summed in order, then the bias."""
+    logit = 0.0
+    for j in range(x.shape[0]):
+        logit += x[j] * W[j, c]
+    return logit + b[c]
 
 
 @compiled(inline=True)
@@ -225,18 +221,8 @@ def _predict(X: np.ndarray, W: np.ndarray, b: np.ndarray, ovr: bool, scale: bool
     for r in range(X.shape[0]):
         for j in range(d):
             x[j] = min(max((X[r, j] - mean[j]) / std[j], -clip), clip) if scale else X[r, j]
-        top = -np.inf
         for c in range(k):
-            logit = 0.0
-            for j in range(d):
-                logit += x[j] * W[j, c]
-            logit += b[c]
+            logit = _logit(x, W, b, c)
             out[r, c] = _log_sigmoid(logit) if ovr else logit
-            top = max(top, out[r, c])
-        total = 0.0
-        for c in range(k):
-            out[r, c] = math.exp(out[r, c] - top)
-            total += out[r, c]
-        for c in range(k):
-            out[r, c] /= total
+        softmax_(out[r])
     return out

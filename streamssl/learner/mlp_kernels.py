@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from .compiled import compiled
+from .compiled import compiled, softmax_
 
 SQRT_HALF = math.sqrt(0.5)  # GELU's constants, also of the torch path (classifier._torch_gradients)
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -105,19 +105,12 @@ def _softmax(h: np.ndarray, W2: np.ndarray, b2: np.ndarray, k: int) -> np.ndarra
     """The softmax of the first ``k`` logits of hidden rows ``h`` (float64)."""
     p = np.empty((h.shape[0], k))
     for r in range(h.shape[0]):
-        top = -np.inf
         for o in range(k):
             z = b2[o]
             for j in range(h.shape[1]):
                 z += h[r, j] * W2[o, j]
             p[r, o] = z
-            top = max(top, z)
-        total = 0.0
-        for o in range(k):
-            p[r, o] = math.exp(p[r, o] - top)
-            total += p[r, o]
-        for o in range(k):
-            p[r, o] /= total
+        softmax_(p[r])
     return p
 
 

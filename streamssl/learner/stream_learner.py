@@ -31,7 +31,7 @@ from .members import Batch, LinearMember, Member, MemoryMember, OwnFeaturesMLP, 
 from .memory import NearestNeighbourMemory
 from .pseudo import PseudoLabelPolicy
 from .standardize import OnlineStandardizer
-from .temporal import TemporalContext
+from .temporal import TemporalContext, fingerprint
 
 
 #: The learner's arguments that take a part, and the part's class (:func:`build_learner` builds
@@ -167,12 +167,6 @@ GATHER = 9
 
 def _is_missing(label: Any) -> bool:
     return label is None or (isinstance(label, float) and math.isnan(label))
-
-
-def _fingerprint(X: np.ndarray) -> tuple:
-    """What tells a batch of float64 rows from another: its shape and bytes (for one event, a
-    fraction of np.array_equal's cost; equal rows of -0.0 and 0.0 count as different)."""
-    return X.shape, X.tobytes()
 
 
 def _rows_of(t: torch.Tensor | np.ndarray, which: np.ndarray) -> torch.Tensor | np.ndarray:
@@ -726,7 +720,7 @@ class StreamLearner(base.Classifier):
         batch = self._batch(A, to_tensor(Z, self._device), wide)
         probas = {name: self._head_proba(name, batch) for name in self.mix.asked()}
         # Kept for learn_many of these very events: their labels are scored on what was served.
-        self._last_served = (_fingerprint(X), None if keys is None else list(keys), probas)
+        self._last_served = (fingerprint(X), None if keys is None else list(keys), probas)
         return self._served(probas)
 
     def _take_served(self, X: np.ndarray, keys: Sequence[Hashable] | None) -> dict[str, np.ndarray] | None:
@@ -735,7 +729,7 @@ class StreamLearner(base.Classifier):
         last, self._last_served = self._last_served, None
         if last is None or last[1] != (None if keys is None else list(keys)):
             return None
-        return last[2] if last[0] == _fingerprint(X) else None
+        return last[2] if last[0] == fingerprint(X) else None
 
     def _served(self, probas: dict[str, np.ndarray]) -> np.ndarray:
         """The answer from the heads' probabilities: combined, then calibrated."""

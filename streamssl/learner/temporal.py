@@ -104,7 +104,7 @@ class TemporalContext(base.Base):
         if len(X) == 0:
             return np.zeros((0, self.n_outputs(np.shape(X)[1])))
         out, new_state = self._features(X, keys)
-        self._cached = (_fingerprint(X), None if keys is None else list(keys), out, new_state)
+        self._cached = (fingerprint(X), None if keys is None else list(keys), out, new_state)
         return out
 
     def update(self, X: np.ndarray, keys: Sequence[Hashable] | None = None) -> np.ndarray:
@@ -112,7 +112,7 @@ class TemporalContext(base.Base):
         if len(X) == 0:
             return np.zeros((0, self.n_outputs(np.shape(X)[1])))
         c = self._cached
-        if c is not None and c[1] == (None if keys is None else list(keys)) and c[0] == _fingerprint(X):
+        if c is not None and c[1] == (None if keys is None else list(keys)) and c[0] == fingerprint(X):
             out, new_state = c[2], c[3]
         else:
             out, new_state = self._features(X, keys)
@@ -191,8 +191,9 @@ class TemporalContext(base.Base):
             self._rec_index = {self._rec_X[slot].tobytes(): slot for slot in order}
 
 
-def _fingerprint(X) -> tuple:
-    """What tells a batch of events from another: its shape and its float64 bytes."""
+def fingerprint(X) -> tuple:
+    """What tells a batch of events from another: its shape and its float64 bytes (for one
+    event, a fraction of np.array_equal's cost; equal rows of -0.0 and 0.0 count as different)."""
     X = np.asarray(X, dtype=np.float64)
     return X.shape, X.tobytes()
 
