@@ -17,6 +17,7 @@ from ..drift.monitor import DriftEvent, DriftMonitor
 from ..ssl import DEFAULT_OBJECTIVE
 from ..ssl.continual import ContinualEncoder, Encoder
 from .calibration import Reliability, TemperatureCalibrator
+from . import compiled
 from .classifier import Lesson, MLPHead, OnlineMLPClassifier, flush_together, learn_together
 from .combine import COMBINERS, EWA, Select
 from .dict_rows import DictRows
@@ -591,6 +592,7 @@ class StreamLearner(base.Classifier):
 
     def _start(self, n_inputs: int) -> None:
         """Size everything for events of ``n_inputs`` features (the first event, or a restore)."""
+        compiled.start()
         self.n_inputs_ = n_inputs
         self.n_own_ = n_inputs if self._fold is None else self._fold.n_outputs(n_inputs)
         if self.features.context is not None and self.temporal_ssl:
