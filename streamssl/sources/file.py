@@ -36,6 +36,7 @@ _FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 # What a damaged gzip stream or badly encoded text raises while being read.
 _READ_ERRORS = (OSError, EOFError, zlib.error, UnicodeDecodeError)
 _MISSING = object()
+_LABEL_TOKENS = 10_000  # label tokens remembered per file, for streams whose labels are free text
 _SAMPLE_CELLS = 2_000_000  # the most values held to infer the schema
 
 
@@ -448,6 +449,7 @@ class FileSource:
         features = [where[n] for n in self._columns_in]
         label_at = where[cast(str, self._label)]
         key_at = where.get(self.key_column) if self.key_column is not None else None
+        labels: dict[str, _Label] = {}  # each label token read once (a stream has few distinct ones)
         for lineno, text in lines:
             if not text or text.isspace():
                 continue
@@ -460,11 +462,16 @@ class FileSource:
                 yield lineno, text, _BadRow(f"expected {width} columns, got {len(row)}", "columns"), None, None
                 continue
             key = row[key_at].strip() if key_at is not None else None
-            try:
-                label = _label(row[label_at])
-            except _BadRow as bad:
-                yield lineno, text, bad, None, None
-                continue
+            token = row[label_at]
+            label = labels.get(token, _MISSING)
+            if label is _MISSING:
+                try:
+                    label = _label(token)
+                except _BadRow as bad:
+                    yield lineno, text, bad, None, None
+                    continue
+                if len(labels) < _LABEL_TOKENS:
+                    labels[token] = label
             yield lineno, text, [row[i] for i in features], label, key
 
     # -- JSONL ---------------------------------------------------------------------------
@@ -611,6 +618,15 @@ def _json_key(obj: dict, name: str | None) -> str | None:
 
 
 def _split_csv(text: str) -> list[str]:
+    """The fields of one CSV line, as the csv module's default dialect reads them. A line
+    without a quote (nor a line break, and not empty) is split at every comma by it too, so such a line is
+    split by ``str.split``, which costs a fifth as much as a reader per line.
+
+    >>> _split_csv('a, b,,c'), _split_csv('"x,y",z')
+    (['a', ' b', '', 'c'], ['x,y', 'z'])
+    """
+    if text and '"' not in text and "\n" not in text and "\r" not in text:
+        return text.split(",")
     return next(csv.reader((text,)))
 
 

@@ -9,6 +9,8 @@ import pathlib
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import shared_data
 from streamssl.errors import InputError, StreamSSLError
@@ -605,3 +607,36 @@ def test_elec2_first_200_rows():
     assert bad == [] and source.bad_records == 0 and source.rows_read == 200
     np.testing.assert_allclose(X[0], [0, 2, 0, 0.056443, 0.439155, 0.003467, 0.422915, 0.414912])
     assert y[0] == 1
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list('a1 ,"\\\t\x00\'é.-')) | st.characters(), max_size=40))
+def test_split_csv_reads_a_line_as_the_csv_module_does(line: str) -> None:
+    """The split without the csv module (for lines without quotes) gives its fields exactly."""
+    import csv
+
+    try:
+        expected = next(csv.reader((line,)))
+    except csv.Error:
+        with pytest.raises(csv.Error):
+            file_module._split_csv(line)
+        return
+    assert file_module._split_csv(line) == expected
+
+
+def test_label_tokens_read_once_give_the_same_labels_and_refusals(tmp_path: pathlib.Path) -> None:
+    """Label tokens remembered per file: repeated ones are the same labels, a bad one is refused
+    every time it comes (with its own line), and past the remembered count they are still read."""
+    rows = ["a,label"] + [f"{i},{tok}" for i, tok in enumerate([" 1.0 ", "1", "UP", "x" * 300, "UP ", "", "x" * 300, "1"])]
+    bad: list[BadRecord] = []
+    source = FileSource(write(tmp_path / "t.csv", "\n".join(rows) + "\n"), batch_size=100, on_bad=bad.append)
+    batches = [b for b in source if b is not None]
+    assert batches[0].y == [1, 1, "UP", "UP", None, 1]
+    assert [r.line for r in bad] == [5, 8] and {r.kind for r in bad} == {"bad_label"}
+    original = file_module._LABEL_TOKENS
+    try:
+        file_module._LABEL_TOKENS = 1
+        again = FileSource(write(tmp_path / "u.csv", "\n".join(rows) + "\n"), batch_size=100)
+        assert [b for b in again if b is not None][0].y == batches[0].y
+    finally:
+        file_module._LABEL_TOKENS = original
