@@ -114,10 +114,37 @@ class KafkaConfig(_Section):
 
 
 class BatchConfig(_Section):
-    """A micro-batch closes at ``max_events`` events or after ``max_wait_ms``, whichever first."""
+    """A micro-batch closes at ``max_events`` events or after ``max_wait_ms``, whichever first.
+
+    Behind its input (once a batch is read, a whole batch more waits in the partitions it
+    reads), the daemon lets the next batch take twice as many, up to ``catch_up_events``
+    (``None``: four times ``max_events``, and at most half of ``labels.max_pending``, the room
+    pacing keeps for a batch of labels; ``max_events`` itself: never more), and halves it again
+    as the backlog drains (:func:`streamssl.daemon.service.next_batch_cap`). A batch costs less
+    per event the larger it is, so a backlog drains instead of growing.
+
+    >>> BatchConfig().largest(max_pending=50_000), BatchConfig(catch_up_events=256).largest(0)
+    (1024, 256)
+    """
 
     max_events: int = Field(256, ge=1, le=100_000)
     max_wait_ms: int = Field(200, ge=1)
+    catch_up_events: int | None = Field(None, ge=1, le=400_000)
+
+    @model_validator(mode="after")
+    def _check_catch_up(self) -> "BatchConfig":
+        if self.catch_up_events is not None and self.catch_up_events < self.max_events:
+            raise ValueError(f"catch_up_events ({self.catch_up_events}) must be at least max_events "
+                             f"({self.max_events})")
+        return self
+
+    def largest(self, max_pending: int) -> int:
+        """The most events a batch takes while catching up, given the labels' ``max_pending``
+        (0: unbounded, or no labels topic)."""
+        if self.catch_up_events is not None:
+            return self.catch_up_events
+        room = max_pending // 2 if max_pending > 0 else 4 * self.max_events
+        return max(self.max_events, min(4 * self.max_events, room))
 
 
 class FeatureSpec(_Section):
@@ -371,7 +398,16 @@ class DaemonConfig(_Section):
         if self.kafka.labels_topic and 0 < self.labels.max_pending < 2 * self.batch.max_events:
             raise ValueError(f"labels.max_pending ({self.labels.max_pending}) must be 0 or at least twice "
                              f"batch.max_events ({self.batch.max_events})")
+        catch_up = self.batch.catch_up_events
+        if self.kafka.labels_topic and catch_up is not None and 0 < self.labels.max_pending < 2 * catch_up:
+            raise ValueError(f"labels.max_pending ({self.labels.max_pending}) must be 0 or at least twice "
+                             f"batch.catch_up_events ({catch_up})")
         return self
+
+    @property
+    def largest_batch(self) -> int:
+        """The most events one batch takes, catching up included (:meth:`BatchConfig.largest`)."""
+        return self.batch.largest(self.labels.max_pending if self.kafka.labels_topic else 0)
 
 
 def _secret(value: SecretStr | None, path: Path | None) -> str | None:

@@ -285,11 +285,15 @@ class Daemon:
                 "topics": self.source.topics, "group_id": k.group_id, "bootstrap_servers": k.bootstrap_servers,
                 "http_port": self.http.port if self.http else None, "checkpoint": str(self.config.checkpoint.path)}})
             b = self.config.batch
+            cap, largest = b.max_events, self.config.largest_batch
             try:
                 while not self._stop.is_set():
-                    batch = self.source.read(b.max_events, b.max_wait_ms)
+                    batch = self.source.read(cap, b.max_wait_ms)
                     self.process(batch)
                     self._tick(batch.lag)
+                    held = self.source.held()
+                    waiting = sum(n for tp, n in (batch.lag or {}).items() if n and tp not in held)
+                    cap = next_batch_cap(cap, waiting, b.max_events, largest)
                     if max_events is not None and self.events_seen >= max_events:
                         self.request_stop("max_events")
                 self.log.info("stopping", extra={"fields": {"reason": self.stop_reason}})
@@ -740,6 +744,18 @@ class _Decoded:
     labels: list = field(default_factory=list)
     label_times: list = field(default_factory=list)
     label_origins: list = field(default_factory=list)
+
+
+def next_batch_cap(cap: int, waiting: int, smallest: int, largest: int) -> int:
+    """The most events the next batch takes, after a batch read with at most ``cap``:
+    twice as many (at most ``largest``) while a whole batch more waits (``waiting``: records
+    past the positions read in the partitions not held), half as many (at least ``smallest``)
+    once less waits.
+
+    >>> [next_batch_cap(c, w, 256, 1024) for c, w in ((256, 300), (512, 600), (1024, 5000), (1024, 100), (256, 0))]
+    [512, 1024, 1024, 512, 256]
+    """
+    return min(2 * cap, largest) if waiting >= cap else max(cap // 2, smallest)
 
 
 def _build_state(snapshot: dict) -> dict:

@@ -23,6 +23,17 @@ def test_defaults_and_derived_width():
     assert cfg.http.host == "127.0.0.1"  # not exposed beyond the host unless asked
 
 
+def test_catch_up_batches_stay_within_the_labels_room():
+    """Catching up, a batch takes up to four times max_events, never more than half the labels'
+    pending room (pacing holds that much for one batch of labels), and what is set, if set."""
+    assert load_config_text(BASE, environ={}).largest_batch == 1024
+    small = BASE + "labels: {max_pending: 1000}\nbatch: {max_events: 256}\n"
+    assert load_config_text(small, environ={}).largest_batch == 500
+    no_labels = BASE.replace("  labels_topic: labels\n", "") + "labels: {max_pending: 1000}\n"
+    assert load_config_text(no_labels, environ={}).largest_batch == 1024
+    assert load_config_text(BASE + "batch: {catch_up_events: 256}\n", environ={}).largest_batch == 256
+
+
 def test_features_may_carry_a_type():
     typed = BASE.replace("features: [a, b, c]", "features: [a, {name: b, type: categorical, buckets: 4}, "
                                                   "{name: c, type: boolean, nullable: true}]")
@@ -107,6 +118,10 @@ def test_secrets_come_from_env_or_files_and_never_show(tmp_path: Path):
     (("events:", "learner: {parts: {mlp: {max_steps: 0}}}\nevents:"), "part mlp: MLPHead needs"),
     (("events:", "labels: {max_pending: 100}\nbatch: {max_events: 64}\nevents:"),
      "labels.max_pending (100) must be 0 or at least twice batch.max_events (64)"),
+    (("events:", "labels: {max_pending: 1000}\nbatch: {max_events: 64, catch_up_events: 600}\nevents:"),
+     "labels.max_pending (1000) must be 0 or at least twice batch.catch_up_events (600)"),
+    (("events:", "batch: {max_events: 64, catch_up_events: 32}\nevents:"),
+     "catch_up_events (32) must be at least max_events (64)"),
     (("events:", "labels: {max_lead_s: 0}\nevents:"), "labels.max_lead_s: Input should be greater than 0"),
 ])
 def test_invalid_configs_say_where_and_why(change, message):

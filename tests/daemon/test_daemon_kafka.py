@@ -147,6 +147,9 @@ def test_stream_with_delayed_labels_and_bad_input_then_sigterm(kafka_broker, tmp
         assert daemon.metric("streamssl_ready") == 1
         assert daemon.metric("streamssl_end_to_end_latency_seconds_count") == 2000
         assert daemon.metric("streamssl_consumer_lag", {"topic": topics.events}) == 0
+        # Behind a backlog, batches grew past max_events (256) to catch up.
+        assert daemon.metric("streamssl_batch_size_events_bucket", {"le": "256.0"}) < \
+            daemon.metric("streamssl_batch_size_events_count")
         reasons = Counter(reason for _, reason in BAD_EVENTS + BAD_LABELS)
         for reason, n in reasons.items():
             assert daemon.metric("streamssl_dead_letters_total", {"reason": reason}) == n, reason
