@@ -16,8 +16,8 @@ from ..drift.detectors import VECTOR_SIGNALS
 from ..drift.monitor import DriftEvent, DriftMonitor
 from ..ssl import DEFAULT_OBJECTIVE
 from ..ssl.continual import ContinualEncoder, Encoder
-from .calibration import Reliability, TemperatureCalibrator
 from . import compiled
+from .calibration import Reliability, TemperatureCalibrator
 from .classifier import Lesson, MLPHead, OnlineMLPClassifier, flush_together, learn_together
 from .combine import COMBINERS, EWA, Select
 from .dict_rows import DictRows

@@ -618,9 +618,9 @@ def _json_key(obj: dict, name: str | None) -> str | None:
 
 
 def _split_csv(text: str) -> list[str]:
-    """The fields of one CSV line, as the csv module's default dialect reads them. A line
-    without a quote (nor a line break, and not empty) is split at every comma by it too, so such a line is
-    split by ``str.split``, which costs a fifth as much as a reader per line.
+    """The fields of one CSV line, as the csv module's default dialect reads them. A non-empty
+    line without a quote or a line break is split by it at every comma, so such a line is split
+    by ``str.split``, which costs a fifth as much as a reader per line.
 
     >>> _split_csv('a, b,,c'), _split_csv('"x,y",z')
     (['a', ' b', '', 'c'], ['x,y', 'z'])
