@@ -116,15 +116,17 @@ class KafkaConfig(_Section):
 class BatchConfig(_Section):
     """A micro-batch closes at ``max_events`` events or after ``max_wait_ms``, whichever first.
 
-    Behind its input (once a batch is read, a whole batch more waits in the partitions it
-    reads), the daemon lets the next batch take twice as many, up to ``catch_up_events``
-    (``None``: four times ``max_events``, and at most half of ``labels.max_pending``, the room
-    pacing keeps for a batch of labels; ``max_events`` itself: never more), and halves it again
-    as the backlog drains (:func:`streamssl.daemon.service.next_batch_cap`). A batch costs less
-    per event the larger it is, so a backlog drains instead of growing.
+    With ``catch_up_events`` set (off by default), a daemon behind its input (once a batch is
+    read, a whole batch more waits in the partitions it reads) lets the next batch take twice
+    as many, up to ``catch_up_events``, and halves it again as the backlog drains
+    (:func:`streamssl.daemon.service.next_batch_cap`). A batch costs the learner less per event
+    the larger it is (``Daemon.process`` alone: 40 % more events/s at 1,024 than at 256), but
+    through a broker on the same two cores no gain showed, live at 5,000 events/s the tail was
+    as often worse as better, and larger batches learn worse (README, "Catching up"): so it is
+    for a daemon with a machine of its own that must drain backlogs.
 
-    >>> BatchConfig().largest(max_pending=50_000), BatchConfig(catch_up_events=256).largest(0)
-    (1024, 256)
+    >>> BatchConfig().largest, BatchConfig(catch_up_events=1024).largest
+    (256, 1024)
     """
 
     max_events: int = Field(256, ge=1, le=100_000)
@@ -138,13 +140,10 @@ class BatchConfig(_Section):
                              f"({self.max_events})")
         return self
 
-    def largest(self, max_pending: int) -> int:
-        """The most events a batch takes while catching up, given the labels' ``max_pending``
-        (0: unbounded, or no labels topic)."""
-        if self.catch_up_events is not None:
-            return self.catch_up_events
-        room = max_pending // 2 if max_pending > 0 else 4 * self.max_events
-        return max(self.max_events, min(4 * self.max_events, room))
+    @property
+    def largest(self) -> int:
+        """The most events one batch takes, catching up included."""
+        return self.max_events if self.catch_up_events is None else self.catch_up_events
 
 
 class FeatureSpec(_Section):
@@ -403,11 +402,6 @@ class DaemonConfig(_Section):
             raise ValueError(f"labels.max_pending ({self.labels.max_pending}) must be 0 or at least twice "
                              f"batch.catch_up_events ({catch_up})")
         return self
-
-    @property
-    def largest_batch(self) -> int:
-        """The most events one batch takes, catching up included (:meth:`BatchConfig.largest`)."""
-        return self.batch.largest(self.labels.max_pending if self.kafka.labels_topic else 0)
 
 
 def _secret(value: SecretStr | None, path: Path | None) -> str | None:

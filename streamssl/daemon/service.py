@@ -285,7 +285,7 @@ class Daemon:
                 "topics": self.source.topics, "group_id": k.group_id, "bootstrap_servers": k.bootstrap_servers,
                 "http_port": self.http.port if self.http else None, "checkpoint": str(self.config.checkpoint.path)}})
             b = self.config.batch
-            cap, largest = b.max_events, self.config.largest_batch
+            cap = b.max_events
             try:
                 while not self._stop.is_set():
                     batch = self.source.read(cap, b.max_wait_ms)
@@ -293,7 +293,7 @@ class Daemon:
                     self._tick(batch.lag)
                     held = self.source.held()
                     waiting = sum(n for tp, n in (batch.lag or {}).items() if n and tp not in held)
-                    cap = next_batch_cap(cap, waiting, b.max_events, largest)
+                    cap = next_batch_cap(cap, waiting, b.max_events, b.largest)
                     if max_events is not None and self.events_seen >= max_events:
                         self.request_stop("max_events")
                 self.log.info("stopping", extra={"fields": {"reason": self.stop_reason}})

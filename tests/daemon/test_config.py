@@ -23,15 +23,11 @@ def test_defaults_and_derived_width():
     assert cfg.http.host == "127.0.0.1"  # not exposed beyond the host unless asked
 
 
-def test_catch_up_batches_stay_within_the_labels_room():
-    """Catching up, a batch takes up to four times max_events, never more than half the labels'
-    pending room (pacing holds that much for one batch of labels), and what is set, if set."""
-    assert load_config_text(BASE, environ={}).largest_batch == 1024
-    small = BASE + "labels: {max_pending: 1000}\nbatch: {max_events: 256}\n"
-    assert load_config_text(small, environ={}).largest_batch == 500
-    no_labels = BASE.replace("  labels_topic: labels\n", "") + "labels: {max_pending: 1000}\n"
-    assert load_config_text(no_labels, environ={}).largest_batch == 1024
-    assert load_config_text(BASE + "batch: {catch_up_events: 256}\n", environ={}).largest_batch == 256
+def test_catch_up_is_off_unless_set():
+    """Batches never grow past max_events unless catch_up_events says how far (bounded above by
+    the labels' pending room, below by max_events: the parametrised errors)."""
+    assert load_config_text(BASE, environ={}).batch.largest == 256
+    assert load_config_text(BASE + "batch: {catch_up_events: 1024}\n", environ={}).batch.largest == 1024
 
 
 def test_features_may_carry_a_type():

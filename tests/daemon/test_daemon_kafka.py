@@ -134,7 +134,7 @@ def test_stream_with_delayed_labels_and_bad_input_then_sigterm(kafka_broker, tmp
     producer.close()
 
     config, port = write_config(tmp_path, bootstrap, topics, "e2e", events={"max_message_bytes": 4096},
-                                labels={"pending_ttl_s": 1.0})
+                                labels={"pending_ttl_s": 1.0}, batch={"catch_up_events": 1024})
     daemon = DaemonProcess(config, port, tmp_path / "daemon.log")
     try:
         wait_for(lambda: daemon.metric("streamssl_predictions_produced_total") >= 2000
@@ -147,7 +147,7 @@ def test_stream_with_delayed_labels_and_bad_input_then_sigterm(kafka_broker, tmp
         assert daemon.metric("streamssl_ready") == 1
         assert daemon.metric("streamssl_end_to_end_latency_seconds_count") == 2000
         assert daemon.metric("streamssl_consumer_lag", {"topic": topics.events}) == 0
-        # Behind a backlog, batches grew past max_events (256) to catch up.
+        # Behind a backlog, batches grew past max_events (256) to catch up (catch_up_events).
         assert daemon.metric("streamssl_batch_size_events_bucket", {"le": "256.0"}) < \
             daemon.metric("streamssl_batch_size_events_count")
         reasons = Counter(reason for _, reason in BAD_EVENTS + BAD_LABELS)
