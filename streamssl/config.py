@@ -394,13 +394,11 @@ class DaemonConfig(_Section):
     def _check_pending_room(self) -> "DaemonConfig":
         # The labels are held back once half the pending buffer is full (see daemon.pacing):
         # the other half must take one more batch of them without dropping any.
-        if self.kafka.labels_topic and 0 < self.labels.max_pending < 2 * self.batch.max_events:
+        largest = self.batch.largest
+        if self.kafka.labels_topic and 0 < self.labels.max_pending < 2 * largest:
+            name = "max_events" if self.batch.catch_up_events is None else "catch_up_events"
             raise ValueError(f"labels.max_pending ({self.labels.max_pending}) must be 0 or at least twice "
-                             f"batch.max_events ({self.batch.max_events})")
-        catch_up = self.batch.catch_up_events
-        if self.kafka.labels_topic and catch_up is not None and 0 < self.labels.max_pending < 2 * catch_up:
-            raise ValueError(f"labels.max_pending ({self.labels.max_pending}) must be 0 or at least twice "
-                             f"batch.catch_up_events ({catch_up})")
+                             f"batch.{name} ({largest})")
         return self
 
 

@@ -291,9 +291,10 @@ class Daemon:
                     batch = self.source.read(cap, b.max_wait_ms)
                     self.process(batch)
                     self._tick(batch.lag)
-                    held = self.source.held()
-                    waiting = sum(n for tp, n in (batch.lag or {}).items() if n and tp not in held)
-                    cap = next_batch_cap(cap, waiting, b.max_events, b.largest)
+                    if b.largest > b.max_events:  # catching up is on (batch.catch_up_events)
+                        held = self.source.held()
+                        waiting = sum(n for tp, n in (batch.lag or {}).items() if n and tp not in held)
+                        cap = next_batch_cap(cap, waiting, b.max_events, b.largest)
                     if max_events is not None and self.events_seen >= max_events:
                         self.request_stop("max_events")
                 self.log.info("stopping", extra={"fields": {"reason": self.stop_reason}})
