@@ -1,6 +1,7 @@
 """Try calibrators on the suite in seconds: record the default learner's answers once, replay them.
 
     python benchmarks/calibration_replay.py --record DIR   # the 42 suite cells (~8 minutes, 2 workers)
+    python benchmarks/calibration_replay.py --record DIR --sets held-out,river-streams  # 66 more (~5 minutes)
     python benchmarks/calibration_replay.py DIR            # every calibrator below against them
 
 A temperature never moves an answer's class, and with pseudo-labels off (the default) the
@@ -89,7 +90,8 @@ def record(job: tuple) -> str:
     recorder, summary = replay_default(stream_name, rate, seed, "calibrator", Recorder, _Served)
     file = write_record(out, stream_name, rate, seed, {
         "log": recorder.log, "accuracy": summary.accuracy, "ece": summary.calibration_error,
-        "estimated": summary.estimated_accuracy, "trend": recorder.inner.trend})
+        "estimated": summary.estimated_accuracy, "trend": recorder.inner.trend,
+        "floor": recorder.inner.floor})
     return f"{file.name}: accuracy {summary.accuracy:.4f}, ECE {summary.calibration_error:.4f}"
 
 
@@ -148,6 +150,7 @@ VARIANTS = {
     "matched": MatchedTemperature,
     "matched-first8": lambda: MatchedTemperature(min_labels=8, refit=4),
     "constant": lambda: TemperatureCalibrator(trend=None),
+    "no-floor": lambda: TemperatureCalibrator(floor=None),
     "trend-prior0": lambda: TemperatureCalibrator(trend=0.0),
     "trend-prior4": lambda: TemperatureCalibrator(trend=4.0),
     "trend-prior16": lambda: TemperatureCalibrator(trend=16.0),
@@ -200,7 +203,7 @@ def report(directory: Path, names: list[str]) -> None:
         cells[(rate, stream)]["phases"].append(phases(data["log"]))
         # The calibrator the run served with (logs from before the trend: one temperature) must
         # give back the run's own ECE.
-        served_with = TemperatureCalibrator(trend=data.get("trend"))
+        served_with = TemperatureCalibrator(trend=data.get("trend"), floor=data.get("floor"))
         check = replay(data["log"], served_with).calibration_error
         if abs(check - data["ece"]) > 1e-9:
             raise SystemExit(f"{file.name}: the replay gives ECE {check}, the run {data['ece']}")
@@ -235,13 +238,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("directory", help="where the logs are (or go, with --record)")
     parser.add_argument("--record", action="store_true", help="run the suite's cells and record their logs")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--sets", default="suite", help="with --record, the stream sets of benchmarks/suite.py to "
+                        "record, comma-separated: suite, held-out, river-streams")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"of {', '.join(VARIANTS)}")
     args = parser.parse_args(argv)
     directory = Path(args.directory)
     if args.record:
         from suite import record_cells
 
-        record_cells(record, directory, args.workers)
+        record_cells(record, directory, args.workers, sets=args.sets.split(","))
     report(directory, args.variants.split(","))
 
 

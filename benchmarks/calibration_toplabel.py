@@ -25,12 +25,12 @@ class TopLabel(TemperatureCalibrator):
     """Temperature (with trend), then the top class's confidence through a logistic map
     sigmoid(a + b * logit(p)) fitted on the window, prior a~0, b~1 worth `strength` labels."""
     def __init__(self, strength: float = 8.0, slope: bool = True, **kw) -> None:
-        super().__init__(**kw)
+        super().__init__(floor=None, **kw)  # the temperature alone, as probed (2026-12-05)
         self.strength, self.slope = strength, slope
         self.ab = (0.0, 1.0)
 
     def _fit(self):
-        t = super()._fit()
+        t, share = super()._fit()
         L, y = self._window()
         P = _softmax(L / t)
         c = np.clip(P.max(1), 1e-6, 1 - 1e-6)
@@ -52,7 +52,7 @@ class TopLabel(TemperatureCalibrator):
             if np.abs(step).max() < 1e-9:
                 break
         self.ab = (float(theta[0]), float(theta[1]))
-        return t
+        return t, share
 
     def apply(self, proba):
         out = super().apply(proba)

@@ -298,7 +298,7 @@ class StreamLearner(base.Classifier):
             memory=NearestNeighbourMemory(capacity=256, k=5),
             trees=BatchForest(n_models=20),                  # the forests; or any river classifier
             combiner=EWA(rate=0.5, share=0.02),              # or "ewa", "select", Select(window=50)
-            calibrate=TemperatureCalibrator(window=128),
+            calibrate=TemperatureCalibrator(window=128, floor=0.02),
             pseudo_labels=PseudoLabelPolicy(threshold=0.99, source="self"),  # default False
             drift=DriftMonitor(channels=None, respond=True),  # None: the default channels
             duel=Duel(min_labels=30, patience=500, margin=0.05),
@@ -375,9 +375,10 @@ class StreamLearner(base.Classifier):
         before; ``benchmarks/results/ewa``).
     calibrate
         Calibrate the served answer (:class:`~streamssl.learner.calibration.TemperatureCalibrator`):
-        a temperature for the combined probabilities, fitted on the last labelled events as they
-        were answered before their labels were learned, so a confidence of 0.9 is right about
-        90 % of the time; the most probable class, and so accuracy, do not move.
+        a temperature for the combined probabilities and a share of the uniform answer mixed in
+        (the floor of labels wrong whatever the confidence), fitted on the last labelled events
+        as they were answered before their labels were learned, so a confidence of 0.9 is right
+        about 90 % of the time; the most probable class, and so accuracy, do not move.
     pseudo_labels
         Learn from accepted pseudo-labels, guarded by a
         :class:`~streamssl.learner.pseudo.PseudoLabelPolicy` (threshold, warm-up, weight, class

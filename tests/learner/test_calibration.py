@@ -34,32 +34,61 @@ def test_with_a_trend_the_temperature_of_now_is_found_where_one_for_the_window_l
     assert trend.temperature == pytest.approx(1.0, rel=0.2)
 
 
+@pytest.mark.parametrize("floor", [None, 0.02])
 @pytest.mark.parametrize("start", [0.05, 1.0, 20.0])  # the last fit's temperature: far off, or near
-def test_the_trend_fit_reaches_the_minimum_a_simplex_search_finds(start):
+def test_the_fit_reaches_the_minimum_a_simplex_search_finds(start, floor):
     """The window's penalised log-loss minimised by Newton's method (the fit) and by scipy's
-    Nelder-Mead (the fit before): the same temperature, from a start on the loss's flat far
-    side included (answers so soft at T = 20 that the loss barely moves)."""
+    Nelder-Mead on a loss written here in numpy: the same temperature (and uniform share), from
+    a start on the loss's flat far side included (answers so soft at T = 20 that the loss barely
+    moves)."""
     from scipy.optimize import minimize
-
-    from streamssl.learner.calibration import _row_loss
 
     rng = np.random.default_rng(1)
     n = 128
     z = rng.normal(scale=3.0, size=(n, 3))
     temperature = np.exp(np.linspace(np.log(4.0), np.log(2.0), n))
     y = np.array([rng.choice(3, p=p) for p in _softmax(z / temperature[:, None])])
-    cal = TemperatureCalibrator(window=n, min_labels=n + 1)
+    cal = TemperatureCalibrator(window=n, min_labels=n + 1, floor=floor)
     cal.observe(_softmax(z), y)
     cal.temperature = start
     L, labels = cal._window()
-    picked, at = L[np.arange(n), labels], np.linspace(-1.0, 0.0, n)
+    at = np.linspace(-1.0, 0.0, n)
+    center = 0.0 if floor is None else np.log(floor / (1 - floor))
 
     def loss(p):
-        return float(np.sum(_row_loss(L, picked, np.exp(p[0] + p[1] * at)[:, None])) + 8.0 * p[1] ** 2 / 2) / n
+        share = 0.0 if floor is None else 1 / (1 + np.exp(-p[2]))
+        served = (1 - share) * _softmax(L / np.exp(p[0] + p[1] * at)[:, None]) + share / 3
+        prior = 8.0 * p[1] ** 2 / 2 + (0.0 if floor is None else (p[2] - center) ** 2 / 2)
+        return (-np.log(served[np.arange(n), labels]).sum() + prior) / n
 
-    best = minimize(loss, x0=np.zeros(2), method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-12})
-    assert np.log(cal._fit()) == pytest.approx(best.x[0], abs=1e-3)
-    assert 1.3 < cal._fit() < 3.0  # the newest end's temperature, 2, within the noise of 128 labels
+    x0 = np.zeros(2) if floor is None else np.array([0.0, 0.0, center])
+    best = minimize(loss, x0=x0, method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-12, "maxiter": 4000})
+    fitted, share = cal._fit()
+    assert np.log(fitted) == pytest.approx(best.x[0], abs=1e-3)
+    assert share == (0.0 if floor is None else pytest.approx(1 / (1 + np.exp(-best.x[2])), abs=1e-4))
+    assert 1.3 < fitted < 3.0  # the newest end's temperature, 2, within the noise of 128 labels
+
+
+def test_the_floor_finds_answers_wrong_whatever_their_confidence():
+    """Labels drawn from the answer itself, then a fifth of them replaced by a uniform draw
+    (label noise): the answers right at 0.99 are right about 0.9 of the time. One temperature
+    cannot serve both the confident answers (too sure) and the unsure ones; the floor's share
+    finds about 0.2 and the served answer's ECE falls."""
+    rng = np.random.default_rng(3)
+    n = 4000
+    proba = _softmax(rng.normal(scale=4.0, size=(n, 2)))
+    y = np.array([rng.choice(2, p=p) for p in proba])
+    y = np.where(rng.random(n) < 0.2, rng.integers(0, 2, n), y)
+    floor, plain = (TemperatureCalibrator(window=n, min_labels=1, trend=None, floor=f) for f in (0.02, None))
+    ece = {}
+    for cal in (floor, plain):
+        cal.observe(proba, y)
+        served, rel = cal.apply(proba), Reliability()
+        rel.add(served.max(1), served.argmax(1) == y)
+        ece[cal.floor] = rel.calibration_error
+        assert (served.argmax(1) == proba.argmax(1)).all()  # the answer's class never moves
+    assert floor.uniform == pytest.approx(0.2, abs=0.04)
+    assert ece[0.02] < 0.02 < ece[None]
 
 
 @pytest.mark.parametrize("true_temperature", [0.5, 2.0])
@@ -116,7 +145,7 @@ def test_the_window_follows_a_change_of_confidence():
     rng = np.random.default_rng(1)
     answer = np.tile([0.9, 0.1], (100, 1))
     cal.observe(answer, (rng.random(100) > 0.9).astype(int))  # right 90 %: calibrated already
-    assert cal.temperature == pytest.approx(1.0, abs=0.25)
+    assert cal.apply(answer[:1])[0, 0] == pytest.approx(0.9, abs=0.05)
     cal.observe(answer, (rng.random(100) > 0.6).astype(int))  # now right 60 %
     assert cal.apply(answer[:1])[0, 0] == pytest.approx(0.6, abs=0.06)
 
