@@ -144,7 +144,10 @@ def _newton_fit(L: np.ndarray, picked: np.ndarray, log_t: float, e: float, trend
             for j in range(i, 3):
                 H[j, i] = H[i, j] = H[i, j] * free[i] * free[j]
                 scale = max(scale, abs(H[i, j]))
-        while True:  # the damped system's Cholesky factor, the damping raised until there is one
+        if not math.isfinite(scale):
+            break  # 1 / T so large that its square overflows: as far as the fit can go
+        ok = False
+        while not ok and damping <= 1e12:  # the damped system's Cholesky factor, the damping raised until there is one
             for i in range(3):
                 for j in range(3):
                     D[i, j] = H[i, j] + (damping if i == j else 0.0) * free[i]
@@ -164,9 +167,10 @@ def _newton_fit(L: np.ndarray, picked: np.ndarray, log_t: float, e: float, trend
                     for m in range(j):
                         s -= D[i, m] * D[j, m]
                     D[i, j] = s / D[j, j]
-            if ok:
-                break
-            damping = max(2 * damping, 1e-3 * (1.0 + scale))
+            if not ok:
+                damping = max(2 * damping, 1e-3 * (1.0 + scale))
+        if not ok:
+            break
         step = -g.copy()  # solve D D^T step = -g
         for i in range(3):
             for m in range(i):

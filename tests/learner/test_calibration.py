@@ -124,6 +124,40 @@ def test_a_window_of_right_answers_sharpens_to_the_bound_without_numpy_warnings(
     assert cal.temperature < 1.0
 
 
+# A window a learner gave (every answer right, its class's probability below), recorded when
+# the fit hung: from T = 1/20 one Newton step went to log T = -430, where (1/T)^2 overflows and
+# the Hessian is NaN; no damping makes a NaN positive definite, and the damping loop never ended.
+_ALL_RIGHT = [
+    0.92531, 0.92524, 0.982, 0.92157, 0.81082, 0.90662, 0.67297, 0.93933, 0.89974, 0.95664, 0.89412,
+    0.9006, 0.92911, 0.89888, 0.96049, 0.7868, 0.93084, 0.86893, 0.89807, 0.71939, 0.86751, 0.91164,
+    0.81733, 0.96769, 0.91204, 0.93334, 0.62214, 0.89698, 0.91575, 0.91295, 0.84819, 0.91989,
+    0.93213, 0.85382, 0.86248, 0.92533, 0.96599, 0.94467, 0.78505, 0.90758, 0.74214, 0.94072,
+    0.89926, 0.94592, 0.94284, 0.94332, 0.89453, 0.93614, 0.51592, 0.81482, 0.94606, 0.94913,
+    0.87434, 0.92912, 0.86219, 0.95426, 0.80163, 0.87281, 0.89413, 0.93127, 0.9524, 0.96369,
+    0.93999, 0.85292, 0.92111, 0.87694, 0.94688, 0.90431, 0.91394, 0.96073, 0.87977, 0.92252,
+    0.96653, 0.95799, 0.90659, 0.90556, 0.90726, 0.76491, 0.93636, 0.95052, 0.93947, 0.97122,
+    0.91792, 0.97074, 0.89025, 0.87564, 0.95067, 0.87785, 0.94064, 0.88679, 0.96759, 0.87741,
+    0.92344, 0.8497, 0.786, 0.95951, 0.93706, 0.93054, 0.92981, 0.93472, 0.79197, 0.68489, 0.96679,
+    0.95614, 0.8666, 0.93923, 0.95529, 0.9018, 0.92832, 0.94034, 0.93919, 0.91774, 0.94611, 0.86486,
+    0.89061, 0.9459, 0.92893, 0.943, 0.9397, 0.8252, 0.94006, 0.76305, 0.9218, 0.82816, 0.71416,
+    0.81869, 0.85352, 0.95485
+]
+
+
+def test_a_hessian_that_overflows_ends_the_fit_at_the_bound():
+    import threading
+
+    top = np.array(_ALL_RIGHT)
+    cal = TemperatureCalibrator(min_labels=1, refit=1)
+    cal.temperature, cal.uniform = 0.05, 0.048  # where the learner's last fit had left it
+    fit = threading.Thread(target=cal.observe, args=(np.column_stack([top, 1 - top]), np.zeros(len(top), dtype=int)),
+                           daemon=True)
+    fit.start()
+    fit.join(timeout=120)  # it takes milliseconds; the compiled loop releases the GIL
+    assert not fit.is_alive(), "the fit did not end"
+    assert cal.temperature == pytest.approx(1 / 20) and 0 < cal.uniform < 0.02
+
+
 def test_it_waits_for_min_labels_and_refits_only_every_refit_labels():
     cal = TemperatureCalibrator(window=64, min_labels=20, refit=10)
     wrong = np.tile([0.99, 0.01], (5, 1))
