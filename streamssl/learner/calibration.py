@@ -1,8 +1,9 @@
 """Calibration: served probabilities made to mean what they say, and the measure of how well they do.
 
-:class:`TemperatureCalibrator` rescales the learner's answer with one temperature fitted on the
-recent labelled events, each scored before it was learned, so a label recalibrates only later
-answers. Temperature keeps every answer's most probable class, so accuracy does not move.
+:class:`TemperatureCalibrator` rescales the learner's answer with one temperature, and mixes in a
+share of the uniform answer (a floor), both fitted on the recent labelled events, each scored
+before it was learned, so a label recalibrates only later answers. Neither moves an answer's
+most probable class, so accuracy does not move.
 :class:`Reliability` tallies served confidence against correctness in equal-width bins: its
 expected calibration error (ECE) and its mean confidence, the accuracy estimated without labels.
 """
