@@ -61,8 +61,8 @@ def _fit_terms(L: np.ndarray, picked: np.ndarray, at: np.ndarray, a: float, b: f
     ``b``, mean 0 worth ``trend`` labels; on ``e``, mean ``center`` with weight 1. A loss that is
     not finite is inf.
 
-    Each row's served top class probability is p = (1 - eps) r + eps / K (r: the tempered
-    softmax's, at 1 / T = ``beta``). Against ``beta`` its loss has slope -rho d and curvature
+    Each row's served probability of its labelled class is p = (1 - eps) r + eps / K (r: the
+    tempered softmax's, at 1 / T = ``beta``). Against ``beta`` its loss has slope -rho d and curvature
     rho v - rho (1 - rho) d^2, where d is the row's log-probability of its class less their
     mean under the softmax, v their spread there and rho = (1 - eps) r / p (1 without a floor:
     the plain softmax's mean - picked and spread); against eps, slope -s with s = (1 / K - r) / p
