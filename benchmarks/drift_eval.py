@@ -200,6 +200,11 @@ def recovery(acc: list[float], drifts: list[int], span: int) -> float:
     return float(np.mean([np.mean(acc[d:d + span]) for d in drifts]))
 
 
+def report_path(out: Path) -> Path:
+    """benchmarks/DRIFT.md for the JSON of record; beside the JSON for any other ``--out``."""
+    return REPORT if out.resolve() == OUT.resolve() else out / "DRIFT.md"
+
+
 def write_report(results: dict, out: Path) -> None:
     import matplotlib
 
@@ -210,7 +215,7 @@ def write_report(results: dict, out: Path) -> None:
     lines = ["# Drift detection and response, measured", "",
              f"Made by `{results['command']}` on {results['machine']} in {results['seconds'] / 60:.0f} minutes "
              f"({results['date']}); seeds {', '.join(map(str, results['seeds']))}; JSON in "
-             f"`benchmarks/results/drift/drift.json`.", "",
+             f"`{'benchmarks/results/drift' if report_path(out) == REPORT else out}/drift.json`.", "",
              "Labels at 5 % (seeded mask, no delay), micro-batches of 50, every channel listening at once with the "
              "response off. *Caught*: a detection within "
              f"{horizon:,} events after the drift point ({horizon + 1000:,} for the gradual ones, whose change "
@@ -266,7 +271,7 @@ def write_report(results: dict, out: Path) -> None:
                   "docstring says how it is measured. Where the floor is above 500 events (SEA: the concept moves a "
                   "threshold, and few of the learner's answers turn wrong), the bar's 500 events are out of reach of "
                   "such detectors.", "", *table(json.loads(floor.read_text())), ""]
-    REPORT.write_text("\n".join(lines))
+    report_path(out).write_text("\n".join(lines))
 
 
 def main() -> None:
@@ -286,7 +291,7 @@ def main() -> None:
         results = run(args)
         path.write_text(json.dumps(results))
     write_report(results, args.out)
-    print(REPORT.read_text())
+    print(report_path(args.out).read_text())
 
 
 if __name__ == "__main__":
