@@ -24,6 +24,10 @@ def _log(proba: np.ndarray) -> np.ndarray:
     return np.log(proba.clip(_FLOOR, 1.0))  # the method: a third of np.clip's cost on a row
 
 
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
 def _widened(L: np.ndarray, width: int) -> np.ndarray:
     """Rows of log-probabilities ``L`` with columns up to ``width``: classes met later, 0 back then."""
     out = np.full((len(L), width), math.log(_FLOOR))
@@ -300,10 +304,12 @@ class TemperatureCalibrator(base.Base):
         L, y = self._window()
         picked = L[np.arange(len(y)), y]
         floor = self.floor is not None and L.shape[1] > 1
-        center = math.log(self.floor / (1 - self.floor)) if floor else 0.0
-        share = self.uniform if floor and self.uniform > 0 else self.floor if floor else 0.5
-        log_t, e = _newton_fit(L, picked, math.log(self.temperature), math.log(share / (1 - share)),
-                               float(self.trend or 0.0), self.trend is not None, floor, center)
+        center = e = 0.0  # the logits of the floor's prior and of the start (unused without it)
+        if floor:
+            start = min(max(self.uniform or self.floor, 1e-12), 1 - 1e-12)  # the last fit's share
+            center, e = _logit(self.floor), _logit(start)
+        log_t, e = _newton_fit(L, picked, math.log(self.temperature), e, float(self.trend or 0.0),
+                               self.trend is not None, floor, center)
         bound = math.log(self.bounds)
         return math.exp(min(bound, max(-bound, log_t))), 1.0 / (1.0 + math.exp(-e)) if floor else 0.0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
 
 import numpy as np
@@ -145,8 +146,6 @@ _ALL_RIGHT = [
 
 
 def test_a_hessian_that_overflows_ends_the_fit_at_the_bound():
-    import threading
-
     top = np.array(_ALL_RIGHT)
     cal = TemperatureCalibrator(min_labels=1, refit=1)
     cal.temperature, cal.uniform = 0.05, 0.048  # where the learner's last fit had left it
